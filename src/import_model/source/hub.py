@@ -1,0 +1,224 @@
+"""A model repo on the Hugging Face hub (or any mirror behind ``HF_ENDPOINT``).
+
+All traffic goes through ``huggingface_hub``: ``model_info`` lists files,
+``hf_hub_download`` fetches small files into its cache, and safetensors headers
+are read with range requests on ``huggingface_hub``'s own session, streamed
+and capped so a server that ignores ``Range`` cannot make us download a shard.
+Header bytes are cached by commit so ``HF_HUB_OFFLINE=1`` works after one
+online run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+from huggingface_hub import HfApi, constants, hf_hub_download, hf_hub_url
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import build_hf_headers, http_stream_backoff
+
+from import_model.errors import UserError
+from import_model.source.base import MAX_SMALL_FILE_BYTES, ModelSource
+from import_model.source.safetensors_header import (
+    MAX_HEADER_BYTES,
+    SafetensorsHeader,
+    declared_header_length,
+    parse_header_json,
+)
+
+#: First range read; most headers fit, so one request usually suffices.
+FIRST_READ_BYTES = 256 * 1024
+#: Retries for 5xx / network errors (``huggingface_hub`` backs off between them).
+HUB_RETRIES = int(os.environ.get("IMPORT_MODEL_HUB_RETRIES", "3"))
+HUB_TIMEOUT_S = float(os.environ.get("IMPORT_MODEL_HUB_TIMEOUT", "20"))
+
+T = TypeVar("T")
+
+
+def cache_root() -> Path:
+    """Where import-model keeps what it learned from the hub (headers, file lists)."""
+    base = os.environ.get("IMPORT_MODEL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "import-model"
+    )
+    return Path(base)
+
+
+class HubSource(ModelSource):
+    kind = "hub"
+
+    def __init__(self, repo_id: str, revision: str | None = None) -> None:
+        self.repo_id = repo_id
+        self.revision = revision or "main"
+        self.display = repo_id if revision is None else f"{repo_id}@{revision}"
+        self.bytes_fetched = 0
+        self._api = HfApi(endpoint=constants.ENDPOINT)
+        self._files: list[str] | None = None
+        self._sha: str | None = None
+
+    # -- listing -----------------------------------------------------------
+    def files(self) -> list[str]:
+        if self._files is None:
+            self._files, self._sha = self._listing()
+        return self._files
+
+    @property
+    def commit(self) -> str:
+        self.files()
+        assert self._sha is not None
+        return self._sha
+
+    def _meta_dir(self) -> Path:
+        host = constants.ENDPOINT.split("://", 1)[-1].replace(":", "_").replace("/", "_")
+        return cache_root() / "hub" / host / self.repo_id.replace("/", "--")
+
+    def _listing(self) -> tuple[list[str], str]:
+        ref_file = self._meta_dir() / "refs" / self.revision.replace("/", "--")
+        if constants.HF_HUB_OFFLINE:
+            try:
+                sha = ref_file.read_text().strip()
+                files = json.loads((self._meta_dir() / sha / "files.json").read_text())
+            except (OSError, ValueError):
+                raise UserError(
+                    f"{self.display}: HF_HUB_OFFLINE is set and this repo was never inspected online; "
+                    "unset HF_HUB_OFFLINE or pass a local directory"
+                ) from None
+            return list(files), sha
+        info = self._call(lambda: self._api.model_info(self.repo_id, revision=self.revision, timeout=HUB_TIMEOUT_S))
+        files = sorted(s.rfilename for s in (info.siblings or []))
+        sha = info.sha or self.revision
+        _atomic_write(self._meta_dir() / sha / "files.json", json.dumps(files).encode())
+        _atomic_write(ref_file, sha.encode())
+        return files, sha
+
+    # -- small files -------------------------------------------------------
+    def read_bytes(self, name: str) -> bytes | None:
+        if name not in self.files():
+            return None
+        path = self._call(
+            lambda: hf_hub_download(self.repo_id, name, revision=self.commit, etag_timeout=HUB_TIMEOUT_S),
+            missing_ok=True,
+        )
+        if path is None:
+            return None
+        size = os.path.getsize(path)
+        if size > MAX_SMALL_FILE_BYTES:
+            raise UserError(f"{self.display}: {name} is {size} bytes, too large for a metadata file; it is corrupt")
+        self.bytes_fetched += size
+        return Path(path).read_bytes()
+
+    # -- headers -------------------------------------------------------------
+    def safetensors_header(self, name: str) -> SafetensorsHeader:
+        if name not in self.files():
+            raise UserError(f"{self.display}: {name} is listed in the shard index but absent from the repo")
+        cached = self._meta_dir() / self.commit / "headers" / (name.replace("/", "--") + ".bin")
+        if cached.is_file():
+            raw = cached.read_bytes()
+            length = declared_header_length(raw[:8], name, None)
+            return parse_header_json(raw[8 : 8 + length], name)
+        if constants.HF_HUB_OFFLINE:
+            raise UserError(f"{self.display}: HF_HUB_OFFLINE is set and the header of {name} is not cached; go online once")
+        prefix = self._range(name, 0, FIRST_READ_BYTES)
+        length = declared_header_length(prefix, name, None)
+        if len(prefix) < 8 + length:
+            prefix += self._range(name, len(prefix), 8 + length)
+        if len(prefix) < 8 + length:
+            raise UserError(f"{self.display}: the server sent {len(prefix)} bytes of {name}'s {8 + length}-byte header; retry later")
+        raw = prefix[: 8 + length]
+        header = parse_header_json(raw[8:], name)
+        _atomic_write(cached, raw)
+        return header
+
+    def _range(self, name: str, start: int, stop: int) -> bytes:
+        """Bytes ``[start, stop)`` of a file, never reading more than asked even if Range is ignored."""
+        url = hf_hub_url(self.repo_id, name, revision=self.commit, endpoint=constants.ENDPOINT)
+        headers = {**build_hf_headers(), "Range": f"bytes={start}-{stop - 1}"}
+        want = stop - start
+
+        def fetch() -> bytes:
+            with _stream(url, headers) as response:
+                if response.status_code >= 400:
+                    from huggingface_hub.utils import hf_raise_for_status
+
+                    response.read()
+                    hf_raise_for_status(response)
+                skip = start if response.status_code == 200 else 0  # 200: Range ignored, body starts at 0
+                if skip + want > MAX_HEADER_BYTES + 8 + FIRST_READ_BYTES:
+                    raise UserError(f"{self.display}: the server ignores range requests; refusing to stream {name} whole")
+                chunks, got = [], 0
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    got += len(chunk)
+                    if got >= skip + want:
+                        break
+                self.bytes_fetched += got
+                return b"".join(chunks)[skip : skip + want]
+
+        return self._call(fetch)
+
+    # -- errors --------------------------------------------------------------
+    def _call(self, fn: Callable[[], T], missing_ok: bool = False) -> T:
+        """Run one hub operation and turn every hub failure into one clear line."""
+        try:
+            return fn()
+        except UserError:
+            raise
+        except GatedRepoError:
+            raise UserError(
+                f"{self.display}: the repo is gated; accept its terms on the hub and set HF_TOKEN (or run `hf auth login`)"
+            ) from None
+        except RevisionNotFoundError:
+            raise UserError(f"{self.display}: revision {self.revision!r} does not exist in this repo") from None
+        except RepositoryNotFoundError:
+            raise UserError(
+                f"{self.display}: repo not found at {constants.ENDPOINT} (check the ID; private repos need HF_TOKEN)"
+            ) from None
+        except (EntryNotFoundError, LocalEntryNotFoundError) as exc:
+            if missing_ok and isinstance(exc, EntryNotFoundError):
+                return None  # type: ignore[return-value]
+            raise UserError(f"{self.display}: could not fetch a file ({_first_line(exc)}); check the network or HF_HUB_OFFLINE") from None
+        except OfflineModeIsEnabled:
+            raise UserError(f"{self.display}: HF_HUB_OFFLINE is set and the file is not cached; go online once") from None
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else "?"
+            raise UserError(f"{self.display}: the hub answered HTTP {status} ({_first_line(exc)}); retry later") from None
+        except httpx.TimeoutException:
+            raise UserError(f"{self.display}: the hub at {constants.ENDPOINT} timed out after retries; retry later") from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise UserError(
+                f"{self.display}: connection to {constants.ENDPOINT} failed ({_first_line(exc)}); check the network and retry"
+            ) from None
+
+
+@contextmanager
+def _stream(url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
+    # http_stream_backoff retries 5xx and network errors, then yields the last response.
+    gen = http_stream_backoff(
+        "GET", url, headers=headers, timeout=HUB_TIMEOUT_S, max_retries=HUB_RETRIES, base_wait_time=0.5, max_wait_time=4
+    )
+    with gen as response:
+        yield response
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

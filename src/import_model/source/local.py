@@ -1,0 +1,61 @@
+"""A checkpoint directory on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from import_model.errors import UserError
+from import_model.source.base import MAX_SMALL_FILE_BYTES, ModelSource
+from import_model.source.safetensors_header import (
+    SafetensorsHeader,
+    declared_header_length,
+    parse_header_json,
+)
+
+#: Directories never listed as model files.
+_SKIPPED_DIRS = {".git", ".cache", "__pycache__"}
+
+
+class LocalSource(ModelSource):
+    kind = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.display = str(root)
+        self._files: list[str] | None = None
+
+    def files(self) -> list[str]:
+        if self._files is None:
+            found = []
+            for dirpath, dirnames, filenames in os.walk(self.root):
+                dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED_DIRS)
+                rel = Path(dirpath).relative_to(self.root)
+                found.extend((rel / f).as_posix() for f in sorted(filenames))
+            self._files = found
+        return self._files
+
+    def _path(self, name: str) -> Path:
+        path = (self.root / name).resolve()
+        if not path.is_relative_to(self.root):
+            raise UserError(f"{self.display}: refusing to read {name!r}, which points outside the model directory")
+        return path
+
+    def read_bytes(self, name: str) -> bytes | None:
+        path = self._path(name)
+        if not path.is_file():
+            return None
+        size = path.stat().st_size
+        if size > MAX_SMALL_FILE_BYTES:
+            raise UserError(f"{self.display}: {name} is {size} bytes, too large for a metadata file; it is corrupt")
+        return path.read_bytes()
+
+    def safetensors_header(self, name: str) -> SafetensorsHeader:
+        path = self._path(name)
+        if not path.is_file():
+            raise UserError(f"{self.display}: {name} is listed in the shard index but absent; re-download the checkpoint")
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            length = declared_header_length(handle.read(8), name, size)
+            raw = handle.read(length)
+        return parse_header_json(raw, name, data_size=size - 8 - length)
