@@ -30,6 +30,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import build_hf_headers, http_stream_backoff
 
+from import_model.cache import atomic_write, cache_root
 from import_model.errors import UserError
 from import_model.source.base import MAX_SMALL_FILE_BYTES, ModelSource
 from import_model.source.safetensors_header import (
@@ -46,14 +47,6 @@ HUB_RETRIES = int(os.environ.get("IMPORT_MODEL_HUB_RETRIES", "3"))
 HUB_TIMEOUT_S = float(os.environ.get("IMPORT_MODEL_HUB_TIMEOUT", "20"))
 
 T = TypeVar("T")
-
-
-def cache_root() -> Path:
-    """Where import-model keeps what it learned from the hub (headers, file lists)."""
-    base = os.environ.get("IMPORT_MODEL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "import-model"
-    )
-    return Path(base)
 
 
 class HubSource(ModelSource):
@@ -99,8 +92,8 @@ class HubSource(ModelSource):
         info = self._call(lambda: self._api.model_info(self.repo_id, revision=self.revision, timeout=HUB_TIMEOUT_S))
         files = sorted(s.rfilename for s in (info.siblings or []))
         sha = info.sha or self.revision
-        _atomic_write(self._meta_dir() / sha / "files.json", json.dumps(files).encode())
-        _atomic_write(ref_file, sha.encode())
+        atomic_write(self._meta_dir() / sha / "files.json", json.dumps(files).encode())
+        atomic_write(ref_file, sha.encode())
         return files, sha
 
     # -- small files -------------------------------------------------------
@@ -138,7 +131,7 @@ class HubSource(ModelSource):
             raise UserError(f"{self.display}: the server sent {len(prefix)} bytes of {name}'s {8 + length}-byte header; retry later")
         raw = prefix[: 8 + length]
         header = parse_header_json(raw[8:], name)
-        _atomic_write(cached, raw)
+        atomic_write(cached, raw)
         return header
 
     def _range(self, name: str, start: int, stop: int) -> bytes:
@@ -215,10 +208,3 @@ def _stream(url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:160]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

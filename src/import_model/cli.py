@@ -1,0 +1,108 @@
+"""``import-model <command>``: one CLI for every phase.
+
+Each command lives in :mod:`import_model.commands`; this module only builds
+the argument parser and turns failures into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from import_model import __version__
+from import_model.errors import UserError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="import-model",
+        description="Take a Hugging Face language model to a verified Modular MAX architecture.",
+    )
+    parser.add_argument("--version", action="version", version=f"import-model {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = _command(sub, "inspect", "config keys mapped to MAX, native check, size, memory, model-card notes")
+    _model_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+    p = _command(sub, "list-archs", "architectures the installed MAX serves natively (HF class -> MAX slug)")
+    p.add_argument("--match", metavar="CLASS", help="exit 0 and print the rows if MAX registers CLASS, else exit 1")
+    p.add_argument("--donors", action="store_true", help="only text-generation models a port can start from")
+    p.add_argument("--all-tasks", action="store_true", help="include embedding, image and audio pipelines")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = _command(sub, "list-keys", "checkpoint tensor names, shapes and dtypes, read from headers only")
+    _model_args(p)
+    p.add_argument("--summary", action="store_true", help="collapse per-layer keys into one pattern row each")
+    p.add_argument("--prefix", action="append", metavar="P", help="only keys starting with P (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = _command(sub, "check-walls", "hard blockers and warnings before a port (exit 0 clear, 1 warn, 2 block)")
+    _model_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = _command(sub, "twin", "write a tiny seeded random-weight twin of MODEL (same architecture, small widths)")
+    _model_args(p)
+    p.add_argument("--output", required=True, metavar="DIR", help="directory to create (must not exist or be empty)")
+    p.add_argument("--layers", type=int, default=None, metavar="N", help="decoder layers (default: enough for the layer pattern)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--force", action="store_true", help="replace an existing twin directory")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _command(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler_name=name)
+    return parser
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="hub ID (org/name) or local checkpoint directory")
+    parser.add_argument("--revision", default=None, help="hub branch, tag or commit (hub models only)")
+
+
+def _handlers() -> dict[str, Handler]:
+    from import_model.commands import recon
+
+    return {
+        "inspect": recon.cmd_inspect,
+        "list-archs": recon.cmd_list_archs,
+        "list-keys": recon.cmd_list_keys,
+        "check-walls": recon.cmd_check_walls,
+        "twin": recon.cmd_twin,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from import_model import report
+
+    try:
+        return _handlers()[args.handler_name](args)
+    except UserError as exc:
+        report.error(exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        report.error("interrupted; nothing was left half-written")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a raw traceback
+        if os.environ.get("IMPORT_MODEL_DEBUG"):
+            raise
+        report.error(f"internal error in {args.handler_name}: {type(exc).__name__}: {str(exc)[:200]} "
+                     "(set IMPORT_MODEL_DEBUG=1 for the traceback and report it)")
+        return 3
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,261 @@
+"""Phase 1 commands: inspect, list-archs, list-keys, check-walls (and twin)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from import_model import report
+from import_model.errors import UserError
+from import_model.recon import config_map, keys, registry
+from import_model.source import Checkpoint, ModelSource, load_checkpoint, load_config, open_source
+
+
+def architecture_of(config: dict[str, Any]) -> str | None:
+    """``architectures[0]`` when it is a usable class name."""
+    archs = config.get("architectures")
+    if isinstance(archs, list) and archs and isinstance(archs[0], str) and archs[0].isidentifier():
+        return archs[0]
+    return None
+
+
+def _open(args: argparse.Namespace) -> tuple[ModelSource, dict[str, Any]]:
+    source = open_source(args.model, args.revision)
+    return source, load_config(source)
+
+
+# -- inspect ---------------------------------------------------------------------
+
+
+def inspect_model(source: ModelSource, config: dict[str, Any]) -> dict[str, Any]:
+    """Everything `inspect` reports, as plain data."""
+    from import_model.recon.card import scan_card
+
+    architecture = architecture_of(config)
+    natives = registry.find_native(architecture) if architecture else []
+    checkpoint = load_checkpoint(source, progress=report.progress)
+    rows = config_map.map_config(config)
+    card_text = source.read_text("README.md") if source.has("README.md") else None
+    card = scan_card(card_text) if card_text else None
+    return {
+        "model": source.display,
+        "source": source.kind,
+        "architecture": architecture,
+        "model_type": config.get("model_type") if isinstance(config.get("model_type"), str) else None,
+        "native": [{"name": a.name, "slug": a.slug, "default_encoding": a.default_encoding} for a in natives],
+        "serve_command": registry.serve_command(source.display) if natives else None,
+        "config": [row.as_dict() for row in rows],
+        "config_summary": config_map.summarize(rows),
+        "checkpoint": _checkpoint_summary(checkpoint),
+        "memory": keys.memory_estimates(checkpoint.parameter_count, config) if checkpoint.tensors else [],
+        "model_card": card.as_dict() if card else None,
+    }
+
+
+def _checkpoint_summary(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {
+        "weight_format": checkpoint.weight_format,
+        "shards": checkpoint.shards,
+        "tensors": len(checkpoint.tensors),
+        "parameters": checkpoint.parameter_count,
+        "bytes": checkpoint.total_bytes,
+        "bytes_by_dtype": checkpoint.bytes_by_dtype(),
+        "params_by_dtype": checkpoint.params_by_dtype(),
+        "other_weight_files": checkpoint.other_weight_files,
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    source, config = _open(args)
+    result = inspect_model(source, config)
+    if args.json:
+        report.emit_json(result)
+    else:
+        _print_inspect(result)
+    return 0
+
+
+def _print_inspect(result: dict[str, Any]) -> None:
+    report.heading(f"{result['model']}  ({result['source']})")
+    report.line(f"architecture: {result['architecture'] or '(none declared)'}    model_type: {result['model_type'] or '-'}")
+    if result["native"]:
+        slugs = ", ".join(n["slug"] for n in result["native"])
+        report.line(f"MAX registers {result['architecture']} natively (slug {slugs}): no port needed.")
+        report.line(f"  serve it with:  {result['serve_command']}")
+    else:
+        report.line(f"MAX does not register {result['architecture']}: a port is needed (next: check-walls, then plan).")
+    ckpt = result["checkpoint"]
+    report.heading("Checkpoint")
+    if ckpt["weight_format"] == "safetensors":
+        report.line(
+            f"{ckpt['tensors']} tensors in {len(ckpt['shards'])} safetensors file(s); "
+            f"{keys.human_count(ckpt['parameters'])} parameters, {keys.human_bytes(ckpt['bytes'])}"
+        )
+        report.table(None, ["dtype", "parameters", "bytes"], [
+            (dtype, keys.human_count(ckpt["params_by_dtype"][dtype]), keys.human_bytes(size))
+            for dtype, size in ckpt["bytes_by_dtype"].items()
+        ])
+    else:
+        report.line(f"no safetensors weights (format: {ckpt['weight_format']}; files: {ckpt['other_weight_files'] or 'none'})")
+    if result["memory"]:
+        report.table("Estimated memory at each MAX encoding", ["encoding", "weights", "KV cache, 8k tokens", "fits one 80 GB GPU"], [
+            (m["encoding"], keys.human_bytes(m["weight_bytes"]), keys.human_bytes(m["kv_cache_bytes_8k_tokens"]),
+             "yes" if m["fits_one_80gb_gpu"] else "no") for m in result["memory"]
+        ])
+    counts = result["config_summary"]
+    report.table(
+        "Config keys -> MAX  (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ")",
+        ["key", "value", "where it goes", "MAX field", "note"],
+        [(r["key"], r["value"], _ROLE_TEXT[r["role"]], r["max_field"], r["note"]) for r in result["config"]],
+    )
+    _print_card(result["model_card"])
+
+
+_ROLE_TEXT = {
+    config_map.WIRED: "wired by donor config",
+    config_map.GRAPH: "NEEDS GRAPH CODE",
+    config_map.SERVING: "tokenizer / serving",
+    config_map.IGNORED: "irrelevant to inference",
+    config_map.UNKNOWN: "unknown: read modeling code",
+}
+
+
+def _print_card(card: dict[str, Any] | None) -> None:
+    report.heading("Model card")
+    if not card:
+        report.line("no README.md in the repo: read the paper or blog post by hand.")
+        return
+    report.line(f"family claims: {', '.join(card['family_claims']) or 'none found'}")
+    for link in card["links"]:
+        report.line(f"  link: {link}")
+    tricks = card["tricks"]
+    if not tricks:
+        report.line("no sentences announcing architecture tricks were found.")
+    for trick in tricks:
+        report.line(f"  [{trick['tag']}] {trick['sentence']}")
+
+
+# -- list-archs --------------------------------------------------------------------
+
+
+def cmd_list_archs(args: argparse.Namespace) -> int:
+    archs = registry.native_architectures()
+    if args.donors:
+        archs = [a for a in archs if a.is_donor]
+    elif not args.all_tasks and not args.match:
+        archs = [a for a in archs if a.is_text_generation]
+    if args.match:
+        archs = [a for a in archs if a.name == args.match]
+    rows = [
+        {"architecture": a.name, "slug": a.slug, "task": a.task, "default_encoding": a.default_encoding,
+         "encodings": a.supported_encodings, "donor": a.is_donor}
+        for a in archs
+    ]
+    if args.json:
+        report.emit_json({"max_architectures_dir": str(registry.architectures_dir()), "architectures": rows})
+    elif rows:
+        report.table(f"MAX native architectures ({len(rows)})", ["HF class", "MAX slug", "task", "default encoding", "donor"], [
+            (r["architecture"], r["slug"], r["task"], r["default_encoding"], "yes" if r["donor"] else "")
+            for r in rows
+        ])
+    elif args.match:
+        report.line(f"{args.match} is not registered by the installed MAX: a port is needed.")
+    if args.match:
+        return 0 if rows else 1
+    return 0
+
+
+# -- list-keys ---------------------------------------------------------------------
+
+
+def cmd_list_keys(args: argparse.Namespace) -> int:
+    source = open_source(args.model, args.revision)
+    checkpoint = load_checkpoint(source, progress=report.progress)
+    if checkpoint.weight_format != "safetensors":
+        raise UserError(_no_safetensors_message(source, checkpoint))
+    tensors = keys.select_keys(checkpoint, args.prefix)
+    if args.prefix and not tensors:
+        raise UserError(f"no key starts with {' or '.join(args.prefix)}; run without --prefix to see the names", exit_code=1)
+    totals = {"tensors": len(tensors), "parameters": sum(t.numel for t in tensors), "bytes": sum(t.nbytes for t in tensors)}
+    if args.summary:
+        patterns = keys.summarize_keys(tensors)
+        if args.json:
+            report.emit_json({"model": source.display, "patterns": [p.as_dict() for p in patterns], "totals": totals})
+            return 0
+        report.table(f"{source.display}: {len(patterns)} key patterns", ["pattern", "count", "shape", "dtype", "parameters"], [
+            (p.pattern, f"x{p.count}", p.shape_text, ",".join(p.dtypes), keys.human_count(p.params)) for p in patterns
+        ])
+    else:
+        if args.json:
+            report.emit_json({"model": source.display, "tensors": [
+                {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "shard": t.shard} for t in tensors
+            ], "totals": totals})
+            return 0
+        report.table(f"{source.display}: {len(tensors)} tensors", ["key", "shape", "dtype", "shard"], [
+            (t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, t.shard) for t in tensors
+        ])
+    report.line(f"total: {totals['tensors']} tensors, {keys.human_count(totals['parameters'])} parameters, "
+                f"{keys.human_bytes(totals['bytes'])}")
+    return 0
+
+
+def _no_safetensors_message(source: ModelSource, checkpoint: Checkpoint) -> str:
+    if checkpoint.weight_format == "pickle":
+        return (f"{source.display} ships only pickle weights ({', '.join(checkpoint.other_weight_files[:3])}); "
+                "import-model never unpickles files from a repo: convert them to safetensors in a sandbox first")
+    if checkpoint.weight_format == "gguf":
+        return f"{source.display} ships only GGUF files; export a safetensors checkpoint (transformers can load GGUF)"
+    return f"{source.display} has no weight files (no *.safetensors); is this the right repo or revision?"
+
+
+# -- check-walls -------------------------------------------------------------------
+
+
+def cmd_check_walls(args: argparse.Namespace) -> int:
+    from import_model.recon import walls
+
+    source, config = _open(args)
+    checkpoint = load_checkpoint(source, progress=report.progress)
+    findings = walls.scan_walls(config, checkpoint, source.files())
+    code = walls.exit_code(findings)
+    verdict = {0: "clear", 1: "warnings", 2: "blocked"}[code]
+    if args.json:
+        report.emit_json({"model": source.display, "verdict": verdict, "exit_code": code,
+                          "findings": [_finding_dict(f) for f in findings]})
+        return code
+    report.heading(f"{source.display}: walls {verdict.upper()} (exit {code})")
+    if findings:
+        report.table(None, ["level", "code", "reason", "read next"], [
+            (f.level, f.code, f.reason, f.read_next) for f in findings
+        ])
+    else:
+        report.line("no walls found: continue with `import-model plan`.")
+    return code
+
+
+def _finding_dict(finding: Any) -> dict[str, Any]:
+    return {"level": finding.level, "code": finding.code, "reason": finding.reason, "read_next": finding.read_next}
+
+
+# -- twin ---------------------------------------------------------------------------
+
+
+def cmd_twin(args: argparse.Namespace) -> int:
+    from import_model.verify.twin import make_twin
+
+    _source, config = _open(args)
+    if args.layers is not None and not 1 <= args.layers <= 64:
+        raise UserError(f"--layers {args.layers}: choose between 1 and 64")
+    info = make_twin(config, Path(args.output), seed=args.seed, num_layers=args.layers, force=args.force,
+                     progress=report.progress)
+    payload = {
+        "path": str(info.path), "architecture": info.architecture, "model_type": info.model_type,
+        "num_layers": info.num_layers, "parameters": info.parameter_count, "shrunk": info.shrunk,
+    }
+    if args.json:
+        report.emit_json(payload)
+    else:
+        report.line(f"twin of {info.architecture} written to {info.path}: {info.num_layers} layers, "
+                    f"{keys.human_count(info.parameter_count)} parameters (seed {args.seed})")
+    return 0

@@ -1,0 +1,212 @@
+"""What the installed MAX registers natively, read from its source tree on disk.
+
+``import max.pipelines`` costs over ten seconds, so the registry is read
+statically: ``max/pipelines/architectures/__init__.py`` lists every
+architecture as ``_LazyArch(name, module, symbol)``, and each module's
+``SupportedArchitecture(...)`` call says its task and config class, whose
+``DEFAULT_ENCODING`` / ``SUPPORTED_ENCODINGS`` class attributes we read too.
+The result is cached per MAX install (keyed by path and modification times).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import importlib.util
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from import_model.cache import atomic_write, cache_root
+from import_model.errors import UserError
+
+#: Name fragments of registrations that are draft / speculative decoders, not models to port from.
+SPECULATIVE_MARKERS = ("Eagle", "DFlash", "Dflash", "DSpark", "MTP", "NextN", "Draft")
+#: Suffix MAX uses for a second implementation of the same model on its newer module API.
+MODULE_V3_SUFFIX = "_ModuleV3"
+
+
+@dataclass
+class NativeArch:
+    """One architecture class the installed MAX serves without a port."""
+
+    name: str
+    slug: str
+    task: str = "unknown"
+    config_class: str | None = None
+    default_encoding: str | None = None
+    supported_encodings: list[str] = field(default_factory=list)
+    speculates_on: str | None = None
+
+    @property
+    def is_text_generation(self) -> bool:
+        return self.task == "TEXT_GENERATION"
+
+    @property
+    def is_donor(self) -> bool:
+        """A plain text-generation model whose code a port can start from."""
+        return (
+            self.is_text_generation
+            and self.speculates_on is None
+            and not self.name.endswith(MODULE_V3_SUFFIX)
+            and not any(marker in self.name for marker in SPECULATIVE_MARKERS)
+        )
+
+
+def max_package_dir() -> Path:
+    """The installed ``max`` package directory, found without importing it."""
+    spec = importlib.util.find_spec("max")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("MAX is not installed in this environment; run `make setup` (pip install 'max[serve]==26.7.0')")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def architectures_dir() -> Path:
+    path = max_package_dir() / "pipelines" / "architectures"
+    if not (path / "__init__.py").is_file():
+        raise UserError(f"{path} is missing; the MAX install is incomplete or too old (need max 26.7)")
+    return path
+
+
+def native_architectures(use_cache: bool = True) -> list[NativeArch]:
+    """Every architecture the installed MAX registers, in registration order."""
+    root = architectures_dir()
+    cache = _cache_file(root)
+    if use_cache and cache is not None and cache.is_file():
+        try:
+            return [NativeArch(**row) for row in json.loads(cache.read_text())]
+        except (OSError, ValueError, TypeError):
+            pass
+    archs = _scan(root)
+    if cache is not None:
+        with contextlib.suppress(OSError):  # a read-only cache only costs speed
+            atomic_write(cache, json.dumps([asdict(a) for a in archs]).encode())
+    return archs
+
+
+def find_native(architecture: str, text_only: bool = True) -> list[NativeArch]:
+    """Registrations whose class name is exactly ``architecture``."""
+    return [a for a in native_architectures() if a.name == architecture and (a.is_text_generation or not text_only)]
+
+
+def serve_command(model: str) -> str:
+    return f"max serve --model {model}"
+
+
+# -- scanning -----------------------------------------------------------------
+
+
+def _cache_file(root: Path) -> Path | None:
+    try:
+        stamp = int(max(p.stat().st_mtime_ns for p in root.glob("*/*.py")))
+    except (OSError, ValueError):
+        return None
+    key = hashlib.sha256(f"{root}|{stamp}".encode()).hexdigest()[:16]
+    return cache_root() / "registry" / f"max-archs-{key}.json"
+
+
+def _scan(root: Path) -> list[NativeArch]:
+    archs = []
+    for name, module, symbol, speculates_on in _lazy_entries(root / "__init__.py"):
+        slug = module.lstrip(".")
+        arch = NativeArch(name=name, slug=slug, speculates_on=speculates_on)
+        _fill_from_module(arch, root / slug, symbol)
+        archs.append(arch)
+    return archs
+
+
+def _lazy_entries(init_file: Path) -> list[tuple[str, str, str, str | None]]:
+    tree = ast.parse(init_file.read_text())
+    entries = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _call_name(node) == "_LazyArch" and len(node.args) >= 3:
+            try:
+                name, module, symbol = (ast.literal_eval(arg) for arg in node.args[:3])
+                kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
+            except ValueError:
+                continue
+            entries.append((name, module, symbol, kwargs.get("speculates_on")))
+    return entries
+
+
+def _fill_from_module(arch: NativeArch, module_dir: Path, symbol: str) -> None:
+    """Read task and config class from ``symbol = SupportedArchitecture(...)`` in the module."""
+    if not module_dir.is_dir():
+        return
+    trees = {path: _parse(path) for path in sorted(module_dir.glob("*.py"))}
+    for tree in trees.values():
+        call = _assigned_call(tree, symbol, "SupportedArchitecture")
+        if call is None:
+            continue
+        for kw in call.keywords:
+            if kw.arg == "task" and isinstance(kw.value, ast.Attribute):
+                arch.task = kw.value.attr
+            elif kw.arg == "config" and isinstance(kw.value, ast.Name):
+                arch.config_class = kw.value.id
+        break
+    if arch.config_class and not _fill_encodings(arch, trees.values()):
+        # The config class may live in another architecture (e.g. a reuse of Llama3Config).
+        needle = f"class {arch.config_class}("
+        elsewhere = [p for p in module_dir.parent.glob("*/*.py") if needle in p.read_text(errors="replace")]
+        _fill_encodings(arch, (_parse(p) for p in elsewhere))
+
+
+def _fill_encodings(arch: NativeArch, trees: Iterable[ast.Module | None]) -> bool:
+    """Copy the config class's encoding attributes onto ``arch``; False if the class is not here."""
+    for tree in trees:
+        for node in tree.body if tree is not None else []:
+            if isinstance(node, ast.ClassDef) and node.name == arch.config_class:
+                for stmt in node.body:
+                    target, value = _class_attr(stmt)
+                    if target == "DEFAULT_ENCODING":
+                        arch.default_encoding = _literal(value)  # type: ignore[assignment]
+                    elif target == "SUPPORTED_ENCODINGS":
+                        found = _literal(value)
+                        arch.supported_encodings = sorted(found) if isinstance(found, (set, list, tuple)) else []
+                return True
+    return False
+
+
+def _parse(path: Path) -> ast.Module | None:
+    try:
+        return ast.parse(path.read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _assigned_call(tree: ast.Module | None, symbol: str, callee: str) -> ast.Call | None:
+    if tree is None:
+        return None
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Call):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == symbol for t in targets) and _call_name(node.value) == callee:
+                return node.value
+    return None
+
+
+def _class_attr(stmt: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+        return stmt.target.id, stmt.value
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+        return stmt.targets[0].id, stmt.value
+    return None, None
+
+
+def _literal(node: ast.expr | None) -> object:
+    if node is None:
+        return None
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return None
+
+
+def _call_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    return None
