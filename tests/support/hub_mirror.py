@@ -16,6 +16,7 @@ declared size, the rest zeros made on the fly, so a test can serve a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -175,6 +176,8 @@ class HubMirror:
         self._repos: dict[str, _Repo] = {}
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
         self._bytes: Counter[str] = Counter()
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -203,10 +206,8 @@ class HubMirror:
         with self._lock:
             connections = list(self._connections)
         for conn in connections:  # keep-alive handler threads would otherwise wait forever
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -287,6 +288,16 @@ class HubMirror:
         with self._lock:
             return sum(1 for r in self.requests if fnmatchcase(r.path, pattern) and method in (None, r.method))
 
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no request is being answered; True if that happened within ``timeout``.
+
+        A client that stops reading early (a capped range read, a timeout)
+        leaves the server writing until the socket errors; wait for that
+        before asserting on byte counts.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
     def reset_counters(self) -> None:
         with self._lock:
             self._bytes.clear()
@@ -295,6 +306,7 @@ class HubMirror:
     # -- used by the handler -----------------------------------------------------
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
+            self._in_flight += 1
             for fault in self._faults:
                 if fault.matches(method, path):
                     fault.hits += 1
@@ -320,6 +332,8 @@ class HubMirror:
         with self._lock:
             self.requests.append(record)
             self._bytes[key] += record.body_bytes
+            self._in_flight -= 1
+            self._idle.notify_all()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -337,10 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.mirror._lock:
             self.mirror._connections.discard(self.request)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         pass  # quiet; tests read mirror.requests instead
@@ -376,9 +388,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, raw_path: str) -> None:
         fault = self._fault
-        if fault and fault.kind == "slow":
-            if self.mirror._stopping.wait(fault.delay_s):
-                return
+        if fault and fault.kind == "slow" and self.mirror._stopping.wait(fault.delay_s):
+            return  # the mirror is shutting down
         if fault and fault.kind == "status":
             return self._error(fault.status, fault.error_code, f"injected HTTP {fault.status}")
         segments = raw_path.split("/")
@@ -501,10 +512,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._sent += len(chunk)
 
     def _hang_up(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.request.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
 
 def _size(content: FileContent) -> int:

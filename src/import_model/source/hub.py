@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,7 +90,11 @@ class HubSource(ModelSource):
                     "unset HF_HUB_OFFLINE or pass a local directory"
                 ) from None
             return list(files), sha
-        info = self._call(lambda: self._api.model_info(self.repo_id, revision=self.revision, timeout=HUB_TIMEOUT_S))
+        info = self._call(
+            lambda: _retrying(
+                lambda: self._api.model_info(self.repo_id, revision=self.revision, timeout=HUB_TIMEOUT_S), _transient
+            )
+        )
         files = sorted(s.rfilename for s in (info.siblings or []))
         sha = info.sha or self.revision
         atomic_write(self._meta_dir() / sha / "files.json", json.dumps(files).encode())
@@ -140,26 +145,35 @@ class HubSource(ModelSource):
         headers = {**build_hf_headers(), "Range": f"bytes={start}-{stop - 1}"}
         want = stop - start
 
-        def fetch() -> bytes:
+        def fetch_once() -> bytes:
+            failure: httpx.TransportError | None = None
+            chunks: list[bytes] = []
+            got = skip = 0
             with _stream(url, headers) as response:
-                if response.status_code >= 400:
-                    from huggingface_hub.utils import hf_raise_for_status
+                try:
+                    if response.status_code >= 400:
+                        from huggingface_hub.utils import hf_raise_for_status
 
-                    response.read()
-                    hf_raise_for_status(response)
-                skip = start if response.status_code == 200 else 0  # 200: Range ignored, body starts at 0
-                if skip + want > MAX_HEADER_BYTES + 8 + FIRST_READ_BYTES:
-                    raise UserError(f"{self.display}: the server ignores range requests; refusing to stream {name} whole")
-                chunks, got = [], 0
-                for chunk in response.iter_bytes():
-                    chunks.append(chunk)
-                    got += len(chunk)
-                    if got >= skip + want:
-                        break
+                        response.read()
+                        hf_raise_for_status(response)
+                    skip = start if response.status_code == 200 else 0  # 200: Range ignored, body starts at 0
+                    if skip + want > MAX_HEADER_BYTES + 8 + FIRST_READ_BYTES:
+                        raise UserError(f"{self.display}: the server ignores range requests; refusing to stream {name} whole")
+                    for chunk in response.iter_bytes():
+                        chunks.append(chunk)
+                        got += len(chunk)
+                        if got >= skip + want:
+                            break
+                except httpx.TransportError as exc:
+                    # Raised inside the `with`, a body error re-enters http_stream_backoff's retry loop, which
+                    # then yields a second response and fails with a bare RuntimeError; raise it outside.
+                    failure = exc
                 self.bytes_fetched += got
-                return b"".join(chunks)[skip : skip + want]
+            if failure is not None:
+                raise _BodyInterrupted() from failure
+            return b"".join(chunks)[skip : skip + want]
 
-        return self._call(fetch)
+        return self._call(lambda: _retrying(fetch_once, lambda exc: isinstance(exc, _BodyInterrupted)))
 
     # -- errors --------------------------------------------------------------
     def _call(self, fn: Callable[[], T], missing_ok: bool = False) -> T:
@@ -203,6 +217,33 @@ def _stream(url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
     )
     with gen as response:
         yield response
+
+
+class _BodyInterrupted(Exception):
+    """A response body broke off mid-stream (its cause is the transport error); worth a retry."""
+
+
+def _transient(exc: Exception) -> bool:
+    """Errors ``huggingface_hub`` itself retries: network trouble, 429 and 5xx."""
+    if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)):
+        return True
+    response = exc.response if isinstance(exc, HfHubHTTPError) else None
+    return response is not None and response.status_code in (429, 500, 502, 503, 504)
+
+
+def _retrying(fn: Callable[[], T], transient: Callable[[Exception], bool]) -> T:
+    """Run ``fn``, retrying up to ``HUB_RETRIES`` times (with backoff) while it fails transiently."""
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt >= HUB_RETRIES or not transient(exc):
+                if isinstance(exc, _BodyInterrupted) and exc.__cause__ is not None:
+                    raise exc.__cause__ from None  # give up with the transport error itself
+                raise
+        time.sleep(min(4.0, 0.5 * 2**attempt))
+        attempt += 1
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,106 @@
+"""Config map, key patterns, memory estimates and the static MAX registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from import_model.recon import config_map, keys, registry
+from import_model.source.safetensors_header import TensorInfo
+
+
+def _roles(config: dict) -> dict[str, str]:
+    return {row.key: row.role for row in config_map.map_config(config)}
+
+
+def test_config_roles_follow_the_table() -> None:
+    roles = _roles({
+        "hidden_size": 64, "rms_norm_eps": 1e-6, "partial_rotary_factor": 0.5, "attention_bias": False,
+        "mlp_bias": True, "hidden_act": "gelu_pytorch_tanh", "initializer_range": 0.02, "eos_token_id": 2,
+        "rope_scaling": {"rope_type": "yarn", "factor": 4.0}, "brand_new_knob": 7,
+    })
+    assert roles["hidden_size"] == config_map.WIRED
+    assert roles["partial_rotary_factor"] == config_map.GRAPH
+    assert roles["attention_bias"] == config_map.WIRED  # off: nothing to implement
+    assert roles["mlp_bias"] == config_map.GRAPH
+    assert roles["hidden_act"] == config_map.GRAPH
+    assert roles["initializer_range"] == config_map.IGNORED
+    assert roles["eos_token_id"] == config_map.SERVING
+    assert roles["rope_scaling.rope_type"] == config_map.GRAPH  # yarn: the donor lacks it
+    assert roles["rope_scaling.factor"] == config_map.WIRED
+    assert roles["brand_new_knob"] == config_map.UNKNOWN
+
+
+def test_silu_and_default_rope_need_no_graph_code() -> None:
+    roles = _roles({"hidden_act": "silu", "rope_parameters": {"rope_type": "default", "rope_theta": 1e4}})
+    assert roles["hidden_act"] == config_map.WIRED
+    assert roles["rope_parameters.rope_type"] == config_map.WIRED
+
+
+def test_text_config_keys_map_like_top_level() -> None:
+    roles = _roles({"text_config": {"hidden_size": 8, "final_logit_softcapping": 30.0}, "vision_config": {"depth": 2}})
+    assert roles["text_config.hidden_size"] == config_map.WIRED
+    assert roles["text_config.final_logit_softcapping"] == config_map.GRAPH
+    assert roles["vision_config.depth"] == config_map.GRAPH
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(config_map.CONFIG_KEYS) + ["x", "text_config"]),
+                       st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+                                    lambda s: st.lists(s, max_size=3) | st.dictionaries(st.text(max_size=4), s, max_size=3),
+                                    max_leaves=10), max_size=8))
+def test_config_map_takes_any_json_types(config: dict) -> None:
+    rows = config_map.map_config(config)
+    assert {row.key for row in rows} >= set(config)
+
+
+def test_key_patterns_collapse_layers_and_experts() -> None:
+    tensors = [
+        TensorInfo(f"model.layers.{i}.mlp.experts.{j}.w1.weight", "BF16", (8, 4), "s") for i in range(3) for j in range(2)
+    ] + [TensorInfo("model.embed_tokens.weight", "BF16", (10, 4), "s")]
+    rows = {row.pattern: row for row in keys.summarize_keys(tensors)}
+    row = rows["model.layers.{i}.mlp.experts.{j}.w1.weight"]
+    assert row.count == 6 and row.params == 6 * 32 and row.shape_text == "8x4"
+    assert rows["model.embed_tokens.weight"].count == 1
+
+
+def test_memory_estimates_scale_with_encoding() -> None:
+    config = {"num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "hidden_size": 4096}
+    rows = {row["encoding"]: row for row in keys.memory_estimates(8_000_000_000, config)}
+    assert rows["bfloat16"]["weight_bytes"] == 16_000_000_000
+    assert rows["float32"]["weight_bytes"] == 2 * rows["bfloat16"]["weight_bytes"]
+    assert rows["q4_k"]["weight_bytes"] < rows["bfloat16"]["weight_bytes"] / 3
+    # 2 (K,V) x 32 layers x 8 kv heads x 128 head_dim x 2 bytes, for 8192 tokens
+    assert rows["bfloat16"]["kv_cache_bytes_8k_tokens"] == 2 * 32 * 8 * 128 * 2 * 8192
+    assert rows["bfloat16"]["fits_one_80gb_gpu"]
+    huge = {row["encoding"]: row for row in keys.memory_estimates(400_000_000_000, config)}
+    assert not huge["bfloat16"]["fits_one_80gb_gpu"]
+
+
+def test_registry_is_read_from_the_installed_max_tree() -> None:
+    archs = registry.native_architectures(use_cache=False)
+    by_name = {a.name: a for a in archs if a.is_text_generation}
+    # Every registered slug is a real directory of the installed MAX.
+    root = registry.architectures_dir()
+    assert all((root / a.slug).is_dir() for a in archs)
+    assert by_name["LlamaForCausalLM"].slug == "llama3"
+    assert by_name["LlamaForCausalLM"].is_donor
+    assert "float32" in by_name["LlamaForCausalLM"].supported_encodings
+    assert "HeliumForCausalLM" not in by_name
+    assert not any(a.is_donor for a in archs if "Eagle" in a.name)
+    assert registry.native_architectures() == archs  # the cached read agrees with the scan
+
+
+def test_registry_does_not_import_max() -> None:
+    code = (
+        "import sys\n"
+        "from import_model.recon.registry import native_architectures\n"
+        "native_architectures(use_cache=False)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'max' or m.startswith('max.'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
