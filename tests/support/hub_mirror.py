@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 CHUNK = 64 * 1024
+SEND_BUFFER = 64 * 1024
 _ZEROS = bytes(CHUNK)
 
 #: Bytes per element for the dtypes tests use in synthetic headers.
@@ -194,7 +195,9 @@ class HubMirror:
         handler = type("_BoundHandler", (_Handler,), {"mirror": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="hub-mirror", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="hub-mirror", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -344,6 +347,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "hub-mirror/1"
 
     def setup(self) -> None:
+        # A small send buffer keeps "bytes sent" close to "bytes the client read" when a client hangs up early.
+        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         super().setup()
         with self.mirror._lock:
             self.mirror._connections.add(self.request)
@@ -439,8 +444,7 @@ class _Handler(BaseHTTPRequestHandler):
             "siblings": [{"rfilename": name} for name in sorted(snapshot.files)],
         }
         body = json.dumps(doc).encode()
-        self._start(200, {"Content-Type": "application/json", "Content-Length": str(len(body))})
-        self._send_chunks(iter([body]), len(body))
+        self._answer(200, {"Content-Type": "application/json"}, iter([body]), len(body))
 
     def _file(self, repo_id: str, revision: str, name: str) -> None:
         snapshot = self._snapshot(repo_id, revision)
@@ -461,28 +465,32 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
         headers = {
             "Content-Type": "application/octet-stream",
-            "Content-Length": str(stop - start),
             "Accept-Ranges": "bytes",
             "ETag": f'"{self.mirror._etag(snapshot.sha, name, content)}"',
             "X-Repo-Commit": snapshot.sha,
         }
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-        if self._fault and self._fault.kind == "wrong_length":
-            headers["Content-Length"] = str(max(0, stop - start + self._fault.length_delta))
+        self._answer(status, headers, _chunks(content, start, stop), stop - start)
+
+    # -- writing -------------------------------------------------------------------
+    def _answer(self, status: int, headers: Mapping[str, str], body: Iterator[bytes], length: int) -> None:
+        """A successful answer of ``length`` body bytes, spoiled by a ``wrong_length`` or ``cut`` fault."""
+        fault = self._fault
+        declared, limit = length, length
+        if fault and fault.kind == "wrong_length":
+            declared = max(0, length + fault.length_delta)
+            self.close_connection = True  # the stream is out of step; nothing else can follow on it
+        if fault and fault.kind == "cut":
+            limit = min(length, fault.cut_after)
             self.close_connection = True
-        self._start(status, headers)
+        self._start(status, {**headers, "Content-Length": str(declared)})
         if self.command == "HEAD":
             return
-        limit = stop - start
-        if self._fault and self._fault.kind == "cut":
-            limit = min(limit, self._fault.cut_after)
-            self.close_connection = True
-        self._send_chunks(_chunks(content, start, stop), limit)
+        self._send_chunks(body, limit)
         if self.close_connection:
             self._hang_up()
 
-    # -- writing -------------------------------------------------------------------
     def _start(self, status: int, headers: Mapping[str, str]) -> None:
         self._status = status
         self.send_response(status)

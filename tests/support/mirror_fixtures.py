@@ -152,7 +152,9 @@ def hub_mirror() -> Iterator[HubMirror]:
 
 
 @pytest.fixture
-def hub_env(hub_mirror: HubMirror, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
+def hub_env(
+    hub_mirror: HubMirror, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubEnv]:
     """``hub_mirror`` with ``huggingface_hub`` and import-model pointed at it, caches isolated."""
     from huggingface_hub.utils import close_session
 

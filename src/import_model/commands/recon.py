@@ -49,7 +49,20 @@ def inspect_model(source: ModelSource, config: dict[str, Any]) -> dict[str, Any]
         "config_summary": config_map.summarize(rows),
         "checkpoint": _checkpoint_summary(checkpoint),
         "memory": keys.memory_estimates(checkpoint.parameter_count, config) if checkpoint.tensors else [],
-        "model_card": card.as_dict() if card else None,
+        "model_card": _card_dict(card) if card else None,
+    }
+
+
+def _card_dict(card: Any) -> dict[str, Any]:
+    return {
+        "family_claims": [{"family": c.family, "source": c.source, "evidence": c.evidence} for c in card.family_claims],
+        "families": list(card.families),
+        "base_models": list(card.base_models),
+        "tags": list(card.tags),
+        "license": card.license,
+        "links": [{"kind": link.kind, "url": link.url} for link in card.links],
+        "tricks": [{"tag": tag, "sentence": sentence} for tag, sentences in card.tricks.items() for sentence in sentences],
+        "truncated": card.truncated,
     }
 
 
@@ -126,9 +139,10 @@ def _print_card(card: dict[str, Any] | None) -> None:
     if not card:
         report.line("no README.md in the repo: read the paper or blog post by hand.")
         return
-    report.line(f"family claims: {', '.join(card['family_claims']) or 'none found'}")
+    report.line(f"family claims: {', '.join(card['families']) or 'none found'}"
+                + (f"  (base model: {', '.join(card['base_models'])})" if card["base_models"] else ""))
     for link in card["links"]:
-        report.line(f"  link: {link}")
+        report.line(f"  {link['kind']}: {link['url']}")
     tricks = card["tricks"]
     if not tricks:
         report.line("no sentences announcing architecture tricks were found.")

@@ -76,7 +76,7 @@ CONFIG_KEYS: dict[str, KeyRule] = {
     "rms_norm_eps": _w("rms_norm_eps"),
     "layer_norm_eps": _g("LayerNorm eps: the block uses LayerNorm, not RMSNorm", inactive=(None,), field="norm_method"),
     "layer_norm_epsilon": _g("LayerNorm eps: the block uses LayerNorm, not RMSNorm", inactive=(None,), field="norm_method"),
-    "norm_epsilon": _w("rms_norm_eps"),
+    "norm_epsilon": _w("rms_norm_eps", "norm eps: check in the modeling code whether it feeds RMSNorm or LayerNorm"),
     "norm_eps": _w("rms_norm_eps"),
     "use_qk_norm": _g("per-head RMS/LayerNorm on q and k before RoPE"),
     "qk_layernorm": _g("LayerNorm on q and k before RoPE"),

@@ -131,6 +131,11 @@ class HubSource(ModelSource):
         prefix = self._range(name, 0, FIRST_READ_BYTES)
         length = declared_header_length(prefix, name, None)
         if len(prefix) < 8 + length:
+            if len(prefix) < FIRST_READ_BYTES:  # the file ended inside its header; asking again gets HTTP 416
+                raise UserError(
+                    f"{self.display}: {name} ends after {len(prefix)} bytes, inside its {8 + length}-byte header; "
+                    "the file is truncated or corrupt"
+                )
             prefix += self._range(name, len(prefix), 8 + length)
         if len(prefix) < 8 + length:
             raise UserError(f"{self.display}: the server sent {len(prefix)} bytes of {name}'s {8 + length}-byte header; retry later")
@@ -158,7 +163,9 @@ class HubSource(ModelSource):
                         hf_raise_for_status(response)
                     skip = start if response.status_code == 200 else 0  # 200: Range ignored, body starts at 0
                     if skip + want > MAX_HEADER_BYTES + 8 + FIRST_READ_BYTES:
-                        raise UserError(f"{self.display}: the server ignores range requests; refusing to stream {name} whole")
+                        raise UserError(
+                            f"{self.display}: the server ignores range requests; refusing to stream {name} whole"
+                        )
                     for chunk in response.iter_bytes():
                         chunks.append(chunk)
                         got += len(chunk)
@@ -203,6 +210,10 @@ class HubSource(ModelSource):
             raise UserError(f"{self.display}: the hub answered HTTP {status} ({_first_line(exc)}); retry later") from None
         except httpx.TimeoutException:
             raise UserError(f"{self.display}: the hub at {constants.ENDPOINT} timed out after retries; retry later") from None
+        except json.JSONDecodeError as exc:  # e.g. a listing cut short by a proxy
+            raise UserError(
+                f"{self.display}: the hub at {constants.ENDPOINT} sent malformed JSON ({_first_line(exc)}); retry later"
+            ) from None
         except (httpx.HTTPError, OSError) as exc:
             raise UserError(
                 f"{self.display}: connection to {constants.ENDPOINT} failed ({_first_line(exc)}); check the network and retry"
@@ -224,8 +235,8 @@ class _BodyInterrupted(Exception):
 
 
 def _transient(exc: Exception) -> bool:
-    """Errors ``huggingface_hub`` itself retries: network trouble, 429 and 5xx."""
-    if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)):
+    """Errors worth another try: network trouble, 429 and 5xx (as ``huggingface_hub`` retries), a cut-off JSON body."""
+    if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, json.JSONDecodeError)):
         return True
     response = exc.response if isinstance(exc, HfHubHTTPError) else None
     return response is not None and response.status_code in (429, 500, 502, 503, 504)

@@ -1,0 +1,543 @@
+"""Source configs for the model families the toolkit targets, and cached twins built from them.
+
+Each entry starts from transformers' default config class for the model_type and sets what a real
+checkpoint of that family has (sizes of a known release plus its distinctive options), written the way
+its hub config.json writes them; the config class then normalises legacy keys (rope_theta, rotary_pct...).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import CONFIG_MAPPING
+
+from import_model.verify.twin import TwinInfo, config_fingerprint, make_twin, read_twin_info
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SEED = 0
+
+
+def _pattern(period: int, layers: int) -> list[str]:
+    """Every ``period``-th layer global, the others sliding (gemma2: period 2; exaone4: 4; gemma3: 6)."""
+    return ["full_attention" if (i + 1) % period == 0 else "sliding_attention" for i in range(layers)]
+
+
+def _longrope_factors(n: int, top: float) -> list[float]:
+    return [round(1.0 + (top - 1.0) * (i / (n - 1)) ** 2, 4) for i in range(n)]
+
+
+# (model_type, architecture, options of a real checkpoint); the comment names the checkpoint mimicked.
+_FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    # kyutai/helium-1-preview-2b
+    "helium": (
+        "helium",
+        "HeliumForCausalLM",
+        {
+            "hidden_size": 2560,
+            "intermediate_size": 7040,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 20,
+            "num_key_value_heads": 20,
+            "head_dim": 128,
+            "vocab_size": 48000,
+            "rms_norm_eps": 1e-8,
+            "rope_theta": 100000.0,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "pad_token_id": 3,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # arcee-ai/AFM-4.5B: relu2 non-gated MLP, YaRN
+    "arcee": (
+        "arcee",
+        "ArceeForCausalLM",
+        {
+            "hidden_size": 2560,
+            "intermediate_size": 18432,
+            "num_hidden_layers": 36,
+            "num_attention_heads": 20,
+            "num_key_value_heads": 4,
+            "head_dim": 128,
+            "vocab_size": 128004,
+            "hidden_act": "relu2",
+            "max_position_embeddings": 65536,
+            "rope_theta": 10000.0,
+            "rope_scaling": {"rope_type": "yarn", "factor": 20.0, "original_max_position_embeddings": 4096},
+            "bos_token_id": 128000,
+            "eos_token_id": 128001,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # stabilityai/stablelm-2-1_6b: partial rotary 0.25, LayerNorm, qkv bias
+    "stablelm": (
+        "stablelm",
+        "StableLmForCausalLM",
+        {
+            "hidden_size": 2048,
+            "intermediate_size": 5632,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "vocab_size": 100352,
+            "partial_rotary_factor": 0.25,
+            "use_qkv_bias": True,
+            "qk_layernorm": False,
+            "use_parallel_residual": False,
+            "layer_norm_eps": 1e-5,
+            "rope_theta": 10000,
+            "bos_token_id": 100257,
+            "eos_token_id": 100257,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # bigcode/starcoder2-3b: biases everywhere, gelu_pytorch_tanh non-gated MLP, sliding window
+    "starcoder2": (
+        "starcoder2",
+        "Starcoder2ForCausalLM",
+        {
+            "hidden_size": 3072,
+            "intermediate_size": 12288,
+            "num_hidden_layers": 30,
+            "num_attention_heads": 24,
+            "num_key_value_heads": 2,
+            "vocab_size": 49152,
+            "hidden_act": "gelu_pytorch_tanh",
+            "use_bias": True,
+            "norm_epsilon": 1e-5,
+            "rope_theta": 999999.4420358813,
+            "sliding_window": 4096,
+            "max_position_embeddings": 16384,
+            "bos_token_id": 0,
+            "eos_token_id": 0,
+            "tie_word_embeddings": True,
+        },
+    ),
+    # google/gemma-7b: head_dim * heads != hidden, tied embeddings, (1 + w) RMSNorm
+    "gemma": (
+        "gemma",
+        "GemmaForCausalLM",
+        {
+            "hidden_size": 3072,
+            "intermediate_size": 24576,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 16,
+            "head_dim": 256,
+            "vocab_size": 256000,
+            "hidden_activation": "gelu_pytorch_tanh",
+            "rms_norm_eps": 1e-6,
+            "bos_token_id": 2,
+            "eos_token_id": 1,
+            "pad_token_id": 0,
+            "tie_word_embeddings": True,
+        },
+    ),
+    # google/gemma-2-2b: softcaps, query_pre_attn_scalar, alternating sliding/global
+    "gemma2": (
+        "gemma2",
+        "Gemma2ForCausalLM",
+        {
+            "hidden_size": 2304,
+            "intermediate_size": 9216,
+            "num_hidden_layers": 26,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 4,
+            "head_dim": 256,
+            "vocab_size": 256000,
+            "hidden_activation": "gelu_pytorch_tanh",
+            "query_pre_attn_scalar": 256,
+            "sliding_window": 4096,
+            "final_logit_softcapping": 30.0,
+            "attn_logit_softcapping": 50.0,
+            "layer_types": _pattern(2, 26),
+            "bos_token_id": 2,
+            "eos_token_id": 1,
+            "pad_token_id": 0,
+            "tie_word_embeddings": True,
+        },
+    ),
+    # HuggingFaceTB/SmolLM3-3B: every 4th layer without RoPE (NoPE)
+    "smollm3": (
+        "smollm3",
+        "SmolLM3ForCausalLM",
+        {
+            "hidden_size": 2048,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 36,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 4,
+            "vocab_size": 128256,
+            "rope_theta": 5000000.0,
+            "max_position_embeddings": 65536,
+            "no_rope_layer_interval": 4,
+            "no_rope_layers": [int((i + 1) % 4 != 0) for i in range(36)],
+            "bos_token_id": 128000,
+            "eos_token_id": 128012,
+            "pad_token_id": 128004,
+            "tie_word_embeddings": True,
+        },
+    ),
+    # EleutherAI/pythia-160m: parallel residual, partial rotary 0.25, biases
+    "gpt_neox": (
+        "gpt_neox",
+        "GPTNeoXForCausalLM",
+        {
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "vocab_size": 50304,
+            "rotary_pct": 0.25,
+            "rotary_emb_base": 10000,
+            "use_parallel_residual": True,
+            "hidden_act": "gelu",
+            "layer_norm_eps": 1e-5,
+            "bos_token_id": 0,
+            "eos_token_id": 0,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # microsoft/phi-1_5: partial rotary 0.5, parallel attention + MLP, LayerNorm, biases
+    "phi": (
+        "phi",
+        "PhiForCausalLM",
+        {
+            "hidden_size": 2048,
+            "intermediate_size": 8192,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "vocab_size": 51200,
+            "partial_rotary_factor": 0.5,
+            "hidden_act": "gelu_new",
+            "layer_norm_eps": 1e-5,
+            "qk_layernorm": False,
+            "bos_token_id": 50256,
+            "eos_token_id": 50256,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # CohereForAI/c4ai-command-r-v01: logit_scale, no qk norm, parallel block, tied
+    "cohere": (
+        "cohere",
+        "CohereForCausalLM",
+        {
+            "hidden_size": 8192,
+            "intermediate_size": 22528,
+            "num_hidden_layers": 40,
+            "num_attention_heads": 64,
+            "num_key_value_heads": 64,
+            "vocab_size": 256000,
+            "logit_scale": 0.0625,
+            "use_qk_norm": False,
+            "rope_theta": 8000000.0,
+            "layer_norm_eps": 1e-5,
+            "max_position_embeddings": 131072,
+            "bos_token_id": 5,
+            "eos_token_id": 255001,
+            "pad_token_id": 0,
+            "tie_word_embeddings": True,
+        },
+    ),
+    # THUDM/glm-4-9b-chat-hf: partial rotary 0.5 (interleaved), qkv bias, several eos ids
+    "glm": (
+        "glm",
+        "GlmForCausalLM",
+        {
+            "hidden_size": 4096,
+            "intermediate_size": 13696,
+            "num_hidden_layers": 40,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 2,
+            "head_dim": 128,
+            "vocab_size": 151552,
+            "partial_rotary_factor": 0.5,
+            "attention_bias": True,
+            "rms_norm_eps": 1.5625e-07,
+            "max_position_embeddings": 131072,
+            "eos_token_id": [151329, 151336, 151338],
+            "pad_token_id": 151329,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # LGAI-EXAONE/EXAONE-4.0-32B: 3 sliding : 1 global ("LLLG"), llama3 rope scaling
+    "exaone4": (
+        "exaone4",
+        "Exaone4ForCausalLM",
+        {
+            "hidden_size": 5120,
+            "intermediate_size": 27392,
+            "num_hidden_layers": 64,
+            "num_attention_heads": 40,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "vocab_size": 102400,
+            "sliding_window": 4096,
+            "sliding_window_pattern": "LLLG",
+            "layer_types": _pattern(4, 64),
+            "max_position_embeddings": 131072,
+            "rope_theta": 1000000.0,
+            "rope_scaling": {
+                "rope_type": "llama3",
+                "factor": 16.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192,
+            },
+            "bos_token_id": 1,
+            "eos_token_id": 361,
+            "pad_token_id": 0,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # allenai/OLMoE-1B-7B-0924: 64 experts top-8, qk norm
+    "olmoe": (
+        "olmoe",
+        "OlmoeForCausalLM",
+        {
+            "hidden_size": 2048,
+            "intermediate_size": 1024,
+            "num_hidden_layers": 16,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 16,
+            "vocab_size": 50304,
+            "num_experts": 64,
+            "num_experts_per_tok": 8,
+            "norm_topk_prob": False,
+            "clip_qkv": None,
+            "eos_token_id": 50279,
+            "pad_token_id": 1,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # Qwen/Qwen1.5-MoE-A2.7B: 60 experts top-4 plus a gated shared expert, qkv bias
+    "qwen2_moe": (
+        "qwen2_moe",
+        "Qwen2MoeForCausalLM",
+        {
+            "hidden_size": 2048,
+            "intermediate_size": 5632,
+            "moe_intermediate_size": 1408,
+            "shared_expert_intermediate_size": 5632,
+            "num_experts": 60,
+            "num_experts_per_tok": 4,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 16,
+            "vocab_size": 151936,
+            "rope_theta": 1000000.0,
+            "max_position_embeddings": 8192,
+            "decoder_sparse_step": 1,
+            "bos_token_id": 151643,
+            "eos_token_id": 151643,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # meta-llama/Llama-3.2-1B: GQA 4:1, llama3 rope scaling, tied
+    "llama": (
+        "llama",
+        "LlamaForCausalLM",
+        {
+            "hidden_size": 2048,
+            "intermediate_size": 8192,
+            "num_hidden_layers": 16,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "head_dim": 64,
+            "vocab_size": 128256,
+            "rms_norm_eps": 1e-5,
+            "max_position_embeddings": 131072,
+            "rope_theta": 500000.0,
+            "rope_scaling": {
+                "rope_type": "llama3",
+                "factor": 32.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192,
+            },
+            "bos_token_id": 128000,
+            "eos_token_id": 128001,
+            "tie_word_embeddings": True,
+        },
+    ),
+    # Qwen/Qwen3-0.6B: qk norm, head_dim * heads != hidden, tied
+    "qwen3": (
+        "qwen3",
+        "Qwen3ForCausalLM",
+        {
+            "hidden_size": 1024,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "vocab_size": 151936,
+            "rope_theta": 1000000.0,
+            "max_position_embeddings": 40960,
+            "bos_token_id": 151643,
+            "eos_token_id": 151645,
+            "tie_word_embeddings": True,
+        },
+    ),
+    # allenai/OLMo-2-1124-7B: post-norm blocks, qk norm over the full projection
+    "olmo2": (
+        "olmo2",
+        "Olmo2ForCausalLM",
+        {
+            "hidden_size": 4096,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "vocab_size": 100352,
+            "rope_theta": 500000.0,
+            "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 4096,
+            "eos_token_id": 100257,
+            "pad_token_id": 100277,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # google/gemma-3-1b-it: 5 sliding : 1 global, separate local rope base, head_dim * heads != hidden
+    "gemma3_text": (
+        "gemma3_text",
+        "Gemma3ForCausalLM",
+        {
+            "hidden_size": 1152,
+            "intermediate_size": 6912,
+            "num_hidden_layers": 26,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 1,
+            "head_dim": 256,
+            "vocab_size": 262144,
+            "query_pre_attn_scalar": 256,
+            "sliding_window": 512,
+            "sliding_window_pattern": 6,
+            "rope_theta": 1000000.0,
+            "rope_local_base_freq": 10000.0,
+            "max_position_embeddings": 32768,
+            "final_logit_softcapping": None,
+            "attn_logit_softcapping": None,
+            "bos_token_id": 2,
+            "eos_token_id": [1, 106],
+            "pad_token_id": 0,
+            "tie_word_embeddings": True,
+        },
+    ),
+    # microsoft/Phi-3.5-mini-instruct: fused qkv / gate_up, LongRoPE, sliding window
+    "phi3": (
+        "phi3",
+        "Phi3ForCausalLM",
+        {
+            "hidden_size": 3072,
+            "intermediate_size": 8192,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "vocab_size": 32064,
+            "max_position_embeddings": 131072,
+            "original_max_position_embeddings": 4096,
+            "sliding_window": 262144,
+            "rope_theta": 10000.0,
+            "rope_scaling": {
+                "type": "longrope",
+                "short_factor": _longrope_factors(48, 2.0),
+                "long_factor": _longrope_factors(48, 40.0),
+            },
+            "bos_token_id": 1,
+            "eos_token_id": 32000,
+            "pad_token_id": 32000,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # mistralai/Mistral-7B-v0.1: GQA 4:1, sliding window on every layer
+    "mistral": (
+        "mistral",
+        "MistralForCausalLM",
+        {
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "vocab_size": 32000,
+            "sliding_window": 4096,
+            "max_position_embeddings": 32768,
+            "rope_theta": 10000.0,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # bigscience/bloom-560m: ALiBi (no rotary), embedding LayerNorm, fused qkv, hub names n_layer / n_head
+    "bloom": (
+        "bloom",
+        "BloomForCausalLM",
+        {
+            "hidden_size": 1024,
+            "n_layer": 24,
+            "n_head": 16,
+            "vocab_size": 250880,
+            "layer_norm_epsilon": 1e-5,
+            "apply_residual_connection_post_layernorm": False,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "pad_token_id": 3,
+            "tie_word_embeddings": True,
+        },
+    ),
+}
+
+
+def _source_config(model_type: str, architecture: str, options: dict[str, Any]) -> dict[str, Any]:
+    config = CONFIG_MAPPING[model_type](**options).to_dict()
+    config["architectures"] = [architecture]
+    config["dtype"] = "bfloat16"
+    return config
+
+
+FAMILY_CONFIGS: dict[str, dict[str, Any]] = {name: _source_config(*spec) for name, spec in _FAMILIES.items()}
+
+_session_twins: dict[str, Path] = {}
+
+
+def cache_root() -> Path:
+    """Where cached test twins live: $IMPORT_MODEL_TEST_CACHE or <repo>/.cache/test-twins."""
+    env = os.environ.get("IMPORT_MODEL_TEST_CACHE")
+    return Path(env) if env else REPO_ROOT / ".cache" / "test-twins"
+
+
+def make_family_twin(family: str, output_dir: Path, **kw: Any) -> TwinInfo:
+    """Build the twin of one family into ``output_dir`` (kwargs go to ``make_twin``)."""
+    if family not in FAMILY_CONFIGS:
+        raise KeyError(f"unknown family {family!r}; known: {', '.join(sorted(FAMILY_CONFIGS))}")
+    return make_twin(FAMILY_CONFIGS[family], output_dir, **kw)
+
+
+def _is_current(path: Path, family: str) -> bool:
+    """A cached twin is reused only if complete and built from the same config, seed and recipe."""
+    import json
+
+    if read_twin_info(path) is None:
+        return False
+    marker = json.loads((path / "twin.json").read_text())
+    return marker.get("fingerprint") == config_fingerprint(FAMILY_CONFIGS[family], DEFAULT_SEED, None)
+
+
+def family_twin_dir(family: str) -> Path:
+    """Path of the family's default twin, built at most once per session and reused across sessions."""
+    if family in _session_twins:
+        return _session_twins[family]
+    path = cache_root() / family
+    if not _is_current(path, family):
+        try:
+            make_family_twin(family, path, seed=DEFAULT_SEED, force=True)
+        except Exception:
+            if not _is_current(path, family):  # another process may have won the race
+                raise
+    _session_twins[family] = path
+    return path
