@@ -110,7 +110,8 @@ def test_recon_commands_on_family_twins(family: str, mirror_env: dict[str, str])
         summary = json_of(run_cli("list-keys", model, "--summary", "--json", env=env))
         assert summary["totals"]["parameters"] == true_params
         per_layer = [p for p in summary["patterns"] if "{i}" in p["pattern"]]
-        assert per_layer and all(p["count"] % config["num_hidden_layers"] == 0 for p in per_layer)
+        layers = config.get("num_hidden_layers") or config["n_layer"]
+        assert per_layer and all(p["count"] % layers == 0 for p in per_layer)
 
         walls = run_cli("check-walls", model, "--json", env=env)
         assert walls.returncode == expect.walls_exit, walls.stdout + walls.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ FAMILIES = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _loaded(family: str) -> tuple[Any, Any, dict[str, Any]]:
     path = family_twin_dir(family)
     model = AutoModelForCausalLM.from_pretrained(path).eval()

@@ -41,8 +41,9 @@ from import_model.source.safetensors_header import (
     parse_header_json,
 )
 
-#: First range read; most headers fit, so one request usually suffices.
-FIRST_READ_BYTES = 256 * 1024
+#: First range read. A shard of a large sharded checkpoint has a header of a few KiB, so one
+#: small request per shard suffices; a bigger header costs exactly one more request.
+FIRST_READ_BYTES = 8 * 1024
 #: Retries for 5xx / network errors (``huggingface_hub`` backs off between them).
 HUB_RETRIES = int(os.environ.get("IMPORT_MODEL_HUB_RETRIES", "3"))
 HUB_TIMEOUT_S = float(os.environ.get("IMPORT_MODEL_HUB_TIMEOUT", "20"))

@@ -627,8 +627,9 @@ def _write_files(tmp: Path, model: Any, tokenizer: Any, marker: dict[str, Any]) 
 
 
 def config_fingerprint(config: dict[str, Any], seed: int, num_layers: int | None) -> str:
-    """Stable hash of what determines a twin: source config, seed, depth and the recipe version."""
-    blob = json.dumps([config, seed, num_layers, RECIPE_VERSION], sort_keys=True, default=str)
+    """Stable hash of what determines a twin: source config, seed, depth and the recipe (this file's code)."""
+    recipe = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    blob = json.dumps([config, seed, num_layers, RECIPE_VERSION, recipe], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
