@@ -265,11 +265,11 @@ def cmd_twin(args: argparse.Namespace) -> int:
                      progress=report.progress)
     payload = {
         "path": str(info.path), "architecture": info.architecture, "model_type": info.model_type,
-        "num_layers": info.num_layers, "parameters": info.parameter_count, "shrunk": info.shrunk,
+        "num_layers": info.num_layers, "parameters": info.num_parameters, "shrunk": info.shrunk,
     }
     if args.json:
         report.emit_json(payload)
     else:
         report.line(f"twin of {info.architecture} written to {info.path}: {info.num_layers} layers, "
-                    f"{keys.human_count(info.parameter_count)} parameters (seed {args.seed})")
+                    f"{keys.human_count(info.num_parameters)} parameters (seed {args.seed})")
     return 0

@@ -9,6 +9,7 @@ are non-trivial: a port that forgets a bias or a norm weight must fail parity on
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -38,6 +39,7 @@ SLIDING_WINDOW = 16  # small enough that test prompts actually cross the window
 VOCAB = 512
 MIN_LAYERS = 2
 MAX_DEFAULT_LAYERS = 8
+MAX_PARAMETERS = 20_000_000  # a twin is tiny; more means a size field escaped the table
 BIAS_NOISE = 0.1  # std of the noise added to 1-D parameters (biases, norm weights)
 
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>", "<|im_start|>", "<|im_end|>")
@@ -50,6 +52,11 @@ CHAT_TEMPLATE = (
 MARKER = "twin.json"
 # Bump when the twin recipe changes, so cached twins are rebuilt.
 RECIPE_VERSION = 1
+
+# A nested dict with one of these is a sub-model config (vision tower, dbrx ffn_config...), not an option dict.
+SUBCONFIG_SIZE_KEYS = frozenset(
+    {"hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size", "ffn_hidden_size", "d_model", "n_layers"}
+)
 
 # Top-level keys never carried into a twin: the twin is plain float32, native transformers code, no hub identity.
 DROPPED_KEYS = ("auto_map", "quantization_config", "_name_or_path", "transformers_version", "torch_dtype")
@@ -67,46 +74,75 @@ class Rule:
 # Keys are canonical transformers names; a config class's ``attribute_map`` resolves aliases (n_layer, n_head...).
 SHRINK_RULES: dict[str, Rule] = {
     "num_hidden_layers": Rule("layers"),
+    "decoder_layers": Rule("layers"),  # bart-style decoders (encoder_layers is the num_hidden_layers alias)
     "num_attention_heads": Rule("heads"),
+    "decoder_attention_heads": Rule("heads"),
     "num_key_value_heads": Rule("kv_heads"),
+    # Multi-head latent attention (DeepSeek-style); None (e.g. no q LoRA) stays None. Before head_dim,
+    # which follows qk_rope_head_dim when the source ties them.
+    "kv_lora_rank": Rule("fixed", 32),
+    "q_lora_rank": Rule("fixed", 48),
+    "qk_rope_head_dim": Rule("fixed", 8),
+    "qk_nope_head_dim": Rule("fixed", HEAD_DIM),
+    "v_head_dim": Rule("fixed", HEAD_DIM),
+    "qk_head_dim": Rule("sum", ("qk_nope_head_dim", "qk_rope_head_dim")),
     "head_dim": Rule("head_dim"),
     "hidden_size": Rule("hidden"),
+    "attention_hidden_size": Rule("follow_hidden"),  # rwkv: defaults to hidden_size
+    "global_head_dim": Rule("head_dim_multiple"),  # gemma4: global layers use a multiple of head_dim
+    "hidden_size_per_layer_input": Rule("fixed", HEAD_DIM),  # gemma3n / gemma4 per-layer embeddings
+    "vocab_size_per_layer_input": Rule("fixed", VOCAB),
     "intermediate_size": Rule("fixed", INTERMEDIATE),
     "n_inner": Rule("fixed", INTERMEDIATE),  # gpt2-style; None means 4 * hidden and stays None
     "ffn_dim": Rule("fixed", INTERMEDIATE),  # opt-style
+    "ffn_hidden_size": Rule("fixed", INTERMEDIATE),
+    "decoder_ffn_dim": Rule("fixed", INTERMEDIATE),
+    "encoder_ffn_dim": Rule("fixed", INTERMEDIATE),
     "moe_intermediate_size": Rule("fixed", MOE_INTERMEDIATE),
+    "expert_ffn_hidden_size": Rule("fixed", MOE_INTERMEDIATE),
     "shared_expert_intermediate_size": Rule("fixed", SHARED_EXPERT_INTERMEDIATE),
+    "moe_shared_expert_intermediate_size": Rule("fixed", SHARED_EXPERT_INTERMEDIATE),
+    "shared_intermediate_size": Rule("fixed", SHARED_EXPERT_INTERMEDIATE),
     "vocab_size": Rule("fixed", VOCAB),
     # MoE: fewer experts but still a real choice (top-k < experts).
     "num_experts": Rule("experts", EXPERTS),
     "num_local_experts": Rule("experts", EXPERTS),
     "n_routed_experts": Rule("experts", EXPERTS),
     "moe_num_experts": Rule("experts", EXPERTS),
+    "zero_expert_num": Rule("cap", 2),
     "num_experts_per_tok": Rule("top_k", TOP_K),
     "moe_topk": Rule("top_k", TOP_K),
     "n_group": Rule("cap", 2),  # must divide the expert count
     "topk_group": Rule("cap", 1),
     "n_shared_experts": Rule("cap", 1),
-    # Multi-head latent attention (DeepSeek-style); None (e.g. no q LoRA) stays None.
-    "kv_lora_rank": Rule("fixed", 32),
-    "q_lora_rank": Rule("fixed", 48),
-    "qk_rope_head_dim": Rule("fixed", 8),
-    "qk_nope_head_dim": Rule("fixed", HEAD_DIM),
-    "v_head_dim": Rule("fixed", HEAD_DIM),
+    # State-space blocks of hybrid models: heads * head dim must equal expand * hidden.
+    "mamba_n_heads": Rule("fixed", HEADS),
+    "mamba_d_head": Rule("ssm_head_dim", "mamba_n_heads"),
+    "mamba_d_state": Rule("fixed", 16),
+    "mamba_dt_rank": Rule("fixed", 8),
+    "mamba_chunk_size": Rule("cap", 16),
     # Attention windows: keep them, but small enough to bite on short prompts.
     "sliding_window": Rule("cap", SLIDING_WINDOW),
     "attention_chunk_size": Rule("cap", SLIDING_WINDOW),
     # Per-layer structure: lists are cut to the twin's depth, periods are kept and size the default depth.
     "layer_types": Rule("per_layer"),
     "no_rope_layers": Rule("per_layer"),
+    "block_types": Rule("per_layer"),
+    "layers_block_type": Rule("per_layer"),
     "mlp_only_layers": Rule("layer_ids"),
+    "attn_layer_indices": Rule("layer_ids"),
     "max_window_layers": Rule("layer_index"),
     "first_k_dense_replace": Rule("dense_prefix"),
+    "num_dense_layers": Rule("dense_prefix"),
+    "attn_layer_offset": Rule("dense_prefix"),
+    "expert_layer_offset": Rule("dense_prefix"),
     "sliding_window_pattern": Rule("period"),
     "_sliding_window_pattern": Rule("period"),
     "no_rope_layer_interval": Rule("period"),
     "decoder_sparse_step": Rule("period"),
     "interleave_moe_layer_step": Rule("period"),
+    "attn_layer_period": Rule("period"),
+    "expert_layer_period": Rule("period"),
     # Sizes that follow the head dimension.
     "query_pre_attn_scalar": Rule("follow_head_dim"),
     "rotary_dim": Rule("rotary_dim"),  # gpt-j / codegen: absolute rotary width
@@ -194,15 +230,38 @@ def _twin_head_dim(ctx: _Ctx) -> int:
 
 
 def _rule_head_dim(value: Any, ctx: _Ctx, arg: Any) -> Any:
+    """16, or 32 when the source's head_dim * heads != hidden; None (derived) becomes the derived 16."""
+    if value is None:
+        return HEAD_DIM
     if not isinstance(value, int):
         return value
+    if value == ctx.src_get("qk_rope_head_dim"):  # MLA configs tie head_dim to the rotary part
+        return ctx.out_get("qk_rope_head_dim")
     hidden = ctx.src_get("hidden_size")
     matched = not isinstance(hidden, int) or value * _src_heads(ctx)[0] == hidden
     return HEAD_DIM if matched else WIDE_HEAD_DIM
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _rule_fixed(value: Any, ctx: _Ctx, arg: Any) -> Any:
-    return arg if isinstance(value, int) and not isinstance(value, bool) else value
+    """Ints become ``arg``; a per-layer list of ints (gemma3n) becomes ``arg`` for every twin layer."""
+    if isinstance(value, list) and value and all(_is_int(v) for v in value):
+        return [arg] * ctx.layers
+    return arg if _is_int(value) else value
+
+
+def _rule_sum(value: Any, ctx: _Ctx, arg: Any) -> Any:
+    parts = [ctx.out_get(name) for name in arg]
+    return sum(parts) if _is_int(value) and all(_is_int(p) for p in parts) else value
+
+
+def _rule_ssm_head_dim(value: Any, ctx: _Ctx, arg: Any) -> Any:
+    """SSM head dim such that heads * head_dim == expand * hidden, as mamba blocks require."""
+    heads, expand = ctx.out_get(arg), ctx.src_get("mamba_expand") or 2
+    return expand * ctx.out_get("hidden_size") // heads if _is_int(value) and _is_int(heads) else value
 
 
 def _rule_cap(value: Any, ctx: _Ctx, arg: Any) -> Any:
@@ -216,13 +275,14 @@ def _rule_experts(value: Any, ctx: _Ctx, arg: Any) -> Any:
 def _rule_top_k(value: Any, ctx: _Ctx, arg: Any) -> Any:
     if not isinstance(value, int) or value < 1:
         return value
-    experts = [ctx.out[k] for k in ctx.out if SHRINK_RULES.get(k, Rule("")).kind == "experts"]
-    experts = [e for e in experts if isinstance(e, int) and e > 1]
+    experts = [ctx.out_get(name) for name, rule in SHRINK_RULES.items() if rule.kind == "experts"]
+    experts = [e for e in experts if _is_int(e) and e > 1]
     bound = min(experts) - 1 if experts else arg
     return max(1, min(value, arg, bound))
 
 
 def _rule_per_layer(value: Any, ctx: _Ctx, arg: Any) -> Any:
+    """Keep the first layers' entries; a shorter cyclic pattern (recurrent_gemma block_types) repeats."""
     if not isinstance(value, list) or not value:
         return value
     return [value[i % len(value)] for i in range(ctx.layers)]
@@ -255,6 +315,16 @@ def _rule_follow_head_dim(value: Any, ctx: _Ctx, arg: Any) -> Any:
     if isinstance(hidden, int) and value == hidden / src_heads:
         return ctx.out_get("hidden_size") // _twin_heads(ctx)
     return value
+
+
+def _rule_follow_hidden(value: Any, ctx: _Ctx, arg: Any) -> Any:
+    return ctx.out_get("hidden_size") if _is_int(value) and value == ctx.src_get("hidden_size") else value
+
+
+def _rule_head_dim_multiple(value: Any, ctx: _Ctx, arg: Any) -> Any:
+    if not _is_int(value):
+        return value
+    return max(2, round(value / _src_head_dim(ctx) * _twin_head_dim(ctx)))
 
 
 def _rule_rotary_dim(value: Any, ctx: _Ctx, arg: Any) -> Any:
@@ -317,10 +387,12 @@ def _rule_token(value: Any, ctx: _Ctx, arg: Any) -> Any:
 _RULE_FUNCS: dict[str, Callable[[Any, _Ctx, Any], Any]] = {
     "layers": lambda value, ctx, arg: ctx.layers,
     "heads": lambda value, ctx, arg: _twin_heads(ctx),
-    "kv_heads": lambda value, ctx, arg: _twin_kv_heads(ctx) if value is not None else value,
+    "kv_heads": lambda value, ctx, arg: _twin_kv_heads(ctx),  # None means "as many as heads"
     "head_dim": _rule_head_dim,
     "hidden": lambda value, ctx, arg: _twin_heads(ctx) * HEAD_DIM,
     "fixed": _rule_fixed,
+    "sum": _rule_sum,
+    "ssm_head_dim": _rule_ssm_head_dim,
     "cap": _rule_cap,
     "experts": _rule_experts,
     "top_k": _rule_top_k,
@@ -331,6 +403,8 @@ _RULE_FUNCS: dict[str, Callable[[Any, _Ctx, Any], Any]] = {
     "period": _rule_keep,
     "follow_head_dim": _rule_follow_head_dim,
     "rotary_dim": _rule_rotary_dim,
+    "follow_hidden": _rule_follow_hidden,
+    "head_dim_multiple": _rule_head_dim_multiple,
     "rope": _rule_rope,
     "token": _rule_token,
 }
@@ -406,6 +480,11 @@ def shrink_config(src: dict[str, Any], aliases: dict[str, str], layers: int) -> 
     return ctx.out, changed
 
 
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _config_class(config: dict[str, Any]) -> type:
     from transformers import CONFIG_MAPPING
 
@@ -427,6 +506,7 @@ def _architecture(config: dict[str, Any], model_type: str) -> tuple[str, type]:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     archs = config.get("architectures") or []
+    archs = [archs] if isinstance(archs, str) else archs
     name = archs[0] if archs and isinstance(archs[0], str) else MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
     if not name:
         raise UserError(f"model_type {model_type!r} has no causal-LM class in transformers; cannot build a twin")
@@ -442,11 +522,21 @@ def _architecture(config: dict[str, Any], model_type: str) -> tuple[str, type]:
 
 def _normalise(config: dict[str, Any], config_cls: type) -> dict[str, Any]:
     """Round-trip through the config class: legacy keys (rope_theta, rope_scaling...) become canonical."""
+    nested = sorted(k for k, v in config.items() if isinstance(v, dict) and SUBCONFIG_SIZE_KEYS & v.keys())
+    if "text_config" in nested:
+        raise UserError(
+            f"{config_cls.model_type} is a composite config ({', '.join(nested)}); "
+            "build the twin from its text_config (the language model) instead"
+        )
+    if nested:
+        raise UserError(
+            f"{config_cls.model_type} keeps sizes in sub-configs ({', '.join(nested)}); twins cannot shrink those"
+        )
     raw = {k: v for k, v in config.items() if k not in ("auto_map", "quantization_config")}
     try:
         parsed = config_cls.from_dict(raw)
     except Exception as exc:  # transformers raises many types for bad configs
-        raise UserError(f"transformers rejects this {config_cls.model_type} config: {exc}".splitlines()[0]) from exc
+        raise UserError(f"transformers rejects this {config_cls.model_type} config: {_one_line(exc)}") from exc
     normal = parsed.to_dict()
     for key in ("auto_map", "quantization_config"):
         if key in config:
@@ -469,7 +559,7 @@ def build_twin_config(config: dict[str, Any], num_layers: int | None = None) -> 
     try:
         twin_config = config_cls.from_dict(twin)
     except Exception as exc:
-        raise UserError(f"the shrunk {config_cls.model_type} config is invalid: {exc}".splitlines()[0]) from exc
+        raise UserError(f"the shrunk {config_cls.model_type} config is invalid: {_one_line(exc)}") from exc
     return twin_config, arch_name, model_cls, changed
 
 
@@ -490,9 +580,26 @@ def _init_weights(model: Any, seed: int) -> None:
                 param.add_(torch.randn(param.shape, generator=gen, dtype=torch.float32) * BIAS_NOISE)
 
 
+def _check_size(twin_config: Any, model_cls: type) -> None:
+    """Count parameters on the meta device first, so a size field the table misses fails fast, not slowly."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            n_params = sum(p.numel() for p in model_cls(twin_config).parameters())
+    except Exception as exc:  # the model code rejects this combination of options
+        raise UserError(f"transformers cannot build a {model_cls.__name__} twin: {_one_line(exc)}") from exc
+    if n_params > MAX_PARAMETERS:
+        raise UserError(
+            f"the {twin_config.model_type} twin would have {n_params:,} parameters; "
+            "a size field of this config is missing from SHRINK_RULES"
+        )
+
+
 def _build_model(twin_config: Any, model_cls: type, seed: int) -> Any:
     import torch
 
+    _check_size(twin_config, model_cls)
     torch.manual_seed(seed)
     model = model_cls(twin_config).to(torch.float32)
     _init_weights(model, seed)
@@ -614,7 +721,10 @@ def _write_files(tmp: Path, model: Any, tokenizer: Any, marker: dict[str, Any]) 
 
     cfg = model.config
     model.generation_config = GenerationConfig(
-        bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id, do_sample=False
+        bos_token_id=getattr(cfg, "bos_token_id", None),
+        eos_token_id=getattr(cfg, "eos_token_id", None),
+        pad_token_id=getattr(cfg, "pad_token_id", None),
+        do_sample=False,
     )
     with _quiet_progress():
         model.save_pretrained(tmp)
@@ -663,11 +773,13 @@ def make_twin(
     say = progress or (lambda _msg: None)
     if not isinstance(config, dict):
         raise UserError("config must be a dict read from a config.json")
+    fingerprint = config_fingerprint(config, seed, num_layers)
+    config = copy.deepcopy(config)  # transformers fills nested dicts (rope) in place; keep the caller's intact
     output_dir = Path(output_dir).absolute()
     _check_target(output_dir, force)
     twin_config, arch, model_cls, changed = build_twin_config(config, num_layers)
-    layers = twin_config.num_hidden_layers
-    say(f"twin of {arch}: {layers} layers, hidden {twin_config.hidden_size}, vocab {twin_config.vocab_size}")
+    layers = getattr(twin_config, "num_hidden_layers", None) or num_layers or 0
+    say(f"twin of {arch}: {layers} layers, hidden {getattr(twin_config, 'hidden_size', '?')}, vocab {VOCAB}")
     model = _build_model(twin_config, model_cls, seed)
     n_params = sum(p.numel() for p in model.parameters())
     info = TwinInfo(output_dir, twin_config.model_type, arch, layers, n_params, changed)
@@ -677,7 +789,7 @@ def make_twin(
         "num_layers": layers,
         "num_parameters": n_params,
         "seed": seed,
-        "fingerprint": config_fingerprint(config, seed, num_layers),
+        "fingerprint": fingerprint,
         "shrunk": changed,
     }
     output_dir.parent.mkdir(parents=True, exist_ok=True)
