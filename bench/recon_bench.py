@@ -59,7 +59,8 @@ def main() -> int:
     rows = []
     for label, template in COMMANDS:
         argv = [a.format(model=model) for a in template]
-        rows.append((f"`{label}` (local twin)", f"{time_command(argv, env, args.repeats):.2f} s", "-", "-"))
+        where = "local twin" if "{model}" in template else "no model"
+        rows.append((f"`{label}` ({where})", f"{time_command(argv, env, args.repeats):.2f} s", "-", "-"))
 
     huge = huge_llama_checkpoint()
     with HubMirror({"bench/llama-70b-virtual": huge.files}) as mirror, tempfile.TemporaryDirectory() as cache:

@@ -1,0 +1,638 @@
+"""What a model's HF modeling code *does*, read from its module tree (see :mod:`import_model.plan.modeling`).
+
+Each detector looks at one place in the code and matches it against a pattern
+table: the norm class's forward (:data:`NORM_PATTERNS`), the rotary helper the
+attention forward calls (:data:`ROTARY_PATTERNS`), the attention's scaling
+expression (:data:`SCALE_PATTERNS`), the embedding and logit arithmetic
+(:data:`EMBED_SCALE_PATTERNS`, :data:`LOGIT_PATTERNS`), the MLP forward
+(:data:`MLP_PATTERNS`). The decoder layer's forward is run symbolically to
+recover the residual wiring (sequential / parallel, pre / sandwich / post norms).
+
+Every detector returns :class:`Observation` values (a value plus the code it
+was read from) and never raises: strange code yields fewer observations.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from import_model.plan.modeling import (
+    IDENTITY_KINDS,
+    UNKNOWN,
+    ClassRef,
+    Env,
+    ModuleNode,
+    SourceTree,
+    called_names,
+    evaluate,
+    nodes_of,
+    source_text,
+)
+
+
+@dataclass(frozen=True)
+class Observation:
+    value: Any
+    evidence: str
+
+
+Matcher = Callable[[list[ast.AST]], bool]
+
+
+# --------------------------------------------------------------------------- roles: which submodule is what
+
+#: Attribute / class name patterns that say which submodule plays which role.
+ROLE_PATTERNS: dict[str, tuple[str, str]] = {
+    # role: (attribute-name regex, class-name regex)
+    "attention": (r"^(self_attn|attn|attention|self_attention|mixer)$", r"Attention"),
+    "mlp": (r"^(mlp|feed_forward|ffn|block_sparse_moe|moe)$", r"MLP|MoE|Moe|FeedForward|Experts|Sparse"),
+    "embed": (r"^(embed_tokens|wte|word_embeddings|embed_in|tok_embeddings)$", r"Embedding"),
+    "lm_head": (r"^(lm_head|embed_out|output)$", r"^$"),
+    "q_norm": (r"^(q_norm|q_layernorm|query_layernorm|q_ln)$", r"^$"),
+    "k_norm": (r"^(k_norm|k_layernorm|key_layernorm|k_ln)$", r"^$"),
+}
+NORM_KINDS = frozenset({"norm", "layernorm", "rmsnorm"})
+
+
+@dataclass
+class Roles:
+    root: ModuleNode
+    backbone: ModuleNode | None = None
+    layer: ModuleNode | None = None
+    attention: tuple[str, ModuleNode] | None = None
+    mlp: tuple[str, ModuleNode] | None = None
+    layer_norms: dict[str, ModuleNode] = field(default_factory=dict)
+    final_norm: ModuleNode | None = None
+    embed: ModuleNode | None = None
+    lm_head: ModuleNode | None = None
+    q_norm: ModuleNode | None = None
+    k_norm: ModuleNode | None = None
+
+
+def _role_child(node: ModuleNode | None, role: str) -> tuple[str, ModuleNode] | None:
+    if node is None:
+        return None
+    attr_re, class_re = ROLE_PATTERNS[role]
+    for attr, child in node.children.items():
+        if re.search(attr_re, attr):
+            return attr, child
+    for attr, child in node.children.items():
+        if child.ref is not None and re.search(class_re, child.ref.name) and "Rotary" not in child.ref.name:
+            return attr, child
+    return None
+
+
+def find_roles(root: ModuleNode) -> Roles:
+    roles = Roles(root=root)
+    for child in root.children.values():
+        layers = next((c for c in child.children.values() if c.kind == "list" and "{i}" in c.children), None)
+        if layers is not None:
+            roles.backbone, roles.layer = child, layers.children["{i}"]
+            break
+    head = _role_child(root, "lm_head")
+    roles.lm_head = head[1] if head else None
+    embed = _role_child(roles.backbone, "embed")
+    roles.embed = embed[1] if embed else None
+    roles.attention = _role_child(roles.layer, "attention")
+    roles.mlp = _role_child(roles.layer, "mlp")
+    if roles.layer is not None:
+        roles.layer_norms = {a: c for a, c in roles.layer.children.items() if c.kind in NORM_KINDS}
+    if roles.backbone is not None:
+        roles.final_norm = next((c for c in roles.backbone.children.values() if c.kind in NORM_KINDS), None)
+    attention = roles.attention[1] if roles.attention else None
+    q_norm, k_norm = _role_child(attention, "q_norm"), _role_child(attention, "k_norm")
+    roles.q_norm = q_norm[1] if q_norm else None
+    roles.k_norm = k_norm[1] if k_norm else None
+    return roles
+
+
+# --------------------------------------------------------------------------- small AST matchers
+
+
+def _call_leaf(node: ast.Call) -> str:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def calls(*names: str) -> Matcher:
+    return lambda nodes: any(isinstance(n, ast.Call) and _call_leaf(n) in names for n in nodes)
+
+
+def _subtracts_mean(nodes: list[ast.AST]) -> bool:
+    return any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Sub) and "mean" in source_text(n.right)
+               for n in nodes)
+
+
+def _adds_one_to_weight(nodes: list[ast.AST]) -> bool:
+    def is_one(side: ast.expr) -> bool:
+        return isinstance(side, ast.Constant) and side.value in (1, 1.0) and not isinstance(side.value, bool)
+
+    return any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Add)
+               and (is_one(n.left) and "weight" in source_text(n.right) or is_one(n.right) and "weight" in source_text(n.left))
+               for n in nodes)
+
+
+def _slices_step_two(nodes: list[ast.AST]) -> bool:
+    return any(isinstance(n, ast.Slice) and isinstance(n.step, ast.Constant) and n.step.value == 2 for n in nodes)
+
+
+def _slices_halves(nodes: list[ast.AST]) -> bool:
+    return any(isinstance(n, ast.Slice) and "// 2" in (source_text(n.lower) + source_text(n.upper)) for n in nodes)
+
+
+def _multiplies_branches(nodes: list[ast.AST]) -> bool:
+    operand = (ast.Name, ast.Call, ast.Attribute, ast.Subscript)
+    return any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mult) and isinstance(n.left, operand)
+               and isinstance(n.right, operand) and (isinstance(n.left, ast.Call) or isinstance(n.right, ast.Call))
+               for n in nodes)
+
+
+# --------------------------------------------------------------------------- pattern tables
+
+#: (trait, value, what the code does, matcher) over the norm class's forward and helpers; first hit per trait wins.
+NORM_PATTERNS: tuple[tuple[str, Any, str, Matcher], ...] = (
+    ("kind", "layernorm", "calls layer_norm", calls("layer_norm", "layernorm")),
+    ("kind", "layernorm", "subtracts the mean before normalising", _subtracts_mean),
+    ("kind", "rms", "divides by the root mean square", calls("rsqrt", "rms_norm")),
+    ("offset", True, "scales by (1 + weight)", _adds_one_to_weight),
+)
+#: Built-in norm classes (nn.X) -> kind.
+BUILTIN_NORMS = {"layernorm": "layernorm", "rmsnorm": "rms", "LayerNorm": "layernorm", "RMSNorm": "rms"}
+
+#: (style, what the code does, matcher) over the rotary helper and what it calls; first hit wins.
+ROTARY_PATTERNS: tuple[tuple[str, str, Matcher], ...] = (
+    ("interleaved", "pairs adjacent channels (x[..., ::2] / x[..., 1::2])", _slices_step_two),
+    ("interleaved", "repeat_interleave on cos/sin", calls("repeat_interleave")),
+    ("interleaved", "rotates complex pairs (view_as_complex)", calls("view_as_complex", "polar")),
+    ("half_split", "rotates the two halves (x[..., :d // 2], x[..., d // 2:])", _slices_halves),
+    ("half_split", "splits q/k into halves with chunk", calls("chunk")),
+)
+#: Calls in an attention forward that apply rotary embeddings.
+ROTARY_CALL = re.compile(r"rotary|rope", re.IGNORECASE)
+
+#: Config names in the attention's scaling expression -> how the scale is chosen; first hit wins.
+SCALE_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("query_pre_attn_scalar", "query_pre_attn_scalar"),
+    ("attention_multiplier", "multiplier"),
+    ("attn_scale", "multiplier"),
+    ("head_dim", "default"),
+    ("head_size", "default"),
+    ("qk_head_dim", "default"),
+)
+SCALE_ATTRS = ("scaling", "scale", "softmax_scale", "norm_factor")
+
+#: (kind, regex over the embedding scale expression).
+EMBED_SCALE_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("sqrt_hidden", r"hidden_size\s*\*\*\s*0\.5|sqrt\([^)]*hidden_size"),
+    ("multiplier", r"embedding_multiplier|scale_emb|emb_scale|embed_scale|embedding_scale"),
+)
+
+#: (head trait, matcher over one ``logits = ...`` statement); the softcap row consumes its divide and multiply.
+LOGIT_PATTERNS: tuple[tuple[str, Callable[[ast.expr], bool]], ...] = (
+    ("final_softcap", lambda e: calls("tanh")(list(ast.walk(e)))),
+    ("logits_divisor", lambda e: isinstance(e, ast.BinOp) and isinstance(e.op, ast.Div)),
+    ("logit_scale", lambda e: isinstance(e, ast.BinOp) and isinstance(e.op, ast.Mult)),
+)
+
+#: (value, what the code does, matcher) over the MLP forward.
+MLP_PATTERNS: tuple[tuple[str, str, Matcher], ...] = (
+    ("gated", "splits a fused gate_up projection", calls("chunk")),
+    ("gated", "multiplies the activated gate by the up projection", _multiplies_branches),
+)
+
+
+# --------------------------------------------------------------------------- detectors
+
+
+def _class_nodes(tree: SourceTree, ref: ClassRef | None, skip: tuple[str, ...] = ("__init__", "extra_repr")) -> list[ast.AST]:
+    if ref is None:
+        return []
+    return nodes_of(*(method for method, _ in tree.methods(ref) if method.name not in skip))
+
+
+def norm_behaviour(tree: SourceTree, node: ModuleNode | None) -> dict[str, Observation]:
+    """kind (rms / layernorm), offset ((1 + w)), weight and bias presence of one norm module."""
+    if node is None:
+        return {}
+    name = node.class_name
+    found: dict[str, Observation] = {}
+    builtin = BUILTIN_NORMS.get(node.kind) or BUILTIN_NORMS.get(str(node.values.get("builtin_base", "")))
+    if builtin:
+        found["kind"] = Observation(builtin, f"{name} is torch's {builtin} module")
+        found["offset"] = Observation(False, f"{name}: plain weight")
+    for trait, value, text, matcher in NORM_PATTERNS:
+        if trait not in found and matcher(_class_nodes(tree, node.ref)):
+            found[trait] = Observation(value, f"{name}.forward {text}")
+    found.setdefault("offset", Observation(False, f"{name}.forward multiplies by weight as is"))
+    found["weight"] = Observation("weight" in node.params, f"{name} {'has' if 'weight' in node.params else 'has no'} weight")
+    found["bias"] = Observation("bias" in node.params, f"{name} {'has' if 'bias' in node.params else 'has no'} bias")
+    return found
+
+
+def _forward(tree: SourceTree, node: ModuleNode | None) -> tuple[ast.FunctionDef, ClassRef] | None:
+    return tree.method(node.ref, "forward") if node is not None and node.ref is not None else None
+
+
+def rotary_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """style (half_split / interleaved / none) and whether some layers skip it (conditional)."""
+    holder = roles.attention[1] if roles.attention else None
+    for candidate in (holder, roles.layer):
+        found = _forward(tree, candidate)
+        if found is None:
+            continue
+        forward, owner = found
+        names = [n for n in called_names(forward) if ROTARY_CALL.search(n)]
+        if not names:
+            continue
+        helper = tree.find_function(owner.path, names[0])
+        if helper is None:
+            return {"style": Observation("unknown", f"{owner.name}.forward calls {names[0]}, which was not found")}
+        function, path = helper
+        helpers = [tree.find_function(path, n) for n in called_names(function)]
+        nodes = nodes_of(function, *(h[0] for h in helpers if h))
+        result = {"style": Observation("unknown", f"{names[0]} matches no rotary pattern")}
+        for style, text, matcher in ROTARY_PATTERNS:
+            if matcher(nodes):
+                result["style"] = Observation(style, f"{names[0]} (called by {owner.name}.forward) {text}")
+                break
+        guard = _guard_of(forward, names[0])
+        if guard:
+            result["conditional"] = Observation(True, f"{owner.name}.forward applies rotary only `if {guard}`")
+        return result
+    if holder is not None and _forward(tree, holder) is not None:
+        return {"style": Observation("none", f"{holder.class_name}.forward applies no rotary embedding")}
+    return {}
+
+
+def _guard_of(function: ast.FunctionDef, callee: str) -> str | None:
+    for node in ast.walk(function):
+        if isinstance(node, ast.If) and any(isinstance(n, ast.Call) and _call_leaf(n) == callee
+                                            for stmt in node.body for n in ast.walk(stmt)):
+            return source_text(node.test, 80)
+    return None
+
+
+def _expanded_names(node: ModuleNode, expr: ast.expr | None, depth: int = 0) -> set[str]:
+    """Attribute and name identifiers in ``expr``, following ``self.x`` to its own assignment once."""
+    names: set[str] = set()
+    for sub in ast.walk(expr) if expr is not None else []:
+        if isinstance(sub, ast.Attribute):
+            names.add(sub.attr)
+            if depth == 0 and isinstance(sub.value, ast.Name) and sub.value.id == "self" and sub.attr in node.exprs:
+                names |= _expanded_names(node, node.exprs[sub.attr], 1)
+        elif isinstance(sub, ast.Name):
+            names.add(sub.id)
+        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            names.add(sub.value)
+    return names
+
+
+def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """scale kind and value, logit softcap, sliding-window support, where head_dim comes from."""
+    if roles.attention is None:
+        return {}
+    node = roles.attention[1]
+    name = node.class_name
+    found: dict[str, Observation] = {}
+    attr = next((a for a in SCALE_ATTRS if a in node.exprs), None)
+    if attr is None:
+        found["scale"] = Observation("default", f"{name} sets no scale: the attention default 1/sqrt(head_dim)")
+    else:
+        expr = node.exprs[attr]
+        names = _expanded_names(node, expr)
+        kind = next((k for key, k in SCALE_PATTERNS if key in names), "custom")
+        found["scale"] = Observation(kind, f"{name}.{attr} = {source_text(expr, 90)}")
+        value = node.values.get(attr, UNKNOWN)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            found["scale_value"] = Observation(float(value), f"{name}.{attr} evaluated with the config")
+    head_dim = node.exprs.get("head_dim")
+    if head_dim is not None:
+        text = source_text(head_dim, 200)
+        reads = bool(re.search(r"config\.head_dim|['\"]head_dim['\"]", text))
+        found["head_dim_source"] = Observation("config" if reads else "derived", f"{name}.head_dim = {source_text(head_dim, 90)}")
+    found.update(_softcap(tree, node))
+    text = " ".join(source_text(m, 100000) for m, _ in tree.methods(node.ref)) if node.ref else ""
+    if roles.layer is not None and roles.layer.ref is not None:
+        text += " ".join(source_text(m, 100000) for m, _ in tree.methods(roles.layer.ref))
+    if "sliding_window" in text:
+        per_layer = "layer_type" in text or "is_sliding" in text
+        found["sliding"] = Observation("per_layer" if per_layer else "config",
+                                       f"{name} reads sliding_window" + (" per layer type" if per_layer else ""))
+    else:
+        found["sliding"] = Observation("never", f"{name} never reads sliding_window")
+    return found
+
+
+def _softcap(tree: SourceTree, node: ModuleNode) -> dict[str, Observation]:
+    found = _forward(tree, node)
+    if found is None:
+        return {}
+    forward, owner = found
+    for call in (n for n in ast.walk(forward) if isinstance(n, ast.Call)):
+        for kw in call.keywords:
+            if kw.arg == "softcap":
+                value = _value_in(node, kw.value)
+                return {"softcap": Observation(value if _is_real(value) else None,
+                                               f"{owner.name}.forward passes softcap={source_text(kw.value, 60)}")}
+    return {}
+
+
+def _value_in(node: ModuleNode, expr: ast.expr) -> Any:
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name) and expr.value.id == "self":
+        return node.values.get(expr.attr, UNKNOWN)
+    return evaluate(expr, node.env) if node.env is not None else UNKNOWN
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    if roles.mlp is None:
+        return {}
+    node = roles.mlp[1]
+    found: dict[str, Observation] = {}
+    if node.activations:
+        found["activation"] = Observation(node.activations[0], f"{node.class_name} uses ACT2FN[{node.activations[0]!r}]")
+    forward = _forward(tree, node)
+    if forward is not None:
+        nodes = nodes_of(forward[0])
+        hit = next(((v, t) for v, t, m in MLP_PATTERNS if m(nodes)), None)
+        value, text = hit if hit else ("plain", "applies up, activation, down with no gate product")
+        found["kind"] = Observation(value, f"{forward[1].name}.forward {text}")
+    if re.search(r"moe|sparse|expert", node.class_name, re.IGNORECASE):
+        found["moe_class"] = Observation(node.class_name, f"the decoder layer's MLP is {node.class_name}")
+    return found
+
+
+def embedding_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """A scale on the token embeddings: sqrt(hidden) (Gemma) or a configured multiplier (Granite)."""
+    backbone = roles.backbone
+    if backbone is None or backbone.env is None:
+        return {}
+    candidates: list[tuple[ast.expr, Env, str]] = []
+    if roles.embed is not None and roles.embed.call is not None:
+        for kw in roles.embed.call.keywords:
+            candidates.append((kw.value, backbone.env, f"{roles.embed.class_name}({kw.arg}={source_text(kw.value, 60)})"))
+    forward = _forward(tree, backbone)
+    if forward is not None:
+        local = backbone.env.child(dict(backbone.env.names))
+        local.attrs = backbone.env.attrs
+        for stmt in ast.walk(forward[0]):
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                local.names[stmt.targets[0].id] = evaluate(stmt.value, local)
+                value = stmt.value
+                if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Mult) and \
+                        re.search(r"embeds|hidden_states", source_text(value.left)):
+                    candidates.append((value.right, local, f"{forward[1].name}.forward: {source_text(stmt, 90)}"))
+    for expr, env, where in candidates:
+        text = source_text(expr, 400) + " " + " ".join(_expanded_names(backbone, expr))
+        if isinstance(expr, ast.Name) and expr.id in _local_sources(forward):
+            text += " " + _local_sources(forward)[expr.id]
+        for kind, pattern in EMBED_SCALE_PATTERNS:
+            if re.search(pattern, text):
+                value = evaluate(expr, env)
+                if isinstance(expr, ast.Attribute):
+                    value = _value_in(backbone, expr)
+                number = float(value) if _is_real(value) else None
+                return {"scale": Observation(kind, where), **({"scale_value": Observation(number, where)} if number else {})}
+    return {"scale": Observation("none", f"{backbone.class_name} feeds the embeddings unscaled")}
+
+
+def _local_sources(forward: tuple[ast.FunctionDef, ClassRef] | None) -> dict[str, str]:
+    if forward is None:
+        return {}
+    return {s.targets[0].id: source_text(s.value, 200) for s in ast.walk(forward[0])
+            if isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)}
+
+
+def head_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """Arithmetic on the logits after the LM head: final softcap, a logit scale, a divisor."""
+    root = roles.root
+    found = _forward(tree, root)
+    if found is None or root.env is None:
+        return {}
+    forward, owner = found
+    statements = _active_statements(forward.body, root.env)
+    after = False
+    assigns: list[ast.expr] = []
+    for stmt in statements:
+        if "lm_head" in source_text(stmt, 100000):
+            after = True
+            continue
+        if after and isinstance(stmt, ast.Assign) and source_text(stmt.targets[0]) == "logits":
+            assigns.append(stmt.value)
+    result: dict[str, Observation] = {}
+    for trait, matcher in LOGIT_PATTERNS:
+        hits = [e for e in assigns if matcher(e)]
+        if not hits:
+            continue
+        if trait == "final_softcap":
+            divisor = next((e for e in assigns if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Div)), None)
+            value = _value_in(root, divisor.right) if divisor is not None else UNKNOWN
+            result[trait] = Observation(float(value) if _is_real(value) else None,
+                                        f"{owner.name}.forward: tanh cap on logits")
+            break
+        operand = _factor(hits[0])
+        value = _value_in(root, operand) if operand is not None else UNKNOWN
+        result[trait] = Observation(float(value) if _is_real(value) else None,
+                                    f"{owner.name}.forward: logits = {source_text(hits[0], 70)}")
+    return result
+
+
+def _factor(expr: ast.expr) -> ast.expr | None:
+    if not isinstance(expr, ast.BinOp):
+        return None
+    return expr.left if source_text(expr.right) == "logits" else expr.right
+
+
+def _active_statements(body: list[ast.stmt], env: Env) -> list[ast.stmt]:
+    """Statements in order, descending into ``if`` blocks whose test is true or unknown."""
+    out: list[ast.stmt] = []
+    for stmt in body:
+        if isinstance(stmt, ast.If):
+            test = evaluate(stmt.test, env)
+            out.extend(_active_statements(stmt.body if test is UNKNOWN or test else stmt.orelse, env))
+        else:
+            out.append(stmt)
+    return out
+
+
+# --------------------------------------------------------------------------- residual wiring
+
+Sym = tuple  # ("in",) | ("call", attr, Sym) | ("add", (Sym, ...)) | ("mul", Sym, factor) | ("opaque", text)
+_PASS_THROUGH_METHODS = frozenset({"to", "type_as", "contiguous", "float", "view", "reshape", "clone"})
+_HIDDEN_KWARGS = ("hidden_states", "x", "input", "inputs", "hidden_state", "input_tensor")
+
+
+class _Tracer:
+    """Runs a decoder layer's forward on symbols: which module reads what, and how outputs are summed."""
+
+    def __init__(self, layer: ModuleNode) -> None:
+        self.layer = layer
+        self.identity = {a for a, c in layer.children.items() if c.kind in IDENTITY_KINDS or "dropout" in a}
+        self.state: dict[str, Sym] = {}
+        self.factors: list[ast.expr] = []
+
+    def run(self, body: list[ast.stmt], depth: int = 0) -> Sym | None:
+        for stmt in body:
+            if depth > 6:
+                return None
+            if isinstance(stmt, ast.Return):
+                value = stmt.value
+                if isinstance(value, (ast.Tuple, ast.List)) and value.elts:
+                    value = value.elts[0]
+                return self.sym(value) if value is not None else None
+            if isinstance(stmt, ast.If):
+                test = evaluate(stmt.test, self.layer.env) if self.layer.env else UNKNOWN
+                result = self.run(stmt.body if test is UNKNOWN or test else stmt.orelse, depth + 1)
+                if result is not None:
+                    return result
+            elif isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None:
+                target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target
+                self._bind(target, self.sym(stmt.value))
+            elif isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name) and isinstance(stmt.op, ast.Add):
+                self.state[stmt.target.id] = _add(self.state.get(stmt.target.id, ("opaque", "")), self.sym(stmt.value))
+        return None
+
+    def _bind(self, target: ast.expr, value: Sym) -> None:
+        if isinstance(target, ast.Name):
+            self.state[target.id] = value
+        elif isinstance(target, (ast.Tuple, ast.List)) and target.elts:
+            for index, elt in enumerate(target.elts):
+                if isinstance(elt, ast.Name):
+                    self.state[elt.id] = value if index == 0 else ("opaque", elt.id)
+
+    def sym(self, expr: ast.expr) -> Sym:  # noqa: C901 - one branch per expression shape
+        if isinstance(expr, ast.Name):
+            return self.state.get(expr.id, ("opaque", expr.id))
+        if isinstance(expr, ast.Call):
+            return self._call(expr)
+        if isinstance(expr, ast.BinOp):
+            if isinstance(expr.op, ast.Add):
+                return _add(self.sym(expr.left), self.sym(expr.right))
+            if isinstance(expr.op, ast.Mult):
+                left, right = self.sym(expr.left), self.sym(expr.right)
+                if left[0] != "opaque":
+                    self.factors.append(expr.right)
+                    return ("mul", left, source_text(expr.right, 60))
+                if right[0] != "opaque":
+                    self.factors.append(expr.left)
+                    return ("mul", right, source_text(expr.left, 60))
+            return ("opaque", source_text(expr, 60))
+        if isinstance(expr, ast.Subscript):
+            return self.sym(expr.value)
+        if isinstance(expr, (ast.Tuple, ast.List)) and expr.elts:
+            return self.sym(expr.elts[0])
+        return ("opaque", source_text(expr, 60))
+
+    def _call(self, call: ast.Call) -> Sym:
+        func = call.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
+            arg = self._input(call)
+            return arg if func.attr in self.identity else ("call", func.attr, arg)
+        if isinstance(func, ast.Attribute) and func.attr in _PASS_THROUGH_METHODS:
+            return self.sym(func.value)
+        if isinstance(func, ast.Attribute) and func.attr == "dropout" and call.args:
+            return self.sym(call.args[0])
+        return ("opaque", source_text(call, 60))
+
+    def _input(self, call: ast.Call) -> Sym:
+        if call.args and not isinstance(call.args[0], ast.Starred):
+            return self.sym(call.args[0])
+        by_name = {kw.arg: kw.value for kw in call.keywords if kw.arg}
+        for name in _HIDDEN_KWARGS:
+            if name in by_name:
+                return self.sym(by_name[name])
+        return ("opaque", "")
+
+
+def _add(left: Sym, right: Sym) -> Sym:
+    terms = (left[1] if left[0] == "add" else (left,)) + (right[1] if right[0] == "add" else (right,))
+    return ("add", terms)
+
+
+def _calls_of(sym: Sym, attrs: set[str]) -> list[Sym]:
+    found = []
+    stack = [sym]
+    while stack:
+        current = stack.pop()
+        if current[0] == "call":
+            if current[1] in attrs:
+                found.append(current)
+            stack.append(current[2])
+        elif current[0] == "add":
+            stack.extend(current[1])
+        elif current[0] == "mul":
+            stack.append(current[1])
+    return found
+
+
+def _wrapped_by(sym: Sym, inner_attr: str, wrappers: set[str]) -> bool:
+    """True if some ``wrapper(inner(...))`` appears (a norm applied to a sublayer's output)."""
+    for call in _calls_of(sym, wrappers):
+        arg = call[2]
+        while arg[0] == "mul":
+            arg = arg[1]
+        if arg[0] == "call" and arg[1] == inner_attr:
+            return True
+    return False
+
+
+def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """residual (sequential / parallel), norms (pre / sandwich / post), parallel_norm, residual multiplier."""
+    layer = roles.layer
+    found = _forward(tree, layer)
+    if layer is None or found is None or roles.attention is None or roles.mlp is None:
+        return {}
+    forward, owner = found
+    params = [a.arg for a in forward.args.args][1:]
+    if not params:
+        return {}
+    tracer = _Tracer(layer)
+    tracer.state[params[0]] = ("in",)
+    result = tracer.run(forward.body)
+    attn, mlp = roles.attention[0], roles.mlp[0]
+    norms = set(roles.layer_norms)
+    attn_calls, mlp_calls = (_calls_of(result, {attn}), _calls_of(result, {mlp})) if result else ([], [])
+    if not attn_calls or not mlp_calls:
+        return {}
+    where = f"{owner.name}.forward"
+    attn_in, mlp_in = attn_calls[0][2], mlp_calls[0][2]
+    parallel = not _calls_of(mlp_in, {attn})
+    pre = any(arg[0] == "call" and arg[1] in norms for arg in (attn_in, mlp_in))
+    post = _wrapped_by(result, attn, norms) or _wrapped_by(result, mlp, norms)
+    placement = "sandwich" if pre and post else "post" if post else "pre" if pre else "none"
+    out = {
+        "residual": Observation("parallel" if parallel else "sequential",
+                                f"{where}: " + ("attention and MLP read the same input and are summed" if parallel
+                                                else "the MLP reads the attention block's output")),
+        "norms": Observation(placement, f"{where}: " + _placement_text(placement)),
+    }
+    if parallel:
+        shared = attn_in == mlp_in
+        out["parallel_norm"] = Observation("shared" if shared else "separate",
+                                           f"{where}: attention and MLP inputs are "
+                                           + ("the same normed tensor" if shared else "normed separately"))
+    for factor in tracer.factors:
+        value = _value_in(layer, factor)
+        if _is_real(value):
+            out["residual_multiplier"] = Observation(float(value), f"{where}: sublayer output * {source_text(factor, 50)}")
+            break
+    return out
+
+
+_PLACEMENT_TEXT = {
+    "pre": "norm before each sublayer, residual add after",
+    "sandwich": "norm before and after each sublayer (post-norm on the output before the residual add)",
+    "post": "norm applied to each sublayer's output before the residual add, none on its input",
+    "none": "no norm around the sublayers",
+}
+
+
+def _placement_text(placement: str) -> str:
+    return _PLACEMENT_TEXT.get(placement, placement)
