@@ -126,7 +126,7 @@ def test_recon_commands_on_family_twins(family: str, mirror_env: dict[str, str])
 
 
 @pytest.mark.slow
-def test_smollm2_is_native_llama(smollm2_dir: Path) -> None:
+def test_smollm2_is_native_llama(smollm2_dir: Path, mirror: HubMirror, mirror_env: dict[str, str]) -> None:
     inspected = json_of(run_cli("inspect", str(smollm2_dir), "--json"))
     assert inspected["architecture"] == "LlamaForCausalLM"
     assert [n["slug"] for n in inspected["native"]] == ["llama3"]
@@ -134,6 +134,17 @@ def test_smollm2_is_native_llama(smollm2_dir: Path) -> None:
     true_params, _ = checkpoint_truth(smollm2_dir)
     assert inspected["checkpoint"]["parameters"] == true_params
     assert 130e6 < true_params < 140e6
+
+    # The same answers through the hub mirror, fetching headers only (the weights are ~260 MB).
+    mirror.add_repo("HuggingFaceTB/SmolLM2-135M-Instruct", smollm2_dir)
+    mirror.reset_counters()
+    hub = json_of(run_cli("inspect", "HuggingFaceTB/SmolLM2-135M-Instruct", "--json", env=mirror_env))
+    assert hub["serve_command"] == "max serve --model HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert hub["checkpoint"] == inspected["checkpoint"] and hub["config"] == inspected["config"]
+    mirror.wait_idle()
+    assert mirror.bytes_sent_for("HuggingFaceTB/SmolLM2-135M-Instruct/*.safetensors") < 256 * 1024
+    hub_walls = run_cli("check-walls", "HuggingFaceTB/SmolLM2-135M-Instruct", env=mirror_env)
+    assert hub_walls.returncode == 0
 
     human = run_cli("inspect", str(smollm2_dir))
     assert human.returncode == 0 and "no port needed" in human.stdout

@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = _command(sub, "plan", "anatomy, closest MAX donors, delta list and the default plan for a port")
+    _model_args(p)
+    p.add_argument("--donor", metavar="SLUG", help="compare against this MAX donor instead of the closest one")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--markdown", metavar="FILE", help="also write the plan as a Markdown tracking section to FILE")
+
     p = _command(sub, "twin", "write a tiny seeded random-weight twin of MODEL (same architecture, small widths)")
     _model_args(p)
     p.add_argument("--output", required=True, metavar="DIR", help="directory to create (must not exist or be empty)")
@@ -67,9 +73,10 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _handlers() -> dict[str, Handler]:
-    from import_model.commands import recon
+    from import_model.commands import plan, recon
 
     return {
+        "plan": plan.cmd_plan,
         "inspect": recon.cmd_inspect,
         "list-archs": recon.cmd_list_archs,
         "list-keys": recon.cmd_list_keys,

@@ -15,6 +15,7 @@ was read from) and never raises: strange code yields fewer observations.
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -171,6 +172,9 @@ ROTARY_PATTERNS: tuple[tuple[str, str, Matcher], ...] = (
     ("half_split", "rotates the two halves (x[..., :d // 2], x[..., d // 2:])", _slices_halves),
     ("half_split", "splits q/k into halves with chunk", calls("chunk")),
 )
+#: Token mixers other than softmax attention that a decoder layer may build on some layers.
+HYBRID_MIXER = re.compile(r"Conv|Mamba|SSM|DeltaNet|LinearAttention|Recurrent|Rwkv|RWKV|Lightning|Retention")
+
 #: Calls in an attention forward that apply rotary embeddings.
 ROTARY_CALL = re.compile(r"rotary|rope", re.IGNORECASE)
 
@@ -214,6 +218,20 @@ def _class_nodes(tree: SourceTree, ref: ClassRef | None, skip: tuple[str, ...] =
     return nodes_of(*(method for method, _ in tree.methods(ref) if method.name not in skip))
 
 
+def hybrid_mixers(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """Non-attention token mixers the decoder layer builds on some layers (even if this config builds none)."""
+    layer = roles.layer
+    init = tree.method(layer.ref, "__init__") if layer is not None and layer.ref is not None else None
+    if init is None:
+        return {}
+    function, owner = init
+    names = sorted({n.func.id for n in ast.walk(function) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                    and HYBRID_MIXER.search(n.func.id) and tree.find_class(owner.path, n.func.id) is not None})
+    if not names:
+        return {}
+    return {"mixers": Observation(names, f"{owner.name}.__init__ builds {', '.join(names)} on some layers")}
+
+
 def norm_behaviour(tree: SourceTree, node: ModuleNode | None) -> dict[str, Observation]:
     """kind (rms / layernorm), offset ((1 + w)), weight and bias presence of one norm module."""
     if node is None:
@@ -222,8 +240,10 @@ def norm_behaviour(tree: SourceTree, node: ModuleNode | None) -> dict[str, Obser
     found: dict[str, Observation] = {}
     builtin = BUILTIN_NORMS.get(node.kind) or BUILTIN_NORMS.get(str(node.values.get("builtin_base", "")))
     if builtin:
-        found["kind"] = Observation(builtin, f"{name} is torch's {builtin} module")
-        found["offset"] = Observation(False, f"{name}: plain weight")
+        torch_name = "nn.LayerNorm" if builtin == "layernorm" else "nn.RMSNorm"
+        label = node.path.rsplit(".", 1)[-1] if node.ref is None else name
+        found["kind"] = Observation(builtin, f"{label} is {torch_name}")
+        found["offset"] = Observation(False, f"{label} ({torch_name}) applies its weight as is")
     for trait, value, text, matcher in NORM_PATTERNS:
         if trait not in found and matcher(_class_nodes(tree, node.ref)):
             found[trait] = Observation(value, f"{name}.forward {text}")
@@ -308,7 +328,7 @@ def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
         found["scale"] = Observation(kind, f"{name}.{attr} = {source_text(expr, 90)}")
         value = node.values.get(attr, UNKNOWN)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            found["scale_value"] = Observation(float(value), f"{name}.{attr} evaluated with the config")
+            found["scale_value"] = Observation(_number(value), f"{name}.{attr} evaluated with the config")
     head_dim = node.exprs.get("head_dim")
     if head_dim is not None:
         text = source_text(head_dim, 200)
@@ -348,24 +368,58 @@ def _value_in(node: ModuleNode, expr: ast.expr) -> Any:
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return _number(value) is not None
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None (also for a hostile integer too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+#: (router scoring, matcher) over the MoE block's and its router's forward; first hit wins.
+ROUTER_PATTERNS: tuple[tuple[str, Matcher], ...] = (
+    ("sigmoid", calls("sigmoid")),
+    ("softmax", calls("softmax")),
+)
+_MOE_CLASS = re.compile(r"moe|sparse|expert", re.IGNORECASE)
+_EXPERTS_CLASS = re.compile(r"Experts?$|MLP$|FeedForward$")
+_ROUTER_ATTR = re.compile(r"^(gate|router)$")
 
 
 def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """kind (gated / plain) and activation of the MLP; of the experts and the router for an MoE block."""
     if roles.mlp is None:
         return {}
     node = roles.mlp[1]
     found: dict[str, Observation] = {}
-    if node.activations:
-        found["activation"] = Observation(node.activations[0], f"{node.class_name} uses ACT2FN[{node.activations[0]!r}]")
-    forward = _forward(tree, node)
+    expert = node
+    if _MOE_CLASS.search(node.class_name):
+        found["moe_class"] = Observation(node.class_name, f"the decoder layer's MLP is {node.class_name}")
+        expert = next((c for a, c in node.children.items() if a != "shared_expert" and c.ref is not None
+                       and _EXPERTS_CLASS.search(c.ref.name)), node)
+        router = next((c for a, c in node.children.items() if _ROUTER_ATTR.match(a)), None)
+        for holder in (router, node):  # the router's own forward first: the block may gate a shared expert
+            found_forward = _forward(tree, holder)
+            nodes = nodes_of(found_forward[0]) if found_forward else []
+            scoring = next((value for value, matcher in ROUTER_PATTERNS if matcher(nodes)), None)
+            if scoring and found_forward:
+                found["router"] = Observation(scoring, f"{found_forward[1].name}.forward scores experts with {scoring}")
+                break
+    if expert.activations:
+        found["activation"] = Observation(expert.activations[0],
+                                          f"{expert.class_name} uses ACT2FN[{expert.activations[0]!r}]")
+    forward = _forward(tree, expert)
     if forward is not None:
         nodes = nodes_of(forward[0])
         hit = next(((v, t) for v, t, m in MLP_PATTERNS if m(nodes)), None)
         value, text = hit if hit else ("plain", "applies up, activation, down with no gate product")
         found["kind"] = Observation(value, f"{forward[1].name}.forward {text}")
-    if re.search(r"moe|sparse|expert", node.class_name, re.IGNORECASE):
-        found["moe_class"] = Observation(node.class_name, f"the decoder layer's MLP is {node.class_name}")
     return found
 
 
@@ -398,7 +452,7 @@ def embedding_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
                 value = evaluate(expr, env)
                 if isinstance(expr, ast.Attribute):
                     value = _value_in(backbone, expr)
-                number = float(value) if _is_real(value) else None
+                number = _number(value)
                 return {"scale": Observation(kind, where), **({"scale_value": Observation(number, where)} if number else {})}
     return {"scale": Observation("none", f"{backbone.class_name} feeds the embeddings unscaled")}
 
@@ -434,12 +488,12 @@ def head_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
         if trait == "final_softcap":
             divisor = next((e for e in assigns if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Div)), None)
             value = _value_in(root, divisor.right) if divisor is not None else UNKNOWN
-            result[trait] = Observation(float(value) if _is_real(value) else None,
+            result[trait] = Observation(_number(value),
                                         f"{owner.name}.forward: tanh cap on logits")
             break
         operand = _factor(hits[0])
         value = _value_in(root, operand) if operand is not None else UNKNOWN
-        result[trait] = Observation(float(value) if _is_real(value) else None,
+        result[trait] = Observation(_number(value),
                                     f"{owner.name}.forward: logits = {source_text(hits[0], 70)}")
     return result
 
@@ -621,7 +675,7 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     for factor in tracer.factors:
         value = _value_in(layer, factor)
         if _is_real(value):
-            out["residual_multiplier"] = Observation(float(value), f"{where}: sublayer output * {source_text(factor, 50)}")
+            out["residual_multiplier"] = Observation(_number(value), f"{where}: sublayer output * {source_text(factor, 50)}")
             break
     return out
 

@@ -18,6 +18,7 @@ expressions); anything else evaluates to :data:`UNKNOWN`.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import math
 import re
@@ -121,6 +122,61 @@ def causal_lm_class(model_type: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+@dataclass(frozen=True)
+class ConfigDefaults:
+    """A config class read from source: field defaults, attribute aliases, fields its __post_init__ derives."""
+
+    values: dict[str, Any]
+    aliases: dict[str, str]
+    derived: frozenset[str]
+
+
+_LITERAL_ERRORS = (ValueError, TypeError, SyntaxError, RecursionError, AttributeError)
+#: Class-level names of a config class that are not config fields.
+_NOT_FIELDS = frozenset({"model_type", "keys_to_ignore_at_inference", "base_model_tp_plan", "base_model_pp_plan",
+                         "base_model_ep_plan", "sub_configs", "attribute_map", "base_config_key"})
+
+
+@cache
+def config_defaults(model_type: str) -> ConfigDefaults | None:
+    """The defaults transformers' config class for ``model_type`` fills in, read without importing it."""
+    root, name = transformers_models_dir(), module_name(model_type)
+    class_name = _auto_tables("auto_mappings.py").get("CONFIG_MAPPING_NAMES", {}).get(model_type)
+    if root is None or name is None or not isinstance(class_name, str):
+        return None
+    tree = SourceTree()
+    ref = tree.find_class(root / name / f"configuration_{name}.py", class_name)
+    if ref is None:
+        return None
+    values: dict[str, Any] = {}
+    aliases: dict[str, str] = {}
+    derived: set[str] = set()
+    for owner in tree.lineage(ref):
+        node = tree.class_node(owner)
+        for stmt in node.body if node else []:
+            _read_config_stmt(stmt, values, aliases, derived)
+    return ConfigDefaults(values, aliases, frozenset(derived))
+
+
+def _read_config_stmt(stmt: ast.stmt, values: dict[str, Any], aliases: dict[str, str], derived: set[str]) -> None:
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+        name = stmt.target.id
+        if name not in values and name not in _NOT_FIELDS and not name.startswith("_"):
+            with contextlib.suppress(*_LITERAL_ERRORS):
+                values[name] = ast.literal_eval(stmt.value)
+    elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and _dotted(stmt.targets[0]) == "attribute_map":
+        with contextlib.suppress(*_LITERAL_ERRORS):
+            found = ast.literal_eval(stmt.value)
+            for alias, target in found.items() if isinstance(found, dict) else []:
+                aliases.setdefault(alias, target)
+    elif isinstance(stmt, ast.FunctionDef) and stmt.name == "__post_init__":
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute) and _dotted(target.value) == "self":
+                        derived.add(target.attr)
+
+
 #: Auto tables searched for a class name, most specific first.
 _CLASS_TABLES = (
     "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
@@ -135,10 +191,10 @@ def model_type_of_class(class_name: str) -> str | None:
     """The model_type whose auto mapping names ``class_name``; None if transformers lacks the class."""
     tables = _auto_tables("modeling_auto.py")
     for table in _CLASS_TABLES:
-        for model_type, value in tables.get(table, {}).items():
-            names = value if isinstance(value, (list, tuple)) else [value]
-            if class_name in names:
-                return model_type
+        found = [model_type for model_type, value in tables.get(table, {}).items()
+                 if class_name in (value if isinstance(value, (list, tuple)) else [value])]
+        if found:  # a text-only model_type beats the composite one that shares the class (llama4_text)
+            return next((t for t in found if t.endswith("_text")), found[0])
     return None
 
 

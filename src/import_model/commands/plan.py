@@ -1,0 +1,87 @@
+"""``import-model plan MODEL``: anatomy, donor ranking, delta list and the default plan."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from import_model import report
+from import_model.cache import atomic_write
+from import_model.errors import UserError
+from import_model.plan.planner import Plan, make_plan, top
+from import_model.source import load_checkpoint, load_config, open_source
+
+#: Evidence is cut to this many characters in the terminal tables (JSON and Markdown keep it whole).
+EVIDENCE_WIDTH = 110
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    source = open_source(args.model, args.revision)
+    config = load_config(source)
+    checkpoint = load_checkpoint(source, progress=report.progress)
+    plan = make_plan(source.display, config, checkpoint, donor=args.donor)
+    if args.markdown:
+        _write_markdown(Path(args.markdown), plan)
+    if args.json:
+        report.emit_json(plan.as_dict())
+    else:
+        _print(plan)
+    return 0
+
+
+def _write_markdown(path: Path, plan: Plan) -> None:
+    from import_model.plan.markdown import render_markdown
+
+    if path.is_dir():
+        raise UserError(f"--markdown {path}: is a directory; name a file")
+    if not path.parent.is_dir():
+        raise UserError(f"--markdown {path}: the folder {path.parent} does not exist")
+    try:
+        atomic_write(path, render_markdown(plan).encode())
+    except OSError as exc:
+        raise UserError(f"--markdown {path}: cannot write ({exc.strerror or exc})") from exc
+
+
+def _cut(text: str, width: int = EVIDENCE_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _print(plan: Plan) -> None:
+    report.heading(plan.model)
+    report.line(f"architecture: {plan.architecture or '(none declared)'}    model_type: {plan.model_type or '-'}")
+    if plan.is_native:
+        slugs = ", ".join(n["slug"] for n in plan.native)
+        report.line(f"MAX registers {plan.architecture} natively (slug {slugs}): no port needed.")
+        report.line(f"  serve it with:  {plan.serve_command}")
+        return
+    anatomy = plan.anatomy
+    if anatomy is not None:
+        report.table(f"Anatomy ({anatomy.category}; modeling source: {anatomy.modeling_file or 'none found'})",
+                     ["trait", "value", "source", "evidence"],
+                     [(r.key, r.value, r.source, _cut(r.evidence)) for r in anatomy.rows.values()])
+    report.table(f"Closest MAX donors (score = weighted differences, lower is closer; top {len(top(plan))})",
+                 ["#", "donor", "HF class", "score", "deltas", "differences"],
+                 [(n, c.donor.slug, c.donor.architecture, c.score, len(c.deltas),
+                   _cut(", ".join(d.rule for d in c.deltas) or "none", 80)) for n, c in enumerate(top(plan), 1)])
+    if plan.chosen is not None:
+        how = "chosen with --donor" if plan.forced else "closest eligible donor"
+        report.table(f"Delta list against {plan.chosen.donor.slug} ({how}; {plan.verdict})",
+                     ["#", "component", "HF behaviour", "donor behaviour", "change needed", "where found"],
+                     [(n, d.component, d.hf, d.donor, d.change, _cut(d.where) + (" [unverified]" if d.unverified else ""))
+                      for n, d in enumerate(plan.deltas, 1)])
+        if not plan.deltas:
+            report.line(f"no difference found against {plan.chosen.donor.slug}: check the anatomy rows sourced 'default'")
+    if plan.default is not None:
+        report.heading("Default plan (state it, then let the user veto)")
+        report.table(None, ["axis", "default"], [
+            ("distribution shape", plan.default.distribution), ("quantization variants", plan.default.quantization),
+            ("validation depth", plan.default.validation), ("hardware target", plan.default.hardware),
+        ])
+        report.line(plan.default.paragraph)
+    for note in plan.notes:
+        report.line(f"note: {note}")
+    if plan.chosen is not None:
+        report.line(f"next: import-model scaffold {plan.model} --start-from {plan.chosen.donor.slug} --output-dir DIR")
+
+
+__all__ = ["cmd_plan"]

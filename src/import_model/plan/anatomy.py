@@ -1,0 +1,873 @@
+"""A model's anatomy: what its forward pass computes, one row per trait, each row saying where it was read.
+
+Three sources feed the rows:
+
+- ``config``: ``config.json`` (normalised through transformers' config class
+  when the model_type is known, so defaults are filled in the way HF fills them);
+- ``checkpoint``: tensor names and shapes from the safetensors headers, matched
+  against :data:`KEY_FACTS` (for a donor, the names its modeling code would
+  create, labelled ``modeling``);
+- ``modeling``: the HF modeling source, read statically by
+  :mod:`import_model.plan.behaviour`.
+
+A row whose source could not be read falls back to ``default`` (what almost
+every decoder does) and says so in its evidence. :data:`TRAITS` lists every row
+key with its meaning; :func:`describe` turns a value into words.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from import_model.plan import behaviour
+from import_model.plan.modeling import (
+    SourceTree,
+    build_module_tree,
+    causal_lm_class,
+    config_defaults,
+    known_model_type,
+    modeling_path,
+)
+from import_model.recon.keys import key_pattern
+from import_model.source.checkpoint import Checkpoint
+
+CONFIG, CHECKPOINT, MODELING, DEFAULT = "config", "checkpoint", "modeling", "default"
+
+#: Every anatomy row: "component.trait" -> what the value means.
+TRAITS: dict[str, str] = {
+    "attention.family": "standard (softmax over a KV cache) | mla | hybrid (recurrent or linear layers)",
+    "attention.kind": "mha | gqa | mqa",
+    "attention.heads": "query heads",
+    "attention.kv_heads": "key/value heads",
+    "attention.head_dim": "per-head width",
+    "attention.head_dim_explicit": "config sets head_dim (it may differ from hidden_size / heads)",
+    "attention.head_dim_differs": "head_dim * heads != hidden_size (an explicit head_dim that matters)",
+    "attention.head_dim_source": "config | derived: whether the attention code reads config.head_dim",
+    "attention.qkv_layout": "split (q/k/v projections) | fused (one qkv projection)",
+    "attention.qkv_bias": "q/k/v projections carry a bias",
+    "attention.o_bias": "the output projection carries a bias",
+    "attention.qk_norm": "none | per_head (norm over head_dim) | whole_projection (norm over heads * head_dim)",
+    "attention.qk_norm_type": "rms | layernorm (only with a QK norm)",
+    "attention.scale": "default (1/sqrt(head_dim)) | query_pre_attn_scalar | multiplier | custom",
+    "attention.scale_value": "the softmax scale, evaluated",
+    "attention.logit_softcap": "tanh cap on attention scores (None: off)",
+    "attention.sliding_window": "none | all (every layer) | interleaved (per-layer pattern)",
+    "attention.window": "sliding window length in tokens",
+    "attention.layer_pattern": "one period of the layer types: S sliding, F full, C chunked",
+    "attention.clip_qkv": "clamp on q/k/v activations (None: off)",
+    "rotary.style": "half_split (rotate_half on halves) | interleaved (adjacent pairs) | none",
+    "rotary.fraction": "share of head_dim that is rotated (partial rotary < 1)",
+    "rotary.scaling": "rope frequency formula: default | linear | dynamic | yarn | longrope | llama3 | ...",
+    "rotary.theta": "rope base frequency",
+    "rotary.local_theta": "a separate rope base for sliding layers (None: one base for all)",
+    "rotary.nope_layers": "layers that skip rotary (NoPE), or none",
+    "norm.kind": "rms | layernorm",
+    "norm.offset": "the weight is applied as (1 + w)",
+    "norm.weight": "the norm has a learned weight",
+    "norm.bias": "the norm has a learned bias",
+    "norm.eps": "norm epsilon",
+    "block.residual": "sequential | parallel (attention and MLP both read the block input)",
+    "block.norms": "pre | sandwich (pre and post) | post (post only) | none",
+    "block.parallel_norm": "shared | separate (parallel blocks only)",
+    "block.residual_multiplier": "scale on each sublayer output before the residual add (None: off)",
+    "mlp.kind": "gated (act(gate) * up) | plain (act(up))",
+    "mlp.fused_gate_up": "gate and up projections stored as one tensor",
+    "mlp.activation": "silu | gelu_tanh | gelu | relu | relu2 | ...",
+    "mlp.bias": "MLP projections carry biases",
+    "moe.experts": "routed experts per MoE layer (0: dense)",
+    "moe.top_k": "experts per token",
+    "moe.shared_experts": "always-on shared experts",
+    "moe.router": "router scoring: softmax | sigmoid (+ top-k renormalisation)",
+    "embedding.scale": "none | sqrt_hidden | multiplier",
+    "embedding.scale_value": "the embedding multiplier, evaluated",
+    "head.tied": "the LM head reuses the embedding matrix",
+    "head.bias": "the LM head carries a bias",
+    "head.logit_scale": "logits multiplied by a constant (None: off)",
+    "head.logits_divisor": "logits divided by a constant (None: off)",
+    "head.final_softcap": "tanh cap on the final logits (None: off)",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One trait of the anatomy and where it was read."""
+
+    component: str
+    trait: str
+    value: Any
+    source: str
+    evidence: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.component}.{self.trait}"
+
+
+@dataclass
+class Anatomy:
+    """A model's traits (rows keyed ``component.trait``), category and reading notes."""
+
+    model_type: str
+    architecture: str | None
+    category: str = "dense"  # dense | moe | mla | hybrid | multimodal
+    rows: dict[str, Row] = field(default_factory=dict)
+    modeling_file: str | None = None
+    notes: list[str] = field(default_factory=list)
+    #: Parameters the modeling code would allocate for this config (None: not read).
+    estimated_parameters: int | None = None
+
+    def add(self, key: str, value: Any, source: str, evidence: str) -> None:
+        component, trait = key.split(".", 1)
+        self.rows[key] = Row(component, trait, value, source, evidence)
+
+    def value(self, key: str, default: Any = None) -> Any:
+        row = self.rows.get(key)
+        return row.value if row is not None else default
+
+    def row(self, key: str) -> Row | None:
+        return self.rows.get(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model_type": self.model_type, "architecture": self.architecture, "category": self.category,
+            "modeling_file": self.modeling_file, "notes": list(self.notes),
+            "estimated_parameters": self.estimated_parameters,
+            "rows": [asdict(row) | {"key": row.key} for row in self.rows.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Anatomy:
+        anatomy = cls(data["model_type"], data.get("architecture"), data.get("category", "dense"),
+                      modeling_file=data.get("modeling_file"), notes=list(data.get("notes", [])),
+                      estimated_parameters=data.get("estimated_parameters"))
+        for row in data.get("rows", []):
+            anatomy.add(row["key"], row["value"], row["source"], row["evidence"])
+        return anatomy
+
+
+# --------------------------------------------------------------------------- words for values
+
+_WORDS: dict[str, dict[Any, str]] = {
+    "norm.kind": {"rms": "RMSNorm", "layernorm": "LayerNorm"},
+    "rotary.style": {"half_split": "half-split rotary (rotate_half)", "interleaved": "interleaved rotary (adjacent pairs)",
+                     "none": "no rotary", "unknown": "rotary style not recognised"},
+    "block.residual": {"sequential": "sequential residual", "parallel": "parallel attention + MLP"},
+    "block.norms": {"pre": "pre-norm", "sandwich": "sandwich norms (pre + post)", "post": "post-norm only",
+                    "none": "no block norms"},
+    "mlp.kind": {"gated": "gated MLP", "plain": "plain (non-gated) MLP"},
+    "attention.qk_norm": {"none": "no QK-norm", "per_head": "per-head QK-norm",
+                          "whole_projection": "QK-norm over the whole projection"},
+    "attention.sliding_window": {"none": "no sliding window", "all": "sliding window on every layer",
+                                 "interleaved": "sliding/global layer pattern"},
+    "attention.scale": {"default": "scale 1/sqrt(head_dim)", "query_pre_attn_scalar": "scale query_pre_attn_scalar^-0.5",
+                        "multiplier": "scale = configured attention multiplier", "custom": "custom scale"},
+    "embedding.scale": {"none": "unscaled embeddings", "sqrt_hidden": "embeddings * sqrt(hidden_size)",
+                        "multiplier": "embeddings * configured multiplier"},
+    "attention.qkv_layout": {"split": "separate q/k/v projections", "fused": "fused qkv projection"},
+}
+
+
+_WORDS.update({
+    "mlp.activation": {"silu": "SiLU", "gelu_tanh": "GELU (tanh approximation)", "gelu": "GELU (erf)",
+                       "relu2": "squared ReLU", "relu": "ReLU"},
+    "block.parallel_norm": {"shared": "one norm shared by attention and MLP", "separate": "separate attention / MLP norms"},
+    "attention.family": {"standard": "softmax attention", "mla": "multi-head latent attention",
+                         "hybrid": "hybrid (recurrent / conv / linear layers)"},
+    "attention.qk_norm_type": {"rms": "RMS", "layernorm": "LayerNorm"},
+})
+
+#: Value formatters for traits whose words depend on the value itself.
+_FORMATS: dict[str, Any] = {
+    "rotary.fraction": lambda v: "full rotary" if v in (None, 1, 1.0) else f"partial rotary ({v:g} of head_dim)",
+    "rotary.nope_layers": lambda v: "rotary on every layer" if v in ("none", None, []) else f"NoPE (no rotary) on layers {_short_list(v)}",
+    "rotary.local_theta": lambda v: "one rope base for all layers" if not v else f"sliding layers use rope base {v:g}",
+    "rotary.scaling": lambda v: f"rope scaling {v}",
+    "head.tied": lambda v: "LM head tied to the embeddings" if v else "separate lm_head weight",
+    "head.bias": lambda v: "LM head bias" if v else "no LM head bias",
+    "head.logit_scale": lambda v: f"logits * {v:g}" if v else "no logit scale",
+    "head.logits_divisor": lambda v: f"logits / {v:g}" if v else "no logit divisor",
+    "head.final_softcap": lambda v: f"final logits capped by {v:g} * tanh(x / {v:g})" if v else "no final-logit softcap",
+    "attention.logit_softcap": lambda v: f"attention scores capped by {v:g} * tanh(x / {v:g})" if v else "no attention softcap",
+    "attention.qkv_bias": lambda v: "q/k/v biases" if v else "no q/k/v biases",
+    "attention.o_bias": lambda v: "output-projection bias" if v else "no output-projection bias",
+    "attention.clip_qkv": lambda v: f"q/k/v clamped to +-{v:g}" if v else "no q/k/v clamp",
+    "attention.layer_pattern": lambda v: f"layer pattern {v} (S=sliding, F=full)",
+    "attention.head_dim": lambda v: f"head_dim {v}",
+    "mlp.bias": lambda v: "MLP biases" if v else "no MLP biases",
+    "mlp.fused_gate_up": lambda v: "fused gate_up projection" if v else "separate gate / up projections",
+    "moe.experts": lambda v: f"{v} routed experts" if v else "dense MLP (no experts)",
+    "moe.shared_experts": lambda v: f"{v} shared expert(s)" if v else "no shared expert",
+    "block.residual_multiplier": lambda v: f"sublayer outputs * {v:g}" if v else "no residual multiplier",
+    "norm.offset": lambda v: "(1 + w) weight" if v else "",
+    "norm.weight": lambda v: "" if v else "no learned weight",
+    "norm.bias": lambda v: "with bias" if v else "no bias",
+}
+
+
+def describe(key: str, value: Any) -> str:
+    """A value in words (``norm.kind``/``rms`` -> ``RMSNorm``)."""
+    words = _WORDS.get(key, {})
+    if isinstance(value, (str, int, float, bool)) and value in words:
+        return words[value]
+    if key in _FORMATS:
+        with contextlib.suppress(TypeError, ValueError):
+            return _FORMATS[key](value)
+    trait = key.split(".", 1)[-1].replace("_", " ")
+    if isinstance(value, bool):
+        return trait if value else f"no {trait}"
+    if value is None:
+        return f"no {trait}"
+    if isinstance(value, list):
+        return f"{trait} {_short_list(value)}"
+    return f"{trait} {value}"
+
+
+def _short_list(items: list[Any]) -> str:
+    shown = ", ".join(str(i) for i in items[:8])
+    return f"[{shown}{', ...' if len(items) > 8 else ''}] ({len(items)})"
+
+
+# --------------------------------------------------------------------------- config helpers
+
+#: Caps that keep a hostile config from being handed to transformers' config classes.
+SANE_LAYERS = 1024
+SANE_WIDTH = 10**7
+SANE_LIST = 4096
+
+
+def _int(cfg: dict, *names: str) -> int | None:
+    for name in names:
+        value = cfg.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**40:
+            return value
+    return None
+
+
+def _float(cfg: dict, *names: str) -> float | None:
+    for name in names:
+        value = cfg.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            with contextlib.suppress(OverflowError):
+                number = float(value)
+                if math.isfinite(number):
+                    return number
+    return None
+
+
+def _text_section(config: dict) -> dict:
+    """The language-model part of a config (``text_config`` of a multimodal config)."""
+    for key in ("text_config", "llm_config", "language_config"):
+        if isinstance(config.get(key), dict):
+            return config[key]
+    return config
+
+
+def _sane(config: dict, depth: int = 0) -> bool:
+    """Small enough to hand to transformers' config class (which builds per-layer lists)."""
+    if depth > 3:
+        return False
+    for value in config.values():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and not 0 <= value <= SANE_WIDTH * 30:
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if isinstance(value, (list, tuple)) and len(value) > SANE_LIST:
+            return False
+        if isinstance(value, dict) and (len(value) > SANE_LIST or not _sane(value, depth + 1)):
+            return False
+    layers = config.get("num_hidden_layers")
+    return not (isinstance(layers, int) and layers > SANE_LAYERS)
+
+
+def effective_config(config: dict) -> tuple[dict, str | None]:
+    """``config`` with the config class's defaults filled in; a note when that was not possible.
+
+    Defaults and attribute aliases are read from the config class's source. Only when a field the
+    class derives in ``__post_init__`` matters here and the file lacks it (``layer_types`` of a
+    sliding-window model, ``no_rope_layers``) is transformers itself asked, which costs seconds.
+    """
+    model_type = config.get("model_type")
+    defaults = config_defaults(model_type) if known_model_type(model_type) else None
+    if defaults is None:
+        return dict(config), None
+    merged = dict(defaults.values)
+    merged.update(config)
+    for alias, target in defaults.aliases.items():
+        if alias in config and target not in config:
+            merged[target] = config[alias]
+    if not _needs_derivation(config, merged, defaults.derived):
+        return merged, None
+    if not _sane(config):
+        return merged, "config values too large to normalise; derived fields read as written"
+    try:
+        with _quiet():
+            from transformers import CONFIG_MAPPING
+
+            normalised = CONFIG_MAPPING[model_type].from_dict(dict(config)).to_dict()
+    except Exception as exc:  # noqa: BLE001 - a stranger's config may break the class in any way
+        return merged, f"transformers could not load the config ({type(exc).__name__}); derived fields read as written"
+    merged.update(normalised)
+    return merged, None
+
+
+def _needs_derivation(config: dict, merged: dict, derived: frozenset[str]) -> bool:
+    sliding = isinstance(merged.get("sliding_window"), int) and merged.get("use_sliding_window") is not False
+    if "layer_types" in derived and config.get("layer_types") is None and sliding:
+        return True
+    return "no_rope_layers" in derived and config.get("no_rope_layers") is None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence transformers' warnings and prints while it normalises a config."""
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+# --------------------------------------------------------------------------- checkpoint key facts
+
+_ATTN = r"(?:self_attn|attention|attn|self_attention|mixer)"
+_MLP = r"(?:mlp|feed_forward|ffn|block_sparse_moe|moe)"
+#: fact -> regex over key patterns (``model.layers.{i}.self_attn.q_proj.weight``).
+KEY_FACTS: dict[str, str] = {
+    "qkv_fused": rf"\.{_ATTN}\.(?:qkv_proj|query_key_value|Wqkv|c_attn|W_pack|qkv)\.weight$",
+    "q_split": rf"\.{_ATTN}\.(?:q_proj|query|wq|q_a_proj|q_b_proj)\.weight$",
+    "qkv_bias": rf"\.{_ATTN}\.(?:q_proj|k_proj|v_proj|query|key|value|wq|wk|wv|qkv_proj|query_key_value|Wqkv|c_attn|W_pack)\.bias$",
+    "o_bias": rf"\.{_ATTN}\.(?:o_proj|dense|out_proj|wo|c_proj)\.bias$",
+    "q_norm": rf"\.{_ATTN}\.(?:q_norm|q_layernorm|query_layernorm|q_ln)\.(?:norms\.\{{j\}}\.)?weight$",
+    "k_norm": rf"\.{_ATTN}\.(?:k_norm|k_layernorm|key_layernorm|k_ln)\.(?:norms\.\{{j\}}\.)?weight$",
+    "mlp_gate": rf"\.{_MLP}\.(?:gate_proj|w1|w3|wi_0|gate_up_proj)(?:\.weight)?$",
+    "mlp_gate_up": rf"\.{_MLP}\.(?:experts\.)?(?:gate_up_proj|w13)(?:\.weight)?$",
+    "mlp_plain": rf"\.{_MLP}\.(?:fc1|c_fc|dense_h_to_4h|fc_in|up_proj|w_in)\.weight$",
+    "mlp_bias": rf"\.{_MLP}\.(?!.*(?:router|gate)\.).*\.bias$",
+    "experts": r"\.experts\.",
+    "shared_expert": r"shared_expert",
+    "lm_head": r"^(?:lm_head|embed_out|output)\.weight$",
+    "lm_head_bias": r"^(?:lm_head|embed_out|output)\.bias$",
+    "layer_norm_weight": r"layers\.\{i\}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.weight$",
+    "layer_norm_bias": r"layers\.\{i\}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.bias$",
+    "pre_feedforward_norm": r"layers\.\{i\}\.pre_feedforward_layernorm\.weight$",
+    "post_feedforward_norm": r"layers\.\{i\}\.post_feedforward_layernorm\.weight$",
+    "input_norm": r"layers\.\{i\}\.(?:input_layernorm|ln_1|attention_norm)\.weight$",
+}
+
+
+def key_facts(shapes: dict[str, tuple[int, ...] | None]) -> dict[str, list[str]]:
+    """fact -> the matching key patterns (empty list: absent)."""
+    return {fact: [k for k in shapes if re.search(regex, k)] for fact, regex in KEY_FACTS.items()}
+
+
+def checkpoint_shapes(checkpoint: Checkpoint | None) -> dict[str, tuple[int, ...] | None]:
+    """Key pattern -> shape of its first tensor."""
+    shapes: dict[str, tuple[int, ...] | None] = {}
+    for tensor in (checkpoint.tensors.values() if checkpoint else []):
+        shapes.setdefault(key_pattern(tensor.name), tuple(tensor.shape))
+    return shapes
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+@dataclass
+class _Inputs:
+    cfg: dict  # the language-model section, normalised
+    shapes: dict[str, tuple[int, ...] | None]
+    facts: dict[str, list[str]]
+    key_source: str
+    seen: dict[str, dict[str, behaviour.Observation]]  # detector group -> observations
+    roles: behaviour.Roles | None
+
+
+def build_anatomy(config: dict, checkpoint: Checkpoint | None = None, *, tree: SourceTree | None = None,
+                  normalise: bool = True) -> Anatomy:
+    """The anatomy of the model ``config`` (and ``checkpoint``, if given) describe."""
+    raw = config if isinstance(config, dict) else {}
+    model_type = raw.get("model_type") if isinstance(raw.get("model_type"), str) else ""
+    archs = raw.get("architectures")
+    architecture = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
+    anatomy = Anatomy(model_type[:80], architecture[:120] if architecture else None)
+    cfg, note = effective_config(raw) if normalise else (dict(raw), None)
+    if note:
+        anatomy.notes.append(note)
+    tree = tree or SourceTree()
+    seen, roles, keys = _read_modeling(anatomy, tree, cfg, architecture)
+    anatomy.estimated_parameters = _parameter_estimate(keys, _int(_text_section(cfg), "num_hidden_layers", "n_layer"))
+    shapes = checkpoint_shapes(checkpoint)
+    key_source = CHECKPOINT
+    if not shapes:
+        shapes, key_source = keys, MODELING
+        if checkpoint is not None:
+            anatomy.notes.append("the checkpoint lists no safetensors keys: key facts come from the modeling code")
+    inputs = _Inputs(_text_section(cfg), shapes, key_facts(shapes), key_source, seen, roles)
+    for assemble in _ASSEMBLERS:
+        assemble(anatomy, inputs)
+    anatomy.category = categorise(raw, anatomy)
+    return anatomy
+
+
+def _read_modeling(anatomy: Anatomy, tree: SourceTree, cfg: dict, architecture: str | None):
+    """Run the behaviour detectors over the model's HF modeling source, if transformers has it."""
+    path = modeling_path(anatomy.model_type) if anatomy.model_type else None
+    if path is None:
+        anatomy.notes.append(f"no HF modeling source for model_type {anatomy.model_type or '(none)'!r} in the installed "
+                             "transformers: modeling rows fall back to defaults; read the repo's code")
+        return {}, None, {}
+    anatomy.modeling_file = f"transformers/models/{path.parent.name}/{path.name}"
+    names = [n for n in (architecture, causal_lm_class(anatomy.model_type)) if n]
+    ref = next((r for n in names if (r := tree.find_class(path, n)) is not None), None)
+    if ref is None:
+        anatomy.notes.append(f"{anatomy.modeling_file} defines none of {names or ['a causal-LM class']}")
+        return {}, None, {}
+    try:
+        root = build_module_tree(tree, ref, _text_section(cfg) if "text_config" in cfg else cfg)
+        roles = behaviour.find_roles(root)
+        seen = {name: detect(tree, roles) for name, detect in _DETECTORS.items()}
+        seen["norm"] = behaviour.norm_behaviour(tree, _first_norm(roles))
+        seen["qk_norm"] = behaviour.norm_behaviour(tree, roles.q_norm)
+    except RecursionError:
+        anatomy.notes.append(f"{anatomy.modeling_file} is too deeply nested to read")
+        return {}, None, {}
+    return seen, roles, root.keys()
+
+
+def _parameter_estimate(keys: dict[str, tuple[int, ...] | None], layers: int | None) -> int | None:
+    """Parameters the modeling code allocates: per-layer keys ({i}) count once per layer."""
+    sized = [(key, shape) for key, shape in keys.items() if shape is not None]
+    if not sized or not layers:
+        return None
+    return sum(math.prod(shape) * (layers if "{i}" in key else 1) for key, shape in sized)
+
+
+_DETECTORS = {
+    "mixers": behaviour.hybrid_mixers,
+    "rotary": behaviour.rotary_behaviour,
+    "attention": behaviour.attention_behaviour,
+    "mlp": behaviour.mlp_behaviour,
+    "embedding": behaviour.embedding_behaviour,
+    "head": behaviour.head_behaviour,
+    "block": behaviour.block_behaviour,
+}
+
+
+def _first_norm(roles: behaviour.Roles) -> Any:
+    return next(iter(roles.layer_norms.values()), None) or roles.final_norm
+
+
+def _seen(inputs: _Inputs, group: str, name: str) -> behaviour.Observation | None:
+    return inputs.seen.get(group, {}).get(name)
+
+
+def _keys_text(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (f" (+{len(keys) - 3})" if len(keys) > 3 else "")
+
+
+# -- attention ------------------------------------------------------------------------
+
+
+def _attention(anatomy: Anatomy, inputs: _Inputs) -> None:
+    cfg = inputs.cfg
+    rank = _int(cfg, "kv_lora_rank")
+    mixers = _seen(inputs, "mixers", "mixers")
+    if rank:
+        anatomy.add("attention.family", "mla", CONFIG, f"kv_lora_rank={rank}")
+    elif mixers:
+        anatomy.add("attention.family", "hybrid", MODELING, mixers.evidence)
+    else:
+        anatomy.add("attention.family", "standard", CONFIG, "no latent-attention rank, no recurrent or conv mixers")
+    heads = _int(cfg, "num_attention_heads", "n_head", "num_heads")
+    kv_heads = _int(cfg, "num_key_value_heads", "num_kv_heads", "n_head_kv") or heads
+    if cfg.get("multi_query") is True:
+        kv_heads = 1
+    if heads:
+        kind = "mha" if kv_heads == heads else "mqa" if kv_heads == 1 else "gqa"
+        anatomy.add("attention.kind", kind, CONFIG, f"num_attention_heads={heads}, num_key_value_heads={kv_heads}")
+        anatomy.add("attention.heads", heads, CONFIG, f"num_attention_heads={heads}")
+        anatomy.add("attention.kv_heads", kv_heads, CONFIG, f"num_key_value_heads={kv_heads}")
+    hidden = _int(cfg, "hidden_size", "n_embd", "d_model")
+    explicit = _int(cfg, "head_dim")
+    if explicit:
+        anatomy.add("attention.head_dim", explicit, CONFIG, f"head_dim={explicit} (hidden_size / heads = "
+                    f"{hidden // heads if hidden and heads else '?'})")
+    elif hidden and heads:
+        anatomy.add("attention.head_dim", hidden // heads, CONFIG, f"hidden_size {hidden} / {heads} heads")
+    anatomy.add("attention.head_dim_explicit", bool(explicit), CONFIG,
+                f"head_dim={explicit}" if explicit else "config sets no head_dim")
+    differs = bool(explicit and hidden and heads and explicit * heads != hidden)
+    anatomy.add("attention.head_dim_differs", differs, CONFIG,
+                f"{heads} heads * head_dim {explicit} = {explicit * heads} vs hidden_size {hidden}" if differs
+                else "heads * head_dim == hidden_size")
+    if seen := _seen(inputs, "attention", "head_dim_source"):
+        anatomy.add("attention.head_dim_source", seen.value, MODELING, seen.evidence)
+    _projections(anatomy, inputs)
+    _qk_norm(anatomy, inputs)
+    _scale(anatomy, inputs)
+    _sliding(anatomy, inputs)
+    clip = _float(cfg, "clip_qkv")
+    anatomy.add("attention.clip_qkv", clip, CONFIG, f"clip_qkv={clip}" if clip else "no clip_qkv")
+
+
+def _projections(anatomy: Anatomy, inputs: _Inputs) -> None:
+    facts, source = inputs.facts, inputs.key_source
+    if facts["qkv_fused"]:
+        anatomy.add("attention.qkv_layout", "fused", source, _keys_text(facts["qkv_fused"]))
+    elif facts["q_split"]:
+        anatomy.add("attention.qkv_layout", "split", source, _keys_text(facts["q_split"]))
+    if facts["qkv_fused"] or facts["q_split"]:
+        anatomy.add("attention.qkv_bias", bool(facts["qkv_bias"]), source,
+                    _keys_text(facts["qkv_bias"]) if facts["qkv_bias"] else "no q/k/v bias keys")
+        anatomy.add("attention.o_bias", bool(facts["o_bias"]), source,
+                    _keys_text(facts["o_bias"]) if facts["o_bias"] else "no output-projection bias key")
+
+
+def _qk_norm(anatomy: Anatomy, inputs: _Inputs) -> None:
+    keys = inputs.facts["q_norm"]
+    head_dim, heads = anatomy.value("attention.head_dim"), anatomy.value("attention.heads")
+    if keys:
+        shape = inputs.shapes.get(keys[0]) or ()
+        width = math.prod(shape) if shape else None
+        kind = "per_head" if width == head_dim or "norms.{j}" in keys[0] else \
+            "whole_projection" if head_dim and heads and width == head_dim * heads else "per_head"
+        anatomy.add("attention.qk_norm", kind, inputs.key_source, f"{keys[0]} shape {list(shape)} "
+                    f"(head_dim {head_dim}, heads * head_dim {head_dim * heads if head_dim and heads else '?'})")
+        if seen := _seen(inputs, "qk_norm", "kind"):
+            anatomy.add("attention.qk_norm_type", seen.value, MODELING, seen.evidence)
+        return
+    flag = next(((k, inputs.cfg[k]) for k in ("use_qk_norm", "qk_layernorm", "qk_norm") if k in inputs.cfg), None)
+    evidence = f"no q_norm keys; {flag[0]}={flag[1]}" if flag else "no q_norm / q_layernorm keys"
+    anatomy.add("attention.qk_norm", "none", inputs.key_source, evidence)
+
+
+def _scale(anatomy: Anatomy, inputs: _Inputs) -> None:
+    cfg = inputs.cfg
+    if seen := _seen(inputs, "attention", "scale"):
+        anatomy.add("attention.scale", seen.value, MODELING, seen.evidence)
+        value = _seen(inputs, "attention", "scale_value")
+        anatomy.add("attention.scale_value", value.value if value else None, MODELING, value.evidence if value else "")
+    elif (scalar := _float(cfg, "query_pre_attn_scalar")) is not None:
+        anatomy.add("attention.scale", "query_pre_attn_scalar", CONFIG, f"query_pre_attn_scalar={scalar}")
+        anatomy.add("attention.scale_value", scalar**-0.5 if scalar > 0 else None, CONFIG, "query_pre_attn_scalar^-0.5")
+    else:
+        anatomy.add("attention.scale", "default", DEFAULT, "no modeling code read; assumed 1/sqrt(head_dim)")
+    if seen := _seen(inputs, "attention", "softcap"):
+        anatomy.add("attention.logit_softcap", seen.value, MODELING, seen.evidence)
+    else:
+        cap = _float(cfg, "attn_logit_softcapping")
+        source = CONFIG if inputs.roles is None else MODELING
+        evidence = f"attn_logit_softcapping={cap}" if cap else "the attention forward passes no softcap"
+        anatomy.add("attention.logit_softcap", cap if inputs.roles is None else None, source, evidence)
+
+
+_LAYER_LETTER = {"sliding_attention": "S", "full_attention": "F", "chunked_attention": "C"}
+
+
+def _period(types: list[str]) -> list[str]:
+    types = types[:1024]
+    for size in range(1, len(types) + 1):
+        if all(types[i] == types[i % size] for i in range(len(types))):
+            return types[:size]
+    return types
+
+
+#: ``sliding_window_pattern`` letters (EXAONE 4 writes "LLLG") -> layer types.
+_PATTERN_LETTERS = {"L": "sliding_attention", "S": "sliding_attention", "G": "full_attention", "F": "full_attention"}
+
+
+def _types_from_pattern(cfg: dict) -> list[str]:
+    """Layer types from ``sliding_window_pattern`` when the config has no ``layer_types``."""
+    pattern, layers = cfg.get("sliding_window_pattern"), _int(cfg, "num_hidden_layers") or 0
+    layers = min(layers, SANE_LIST)
+    if isinstance(pattern, int) and not isinstance(pattern, bool) and 1 < pattern <= layers:
+        return ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(layers)]
+    if isinstance(pattern, str) and pattern and all(ch in _PATTERN_LETTERS for ch in pattern[:64]):
+        return [_PATTERN_LETTERS[pattern[i % len(pattern)]] for i in range(layers)] if len(pattern) <= 64 else []
+    return []
+
+
+def _sliding(anatomy: Anatomy, inputs: _Inputs) -> None:
+    cfg = inputs.cfg
+    window = _int(cfg, "sliding_window", "attention_window")
+    support = _seen(inputs, "attention", "sliding")
+    raw_types = cfg.get("layer_types")
+    types = [t for t in raw_types[:SANE_LIST] if isinstance(t, str)] if isinstance(raw_types, list) else []
+    origin = "layer_types" if types else "sliding_window_pattern"
+    types = types or _types_from_pattern(cfg)
+    if support is not None and support.value == "never":
+        anatomy.add("attention.sliding_window", "none", MODELING, support.evidence)
+        return
+    kinds = {_LAYER_LETTER.get(t, "?") for t in types}
+    if window and types and "S" in kinds and len(kinds) > 1:
+        pattern = "".join(_LAYER_LETTER.get(t, "?") for t in _period(types))
+        anatomy.add("attention.sliding_window", "interleaved", CONFIG, f"{origin} mixes {sorted(kinds)} "
+                    f"(period {len(pattern)}: {pattern})")
+        anatomy.add("attention.layer_pattern", pattern, CONFIG, f"{origin}, {len(types)} layers")
+    elif window and cfg.get("use_sliding_window") is not False and (not types or kinds == {"S"}):
+        anatomy.add("attention.sliding_window", "all", CONFIG, f"sliding_window={window}" + (
+            " and every layer_types entry is sliding" if types else ", no layer_types"))
+    else:
+        why = "no sliding_window" if not window else "use_sliding_window=false" \
+            if cfg.get("use_sliding_window") is False else "layer_types has no sliding layer"
+        anatomy.add("attention.sliding_window", "none", CONFIG, why)
+        return
+    anatomy.add("attention.window", window, CONFIG, f"sliding_window={window}")
+
+
+# -- rotary -----------------------------------------------------------------------------
+
+
+def _rope_params(cfg: dict) -> tuple[dict, dict | None]:
+    """The global rope parameter dict, and the sliding-layer one when rope differs per layer type."""
+    params = cfg.get("rope_parameters")
+    if isinstance(params, dict) and isinstance(params.get("full_attention"), dict):
+        local = params.get("sliding_attention")
+        return params["full_attention"], local if isinstance(local, dict) else None
+    merged: dict = {}
+    for key in ("rope_scaling", "rope_parameters"):
+        if isinstance(cfg.get(key), dict):
+            merged.update(cfg[key])
+    return merged, None
+
+
+def _rotary(anatomy: Anatomy, inputs: _Inputs) -> None:
+    cfg = inputs.cfg
+    style = _seen(inputs, "rotary", "style")
+    if style is not None:
+        anatomy.add("rotary.style", style.value, MODELING, style.evidence)
+    else:
+        anatomy.add("rotary.style", "half_split", DEFAULT, "no modeling code read; assumed rotate_half")
+    params, local = _rope_params(cfg)
+    fraction = _float(params, "partial_rotary_factor") or _float(cfg, "partial_rotary_factor", "rotary_pct",
+                                                                   "rotary_emb_fraction")
+    anatomy.add("rotary.fraction", fraction if fraction is not None else 1.0, CONFIG,
+                f"partial_rotary_factor={fraction}" if fraction is not None else "no partial rotary key: full")
+    kind = params.get("rope_type") or params.get("type") or "default"
+    kind = kind[:40] if isinstance(kind, str) else "default"
+    anatomy.add("rotary.scaling", kind, CONFIG, f"rope_type={kind}")
+    theta = _float(params, "rope_theta") or _float(cfg, "rope_theta", "rotary_emb_base", "rope_base")
+    anatomy.add("rotary.theta", theta, CONFIG, f"rope_theta={theta}")
+    local_theta = _float(local, "rope_theta") if local else _float(cfg, "rope_local_base_freq")
+    anatomy.add("rotary.local_theta", local_theta, CONFIG, f"sliding layers use rope_theta={local_theta}"
+                if local_theta else "one rope base for all layers")
+    _nope(anatomy, inputs)
+
+
+def _nope(anatomy: Anatomy, inputs: _Inputs) -> None:
+    flags = inputs.cfg.get("no_rope_layers")
+    conditional = _seen(inputs, "rotary", "conditional")
+    if isinstance(flags, list) and flags and (conditional is not None or inputs.roles is None):
+        nope = [i for i, f in enumerate(flags[:SANE_LIST]) if f in (0, False)]
+        if nope:
+            why = conditional.evidence if conditional else "no modeling code read"
+            anatomy.add("rotary.nope_layers", nope, CONFIG, f"no_rope_layers flags 0 at {_short_list(nope)}; {why}")
+            return
+    anatomy.add("rotary.nope_layers", "none", MODELING if conditional is None and inputs.roles else CONFIG,
+                "every layer applies rotary")
+
+
+# -- norms and block wiring ---------------------------------------------------------------
+
+
+def _norms(anatomy: Anatomy, inputs: _Inputs) -> None:
+    cfg, facts = inputs.cfg, inputs.facts
+    seen = inputs.seen.get("norm", {})
+    if "kind" in seen:
+        anatomy.add("norm.kind", seen["kind"].value, MODELING, seen["kind"].evidence)
+    else:
+        layer = _float(cfg, "layer_norm_eps", "layer_norm_epsilon")
+        anatomy.add("norm.kind", "layernorm" if layer else "rms", DEFAULT if not layer else CONFIG,
+                    "layer_norm_eps in config" if layer else "no modeling code read; assumed RMSNorm")
+    offset = seen.get("offset")
+    anatomy.add("norm.offset", offset.value if offset else False, MODELING if offset else DEFAULT,
+                offset.evidence if offset else "assumed plain weight")
+    if facts["layer_norm_weight"] or facts["layer_norm_bias"] or inputs.key_source == CHECKPOINT:
+        anatomy.add("norm.weight", bool(facts["layer_norm_weight"]), inputs.key_source,
+                    _keys_text(facts["layer_norm_weight"]) or "no layer norm weight keys")
+        anatomy.add("norm.bias", bool(facts["layer_norm_bias"]), inputs.key_source,
+                    _keys_text(facts["layer_norm_bias"]) or "no layer norm bias keys")
+    else:
+        for trait in ("weight", "bias"):
+            row = seen.get(trait)
+            anatomy.add(f"norm.{trait}", row.value if row else trait == "weight", MODELING if row else DEFAULT,
+                        row.evidence if row else "assumed")
+    eps = _float(cfg, "rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "norm_epsilon", "norm_eps")
+    anatomy.add("norm.eps", eps, CONFIG, f"eps={eps}")
+
+
+def _block(anatomy: Anatomy, inputs: _Inputs) -> None:
+    cfg, facts = inputs.cfg, inputs.facts
+    seen = inputs.seen.get("block", {})
+    if "residual" in seen:
+        anatomy.add("block.residual", seen["residual"].value, MODELING, seen["residual"].evidence)
+    else:
+        parallel = cfg.get("use_parallel_residual") is True or cfg.get("parallel_attn") is True
+        anatomy.add("block.residual", "parallel" if parallel else "sequential", CONFIG if parallel else DEFAULT,
+                    "use_parallel_residual / parallel_attn" if parallel else "assumed sequential")
+    if "norms" in seen:
+        evidence = seen["norms"].evidence
+        post_keys = facts["post_feedforward_norm"]
+        if post_keys:
+            evidence += f"; keys {_keys_text(post_keys + facts['pre_feedforward_norm'])}"
+        anatomy.add("block.norms", seen["norms"].value, MODELING, evidence)
+    elif facts["post_feedforward_norm"]:
+        placement = "sandwich" if facts["input_norm"] else "post"
+        anatomy.add("block.norms", placement, inputs.key_source,
+                    _keys_text(facts["post_feedforward_norm"] + facts["input_norm"]))
+    else:
+        anatomy.add("block.norms", "pre", DEFAULT, "no post-sublayer norm keys; assumed pre-norm")
+    if "parallel_norm" in seen:
+        anatomy.add("block.parallel_norm", seen["parallel_norm"].value, MODELING, seen["parallel_norm"].evidence)
+    multiplier = seen.get("residual_multiplier")
+    value = multiplier.value if multiplier and multiplier.value != 1.0 else None
+    anatomy.add("block.residual_multiplier", value, MODELING if multiplier else DEFAULT,
+                multiplier.evidence if multiplier else "sublayer outputs added unscaled")
+
+
+# -- MLP and MoE ----------------------------------------------------------------------------
+
+#: HF activation names -> the function they compute.
+ACTIVATIONS: dict[str, str] = {
+    "silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh",
+    "gelu_fast": "gelu_tanh", "gelu_python_tanh": "gelu_tanh", "gelu": "gelu", "gelu_python": "gelu",
+    "relu": "relu", "relu2": "relu2", "relu_squared": "relu2", "quick_gelu": "quick_gelu", "tanh": "tanh",
+}
+
+
+def _mlp(anatomy: Anatomy, inputs: _Inputs) -> None:
+    cfg, facts, source = inputs.cfg, inputs.facts, inputs.key_source
+    seen = inputs.seen.get("mlp", {})
+    if "kind" in seen:
+        anatomy.add("mlp.kind", seen["kind"].value, MODELING, seen["kind"].evidence + _key_note(facts))
+    elif facts["mlp_gate"] or facts["mlp_plain"]:
+        anatomy.add("mlp.kind", "gated" if facts["mlp_gate"] else "plain", source,
+                    _keys_text(facts["mlp_gate"] or facts["mlp_plain"]))
+    anatomy.add("mlp.fused_gate_up", bool(facts["mlp_gate_up"]), source,
+                _keys_text(facts["mlp_gate_up"]) or "no fused gate_up key")
+    raw = seen["activation"].value if "activation" in seen else next(
+        (cfg[k] for k in ("hidden_act", "hidden_activation", "activation_function") if isinstance(cfg.get(k), str)), None)
+    where = seen["activation"].evidence if "activation" in seen else f"config activation {raw!r}"
+    if raw is not None:
+        raw = raw[:40]
+        anatomy.add("mlp.activation", ACTIVATIONS.get(raw, raw), MODELING if "activation" in seen else CONFIG,
+                    f"{where} ({raw})")
+    anatomy.add("mlp.bias", bool(facts["mlp_bias"]), source, _keys_text(facts["mlp_bias"]) or "no MLP bias keys")
+
+
+def _key_note(facts: dict[str, list[str]]) -> str:
+    keys = facts["mlp_gate"] or facts["mlp_plain"]
+    return f"; keys {_keys_text(keys)}" if keys else ""
+
+
+#: MoE config keys, first present wins.
+EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_routed_experts")
+TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "num_experts_per_token", "top_k")
+SHARED_KEYS = ("n_shared_experts", "num_shared_experts", "shared_expert_intermediate_size")
+
+
+def _moe(anatomy: Anatomy, inputs: _Inputs) -> None:
+    cfg, facts = inputs.cfg, inputs.facts
+    experts = _int(cfg, *EXPERT_KEYS) or 0
+    if experts <= 1:
+        anatomy.add("moe.experts", 0, CONFIG, "no expert-count key: dense MLP")
+        return
+    key = next(k for k in EXPERT_KEYS if _int(cfg, k))
+    evidence = f"{key}={experts}" + (f"; keys {_keys_text(facts['experts'])}" if facts["experts"] else "")
+    anatomy.add("moe.experts", experts, CONFIG, evidence)
+    top_k = _int(cfg, *TOP_K_KEYS)
+    anatomy.add("moe.top_k", top_k, CONFIG, f"top_k={top_k}")
+    shared = _int(cfg, *SHARED_KEYS)
+    shared_count = 1 if shared and "intermediate" in next(k for k in SHARED_KEYS if _int(cfg, k)) else shared or 0
+    if facts["shared_expert"] and not shared_count:
+        shared_count = 1
+    anatomy.add("moe.shared_experts", shared_count, CONFIG, f"shared experts {shared_count}")
+    seen = _seen(inputs, "mlp", "router")
+    configured = cfg.get("scoring_func") if isinstance(cfg.get("scoring_func"), str) else None
+    scoring = configured or (seen.value if seen else "softmax")
+    renorm = cfg.get("norm_topk_prob") is True
+    where = f"scoring_func={configured}" if configured else seen.evidence if seen else "assumed softmax"
+    anatomy.add("moe.router", f"{scoring}{' + renormalised top-k' if renorm else ''}",
+                CONFIG if configured or not seen else MODELING, f"{where}; norm_topk_prob={cfg.get('norm_topk_prob')}")
+
+
+# -- embedding and head --------------------------------------------------------------------
+
+
+def _embedding(anatomy: Anatomy, inputs: _Inputs) -> None:
+    seen = inputs.seen.get("embedding", {})
+    scale, value = seen.get("scale"), seen.get("scale_value")
+    number = value.value if value else None
+    kind = scale.value if scale else "none"
+    if kind == "multiplier" and number == 1.0:
+        kind = "none"
+    anatomy.add("embedding.scale", kind, MODELING if scale else DEFAULT, scale.evidence if scale else "assumed unscaled")
+    anatomy.add("embedding.scale_value", number if kind != "none" else None, MODELING if value else DEFAULT,
+                value.evidence if value else "")
+
+
+def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
+    cfg, facts, source = inputs.cfg, inputs.facts, inputs.key_source
+    tie = cfg.get("tie_word_embeddings")
+    if source == CHECKPOINT:  # transformers ties whenever the config says so, even over a stored lm_head
+        tied = tie is True or not facts["lm_head"]
+        stored = f"{facts['lm_head'][0]} present" if facts["lm_head"] else "no lm_head.weight in the checkpoint"
+        anatomy.add("head.tied", tied, CHECKPOINT, f"{stored}; tie_word_embeddings={tie}")
+    else:
+        anatomy.add("head.tied", tie is not False, CONFIG, f"tie_word_embeddings={tie}")
+    anatomy.add("head.bias", bool(facts["lm_head_bias"]), source,
+                _keys_text(facts["lm_head_bias"]) or "no LM head bias key")
+    seen = inputs.seen.get("head", {})
+    fallback = {"logit_scale": "logit_scale", "logits_divisor": "logits_scaling", "final_softcap": "final_logit_softcapping"}
+    for trait, config_key in fallback.items():
+        row = seen.get(trait)
+        if row is not None:
+            value = row.value
+            if trait in ("logit_scale", "logits_divisor") and value == 1.0:
+                value = None
+            anatomy.add(f"head.{trait}", value, MODELING, row.evidence)
+        elif inputs.roles is not None:
+            anatomy.add(f"head.{trait}", None, MODELING, "the CausalLM forward does no such arithmetic on the logits")
+        else:
+            value = _float(cfg, config_key)
+            anatomy.add(f"head.{trait}", value if value not in (None, 1.0) else None, CONFIG, f"{config_key}={value}")
+
+
+_ASSEMBLERS = (_attention, _rotary, _norms, _block, _mlp, _moe, _embedding, _head)
+
+
+# --------------------------------------------------------------------------- category
+
+#: Wall codes (from recon.walls) -> the category they put a model in, most specific first.
+CATEGORY_WALLS: tuple[tuple[str, str], ...] = (
+    ("multimodal", "multimodal"),
+    ("recurrent-layers", "hybrid"),
+    ("linear-attention", "hybrid"),
+    ("mla", "mla"),
+    ("moe", "moe"),
+)
+
+
+def categorise(config: dict, anatomy: Anatomy | None = None) -> str:
+    """dense | moe | mla | hybrid | multimodal, from the wall scan of the config."""
+    from import_model.recon.walls import scan_walls
+
+    codes = {finding.code for finding in scan_walls(config, None, [])}
+    if anatomy is not None and anatomy.value("attention.family") == "hybrid":
+        codes.add("recurrent-layers")
+    category = next((cat for code, cat in CATEGORY_WALLS if code in codes), "dense")
+    if anatomy is not None and category == "mla":
+        anatomy.rows["attention.family"] = Row("attention", "family", "mla", CONFIG, "wall scan: mla")
+    if anatomy is not None and category == "hybrid":
+        anatomy.add("attention.family", "hybrid", CONFIG, "wall scan: recurrent or linear-attention layers")
+    return category
