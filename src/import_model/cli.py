@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing twin directory")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    from import_model.commands.verify import add_verify_parser
+
+    add_verify_parser(sub, _command)
     return parser
 
 
@@ -73,9 +77,10 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _handlers() -> dict[str, Handler]:
-    from import_model.commands import plan, recon
+    from import_model.commands import plan, recon, verify
 
     return {
+        "verify": verify.cmd_verify,
         "plan": plan.cmd_plan,
         "inspect": recon.cmd_inspect,
         "list-archs": recon.cmd_list_archs,

@@ -26,6 +26,8 @@ from import_model.errors import UserError
 SPECULATIVE_MARKERS = ("Eagle", "DFlash", "Dflash", "DSpark", "MTP", "NextN", "Draft")
 #: Suffix MAX uses for a second implementation of the same model on its newer module API.
 MODULE_V3_SUFFIX = "_ModuleV3"
+#: Bump when :class:`NativeArch` changes, so cached scans are redone.
+_SCHEMA = 2
 
 
 @dataclass
@@ -39,6 +41,8 @@ class NativeArch:
     default_encoding: str | None = None
     supported_encodings: list[str] = field(default_factory=list)
     speculates_on: str | None = None
+    #: The module attribute holding the ``SupportedArchitecture`` (e.g. ``llama_arch``).
+    symbol: str = ""
 
     @property
     def is_text_generation(self) -> bool:
@@ -103,7 +107,7 @@ def _cache_file(root: Path) -> Path | None:
         stamp = int(max(p.stat().st_mtime_ns for p in root.glob("*/*.py")))
     except (OSError, ValueError):
         return None
-    key = hashlib.sha256(f"{root}|{stamp}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{root}|{stamp}|{_SCHEMA}".encode()).hexdigest()[:16]
     return cache_root() / "registry" / f"max-archs-{key}.json"
 
 
@@ -111,7 +115,7 @@ def _scan(root: Path) -> list[NativeArch]:
     archs = []
     for name, module, symbol, speculates_on in _lazy_entries(root / "__init__.py"):
         slug = module.lstrip(".")
-        arch = NativeArch(name=name, slug=slug, speculates_on=speculates_on)
+        arch = NativeArch(name=name, slug=slug, speculates_on=speculates_on, symbol=symbol)
         _fill_from_module(arch, root / slug, symbol)
         archs.append(arch)
     return archs
@@ -137,7 +141,7 @@ def _fill_from_module(arch: NativeArch, module_dir: Path, symbol: str) -> None:
         return
     trees = {path: _parse(path) for path in sorted(module_dir.glob("*.py"))}
     for tree in trees.values():
-        call = _assigned_call(tree, symbol, "SupportedArchitecture")
+        call = assigned_call(tree, symbol, "SupportedArchitecture")
         if call is None:
             continue
         for kw in call.keywords:
@@ -176,7 +180,7 @@ def _parse(path: Path) -> ast.Module | None:
         return None
 
 
-def _assigned_call(tree: ast.Module | None, symbol: str, callee: str) -> ast.Call | None:
+def assigned_call(tree: ast.Module | None, symbol: str, callee: str) -> ast.Call | None:
     if tree is None:
         return None
     for node in tree.body:

@@ -1,0 +1,117 @@
+"""``import-model verify``: parity of a port against the HF reference, layer by layer, on the CPU."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from import_model import report
+from import_model.cache import cache_root
+from import_model.errors import UserError
+from import_model.source import load_config, open_source
+
+
+def add_verify_parser(sub: Any, command: Any) -> None:
+    p = command(sub, "verify", "prove a port computes what HF computes: taps per layer, prefill and decode (exit 0/1)")
+    p.add_argument("model", metavar="MODEL", help="hub ID or local checkpoint directory")
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit (hub models only)")
+    p.add_argument("--port-dir", required=True, metavar="DIR", help="the port package: <output_dir>/<slug>")
+    p.add_argument("--weights", choices=["twin", "full"], default="twin",
+                   help="twin (default): a tiny seeded twin of MODEL; full: MODEL's real weights (local directory)")
+    p.add_argument("--prompt", action="append", metavar="TEXT", help="prompt to check (repeatable; default: three)")
+    p.add_argument("--decode-steps", type=int, default=3, help="greedy decode steps after prefill (default 3)")
+    p.add_argument("--rel-tol", type=float, default=None, help="relative L2 tolerance per tap (default 1e-4)")
+    p.add_argument("--report-dir", metavar="DIR", help="where report.md/.json/.svg go (default: beside the port)")
+    p.add_argument("--json", action="store_true", help="print the JSON report")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from import_model.verify import parity
+    from import_model.verify.engine import VerifyOptions, preflight, run_verify
+    from import_model.verify.max_runner import MaxBuildError
+    from import_model.verify.report_files import worst_by_tap, write_reports
+
+    port_dir = Path(args.port_dir).resolve()
+    if not port_dir.is_dir():
+        raise UserError(f"--port-dir {args.port_dir}: no such directory")
+    if not 0 <= args.decode_steps <= 64:
+        raise UserError("--decode-steps must be between 0 and 64")
+    checkpoint = _checkpoint_for(args)
+    report_dir = Path(args.report_dir) if args.report_dir else port_dir.parent / f"verify-{port_dir.name}"
+    options = VerifyOptions(decode_steps=args.decode_steps)
+    if args.prompt:
+        options.prompts = tuple(args.prompt)
+    if args.rel_tol is not None:
+        options.rel_l2 = args.rel_tol
+    preflight(checkpoint, port_dir)
+    notes = []
+    if args.weights == "full":
+        notes = _oracle_first(checkpoint)
+    try:
+        result = run_verify(checkpoint, port_dir, options, progress=report.progress)
+    except MaxBuildError as exc:
+        paths = write_reports({"architecture": "?", "checkpoint": str(checkpoint), "port_dir": str(port_dir),
+                               "passed": False, "error": {"step": exc.step, "details": exc.details}}, report_dir)
+        raise UserError(f"{exc.message}; report: {paths['markdown']}") from None
+    payload = result.as_dict()
+    payload["notes"] = notes + payload["notes"]
+    payload["per_tap"] = worst_by_tap(result.verdict.diffs, result.tap_order)
+    payload["tolerance"] = {"rel_l2": options.rel_l2, "min_cosine": parity.DEFAULT_MIN_COSINE}
+    paths = write_reports(payload, report_dir)
+    if args.json:
+        report.emit_json({k: v for k, v in payload.items() if k != "diffs"})
+    else:
+        _print_summary(payload, paths)
+    return 0 if result.verdict.passed else 1
+
+
+def _checkpoint_for(args: argparse.Namespace) -> Path:
+    source = open_source(args.model, args.revision)
+    if args.weights == "full":
+        if source.kind != "local":
+            raise UserError("--weights full needs the checkpoint on disk: download it (hf download) and pass the folder")
+        return Path(args.model).resolve()
+    config = load_config(source)
+    from import_model.verify.twin import make_twin
+
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    target = cache_root() / "twins" / digest
+    if not (target / "config.json").is_file():
+        report.progress(f"making a tiny twin of {source.display}")
+        make_twin(config, target, force=True)
+    return target
+
+
+def _oracle_first(checkpoint: Path) -> list[str]:
+    from transformers import AutoTokenizer
+
+    from import_model.verify.hf_reference import HFReference
+    from import_model.verify.oracle import check_oracle
+
+    report.progress("checking the HF oracle on the model's own prompt format first")
+    check = check_oracle(HFReference.load(checkpoint), AutoTokenizer.from_pretrained(str(checkpoint)))
+    if not check.sane:
+        raise UserError("the HF reference itself looks broken (" + "; ".join(check.problems)
+                        + "): fix the checkpoint, tokenizer or chat template before comparing a port against it",
+                        exit_code=1)
+    return [f"HF oracle: {s['prompt']!r} -> {s['text']!r}" for s in check.samples]
+
+
+def _print_summary(payload: dict[str, Any], paths: dict[str, Path]) -> None:
+    passed = payload["passed"]
+    report.heading(f"verify {payload['architecture']}: {'PASS' if passed else 'FAIL'}")
+    report.table(None, ["tap", "phase", "max abs diff", "rel. L2", "min cosine", "ok"], [
+        (r["tap"], r["phase"], f"{r['max_abs']:.2e}", f"{r['rel_l2']:.2e}", f"{r['cosine']:.6f}",
+         "yes" if r["ok"] else "NO") for r in payload["per_tap"]
+    ])
+    first = payload.get("first_divergence")
+    if first:
+        where = "prefill" if first["step"] == 0 else f"decode step {first['step']}"
+        report.line(f"first divergence: {first['tap']} at {where} (prompt {first['prompt'] + 1})")
+    for prompt in payload["prompts"]:
+        same = prompt["hf_greedy"] == prompt["max_greedy"]
+        report.line(f"greedy {'match' if same else 'MISMATCH'}: HF {prompt['hf_greedy']} MAX {prompt['max_greedy']}")
+    report.line(f"report: {paths['markdown']}")

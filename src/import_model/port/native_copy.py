@@ -1,0 +1,140 @@
+"""Copy a native MAX architecture into a standalone custom-architecture package.
+
+``max serve --custom-architectures DIR/<slug>`` imports ``<slug>`` as a
+top-level package, so the copy's relative imports that climb out of the
+architecture (``from ..llama3 import x``) are rewritten to absolute ones, the
+registration is renamed to the model's own class, and ``__init__.py`` exposes
+``ARCHITECTURES``. The verify engine's ground truth (a native model treated as
+a port) and the full-copy scaffold both start here.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from import_model.errors import UserError
+from import_model.recon import registry
+
+SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_SKIP = {"__pycache__", "recipes"}
+
+
+def validate_slug(slug: str) -> str:
+    if not SLUG.match(slug):
+        raise UserError(f"slug {slug!r} is not valid: use lowercase letters, digits and _, starting with a letter")
+    return slug
+
+
+def copy_native_port(donor_slug: str, output_dir: Path, *, class_name: str, port_slug: str,
+                     force: bool = False) -> Path:
+    """Write ``output_dir/port_slug`` as a copy of native ``donor_slug`` registered as ``class_name``."""
+    validate_slug(port_slug)
+    if not class_name.isidentifier():
+        raise UserError(f"architecture name {class_name!r} is not a Python identifier")
+    entry = _donor_entry(donor_slug)
+    source = registry.architectures_dir() / donor_slug
+    target = output_dir / port_slug
+    if target.exists() and any(target.iterdir()) and not force:
+        raise UserError(f"{target} already exists; pass --force to replace it (your edits there would be lost)")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{port_slug}.", dir=output_dir))
+    try:
+        for path in sorted(source.glob("*.py")):
+            text = absolutize_imports(path.read_text(), donor_slug)
+            (staging / path.name).write_text(text)
+        _rename_registration(staging, entry.symbol, class_name)
+        init = staging / "__init__.py"
+        init.write_text(init.read_text() + f"\nARCHITECTURES = [{entry.symbol}]\n")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return target
+
+
+def _donor_entry(donor_slug: str) -> registry.NativeArch:
+    for arch in registry.native_architectures():
+        if arch.slug == donor_slug and arch.is_donor:
+            return arch
+    donors = sorted({a.slug for a in registry.native_architectures() if a.is_donor})
+    raise UserError(f"{donor_slug!r} is not a text-generation architecture of the installed MAX; choose one of: "
+                    + ", ".join(donors))
+
+
+def absolutize_imports(text: str, donor_slug: str) -> str:
+    """``from ..x import`` -> ``from max.pipelines.architectures.x import``; ``...`` -> ``max.pipelines``."""
+    text = re.sub(r"^(\s*)from \.\.\.(\w)", r"\1from max.pipelines.\2", text, flags=re.M)
+    text = re.sub(r"^(\s*)from \.\.\. import", r"\1from max.pipelines import", text, flags=re.M)
+    text = re.sub(r"^(\s*)from \.\.(\w)", r"\1from max.pipelines.architectures.\2", text, flags=re.M)
+    return re.sub(r"^(\s*)from \.\. import", r"\1from max.pipelines.architectures import", text, flags=re.M)
+
+
+def _rename_registration(package: Path, symbol: str, class_name: str) -> None:
+    """Set ``name=`` of ``symbol = SupportedArchitecture(...)`` to ``class_name``, wherever it is defined."""
+    for path in sorted(package.glob("*.py")):
+        text = path.read_text()
+        call = registry.assigned_call(ast.parse(text), symbol, "SupportedArchitecture")
+        if call is None:
+            continue
+        for kw in call.keywords:
+            if kw.arg == "name" and isinstance(kw.value, ast.Constant) and kw.value.end_col_offset is not None:
+                lines = text.splitlines(keepends=True)
+                line = lines[kw.value.lineno - 1]
+                lines[kw.value.lineno - 1] = (line[: kw.value.col_offset] + repr(class_name)
+                                              + line[kw.value.end_col_offset:])
+                path.write_text("".join(lines))
+                return
+    raise UserError(f"could not find the registration {symbol} in the donor's files; the MAX install is unusual")
+
+
+def registered_names(port_dir: Path) -> list[str]:
+    """The ``name=`` of every ``SupportedArchitecture(...)`` in a port, read without importing it."""
+    names = []
+    for path in sorted(port_dir.glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text())
+        except (SyntaxError, ValueError, OSError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == \
+                    "SupportedArchitecture":
+                for kw in node.keywords:
+                    if kw.arg == "name" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                        names.append(kw.value.value)
+    return names
+
+
+def unmodified_donor(port_dir: Path) -> str | None:
+    """The native slug whose code the port still is, file for file (ignoring imports, docstrings, names)."""
+    port_files = {p.name: _shape(p.read_text()) for p in port_dir.glob("*.py") if p.name not in ("__init__.py", "arch.py")}
+    if not port_files:
+        return None
+    root = registry.architectures_dir()
+    for slug in sorted({a.slug for a in registry.native_architectures() if a.is_donor}):
+        native = {name: root / slug / name for name in port_files}
+        if all(path.is_file() and _shape(path.read_text()) == port_files[name] for name, path in native.items()):
+            return slug
+    return None
+
+
+def _shape(text: str) -> str:
+    """The code's AST without imports and docstrings, so renames and comment edits do not count as changes."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return text
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            kept = [n for n in body if not isinstance(n, (ast.Import, ast.ImportFrom))]
+            if kept and isinstance(kept[0], ast.Expr) and isinstance(kept[0].value, ast.Constant) \
+                    and isinstance(kept[0].value.value, str):
+                kept = kept[1:]
+            node.body = kept or [ast.Pass()]
+    return ast.dump(tree)

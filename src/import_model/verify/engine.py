@@ -1,0 +1,169 @@
+"""The parity engine: HF reference vs MAX port, tap by tap, prefill and decode, on the CPU.
+
+Order of work, cheapest check first: the port's registration must name the
+checkpoint's class, the port must not still be the unmodified donor of a
+model MAX does not ship, then (real weights only) the HF oracle must produce
+sane text, and only then is the port's graph compiled and compared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from import_model.errors import UserError
+from import_model.port.native_copy import registered_names, unmodified_donor
+from import_model.recon import registry
+from import_model.verify import parity
+from import_model.verify.hf_reference import HFReference, tap_names
+
+#: Prompts the twin is checked on: short, medium, and one longer than any twin's sliding window.
+DEFAULT_PROMPTS = (
+    "The capital of France is",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n",
+    " ".join(["Rivers carry water from the mountains to the sea, and along the way they shape valleys,"
+              " feed forests and give cities a reason to exist."] * 3),
+)
+
+
+@dataclass
+class VerifyOptions:
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    decode_steps: int = 3
+    rel_l2: float = parity.DEFAULT_REL_L2
+    min_cosine: float = parity.DEFAULT_MIN_COSINE
+    max_length: int = 512
+
+
+@dataclass
+class VerifyResult:
+    checkpoint: str
+    port_dir: str
+    architecture: str
+    verdict: parity.Verdict
+    tap_order: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+    prompts: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint, "port_dir": self.port_dir, "architecture": self.architecture,
+            "tap_order": self.tap_order, "timings": self.timings, "prompts": self.prompts, "notes": self.notes,
+            **self.verdict.as_dict(),
+        }
+
+
+def preflight(checkpoint: Path, port_dir: Path) -> tuple[dict[str, Any], str]:
+    """Checks that need no compile: the port exists, names the checkpoint's class, and is not the bare donor."""
+    if not (port_dir / "__init__.py").is_file():
+        raise UserError(f"{port_dir} is not a port: it has no __init__.py (pass the <output_dir>/<slug> folder)")
+    config_path = checkpoint / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{config_path} is missing or not valid JSON") from None
+    archs = config.get("architectures") if isinstance(config, dict) else None
+    architecture = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
+    if architecture is None:
+        raise UserError(f"{config_path} names no architectures[0]; MAX could not pick the port")
+    names = registered_names(port_dir)
+    if architecture not in names:
+        raise UserError(f"the port registers {', '.join(names) or 'nothing'} but {config_path} says {architecture}; "
+                        "make arch.py's name equal architectures[0]")
+    donor = unmodified_donor(port_dir)
+    if donor is not None and not _model_is_native(config):
+        raise UserError(f"{port_dir} is still the unmodified {donor} donor while {config.get('model_type')} is not a "
+                        "model MAX ships: implement the delta list (import-model plan) before verifying")
+    return config, architecture
+
+
+def _model_is_native(config: dict[str, Any]) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    hf_class = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(str(config.get("model_type")))
+    return bool(hf_class) and bool(registry.find_native(hf_class))
+
+
+def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
+               progress: Callable[[str], None] = lambda _m: None) -> VerifyResult:
+    import time
+
+    from transformers import AutoTokenizer
+
+    from import_model.verify.max_runner import MaxPort
+
+    _config, architecture = preflight(checkpoint, port_dir)
+    progress("loading the HF reference (float32, CPU)")
+    reference = HFReference.load(checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    order = tap_names(reference.num_layers)
+    progress("building the port's graph in MAX with taps (a cold compile takes minutes on a small CPU)")
+    port = MaxPort(checkpoint, port_dir, max_length=options.max_length)
+    result = VerifyResult(str(checkpoint), str(port_dir), architecture, parity.Verdict(False), order,
+                          timings={"max_build_s": round(port.build_seconds, 2)})
+    diffs: list[parity.TapDiff] = []
+    greedy: list[bool] = []
+    start = time.perf_counter()
+    try:
+        for number, prompt in enumerate(options.prompts):
+            ids = [int(i) for i in tokenizer(prompt)["input_ids"]]
+            progress(f"prompt {number + 1}/{len(options.prompts)}: {len(ids)} tokens, {options.decode_steps} decode steps")
+            steps = port.run(ids, options.decode_steps)
+            sequence = list(ids)
+            hf_tokens, max_tokens = [], []
+            for step_index, step in enumerate(steps):
+                ref = reference.run(sequence)
+                rows = slice(None) if step_index == 0 else slice(-1, None)
+                for tap in order:
+                    got = step.logits if tap == "logits" else step.taps.get(tap)
+                    diffs.append(parity.compare_tap(number, step_index, tap, ref[tap][rows], got,
+                                                    options.rel_l2, options.min_cosine))
+                hf_tokens.append(int(np.argmax(ref["logits"][-1])))
+                max_tokens.append(step.next_token)
+                sequence.append(step.next_token)
+            greedy.append(hf_tokens == max_tokens)
+            result.prompts.append({"prompt": prompt[:80], "tokens": len(ids), "hf_greedy": hf_tokens,
+                                   "max_greedy": max_tokens})
+    finally:
+        port.close()
+    result.timings["compare_s"] = round(time.perf_counter() - start, 2)
+    result.verdict = parity.verdict(diffs, order, greedy)
+    return result
+
+
+def greedy_text_match(checkpoint: Path, port_dir: Path, prompts: list[str], tokens: int,
+                      chat: bool = True) -> list[dict[str, Any]]:
+    """Greedy continuations from HF and from the port (no taps), token for token."""
+    from transformers import AutoTokenizer
+
+    from import_model.verify.max_runner import MaxPort
+
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    reference = HFReference.load(checkpoint)
+    port = MaxPort(checkpoint, port_dir, taps=False)
+    rows = []
+    try:
+        for prompt in prompts:
+            ids = _prompt_ids(tokenizer, prompt, chat)
+            hf = reference.greedy(ids, tokens)
+            got = [step.next_token for step in port.run(ids, tokens - 1)]
+            rows.append({"prompt": prompt, "hf": hf, "max": got, "hf_text": tokenizer.decode(hf),
+                         "max_text": tokenizer.decode(got), "match": hf == got})
+    finally:
+        port.close()
+    return rows
+
+
+def _prompt_ids(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
+    if chat and getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                            tokenize=True)
+        ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        return [int(i) for i in ids]
+    return [int(i) for i in tokenizer(prompt)["input_ids"]]

@@ -1,0 +1,103 @@
+"""The Hugging Face reference: float32 on CPU, with forward hooks at every tap.
+
+Taps, in model order: ``embed`` (token embedding output), ``layer_<i>`` (each
+decoder block's output), ``final_norm``, ``lm_head`` (the head's raw output)
+and ``logits`` (what the model returns, after any scale or softcap). Module
+names differ across families, so they are looked up in :data:`TAP_ATTRIBUTES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from import_model.errors import UserError
+
+#: Where each tap's module lives, by attribute path, first match wins.
+TAP_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "base": ("model", "transformer", "gpt_neox", "backbone"),
+    "embed": ("embed_tokens", "wte", "embed_in", "word_embeddings", "embeddings"),
+    "layers": ("layers", "h", "blocks"),
+    "final_norm": ("norm", "ln_f", "final_layernorm", "norm_f", "final_layer_norm"),
+    "lm_head": ("lm_head", "embed_out", "output"),
+}
+
+
+def tap_names(num_layers: int) -> list[str]:
+    return ["embed", *(f"layer_{i}" for i in range(num_layers)), "final_norm", "lm_head", "logits"]
+
+
+@dataclass
+class HFReference:
+    model: Any
+    base: Any
+    num_layers: int
+
+    @classmethod
+    def load(cls, checkpoint: Path) -> HFReference:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32,
+                                                         trust_remote_code=False).eval()
+        except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad checkpoint
+            raise UserError(f"the HF reference could not load {checkpoint}: {str(exc).splitlines()[0][:200]}") from None
+        base = _first_attr(model, TAP_ATTRIBUTES["base"]) or model
+        layers = _first_attr(base, TAP_ATTRIBUTES["layers"])
+        if layers is None:
+            raise UserError(f"{type(model).__name__}: no decoder layer list found for taps (looked for "
+                            f"{', '.join(TAP_ATTRIBUTES['layers'])})")
+        return cls(model=model, base=base, num_layers=len(layers))
+
+    def run(self, ids: list[int]) -> dict[str, np.ndarray]:
+        """One full forward over ``ids``; each tap as ``[seq, ...]`` float32."""
+        import torch
+
+        taps: dict[str, np.ndarray] = {}
+        modules = {
+            "embed": _first_attr(self.base, TAP_ATTRIBUTES["embed"]),
+            "final_norm": _first_attr(self.base, TAP_ATTRIBUTES["final_norm"]),
+            "lm_head": _first_attr(self.model, TAP_ATTRIBUTES["lm_head"]),
+        }
+        layers = _first_attr(self.base, TAP_ATTRIBUTES["layers"])
+        modules.update({f"layer_{i}": layer for i, layer in enumerate(layers)})
+        handles = []
+        for name, module in modules.items():
+            if module is not None:
+                handles.append(module.register_forward_hook(_capture(taps, name)))
+        try:
+            with torch.no_grad():
+                out = self.model(torch.tensor([ids]), use_cache=False)
+        finally:
+            for handle in handles:
+                handle.remove()
+        taps["logits"] = out.logits[0].float().numpy().copy()
+        return taps
+
+    def greedy(self, ids: list[int], steps: int) -> list[int]:
+        import torch
+
+        with torch.no_grad():
+            out = self.model.generate(torch.tensor([ids]), max_new_tokens=steps, do_sample=False,
+                                      min_new_tokens=steps, pad_token_id=0)
+        return [int(t) for t in out[0][len(ids):]]
+
+
+def _capture(taps: dict[str, np.ndarray], name: str):  # noqa: ANN202 - a torch hook
+    def hook(_module: Any, _inputs: Any, output: Any) -> None:
+        value = output[0] if isinstance(output, (tuple, list)) else output
+        taps[name] = value[0].detach().float().numpy().copy()
+
+    return hook
+
+
+def _first_attr(obj: Any, names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None

@@ -1,0 +1,186 @@
+"""Run a port in MAX on the CPU in float32, with taps at the same places as the HF reference.
+
+Taps come from MAX's own layer-hook API (``max.nn.layer.add_layer_hook``):
+while the pipeline builds its graph, a hook records every layer's output
+value; when the top-level model (the module that owns ``layers`` and a head)
+finishes, the hook adds a debug-print op for the embedding, each block, the
+final norm and the head. The session then writes each printed tensor to a
+``.max`` file per execution (``BINARY_MAX_CHECKPOINT``). The port's own code
+is untouched and its outputs are unchanged, so one debug build of the graph
+serves prefill and decode, and any architecture built from ``max.nn`` layers
+gets taps without edits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from import_model.errors import UserError
+
+#: Attribute names of the tapped modules on MAX's top-level model, first match wins.
+MAX_TAP_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "embed": ("embed_tokens", "embedding", "tok_embeddings"),
+    "layers": ("layers",),
+    "final_norm": ("norm", "final_norm", "norm_f"),
+    "lm_head": ("lm_head", "output"),
+}
+_LABEL = "imtap__{name}__{call}"
+
+
+class MaxBuildError(UserError):
+    """The port failed to import, build or compile; ``details`` keeps MAX's own message."""
+
+    def __init__(self, step: str, details: str) -> None:
+        first = next((ln for ln in reversed(details.strip().splitlines()) if ln.strip()), "unknown error")
+        super().__init__(f"{step} failed: {first[:200]} (full message in the verify report)")
+        self.step = step
+        self.details = details
+
+
+@dataclass
+class StepOutput:
+    """One execution: the rows it computed (all prompt rows at prefill, one at decode)."""
+
+    position: int
+    taps: dict[str, np.ndarray]
+    logits: np.ndarray
+    next_token: int
+    seconds: float
+
+
+@dataclass
+class _TapHook:
+    """Collects layer outputs during graph building and prints the tapped ones."""
+
+    calls: dict[int, list[Any]] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    num_layers: int = 0
+
+    def __call__(self, layer: Any, _args: Any, _kwargs: Any, outputs: Any) -> None:
+        from max.graph import TensorValue
+
+        value = outputs[0] if isinstance(outputs, (tuple, list)) and outputs else outputs
+        if isinstance(value, TensorValue):
+            self.calls.setdefault(id(layer), []).append(value)
+        if self._is_root(layer):
+            self._emit(layer)
+        return None
+
+    @staticmethod
+    def _is_root(layer: Any) -> bool:
+        layers = _attr(layer, MAX_TAP_ATTRIBUTES["layers"])
+        return bool(layers is not None and hasattr(layers, "__len__") and len(layers)
+                    and _attr(layer, MAX_TAP_ATTRIBUTES["lm_head"]) is not None)
+
+    def _emit(self, root: Any) -> None:
+        from max.graph import ops
+
+        layers = list(_attr(root, MAX_TAP_ATTRIBUTES["layers"]))
+        self.num_layers = len(layers)
+        modules = [("embed", _attr(root, MAX_TAP_ATTRIBUTES["embed"]))]
+        modules += [(f"layer_{i}", layer) for i, layer in enumerate(layers)]
+        modules += [("final_norm", _attr(root, MAX_TAP_ATTRIBUTES["final_norm"])),
+                    ("lm_head", _attr(root, MAX_TAP_ATTRIBUTES["lm_head"]))]
+        for name, module in modules:
+            for call, value in enumerate(self.calls.get(id(module), [])):
+                label = _LABEL.format(name=name, call=call)
+                ops.print(value, label=label)
+                self.labels.append(label)
+        self.calls.clear()
+
+
+def _attr(obj: Any, names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+class MaxPort:
+    """A port loaded in a MAX pipeline on CPU (float32), ready to run token ids with taps."""
+
+    def __init__(self, checkpoint: Path, port_dir: Path, *, max_length: int = 512, taps: bool = True) -> None:
+        self.tap_dir = Path(tempfile.mkdtemp(prefix="import-model-taps-"))
+        self.hook = _TapHook()
+        start = time.perf_counter()
+        self._build(checkpoint, port_dir, max_length, taps)
+        self.build_seconds = time.perf_counter() - start
+        if taps and not self.hook.labels:
+            raise MaxBuildError("tap placement", "the graph has no module with `layers` and a head to tap; "
+                                "name them as in MAX_TAP_ATTRIBUTES")
+
+    def _build(self, checkpoint: Path, port_dir: Path, max_length: int, taps: bool) -> None:
+        os.environ.setdefault("MAX_SERVE_DISABLE_TELEMETRY", "1")
+        try:
+            from max.nn.layer import layer as max_layer
+            from max.pipelines import AutoModel
+        except Exception as exc:  # noqa: BLE001
+            raise MaxBuildError("importing MAX", repr(exc)) from None
+        if taps:
+            max_layer.add_layer_hook(self.hook)
+        try:
+            self.model = AutoModel(str(checkpoint), devices="cpu", quantization_encoding="float32",
+                                   custom_architectures=[str(port_dir)], enable_echo=True,
+                                   max_length=max_length, max_batch_size=1)
+        except Exception as exc:  # noqa: BLE001 - MAX raises many kinds while importing and compiling a port
+            import traceback
+
+            raise MaxBuildError("building the port's graph", "".join(traceback.format_exception(exc))) from None
+        finally:
+            if taps and self.hook in max_layer._LAYER_HOOKS:
+                max_layer._LAYER_HOOKS.remove(self.hook)
+        self.pipeline = self.model.pipeline
+        self.pipeline.session.set_debug_print_options("BINARY_MAX_CHECKPOINT", output_directory=str(self.tap_dir))
+
+    def run(self, ids: list[int], decode_steps: int) -> list[StepOutput]:
+        """Prefill ``ids`` then ``decode_steps`` greedy steps through the KV cache."""
+        from max.pipelines.context import TextContext, TokenBuffer
+
+        model, kv = self.pipeline._pipeline_model, self.pipeline.kv_manager
+        ctx = TextContext(max_length=len(ids) + decode_steps + 1, tokens=TokenBuffer(np.asarray(ids, np.int64)))
+        kv.claim(ctx, replica_idx=0)
+        steps: list[StepOutput] = []
+        position = 0
+        try:
+            for _ in range(decode_steps + 1):
+                kv.alloc(ctx).synchronize()
+                batch = [[ctx]]
+                inputs = model.prepare_initial_token_inputs(batch, kv_cache_inputs=kv.runtime_inputs(batch))
+                start = time.perf_counter()
+                out = model.execute(inputs)
+                seconds = time.perf_counter() - start
+                logits = out.logits.to_numpy().copy()
+                token = int(np.argmax(logits[-1]))
+                steps.append(StepOutput(position, self._read_taps(), logits, token, seconds))
+                position += logits.shape[0]
+                ctx.update(token)
+                kv.step(ctx)
+        finally:
+            kv.release(ctx)
+        return steps
+
+    def _read_taps(self) -> dict[str, np.ndarray]:
+        """The tensors printed by the last execution; of repeated calls keep the one with the most rows."""
+        from max.driver import load_max_buffer
+
+        taps: dict[str, np.ndarray] = {}
+        for path in sorted(self.tap_dir.glob("imtap__*.max")):
+            _, name, _call = path.stem.split("__")
+            value = np.asarray(load_max_buffer(str(path)).to_numpy(), dtype=np.float32).copy()
+            value = value.reshape(-1, value.shape[-1]) if value.ndim > 1 else value
+            if name not in taps or value.shape[0] > taps[name].shape[0]:
+                taps[name] = value
+            path.unlink()
+        return taps
+
+    def close(self) -> None:
+        shutil.rmtree(self.tap_dir, ignore_errors=True)
