@@ -20,7 +20,8 @@ def add_verify_parser(sub: Any, command: Any) -> None:
     p.add_argument("--revision", default=None, help="hub branch, tag or commit (hub models only)")
     p.add_argument("--port-dir", required=True, metavar="DIR", help="the port package: <output_dir>/<slug>")
     p.add_argument("--weights", choices=["twin", "full"], default="twin",
-                   help="twin (default): a tiny seeded twin of MODEL; full: MODEL's real weights (local directory)")
+                   help="twin (default): a tiny seeded twin of MODEL (MODEL itself if it is a twin); "
+                        "full: MODEL's real weights (local directory)")
     p.add_argument("--prompt", action="append", metavar="TEXT", help="prompt to check (repeatable; default: three)")
     p.add_argument("--decode-steps", type=int, default=3, help="greedy decode steps after prefill (default 3)")
     p.add_argument("--rel-tol", type=float, default=None, help="relative L2 tolerance per tap (default 1e-4)")
@@ -49,7 +50,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     preflight(checkpoint, port_dir)
     notes = []
     if args.weights == "full":
+        from import_model.verify.oracle import ORACLE_PROMPTS
+
         notes = _oracle_first(checkpoint)
+        options.greedy_prompts = ORACLE_PROMPTS
     try:
         result = run_verify(checkpoint, port_dir, options, progress=report.progress)
     except MaxBuildError as exc:
@@ -74,6 +78,8 @@ def _checkpoint_for(args: argparse.Namespace) -> Path:
         if source.kind != "local":
             raise UserError("--weights full needs the checkpoint on disk: download it (hf download) and pass the folder")
         return Path(args.model).resolve()
+    if source.kind == "local" and (Path(args.model) / "twin.json").is_file():
+        return Path(args.model).resolve()  # already a twin: check it as it is
     config = load_config(source)
     from import_model.verify.twin import make_twin
 
@@ -114,4 +120,7 @@ def _print_summary(payload: dict[str, Any], paths: dict[str, Path]) -> None:
     for prompt in payload["prompts"]:
         same = prompt["hf_greedy"] == prompt["max_greedy"]
         report.line(f"greedy {'match' if same else 'MISMATCH'}: HF {prompt['hf_greedy']} MAX {prompt['max_greedy']}")
+    for row in payload.get("greedy_text", []):
+        report.line(f"greedy text {'match' if row['match'] else 'MISMATCH'} on {row['prompt']!r}: "
+                    f"HF {row['hf_text']!r} / MAX {row['max_text']!r}")
     report.line(f"report: {paths['markdown']}")

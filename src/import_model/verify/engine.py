@@ -38,6 +38,9 @@ class VerifyOptions:
     rel_l2: float = parity.DEFAULT_REL_L2
     min_cosine: float = parity.DEFAULT_MIN_COSINE
     max_length: int = 512
+    #: Chat-formatted prompts whose greedy text must match HF token for token (real weights).
+    greedy_prompts: tuple[str, ...] = ()
+    greedy_tokens: int = 16
 
 
 @dataclass
@@ -50,11 +53,13 @@ class VerifyResult:
     timings: dict[str, float] = field(default_factory=dict)
     prompts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    greedy_text: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "checkpoint": self.checkpoint, "port_dir": self.port_dir, "architecture": self.architecture,
             "tap_order": self.tap_order, "timings": self.timings, "prompts": self.prompts, "notes": self.notes,
+            "greedy_text": self.greedy_text,
             **self.verdict.as_dict(),
         }
 
@@ -130,6 +135,11 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
             greedy.append(hf_tokens == max_tokens)
             result.prompts.append({"prompt": prompt[:80], "tokens": len(ids), "hf_greedy": hf_tokens,
                                    "max_greedy": max_tokens})
+        if options.greedy_prompts:
+            progress(f"greedy text, {options.greedy_tokens} tokens on {len(options.greedy_prompts)} chat prompts")
+            result.greedy_text = _greedy_text(port, reference, tokenizer, options.greedy_prompts,
+                                              options.greedy_tokens)
+            greedy += [row["match"] for row in result.greedy_text]
     finally:
         port.close()
     result.timings["compare_s"] = round(time.perf_counter() - start, 2)
@@ -137,26 +147,16 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     return result
 
 
-def greedy_text_match(checkpoint: Path, port_dir: Path, prompts: list[str], tokens: int,
-                      chat: bool = True) -> list[dict[str, Any]]:
-    """Greedy continuations from HF and from the port (no taps), token for token."""
-    from transformers import AutoTokenizer
-
-    from import_model.verify.max_runner import MaxPort
-
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
-    reference = HFReference.load(checkpoint)
-    port = MaxPort(checkpoint, port_dir, taps=False)
+def _greedy_text(port: Any, reference: HFReference, tokenizer: Any, prompts: tuple[str, ...],
+                 tokens: int) -> list[dict[str, Any]]:
+    """Greedy continuations from HF and from the port on the model's prompt format, token for token."""
     rows = []
-    try:
-        for prompt in prompts:
-            ids = _prompt_ids(tokenizer, prompt, chat)
-            hf = reference.greedy(ids, tokens)
-            got = [step.next_token for step in port.run(ids, tokens - 1)]
-            rows.append({"prompt": prompt, "hf": hf, "max": got, "hf_text": tokenizer.decode(hf),
-                         "max_text": tokenizer.decode(got), "match": hf == got})
-    finally:
-        port.close()
+    for prompt in prompts:
+        ids = _prompt_ids(tokenizer, prompt, chat=True)
+        hf = reference.greedy(ids, tokens)
+        got = [step.next_token for step in port.run(ids, tokens - 1)]
+        rows.append({"prompt": prompt, "hf": hf, "max": got, "hf_text": tokenizer.decode(hf),
+                     "max_text": tokenizer.decode(got), "match": hf == got})
     return rows
 
 

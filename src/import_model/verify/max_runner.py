@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +100,21 @@ class _TapHook:
         self.calls.clear()
 
 
+@contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    """Point file descriptor 1 at /dev/null, so stdout stays clean for reports and --json."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _attr(obj: Any, names: tuple[str, ...]) -> Any:
     for name in names:
         value = getattr(obj, name, None)
@@ -156,7 +174,8 @@ class MaxPort:
                 batch = [[ctx]]
                 inputs = model.prepare_initial_token_inputs(batch, kv_cache_inputs=kv.runtime_inputs(batch))
                 start = time.perf_counter()
-                out = model.execute(inputs)
+                with _stdout_silenced():  # the runtime announces each debug tensor it writes on stdout
+                    out = model.execute(inputs)
                 seconds = time.perf_counter() - start
                 logits = out.logits.to_numpy().copy()
                 token = int(np.argmax(logits[-1]))

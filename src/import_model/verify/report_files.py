@@ -74,6 +74,12 @@ def markdown(result: dict[str, Any]) -> str:
             text = p["prompt"].replace("\n", "\\n").replace("|", "\\|")
             lines.append(f"| `{text[:40]}` | {p['tokens']} | {p['hf_greedy']} | {p['max_greedy']} | "
                          f"{'yes' if p['hf_greedy'] == p['max_greedy'] else '**no**'} |")
+    texts = result.get("greedy_text") or []
+    if texts:
+        lines += ["", "## Greedy text on the model's prompt format", "", "| prompt | HF | MAX | match |", "|---|---|---|---|"]
+        for row in texts:
+            lines.append(f"| {row['prompt']} | {_cell(row['hf_text'])} | {_cell(row['max_text'])} | "
+                         f"{'yes' if row['match'] else '**no**'} |")
     for note in result.get("notes", []):
         lines += ["", f"> {note}"]
     return "\n".join(lines) + "\n"
@@ -106,3 +112,7 @@ def error_plot_svg(per_tap: list[dict[str, Any]], width: int = 640, height: int 
         parts.append(f'<text transform="translate({x(index):.1f},{height - bottom + 12}) rotate(45)">{tap}</text>')
     parts.append(f'<text x="{left}" y="12">relative L2 error per tap (blue: prefill, orange: decode)</text></svg>')
     return "".join(parts)
+
+
+def _cell(text: str) -> str:
+    return text.replace("\n", "\\n").replace("|", "\\|")

@@ -1,0 +1,65 @@
+"""Ports with a known answer, for proving the parity engine itself.
+
+A native MAX architecture copied as a custom architecture must pass against
+HF; the same copy with one deliberate bug must fail, and the engine must name
+the first layer the bug touches. Each bug is a text edit of the copied files,
+kept here as data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from import_model.port.native_copy import copy_native_port
+
+
+@dataclass(frozen=True)
+class Breakage:
+    """Replace ``old`` by ``new`` in ``file`` of the copied donor; ``first_tap`` is where it must show."""
+
+    file: str
+    old: str
+    new: str
+    first_tap: str
+
+
+BREAKAGES: dict[str, Breakage] = {
+    # RoPE theta x4: every attention layer rotates wrongly, so the first block diverges.
+    "rope_theta": Breakage("llama3.py", "rope_theta=config.rope_theta,", "rope_theta=config.rope_theta * 4,", "layer_0"),
+    # The second block's attention norm gets eps 0.5 instead of the config's.
+    "norm_eps_layer1": Breakage(
+        "llama3.py",
+        "attention_norm=create_norm(),",
+        "attention_norm=create_norm() if i != 1 else RMSNorm(config.hidden_size, config.dtype,"
+        " config.rms_norm_eps + 0.5, multiply_before_cast=False),",
+        "layer_1",
+    ),
+}
+
+
+def renamed_checkpoint(source: Path, target: Path, architecture: str) -> Path:
+    """A copy of ``source`` whose config names ``architecture`` (weights are linked, not copied)."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.name != "config.json":
+            (target / path.name).symlink_to(path.resolve())
+    config = json.loads((source / "config.json").read_text())
+    config["architectures"] = [architecture]
+    (target / "config.json").write_text(json.dumps(config, indent=2))
+    return target
+
+
+def native_port(donor: str, out_dir: Path, architecture: str, slug: str, breakage: str | None = None) -> Path:
+    port = copy_native_port(donor, out_dir, class_name=architecture, port_slug=slug, force=True)
+    if breakage:
+        bug = BREAKAGES[breakage]
+        path = port / bug.file
+        text = path.read_text()
+        assert text.count(bug.old) == 1, f"{bug.old!r} not found once in {path}"
+        path.write_text(text.replace(bug.old, bug.new))
+    return port

@@ -1,0 +1,129 @@
+"""The parity engine on ports whose answer is known.
+
+- A native MAX architecture copied as a custom one must PASS against HF.
+- The same copy with one deliberate bug must FAIL and name the first layer the bug touches.
+- The real SmolLM2-135M weights through a Llama-donor port: parity, and greedy text that
+  matches HF token for token.
+- Bad ports are refused before any compile, with one line and exit 2.
+
+Each MAX graph compiles once (minutes cold on 2 cores; the compile cache makes reruns quick).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.families import family_twin_dir
+from tests.support.ports import BREAKAGES, native_port, renamed_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent
+ARCH = "ParityLlamaForCausalLM"
+
+
+def verify(*args: str, timeout: int = 1500) -> tuple[subprocess.CompletedProcess[str], dict]:
+    result = subprocess.run([sys.executable, "-m", "import_model", "verify", *args, "--json"],
+                            capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    payload = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    return result, payload
+
+
+@pytest.fixture(scope="module")
+def llama_twin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return renamed_checkpoint(family_twin_dir("llama"), tmp_path_factory.mktemp("ckpt") / "llama", ARCH)
+
+
+@pytest.mark.slow
+def test_native_copy_passes(llama_twin: Path, tmp_path: Path) -> None:
+    port = native_port("llama3", tmp_path / "ports", ARCH, "parity_llama")
+    result, payload = verify(str(llama_twin), "--port-dir", str(port))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert payload["passed"] and payload["first_divergence"] is None
+    taps = {row["tap"] for row in payload["per_tap"]}
+    assert {"embed", "layer_0", "layer_1", "final_norm", "lm_head", "logits"} <= taps
+    assert {row["phase"] for row in payload["per_tap"]} == {"prefill", "decode"}
+    assert max(row["max_abs"] for row in payload["per_tap"]) < 1e-4
+    assert all(p["hf_greedy"] == p["max_greedy"] for p in payload["prompts"])
+    assert any(p["tokens"] > 64 for p in payload["prompts"])  # the long prompt
+    report_dir = port.parent / f"verify-{port.name}"
+    assert "PASS" in (report_dir / "report.md").read_text()
+    assert (report_dir / "error_by_layer.svg").read_text().startswith("<svg")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("breakage", ["norm_eps_layer1", "rope_theta"])
+def test_broken_port_fails_at_the_right_layer(breakage: str, llama_twin: Path, tmp_path: Path) -> None:
+    port = native_port("llama3", tmp_path / "ports", ARCH, f"broken_{breakage}", breakage=breakage)
+    result, payload = verify(str(llama_twin), "--port-dir", str(port))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert not payload["passed"]
+    first = payload["first_divergence"]
+    assert first["tap"] == BREAKAGES[breakage].first_tap and first["step"] == 0
+    # Everything before the broken layer still matches.
+    order = payload["tap_order"]
+    earlier = set(order[: order.index(first["tap"])])
+    assert all(row["ok"] for row in payload["per_tap"] if row["tap"] in earlier)
+
+
+@pytest.fixture(scope="module")
+def smollm2_f32(smollm2_dir: Path) -> Path:
+    """SmolLM2 in float32 (MAX's CPU encoding) under a class name MAX does not register."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = REPO / ".cache" / "smollm2-f32-port"
+    if not (target / "model.safetensors").is_file():
+        model = AutoModelForCausalLM.from_pretrained(str(smollm2_dir), dtype=torch.float32)
+        model.config.architectures = ["SmolPortForCausalLM"]
+        model.save_pretrained(str(target))
+        AutoTokenizer.from_pretrained(str(smollm2_dir)).save_pretrained(str(target))
+    return target
+
+
+@pytest.mark.slow
+def test_smollm2_real_weights_parity_and_greedy_text(smollm2_f32: Path, tmp_path: Path) -> None:
+    port = native_port("llama3", tmp_path / "ports", "SmolPortForCausalLM", "smol_port")
+    result, payload = verify(str(smollm2_f32), "--port-dir", str(port), "--weights", "full", "--decode-steps", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert payload["passed"]
+    assert any("Paris" in note for note in payload["notes"])  # the oracle answered sensibly first
+    texts = payload["greedy_text"]
+    assert len(texts) == 2
+    for row in texts:
+        assert row["match"] and len(row["hf"]) >= 16 and row["hf"] == row["max"]
+
+
+def test_port_without_init_is_refused(llama_twin: Path, tmp_path: Path) -> None:
+    result, _ = verify(str(llama_twin), "--port-dir", str(tmp_path))
+    assert result.returncode == 2 and "no __init__.py" in result.stderr
+
+
+def test_registration_must_match_the_config(llama_twin: Path, tmp_path: Path) -> None:
+    port = native_port("llama3", tmp_path / "ports", "OtherNameForCausalLM", "other")
+    result, _ = verify(str(llama_twin), "--port-dir", str(port))
+    assert result.returncode == 2
+    assert "registers OtherNameForCausalLM" in result.stderr and ARCH in result.stderr
+
+
+def test_unmodified_donor_for_a_non_native_model_is_refused_before_compiling(tmp_path: Path) -> None:
+    helium = family_twin_dir("helium")
+    port = native_port("llama3", tmp_path / "ports", "HeliumForCausalLM", "helium_port")
+    result, _ = verify(str(helium), "--port-dir", str(port), timeout=120)
+    assert result.returncode == 2
+    assert "unmodified llama3 donor" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_port_that_does_not_import_reports_maxs_message(llama_twin: Path, tmp_path: Path) -> None:
+    port = native_port("llama3", tmp_path / "ports", ARCH, "broken_syntax")
+    (port / "llama3.py").write_text((port / "llama3.py").read_text() + "\ndef oops(:\n")
+    result, _ = verify(str(llama_twin), "--port-dir", str(port), timeout=300)
+    assert result.returncode == 2
+    assert "building the port's graph failed" in result.stderr
+    report = (port.parent / f"verify-{port.name}" / "report.md").read_text()
+    assert "SyntaxError" in report
