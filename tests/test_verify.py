@@ -76,13 +76,12 @@ def smollm2_f32(smollm2_dir: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target = REPO / ".cache" / "smollm2-f32-port"
+    target = REPO / ".cache" / "smollm2-f32"
     if not (target / "model.safetensors").is_file():
         model = AutoModelForCausalLM.from_pretrained(str(smollm2_dir), dtype=torch.float32)
-        model.config.architectures = ["SmolPortForCausalLM"]
         model.save_pretrained(str(target))
         AutoTokenizer.from_pretrained(str(smollm2_dir)).save_pretrained(str(target))
-    return target
+    return renamed_checkpoint(target, REPO / ".cache" / "smollm2-f32-port", "SmolPortForCausalLM")
 
 
 @pytest.mark.slow

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     from import_model.commands.verify import add_verify_parser
 
     add_verify_parser(sub, _command)
+
+    from import_model.commands.serve_compare import add_parsers as add_serve_compare_parsers
+
+    add_serve_compare_parsers(sub, _command)
     return parser
 
 
@@ -77,10 +81,12 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _handlers() -> dict[str, Handler]:
-    from import_model.commands import plan, recon, verify
+    from import_model.commands import plan, recon, serve_compare, verify
 
     return {
         "verify": verify.cmd_verify,
+        "compare": serve_compare.cmd_compare,
+        "serve": serve_compare.cmd_serve,
         "plan": plan.cmd_plan,
         "inspect": recon.cmd_inspect,
         "list-archs": recon.cmd_list_archs,
