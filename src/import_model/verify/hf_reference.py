@@ -79,12 +79,15 @@ class HFReference:
         return taps
 
     def greedy(self, ids: list[int], steps: int) -> list[int]:
+        """Plain argmax decoding that, like the MAX loop, runs past end-of-sequence tokens."""
         import torch
 
+        sequence = list(ids)
         with torch.no_grad():
-            out = self.model.generate(torch.tensor([ids]), max_new_tokens=steps, do_sample=False,
-                                      min_new_tokens=steps, pad_token_id=0)
-        return [int(t) for t in out[0][len(ids):]]
+            for _ in range(steps):
+                logits = self.model(torch.tensor([sequence]), use_cache=False).logits[0, -1]
+                sequence.append(int(torch.argmax(logits)))
+        return sequence[len(ids):]
 
 
 def _capture(taps: dict[str, np.ndarray], name: str):  # noqa: ANN202 - a torch hook

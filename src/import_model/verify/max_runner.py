@@ -101,17 +101,20 @@ class _TapHook:
 
 
 @contextmanager
-def _stdout_silenced() -> Iterator[None]:
-    """Point file descriptor 1 at /dev/null, so stdout stays clean for reports and --json."""
+def _runtime_quiet() -> Iterator[None]:
+    """Point file descriptors 1 and 2 at /dev/null while the runtime executes; errors still raise."""
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 1)
+        for fd in saved:
+            os.dup2(devnull, fd)
         yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
         os.close(devnull)
 
 
@@ -174,7 +177,7 @@ class MaxPort:
                 batch = [[ctx]]
                 inputs = model.prepare_initial_token_inputs(batch, kv_cache_inputs=kv.runtime_inputs(batch))
                 start = time.perf_counter()
-                with _stdout_silenced():  # the runtime announces each debug tensor it writes on stdout
+                with _runtime_quiet():  # the runtime announces each debug tensor it writes
                     out = model.execute(inputs)
                 seconds = time.perf_counter() - start
                 logits = out.logits.to_numpy().copy()
