@@ -37,6 +37,16 @@ BREAKAGES: dict[str, Breakage] = {
         " config.rms_norm_eps + 0.5, multiply_before_cast=False),",
         "layer_1",
     ),
+    # The second block's output projection is loaded transposed (square, so it still loads).
+    "transposed_o_proj_layer1": Breakage(
+        "weight_adapters.py",
+        "\n    return new_state_dict\n\n\ndef convert_safetensor_state_dict",
+        "\n    key = 'layers.1.self_attn.o_proj.weight'\n"
+        "    new_state_dict[key] = WeightData.from_numpy(\n"
+        "        np.ascontiguousarray(np.from_dlpack(new_state_dict[key].data).T), key\n"
+        "    )\n    return new_state_dict\n\n\ndef convert_safetensor_state_dict",
+        "layer_1",
+    ),
 }
 
 
