@@ -40,6 +40,7 @@ matrix: setup
 
 bench: setup
 	$(BIN)/python bench/recon_bench.py
+	$(BIN)/python bench/verify_bench.py
 
 lint: setup
 	$(BIN)/ruff check src tests scripts bench
