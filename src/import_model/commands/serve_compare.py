@@ -90,8 +90,8 @@ def _print_compare(result: Any) -> None:
                       for p in prompt.positions])
         for note in prompt.notes:
             report.line(f"  note: {note}")
-        report.table(f"HF per-layer snapshot, prompt {number} ({len(prompt.prompt_ids)} prompt + "
-                     f"{len(prompt.positions)} generated positions)", ["tap", "mean", "std", "max |x|"],
+        report.table(f"HF layers, prompt {number}: {len(prompt.prompt_ids)}+{len(prompt.positions)} positions",
+                     ["tap", "mean", "std", "max |x|"],
                      [(s.tap, f"{s.mean:+.4e}", f"{s.std:.4e}", f"{s.max_abs:.4e}") for s in prompt.layer_stats])
     _print_verdict(result)
 
@@ -162,7 +162,7 @@ def _serve_options(args: argparse.Namespace) -> Any:
         raise UserError(f"--port {args.port}: not a TCP port")
     if args.timeout <= 0:
         raise UserError("--timeout must be positive")
-    model = str(Path(args.model).expanduser().resolve()) if Path(args.model).expanduser().is_dir() else args.model
+    model = _model_argument(args.model)
     cpu = args.device == "cpu"
     return ServeOptions(
         model=model, port_dir=port_dir, device=args.device, encoding=args.encoding, host=args.host, port=args.port,
@@ -171,6 +171,14 @@ def _serve_options(args: argparse.Namespace) -> Any:
         served_model_name=_served_name(args), log_path=Path(args.log).expanduser() if args.log else None,
         startup_timeout=args.timeout,
     )
+
+
+def _model_argument(model: str) -> str:
+    """A local checkpoint as an absolute path; a hub ID as given (checked for shape, not fetched)."""
+    from import_model.source import open_source
+
+    source = open_source(model)
+    return str(Path(model).expanduser().resolve()) if source.kind == "local" else model
 
 
 def _served_name(args: argparse.Namespace) -> str:

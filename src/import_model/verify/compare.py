@@ -221,8 +221,11 @@ class Reference:
     """The HF model and tokenizer of MODEL, float32 on the CPU."""
 
     def __init__(self, checkpoint: Path) -> None:
+        from transformers.utils import logging as hf_logging
+
         from import_model.verify.hf_reference import HFReference
 
+        hf_logging.disable_progress_bar()  # stderr carries our progress lines only
         self.hf = HFReference.load(checkpoint)
         self.tokenizer = _load_tokenizer(checkpoint)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -35,6 +36,8 @@ DEFAULT_STARTUP_TIMEOUT = 900.0
 DEFAULT_GRACE = 20.0
 _POLL_INTERVAL = 2.0
 _LOG_TAIL_LINES = 6
+#: ``ValueError: ...`` or ``huggingface_hub.errors.HFValidationError: ...``: the line a traceback ends with.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)(:|$)")
 
 
 @dataclass
@@ -113,14 +116,15 @@ def server_env(model: str) -> dict[str, str]:
 
 
 def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    """The last non-blank lines of a log, joined into one line."""
+    """The last exception line of a log if it has one, else its last non-blank lines, as one line."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return "(no log)"
-    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
-    joined = " | ".join(kept) or "(empty log)"
-    return joined if len(joined) <= 900 else "..." + joined[-897:]
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in kept if _EXCEPTION_LINE.match(line)]
+    joined = errors[-1] if errors else " | ".join(kept[-lines:]) or "(empty log)"
+    return joined if len(joined) <= 900 else joined[:897] + "..."
 
 
 class MaxServer:
@@ -192,11 +196,6 @@ class MaxServer:
                     raise UserError(f"max serve was not ready after {self.options.startup_timeout:.0f}s "
                                     f"(log {self.log_path}): {log_tail(self.log_path)}")
                 time.sleep(_POLL_INTERVAL)
-
-    def served_models(self) -> list[str]:
-        with httpx.Client(timeout=10.0) as client:
-            data = client.get(f"{self.url}/v1/models").json()
-        return [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
 
     def wait(self) -> int:
         """Block until the server exits by itself; its exit code."""

@@ -1,0 +1,841 @@
+"""Weight renames: which checkpoint tensor fills which weight of the port's graph.
+
+The graph's expected names come from a *dry build* (:func:`dry_build`): MAX
+builds the pipeline on the CPU exactly as ``max serve`` would (config, weight
+adapter, module tree) and stops at the first ``max.nn.Module.load_state_dict``
+call, where it records the module tree's ``raw_state_dict()`` (every weight
+name with its shape) and the state dict the port's own weight adapter
+produced. Compilation is refused outright, so the cost is the pipeline set-up
+only: a few seconds once MAX is imported.
+
+The checkpoint -> graph mapping is then derived from knowledge kept as data:
+:data:`RENAME_RULES` (regex -> replacement, applied in order; every
+intermediate name is a candidate, so a graph that kept the checkpoint's own
+names wins), :data:`FUSED_RULES` (fused projections split or stacked),
+:data:`TIE_RULES` (a head that shares the embedding) and :data:`IGNORED`
+(buffers that are not weights). A candidate is accepted only when its name is
+in the graph *and* its shape matches. What is left over is reported: orphans
+(checkpoint tensors nothing consumes), missing (graph weights nothing fills)
+and shape mismatches.
+
+:func:`write_adapter_table` writes the mapping into the port's
+``weight_adapters.py`` as readable dict literals between markers, with the few
+lines of runtime code that apply them in front of the donor's adapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from import_model.cache import atomic_write
+from import_model.errors import UserError
+
+Shape = tuple[Any, ...]
+
+# --------------------------------------------------------------------------- knowledge tables
+
+
+@dataclass(frozen=True)
+class RenameRule:
+    """``re.sub(pattern, replacement, name)``; ``note`` says which checkpoints write names this way."""
+
+    pattern: str
+    replacement: str
+    note: str
+
+
+#: Applied in order to a checkpoint name; each name along the way is a candidate graph name.
+RENAME_RULES: tuple[RenameRule, ...] = (
+    RenameRule(r"^model\.", "", "HF decoder prefix (Llama, Mistral, Qwen, Gemma, Phi, ...)"),
+    RenameRule(r"^transformer\.", "", "GPT-2 / Bloom / Falcon prefix"),
+    RenameRule(r"^gpt_neox\.", "", "GPT-NeoX / Pythia prefix"),
+    RenameRule(r"^h\.(\d+)\.", r"layers.\1.", "GPT-2 / Bloom / Falcon block list"),
+    RenameRule(r"^(?:embed_in|wte|word_embeddings)\.", "embed_tokens.", "token embedding"),
+    RenameRule(r"^embed_out\.", "lm_head.", "GPT-NeoX output head"),
+    RenameRule(r"^(?:final_layer_norm|final_layernorm|ln_f|norm_f)\.", "norm.", "final norm"),
+    RenameRule(r"\.(?:attention|self_attention)\.query_key_value\.", ".self_attn.qkv_proj.", "fused QKV (NeoX, Bloom)"),
+    RenameRule(r"\.(?:attention|self_attn|self_attention)\.dense\.", ".self_attn.o_proj.", "attention output (NeoX, Phi)"),
+    RenameRule(r"\.mlp\.(?:dense_h_to_4h|fc1|c_fc)\.", ".mlp.up_proj.", "non-gated MLP input (NeoX, Phi, StarCoder2)"),
+    RenameRule(r"\.mlp\.(?:dense_4h_to_h|fc2|c_proj)\.", ".mlp.down_proj.", "MLP output (NeoX, Phi, StarCoder2)"),
+    RenameRule(r"\.ln_1\.", ".input_layernorm.", "GPT-2 pre-attention norm"),
+    RenameRule(r"\.ln_2\.", ".post_attention_layernorm.", "GPT-2 pre-MLP norm"),
+)
+
+BLOCKS, PER_HEAD = "blocks", "per_head"
+
+
+@dataclass(frozen=True)
+class FusedRule:
+    """A fused projection: ``fused`` (a regex, and ``fused_text`` literally) stands for ``parts`` in one tensor.
+
+    ``layout`` is how the parts sit along dim 0: ``blocks`` (one after the other)
+    or ``per_head`` (interleaved head by head, as GPT-NeoX and Bloom store QKV).
+    """
+
+    fused: str
+    fused_text: str
+    parts: tuple[str, ...]
+    layout: str
+
+
+_QKV = (".self_attn.q_proj.", ".self_attn.k_proj.", ".self_attn.v_proj.")
+FUSED_RULES: tuple[FusedRule, ...] = (
+    FusedRule(r"\.self_attn\.qkv_proj\.", ".self_attn.qkv_proj.", _QKV, BLOCKS),
+    FusedRule(r"\.mlp\.gate_up_proj\.", ".mlp.gate_up_proj.", (".mlp.gate_proj.", ".mlp.up_proj."), BLOCKS),
+    FusedRule(r"\.(?:attention|self_attention)\.query_key_value\.", ".attention.query_key_value.", _QKV, PER_HEAD),
+)
+
+#: (head weight, embedding weight it shares) in graph names: a tied checkpoint stores only the embedding.
+TIE_RULES: tuple[tuple[str, str], ...] = (("lm_head.weight", "embed_tokens.weight"),)
+
+#: Checkpoint tensors that are buffers, not weights: (regex, reason).
+IGNORED: tuple[tuple[str, str], ...] = (
+    (r"(?:^|\.)rotary_emb\.inv_freq$", "RoPE buffer; MAX computes it from the config"),
+    (r"\.attn\.masked_bias$", "GPT-2 attention mask buffer"),
+    (r"\.attention\.(?:bias|masked_bias)$", "GPT-NeoX causal mask buffer"),
+)
+
+#: Config attributes a donor's config code reads, and the keys other families keep them under.
+#: Used only to let a dry build finish when the port's config code is not rewired yet (reported).
+CONFIG_STANDINS: dict[str, tuple[str, ...]] = {
+    "num_key_value_heads": ("num_attention_heads", "n_head"),
+    "rms_norm_eps": ("layer_norm_eps", "norm_epsilon", "layer_norm_epsilon", "norm_eps"),
+    "layer_norm_eps": ("rms_norm_eps", "norm_epsilon", "layer_norm_epsilon"),
+    "num_attention_heads": ("n_head",),
+    "hidden_size": ("n_embd", "d_model"),
+    "num_hidden_layers": ("n_layer",),
+    "max_position_embeddings": ("n_positions",),
+    "intermediate_size": ("n_inner", "ffn_hidden_size"),
+    "rope_theta": ("rotary_emb_base",),
+}
+
+#: A local checkpoint larger than this is dry-built through its tiny twin (the adapter casts every tensor).
+DRY_BUILD_MAX_BYTES = 256 * 1024**2
+#: How many missing config attributes a dry build may stand in for before giving up.
+MAX_STANDINS = 8
+
+# --------------------------------------------------------------------------- names
+
+
+_NUMBER = re.compile(r"(?<![^.])\d+(?![^.])")
+
+
+def name_pattern(name: str) -> str:
+    """``model.layers.3.mlp.up_proj.weight`` -> ``model.layers.*.mlp.up_proj.weight``."""
+    return _NUMBER.sub("*", name)
+
+
+def summarize(names: Iterable[str]) -> list[tuple[str, int]]:
+    """Names collapsed to patterns, with how many names each covers, in first-seen order."""
+    counts: dict[str, int] = {}
+    for name in names:
+        pattern = name_pattern(name)
+        counts[pattern] = counts.get(pattern, 0) + 1
+    return list(counts.items())
+
+
+def candidate_names(name: str) -> list[str]:
+    """``name`` and every name :data:`RENAME_RULES` turns it into on the way, in order."""
+    names = [name]
+    for rule in RENAME_RULES:
+        renamed = re.sub(rule.pattern, rule.replacement, names[-1])
+        if renamed != names[-1]:
+            names.append(renamed)
+    return names
+
+
+def shape_text(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+# --------------------------------------------------------------------------- the mapping
+
+
+@dataclass
+class Split:
+    """One fused checkpoint tensor cut into graph weights; ``ratio`` gives the parts' relative sizes."""
+
+    source: str
+    layout: str
+    targets: tuple[str, ...]
+    ratio: tuple[int, ...]
+
+
+@dataclass
+class Concat:
+    """Several checkpoint tensors stacked along dim 0 into one graph weight."""
+
+    target: str
+    layout: str
+    sources: tuple[str, ...]
+
+
+@dataclass
+class Mismatch:
+    checkpoint: str
+    graph: str
+    checkpoint_shape: Shape
+    graph_shape: Shape
+
+
+@dataclass
+class WeightMapping:
+    """Which checkpoint tensor fills which graph weight, and what is left over."""
+
+    renames: dict[str, str] = field(default_factory=dict)
+    splits: list[Split] = field(default_factory=list)
+    concats: list[Concat] = field(default_factory=list)
+    ties: dict[str, str] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+    orphans: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.orphans or self.missing or self.mismatches)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["complete"] = self.complete
+        data["orphan_patterns"] = [{"pattern": p, "count": n} for p, n in summarize(self.orphans)]
+        data["missing_patterns"] = [{"pattern": p, "count": n} for p, n in summarize(self.missing)]
+        return data
+
+
+class _Matcher:
+    """Mutable bookkeeping while :func:`derive_mapping` claims checkpoint keys and graph weights."""
+
+    def __init__(self, checkpoint: dict[str, Shape], graph: dict[str, Shape]) -> None:
+        self.checkpoint = checkpoint
+        self.graph = graph
+        self.free_keys = dict.fromkeys(checkpoint)  # ordered set
+        self.free_weights = dict.fromkeys(graph)
+        self.mapping = WeightMapping()
+
+    def claim(self, keys: Iterable[str], weights: Iterable[str]) -> None:
+        for key in keys:
+            self.free_keys.pop(key, None)
+        for weight in weights:
+            self.free_weights.pop(weight, None)
+
+    def free_target(self, key: str) -> str | None:
+        """The first candidate name of ``key`` that is an unclaimed graph weight."""
+        return next((name for name in candidate_names(key) if name in self.free_weights), None)
+
+
+def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config: dict[str, Any]) -> WeightMapping:
+    """Match checkpoint tensors (name -> shape) to graph weights (name -> shape) by name and shape."""
+    matcher = _Matcher({k: tuple(v) for k, v in checkpoint.items()}, {k: tuple(v) for k, v in graph.items()})
+    _drop_buffers(matcher)
+    _match_direct(matcher)
+    _match_splits(matcher)
+    _match_concats(matcher)
+    _match_ties(matcher, _ties_embeddings(config))
+    mapping = matcher.mapping
+    mapping.orphans = list(matcher.free_keys)
+    mapping.missing = list(matcher.free_weights)
+    return mapping
+
+
+def _ties_embeddings(config: dict[str, Any]) -> bool:
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    value = config.get("tie_word_embeddings", text.get("tie_word_embeddings", True))
+    return bool(value)
+
+
+def _drop_buffers(matcher: _Matcher) -> None:
+    for key in list(matcher.free_keys):
+        for pattern, reason in IGNORED:
+            if re.search(pattern, key) and not any(name in matcher.graph for name in candidate_names(key)):
+                matcher.mapping.dropped[key] = reason
+                matcher.claim([key], [])
+                break
+
+
+def _match_direct(matcher: _Matcher) -> None:
+    """Rename matches: a candidate name with the same shape wins; a name-only match is a mismatch."""
+    for key in list(matcher.free_keys):
+        names = [n for n in candidate_names(key) if n in matcher.free_weights]
+        exact = next((n for n in names if matcher.graph[n] == matcher.checkpoint[key]), None)
+        if exact is not None:
+            matcher.mapping.renames[key] = exact
+            matcher.claim([key], [exact])
+        elif names and not _is_fused(key):
+            matcher.mapping.mismatches.append(
+                Mismatch(key, names[0], matcher.checkpoint[key], matcher.graph[names[0]]))
+            matcher.claim([key], [names[0]])
+
+
+def _is_fused(key: str) -> bool:
+    return any(re.search(rule.fused, key) for rule in FUSED_RULES)
+
+
+def _match_splits(matcher: _Matcher) -> None:
+    for key in list(matcher.free_keys):
+        for rule in FUSED_RULES:
+            if not re.search(rule.fused, key):
+                continue
+            targets = [matcher.free_target(re.sub(rule.fused, part, key)) for part in rule.parts]
+            if any(t is None for t in targets) or len(set(targets)) != len(targets):
+                continue
+            names = tuple(t for t in targets if t is not None)
+            shapes = [matcher.graph[t] for t in names]
+            source_shape = matcher.checkpoint[key]
+            if _stacks_to(shapes, source_shape, rule.layout):
+                matcher.mapping.splits.append(Split(key, rule.layout, names, _ratio(shapes)))
+            else:
+                matcher.mapping.mismatches.append(Mismatch(key, " + ".join(names), source_shape, _stacked(shapes)))
+            matcher.claim([key], names)
+            break
+
+
+def _match_concats(matcher: _Matcher) -> None:
+    for rule in FUSED_RULES:
+        groups: dict[str, dict[int, str]] = {}
+        for key in matcher.free_keys:
+            for index, part in enumerate(rule.parts):
+                if part in key:
+                    groups.setdefault(key.replace(part, rule.fused_text, 1), {})[index] = key
+        for fused_key, parts in groups.items():
+            if len(parts) != len(rule.parts) or any(k not in matcher.free_keys for k in parts.values()):
+                continue
+            target = matcher.free_target(fused_key)
+            if target is None:
+                continue
+            sources = tuple(parts[i] for i in range(len(rule.parts)))
+            shapes = [matcher.checkpoint[k] for k in sources]
+            if _stacks_to(shapes, matcher.graph[target], rule.layout):
+                matcher.mapping.concats.append(Concat(target, rule.layout, sources))
+            else:
+                matcher.mapping.mismatches.append(Mismatch(" + ".join(sources), target, _stacked(shapes),
+                                                           matcher.graph[target]))
+            matcher.claim(sources, [target])
+
+
+def _match_ties(matcher: _Matcher, tied: bool) -> None:
+    """Fill a graph head from the embedding (tied checkpoints), or drop a stored copy the graph does not use."""
+    filled_by = {graph_name: key for key, graph_name in matcher.mapping.renames.items()}
+    for head, embedding in TIE_RULES:
+        for weight in list(matcher.free_weights):
+            if not (weight == head or weight.endswith("." + head)):
+                continue
+            source = filled_by.get(weight[: len(weight) - len(head)] + embedding)
+            if source is None:
+                continue
+            if not tied:
+                matcher.mapping.notes.append(f"{weight} is missing and the config does not tie embeddings, "
+                                             f"so it is not filled from {source}")
+            elif matcher.graph[weight] == matcher.checkpoint[source]:
+                matcher.mapping.ties[weight] = source
+                matcher.claim([], [weight])
+        if not tied:
+            continue
+        for key in list(matcher.free_keys):
+            if any(n == head or n.endswith("." + head) for n in candidate_names(key)) and \
+                    not any(n in matcher.graph for n in candidate_names(key)):
+                matcher.mapping.dropped[key] = "tied to the embedding: the graph reuses the embedding weight"
+                matcher.claim([key], [])
+
+
+def _stacks_to(parts: list[Shape], whole: Shape, layout: str) -> bool:
+    if not parts or any(len(p) != len(whole) or p[1:] != whole[1:] for p in parts):
+        return False
+    if not all(isinstance(p[0], int) for p in parts) or not isinstance(whole[0], int):
+        return False
+    if layout == PER_HEAD and len({p[0] for p in parts}) != 1:
+        return False
+    return sum(p[0] for p in parts) == whole[0]
+
+
+def _stacked(parts: list[Shape]) -> Shape:
+    if parts and all(p and isinstance(p[0], int) for p in parts):
+        return (sum(p[0] for p in parts), *parts[0][1:])
+    return ()
+
+
+def _ratio(shapes: list[Shape]) -> tuple[int, ...]:
+    sizes = [int(s[0]) for s in shapes]
+    divisor = math.gcd(*sizes) or 1
+    return tuple(size // divisor for size in sizes)
+
+
+# --------------------------------------------------------------------------- the adapter table
+
+
+@dataclass
+class AdapterTable:
+    """The mapping as the dict literals written into ``weight_adapters.py`` (``*`` = a layer number)."""
+
+    renames: dict[str, str] = field(default_factory=dict)
+    splits: dict[str, tuple[str, tuple[str, ...], tuple[int, ...]]] = field(default_factory=dict)
+    concats: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    ties: dict[str, str] = field(default_factory=dict)
+    drops: dict[str, str] = field(default_factory=dict)
+
+
+def adapter_table(mapping: WeightMapping) -> AdapterTable:
+    """Collapse per-layer entries into ``*`` patterns when the layer numbers carry over unchanged."""
+    table = AdapterTable()
+    table.renames = _collapse({k: v for k, v in mapping.renames.items() if k != v})
+    for split in mapping.splits:
+        key, targets = _templated(split.source, split.targets)
+        table.splits[key] = (split.layout, targets, split.ratio)
+    for concat in mapping.concats:
+        key, sources = _templated(concat.target, concat.sources)
+        table.concats[key] = (concat.layout, sources)
+    table.ties = _collapse(mapping.ties)
+    for key, reason in mapping.dropped.items():
+        table.drops[name_pattern(key)] = reason
+    return table
+
+
+def _templated(key: str, values: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    numbers = _NUMBER.findall(key)
+    if all(_NUMBER.findall(v) == numbers for v in values):
+        return name_pattern(key), tuple(name_pattern(v) for v in values)
+    return key, values
+
+
+def _collapse(pairs: dict[str, str]) -> dict[str, str]:
+    """``{a.0.x: b.0.y, a.1.x: b.1.y}`` -> ``{a.*.x: b.*.y}``; anything irregular stays exact."""
+    templates: dict[str, set[str]] = {}
+    for key, value in pairs.items():
+        if _NUMBER.findall(key) == _NUMBER.findall(value):
+            templates.setdefault(name_pattern(key), set()).add(name_pattern(value))
+    result: dict[str, str] = {}
+    for key, value in pairs.items():
+        pattern = name_pattern(key)
+        values = templates.get(pattern, set())
+        if len(values) == 1:
+            result[pattern] = next(iter(values))
+        else:
+            result[key] = value
+    return result
+
+
+BEGIN_MARKER = "# >>> import-model weight table (generated by `import-model renames --write`; keep the markers) >>>"
+END_MARKER = "# <<< import-model weight table <<<"
+ADAPTER_FILE = "weight_adapters.py"
+ARCH_FILE = "arch.py"
+
+#: Applies the tables in front of the donor's safetensors adapter. Written verbatim between the markers.
+RUNTIME_CODE = '''
+import re as _im_re
+
+import numpy as _im_np
+from max.dtype import DType as _ImDType
+from max.graph.weights import WeightData as _ImWeightData
+
+_IM_NUMBER = _im_re.compile(r"(?<![^.])\\d+(?![^.])")
+
+
+def _im_fill(value, numbers):
+    if isinstance(value, str):
+        for number in numbers:
+            value = value.replace("*", number, 1)
+        return value
+    return tuple(_im_fill(item, numbers) if isinstance(item, str) else item for item in value)
+
+
+def _im_lookup(name, table):
+    if name in table:
+        return table[name]
+    value = table.get(_IM_NUMBER.sub("*", name))
+    return None if value is None else _im_fill(value, _IM_NUMBER.findall(name))
+
+
+class _ImDerived:
+    """A tensor cut from, or stacked out of, checkpoint tensors; read when the adapter asks for it."""
+
+    def __init__(self, name, make):
+        self.name = name
+        self._make = make
+
+    def data(self):
+        return self._make()
+
+
+def _im_array(weight):
+    data = weight.data()
+    dtype = data.dtype
+    if dtype == _ImDType.bfloat16:
+        data = data.astype(_ImDType.float32)
+    return _im_np.from_dlpack(data.data), dtype
+
+
+def _im_weight(array, dtype, name):
+    data = _ImWeightData.from_numpy(_im_np.ascontiguousarray(array), name)
+    return data if data.dtype == dtype else data.astype(dtype)
+
+
+def _im_split(weight, layout, ratio, index, heads, name):
+    def make():
+        array, dtype = _im_array(weight)
+        rest = array.shape[1:]
+        if layout == "per_head":
+            part = array.reshape(heads, len(ratio), -1, *rest)[:, index].reshape(-1, *rest)
+        else:
+            unit = array.shape[0] // sum(ratio)
+            start = unit * sum(ratio[:index])
+            part = array[start:start + unit * ratio[index]]
+        return _im_weight(part, dtype, name)
+    return _ImDerived(name, make)
+
+
+def _im_concat(weights, layout, heads, name):
+    def make():
+        arrays = [_im_array(w) for w in weights]
+        dtype = arrays[0][1]
+        parts = [a for a, _ in arrays]
+        if layout == "per_head":
+            rest = parts[0].shape[1:]
+            whole = _im_np.stack([p.reshape(heads, -1, *rest) for p in parts], axis=1).reshape(-1, *rest)
+        else:
+            whole = _im_np.concatenate(parts, axis=0)
+        return _im_weight(whole, dtype, name)
+    return _ImDerived(name, make)
+
+
+def _im_concats(state_dict, heads):
+    out, used = {}, set()
+    for target, (layout, sources) in WEIGHT_CONCATS.items():
+        for name in state_dict:
+            if name != sources[0] and _IM_NUMBER.sub("*", name) != sources[0]:
+                continue
+            numbers = _IM_NUMBER.findall(name) if name != sources[0] else []
+            names = _im_fill(sources, numbers)
+            if all(n in state_dict for n in names):
+                full = _im_fill(target, numbers)
+                out[full] = _im_concat([state_dict[n] for n in names], layout, heads, full)
+                used.update(names)
+    return out, used
+
+
+def apply_weight_table(state_dict, huggingface_config=None):
+    """Checkpoint names -> graph names through the tables above; names no table knows pass unchanged."""
+    heads = getattr(huggingface_config, "num_attention_heads", None)
+    out, used = _im_concats(state_dict, heads)
+    for name, weight in state_dict.items():
+        if name in used or _im_lookup(name, WEIGHT_DROPS) is not None:
+            continue
+        split = _im_lookup(name, WEIGHT_SPLITS)
+        if split is not None:
+            layout, targets, ratio = split
+            for index, target in enumerate(targets):
+                out[target] = _im_split(weight, layout, ratio, index, heads, target)
+            continue
+        renamed = _im_lookup(name, WEIGHT_RENAMES)
+        out[renamed if renamed is not None else name] = weight
+    for name, weight in state_dict.items():
+        target = _im_lookup(name, {v: k for k, v in WEIGHT_TIES.items()})
+        if target is not None:
+            out.setdefault(target, weight)
+    return out
+
+
+_im_donor_{adapter} = {adapter}
+
+
+def {adapter}(state_dict, huggingface_config, pipeline_config, **kwargs):
+    """The donor's adapter, fed checkpoint tensors already renamed by ``apply_weight_table``."""
+    renamed = apply_weight_table(state_dict, huggingface_config)
+    return _im_donor_{adapter}(renamed, huggingface_config, pipeline_config, **kwargs)
+'''
+
+
+def render_table_block(table: AdapterTable, adapter: str) -> str:
+    """The text between (and including) the markers."""
+    sections = [
+        ("WEIGHT_RENAMES", "Checkpoint name -> graph name.", "dict[str, str]", table.renames),
+        ("WEIGHT_SPLITS", "Fused checkpoint tensor -> (layout, graph names, relative sizes).",
+         "dict[str, tuple[str, tuple[str, ...], tuple[int, ...]]]", table.splits),
+        ("WEIGHT_CONCATS", "Graph name -> (layout, checkpoint tensors stacked along dim 0).",
+         "dict[str, tuple[str, tuple[str, ...]]]", table.concats),
+        ("WEIGHT_TIES", "Graph name -> checkpoint tensor it shares (tied embeddings).", "dict[str, str]", table.ties),
+        ("WEIGHT_DROPS", "Checkpoint tensors the graph does not use -> why.", "dict[str, str]", table.drops),
+    ]
+    lines = [BEGIN_MARKER, "# `*` stands for a layer (or expert) number.", ""]
+    for name, comment, annotation, values in sections:
+        lines.append(f"#: {comment}")
+        lines.append(f"{name}: {annotation} = {{")
+        lines += [f"    {key!r}: {value!r}," for key, value in values.items()]
+        lines.append("}")
+    lines.append(RUNTIME_CODE.replace("{adapter}", adapter).rstrip("\n"))
+    lines.append(END_MARKER)
+    return "\n".join(lines) + "\n"
+
+
+def safetensors_adapter_name(port_dir: Path) -> str:
+    """The ``weight_adapters.<name>`` that ``arch.py`` registers for safetensors."""
+    import ast
+
+    arch = port_dir / ARCH_FILE
+    try:
+        tree = ast.parse(arch.read_text())
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"cannot read {arch}: {exc}") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Attribute) and key.attr == "safetensors" and isinstance(value, ast.Attribute) \
+                        and isinstance(value.value, ast.Name) and value.value.id == "weight_adapters":
+                    return value.attr
+    raise UserError(f"{arch} registers no `WeightsFormat.safetensors: weight_adapters.<function>` adapter; "
+                    "add one before writing the weight table")
+
+
+def write_adapter_table(port_dir: Path, mapping: WeightMapping) -> Path:
+    """Write (or replace) the marked table block in the port's ``weight_adapters.py``, atomically.
+
+    Text outside the markers is kept byte for byte; a first write appends the
+    block at the end, after the adapter function it wraps.
+    """
+    path = port_dir / ADAPTER_FILE
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; is {port_dir} a port (<output_dir>/<slug>)?")
+    text = path.read_text()
+    block = render_table_block(adapter_table(mapping), safetensors_adapter_name(port_dir))
+    begin, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
+    if (begin < 0) != (end < 0) or text.count(BEGIN_MARKER) > 1 or text.count(END_MARKER) > 1 or end < begin:
+        raise UserError(f"{path}: the import-model markers are broken (one missing, repeated or out of order); "
+                        "fix or remove them by hand, then write again")
+    if begin >= 0:
+        line_end = text.find("\n", end)
+        after = text[line_end + 1:] if line_end >= 0 else ""
+        new_text = text[:begin] + block + after
+    else:
+        new_text = text + ("" if text.endswith("\n") else "\n") + "\n\n" + block
+    compile(new_text, str(path), "exec")  # never write a file that does not parse
+    atomic_write(path, new_text.encode())
+    return path
+
+
+# --------------------------------------------------------------------------- dry build
+
+
+@dataclass
+class GraphWeights:
+    """What a dry build saw: the graph's weights and what the port's adapter hands it (name -> shape)."""
+
+    expected: dict[str, Shape]
+    adapted: dict[str, Shape]
+    module: str
+    checkpoint: Path
+    architecture: str
+    standins: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class DryBuildError(UserError):
+    """The port failed before its module tree received weights; ``details`` keeps MAX's traceback."""
+
+    def __init__(self, step: str, details: str) -> None:
+        lines = [ln.strip() for ln in details.strip().splitlines() if ln.strip()]
+        first = lines[-1] if lines else "unknown error"
+        super().__init__(f"{step}: {first[:240]}")
+        self.step = step
+        self.details = details
+
+
+class _Captured(BaseException):
+    """Raised from the patched ``load_state_dict`` to stop the build before any compile."""
+
+
+class _CompileRefused(BaseException):
+    """Raised if the build reaches compilation without passing through ``load_state_dict``."""
+
+
+_COMPILE_METHODS = ("compile", "compile_async", "compile_reusing_mefs", "load", "load_all")
+_MISSING_ATTR = re.compile(r"object has no attribute '(\w+)'")
+
+
+def dry_build(checkpoint: Path, port_dir: Path, *, max_length: int = 512) -> GraphWeights:
+    """Build the port's pipeline on the CPU up to its first ``load_state_dict`` and read both sides.
+
+    The checkpoint is shown to MAX through a temporary folder of links whose
+    ``config.json`` names the port's architecture, so a port can be checked
+    against a checkpoint of another class. Config attributes the port's code
+    reads but the checkpoint lacks are filled from :data:`CONFIG_STANDINS`
+    (and reported) so the module tree can still be built.
+    """
+    start = time.perf_counter()
+    config = json.loads((checkpoint / "config.json").read_text())
+    names = _register_port(port_dir)
+    declared = config.get("architectures") or [None]
+    architecture = declared[0] if declared[0] in names else names[0]
+    standins: dict[str, str] = {}
+    work = Path(tempfile.mkdtemp(prefix="import-model-dry-"))
+    try:
+        while True:
+            view = _view(checkpoint, work / f"view{len(standins)}", config, architecture, standins)
+            try:
+                record = _build_once(view, max_length)
+                break
+            except DryBuildError as exc:
+                attr = _standin_for(exc.details, config, standins)
+                if attr is None or len(standins) >= MAX_STANDINS:
+                    raise
+                standins[attr] = next(k for k in CONFIG_STANDINS[attr] if k in config)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return GraphWeights(expected=record["expected"], adapted=record["adapted"], module=record["module"],
+                        checkpoint=checkpoint, architecture=architecture, standins=standins,
+                        seconds=round(time.perf_counter() - start, 2))
+
+
+def _standin_for(details: str, config: dict[str, Any], standins: dict[str, str]) -> str | None:
+    found = _MISSING_ATTR.findall(details)
+    if not found:
+        return None
+    attr = found[-1]
+    if attr in standins or attr not in CONFIG_STANDINS or not any(k in config for k in CONFIG_STANDINS[attr]):
+        return None
+    return attr
+
+
+def _view(checkpoint: Path, target: Path, config: dict[str, Any], architecture: str,
+          standins: dict[str, str]) -> Path:
+    target.mkdir(parents=True)
+    for path in checkpoint.iterdir():
+        if path.name != "config.json":
+            (target / path.name).symlink_to(path.resolve())
+    view_config = dict(config, architectures=[architecture])
+    for attr, source in standins.items():
+        view_config[attr] = config[source]
+    (target / "config.json").write_text(json.dumps(view_config, indent=2))
+    return target
+
+
+def _register_port(port_dir: Path) -> list[str]:
+    """Import the port under a private name (so ports sharing a slug never collide) and register it with MAX."""
+    init = port_dir / "__init__.py"
+    if not init.is_file():
+        raise UserError(f"{port_dir} is not a port: it has no __init__.py (pass the <output_dir>/<slug> folder)")
+    stamp = "|".join(f"{p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in sorted(port_dir.glob("*.py")))
+    digest = hashlib.sha256(f"{port_dir.resolve()}|{stamp}".encode()).hexdigest()[:12]
+    alias = f"_import_model_port_{port_dir.name}_{digest}"
+    try:
+        module = sys.modules.get(alias) or _import_as(alias, init, port_dir)
+        from max.pipelines import PIPELINE_REGISTRY
+
+        archs = list(getattr(module, "ARCHITECTURES", None) or [])
+        if not archs:
+            raise DryBuildError("registering the port", f"{port_dir.name} exposes no ARCHITECTURES list")
+        with _quiet_max():
+            for arch in archs:
+                PIPELINE_REGISTRY.register(arch, allow_override=True)
+    except DryBuildError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the port's own code may raise anything
+        raise DryBuildError("importing the port", "".join(traceback.format_exception(exc))) from None
+    return [arch.name for arch in archs]
+
+
+def _import_as(alias: str, init: Path, port_dir: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(alias, init, submodule_search_locations=[str(port_dir)])
+    if spec is None or spec.loader is None:
+        raise DryBuildError("importing the port", f"cannot load {init}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[alias] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        for name in [n for n in sys.modules if n == alias or n.startswith(alias + ".")]:
+            del sys.modules[name]
+        raise
+    return module
+
+
+def _build_once(view: Path, max_length: int) -> dict[str, Any]:
+    from max.pipelines import AutoModel
+
+    record: dict[str, Any] = {}
+    with _capturing(record), _quiet_max():
+        try:
+            AutoModel(str(view), devices="cpu", quantization_encoding="float32", max_length=max_length,
+                      max_batch_size=1)
+        except _Captured:
+            return record
+        except _CompileRefused:
+            raise DryBuildError("building the module tree", "the pipeline reached graph compilation without calling "
+                                "max.nn Module.load_state_dict, so its weight names cannot be read") from None
+        except Exception as exc:  # noqa: BLE001 - MAX and the port raise many kinds
+            raise DryBuildError("building the module tree", "".join(traceback.format_exception(exc))) from None
+    raise DryBuildError("building the module tree", "the pipeline finished without loading weights")
+
+
+@contextlib.contextmanager
+def _capturing(record: dict[str, Any]) -> Iterator[None]:
+    """Patch ``Module.load_state_dict`` to record and stop, and the model-compile entry points to refuse.
+
+    ``InferenceSession.load`` stays open to weightless helper graphs (the log-probabilities
+    graph every text pipeline compiles once and caches); a load that brings weights is the model.
+    """
+    from max.engine import InferenceSession
+    from max.nn.layer.layer import Module
+
+    original = Module.__dict__["load_state_dict"]
+    saved = {name: InferenceSession.__dict__[name] for name in _COMPILE_METHODS if name in InferenceSession.__dict__}
+
+    def load_state_dict(module: Any, state_dict: Any, **_kwargs: Any) -> None:
+        record["expected"] = {name: _shape(w.shape) for name, w in module.raw_state_dict().items()}
+        record["adapted"] = {name: _shape(getattr(v, "shape", ())) for name, v in state_dict.items()}
+        record["module"] = type(module).__name__
+        raise _Captured
+
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise _CompileRefused
+
+    def load(session: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("weights_registry"):  # the model's own graph; weightless helpers (log-probs) may load
+            raise _CompileRefused
+        return saved["load"](session, *args, **kwargs)
+
+    Module.load_state_dict = load_state_dict  # type: ignore[method-assign]
+    for name in saved:
+        setattr(InferenceSession, name, load if name == "load" else refuse)
+    try:
+        yield
+    finally:
+        Module.load_state_dict = original  # type: ignore[method-assign]
+        for name, method in saved.items():
+            setattr(InferenceSession, name, method)
+
+
+@contextlib.contextmanager
+def _quiet_max() -> Iterator[None]:
+    """MAX logs an override warning per registration and pipeline set-up chatter; keep stderr for our lines."""
+    logger = logging.getLogger("max.pipelines")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _shape(shape: Any) -> Shape:
+    dims = []
+    for dim in shape:
+        try:
+            dims.append(int(dim))
+        except (TypeError, ValueError):
+            dims.append(str(dim))
+    return tuple(dims)
