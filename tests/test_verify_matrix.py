@@ -42,8 +42,8 @@ def results_table():
     header = [
         "# Verify ground-truth matrix", "",
         f"`make matrix` on {platform.machine()}, {platform.python_version()}; float32 on CPU; tolerance rel. L2 1e-4.",
-        "", "| family twin | donor copied | planted bug | expected | verdict | first divergence | worst rel. L2 | build s |",
-        "|---|---|---|---|---|---|---|---|",
+        "", "| family twin | donor copied | planted bug | expected | verdict | first divergence | worst rel. L2 | build s | note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     RESULTS.write_text("\n".join(header + _rows) + "\n")
 
@@ -60,8 +60,11 @@ def test_matrix(family: str, donor: str, breakage: str | None, tmp_path: Path) -
     first = payload.get("first_divergence") or {}
     verdict = "PASS" if result.returncode == 0 else ("FAIL" if result.returncode == 1 else "ERROR")
     worst = max((row["rel_l2"] for row in payload.get("per_tap", [])), default=float("nan"))
+    note = "" if result.returncode in (0, 1) else (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+    note = note.split("(full message")[0].replace("|", "/")[:140]
     _rows.append(f"| {family} | {donor} | {breakage or '-'} | {expected} | {verdict} | {first.get('tap', '-')} | "
-                 f"{worst:.2e} | {payload.get('timings', {}).get('max_build_s', time.perf_counter() - start):.0f} |")
+                 f"{worst:.2e} | {payload.get('timings', {}).get('max_build_s', time.perf_counter() - start):.0f} | "
+                 f"{note} |")
     if breakage:
         assert result.returncode == 1, result.stderr[-1500:]
         assert first["tap"] == BREAKAGES[breakage].first_tap

@@ -43,9 +43,12 @@ def copy_native_port(donor_slug: str, output_dir: Path, *, class_name: str, port
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{port_slug}.", dir=output_dir))
     try:
-        for path in sorted(source.glob("*.py")):
-            text = absolutize_imports(path.read_text(), donor_slug)
-            (staging / path.name).write_text(text)
+        for path in sorted(source.rglob("*.py")):
+            relative = path.relative_to(source)
+            if _SKIP & set(relative.parts):
+                continue
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            (staging / relative).write_text(absolutize_imports(path.read_text(), depth=len(relative.parts) - 1))
         _rename_registration(staging, entry.symbol, class_name)
         init = staging / "__init__.py"
         init.write_text(init.read_text() + f"\nARCHITECTURES = [{entry.symbol}]\n")
@@ -67,12 +70,27 @@ def _donor_entry(donor_slug: str) -> registry.NativeArch:
                     + ", ".join(donors))
 
 
-def absolutize_imports(text: str, donor_slug: str) -> str:
-    """``from ..x import`` -> ``from max.pipelines.architectures.x import``; ``...`` -> ``max.pipelines``."""
-    text = re.sub(r"^(\s*)from \.\.\.(\w)", r"\1from max.pipelines.\2", text, flags=re.M)
-    text = re.sub(r"^(\s*)from \.\.\. import", r"\1from max.pipelines import", text, flags=re.M)
-    text = re.sub(r"^(\s*)from \.\.(\w)", r"\1from max.pipelines.architectures.\2", text, flags=re.M)
-    return re.sub(r"^(\s*)from \.\. import", r"\1from max.pipelines.architectures import", text, flags=re.M)
+#: Packages above an architecture folder, nearest first: where a relative import that leaves the copy points.
+_OUTSIDE = ("max.pipelines.architectures", "max.pipelines", "max")
+_RELATIVE_IMPORT = re.compile(r"^(\s*)from (\.+)([\w.]*) import", flags=re.M)
+
+
+def absolutize_imports(text: str, depth: int = 0) -> str:
+    """Rewrite relative imports that climb out of the copied package (a file ``depth`` folders deep) to absolute ones.
+
+    ``from ..llama3.model import X`` in a top-level file becomes
+    ``from max.pipelines.architectures.llama3.model import X``; imports inside the package stay relative.
+    """
+
+    def rewrite(match: re.Match[str]) -> str:
+        indent, dots, rest = match.groups()
+        outside = len(dots) - depth - 2  # 0: the architectures package, 1: max.pipelines, ...
+        if outside < 0:
+            return match.group(0)
+        base = _OUTSIDE[min(outside, len(_OUTSIDE) - 1)]
+        return f"{indent}from {base}{'.' + rest if rest else ''} import"
+
+    return _RELATIVE_IMPORT.sub(rewrite, text)
 
 
 def _rename_registration(package: Path, symbol: str, class_name: str) -> None:
