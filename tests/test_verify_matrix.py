@@ -58,9 +58,11 @@ def test_matrix(family: str, donor: str, breakage: str | None, tmp_path: Path) -
     result, payload = verify(str(checkpoint), "--port-dir", str(port))
     expected = "FAIL at " + BREAKAGES[breakage].first_tap if breakage else "PASS"
     first = payload.get("first_divergence") or {}
-    verdict = "PASS" if result.returncode == 0 else ("FAIL" if result.returncode == 1 else "ERROR")
+    verdict = {0: "PASS", 1: "FAIL"}.get(result.returncode, "ERROR")
     worst = max((row["rel_l2"] for row in payload.get("per_tap", [])), default=float("nan"))
     note = "" if result.returncode in (0, 1) else (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+    if result.returncode < 0 or result.returncode > 128:
+        note = f"the process died with signal {abs(result.returncode) % 128} while MAX built or ran the graph"
     note = note.split("(full message")[0].replace("|", "/")[:140]
     _rows.append(f"| {family} | {donor} | {breakage or '-'} | {expected} | {verdict} | {first.get('tap', '-')} | "
                  f"{worst:.2e} | {payload.get('timings', {}).get('max_build_s', time.perf_counter() - start):.0f} | "
@@ -70,3 +72,7 @@ def test_matrix(family: str, donor: str, breakage: str | None, tmp_path: Path) -
         assert first["tap"] == BREAKAGES[breakage].first_tap
     else:
         assert result.returncode == 0, result.stderr[-1500:]
+
+
+# Rows that cannot pass on a CPU are recorded as such, not hidden: gemma3 and mistral in MAX 26.7 accept
+# only bfloat16 (a GPU encoding), so their float32 CPU verify stops at the encoding check.
