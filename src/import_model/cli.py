@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     from import_model.commands.serve_compare import add_parsers as add_serve_compare_parsers
 
     add_serve_compare_parsers(sub, _command)
+
+    from import_model.commands.gates_cmd import add_gates_parsers
+
+    add_gates_parsers(sub, _command)
+
+    from import_model.commands.port_cmds import add_port_parsers
+
+    add_port_parsers(sub, _command)
     return parser
 
 
@@ -93,7 +101,21 @@ def _handlers() -> dict[str, Handler]:
         "list-keys": recon.cmd_list_keys,
         "check-walls": recon.cmd_check_walls,
         "twin": recon.cmd_twin,
+        **_gates_handlers(),
+        **_port_handlers(),
     }
+
+
+def _port_handlers() -> dict[str, Handler]:
+    from import_model.commands import port_cmds
+
+    return {"scaffold": port_cmds.cmd_scaffold, "audit": port_cmds.cmd_audit}
+
+
+def _gates_handlers() -> dict[str, Handler]:
+    from import_model.commands import gates_cmd
+
+    return {"gates": gates_cmd.cmd_gates, "renames": gates_cmd.cmd_renames}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

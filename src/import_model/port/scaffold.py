@@ -26,18 +26,20 @@ from __future__ import annotations
 
 import ast
 import builtins
-import copy
 import importlib.util
 import io
+import json
 import re
 import shutil
+import sys
 import tempfile
 import textwrap
 import tokenize
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from import_model.cache import atomic_write
 from import_model.errors import UserError
 from import_model.plan.donors import Delta
 from import_model.port.native_copy import copy_native_port, validate_slug
@@ -329,7 +331,8 @@ def analyse_donor(index: SourceIndex, entry: registry.NativeArch) -> DonorFacts:
                        _adapter_ref(index, module, kwargs.get("weight_adapters")), _find_graph(index, model))
     facts.config_family = [ref for ref, _ in index.mro(config)] or [config]
     node = index.class_def(config)
-    facts.config_is_dataclass = bool(node and any(_base_name(_call_func(d)) == "dataclass" for d in node.decorator_list))
+    facts.config_is_dataclass = bool(node and any(_base_name(_call_func(d)) == "dataclass"
+                                                  for d in node.decorator_list))
     year = _COPYRIGHT_YEAR.search(index.text(module))
     facts.year = year.group(1) if year else facts.year
     return facts
@@ -431,9 +434,7 @@ def _annotation_ids(node: ast.AST) -> set[int]:
         parts: list[ast.AST | None] = []
         if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
             parts.append(sub.returns)
-        elif isinstance(sub, ast.arg):
-            parts.append(sub.annotation)
-        elif isinstance(sub, ast.AnnAssign):
+        elif isinstance(sub, (ast.arg, ast.AnnAssign)):
             parts.append(sub.annotation)
         ids |= {id(n) for part in parts if part is not None for n in ast.walk(part)}
     return ids
@@ -445,47 +446,68 @@ def _names_renamed(index: SourceIndex, module: str, stmt: ast.stmt, renames: dic
                for n in ast.walk(stmt))
 
 
-class _Renamer(ast.NodeTransformer):
-    def __init__(self, index: SourceIndex, module: str, owner: str, renames: dict[Ref, str]) -> None:
-        self.index, self.module, self.owner, self.renames = index, module, owner, renames
-
-    def visit_Name(self, node: ast.Name) -> ast.Name:
-        target = self.renames.get(self.index.resolve(self.module, node.id))
-        return ast.copy_location(ast.Name(target, node.ctx), node) if target else node
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        self.generic_visit(node)
-        if isinstance(node.func, ast.Name) and node.func.id == "super" and not node.args:
-            node.args = [ast.Name(self.owner, ast.Load()), ast.Name("self", ast.Load())]
-        return node
-
-
 def _copy_member(index: SourceIndex, ref: Ref, owner: ast.ClassDef, stmt: ast.stmt, renames: dict[Ref, str],
                  donor_slug: str) -> tuple[str, set[str]]:
-    node = copy.deepcopy(stmt)
-    uses_super = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "super"
-                     for n in ast.walk(node))
-    node = _Renamer(index, ref.module, owner.name, renames).visit(node)
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        swapped = sorted(set(renames.values()) & {n.id for n in ast.walk(node) if isinstance(n, ast.Name)})
-        doc = (f"Copied from the {donor_slug} donor's ``{owner.name}.{node.name}``, unchanged apart from "
-               f"building {', '.join(swapped)} instead of the donor's classes.")
-        body = node.body[1:] if _docstring_node(node) is not None else node.body
-        node.body = [ast.Expr(ast.Constant(doc)), *(body or [ast.Pass()])]
-    imports = _free_imports(index, ref.module, node, set(renames.values()))
-    if uses_super:
+    """The member's own source text, with renamed classes, explicit ``super(...)`` and an honest docstring."""
+    lines = index.text(ref.module).splitlines()
+    first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
+    edits: list[tuple[int, int, int, str]] = []  # (line, start col, end col, text), 1-based lines
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Name) and (target := renames.get(index.resolve(ref.module, node.id))):
+            edits.append((node.lineno, node.col_offset, node.end_col_offset or node.col_offset, target))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super" \
+                and not node.args and node.lineno == node.end_lineno:
+            edits.append((node.lineno, node.col_offset, node.end_col_offset or 0, f"super({owner.name}, self)"))
+    segment = _apply_edits(lines, edits)[first - 1: stmt.end_lineno]
+    text = textwrap.dedent("\n".join(segment))
+    imports = _free_imports(index, ref.module, stmt, set(renames))
+    if any(e[3].startswith("super(") for e in edits):
         imports.add(Ref(ref.module, owner.name).import_line())
-    text = ast.unparse(ast.fix_missing_locations(node))
-    return textwrap.indent(text, "    "), imports
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        swapped = sorted({e[3] for e in edits if not e[3].startswith("super(")})
+        doc = (f"Copied from the {donor_slug} donor's ``{owner.name}.{stmt.name}``; it builds "
+               f"{', '.join(swapped)} instead of the donor's classes.")
+        text = _replace_docstring(text, doc)
+    return textwrap.indent(strip_comments(text), "    "), imports
 
 
-def _free_imports(index: SourceIndex, module: str, node: ast.AST, local_names: set[str]) -> set[str]:
+def _apply_edits(lines: list[str], edits: list[tuple[int, int, int, str]]) -> list[str]:
+    """Replace byte-column spans (as ``ast`` reports them) on the given 1-based lines."""
+    out = list(lines)
+    for line, start, end, text in sorted(edits, reverse=True):
+        raw = out[line - 1].encode()
+        out[line - 1] = (raw[:start] + text.encode() + raw[end:]).decode()
+    return out
+
+
+def _replace_docstring(text: str, doc: str) -> str:
+    """``text`` (one dedented def) with its docstring replaced by ``doc``, or ``doc`` added."""
+    tree = ast.parse(text)
+    func = tree.body[0]
+    lines = text.split("\n")
+    indent = " " * func.body[0].col_offset
+    new = [f'{indent}"""{line}' if i == 0 else f"{indent}{line}" for i, line in
+           enumerate(textwrap.wrap(doc, width=max(40, 96 - len(indent))))]
+    new[-1] += '"""'
+    existing = _docstring_node(func)
+    if existing is not None and existing.end_lineno is not None:
+        lines[existing.lineno - 1: existing.end_lineno] = new
+    else:
+        lines[func.body[0].lineno - 1: func.body[0].lineno - 1] = new
+    return "\n".join(lines)
+
+
+def _free_imports(index: SourceIndex, module: str, node: ast.AST, renamed: set[Ref]) -> set[str]:
+    """Import lines for every global the copied member uses (renamed classes excepted)."""
     bound = {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)}
     bound |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     bound |= {n.name for n in ast.walk(node) if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n is not node}
+    bound |= {(a.asname or a.name).split(".")[0] for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom))
+              for a in n.names}
     loads = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    free = loads - bound - local_names - set(dir(builtins)) - {"self", "cls"}
-    return {index.resolve(module, name).import_line(name) for name in sorted(free)}
+    free = loads - bound - set(dir(builtins)) - {"self", "cls"}
+    refs = {name: index.resolve(module, name) for name in sorted(free)}
+    return {ref.import_line(name) for name, ref in refs.items() if ref not in renamed}
 
 
 def _docstring_node(node: ast.AST) -> ast.Expr | None:
@@ -494,3 +516,850 @@ def _docstring_node(node: ast.AST) -> ast.Expr | None:
             isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
         return body[0]
     return None
+
+
+# --------------------------------------------------------------------------- what the port says about itself
+
+
+@dataclass
+class Context:
+    """Everything the file renderers need."""
+
+    names: PortNames
+    facts: DonorFacts
+    deltas: list[Delta]
+    example_repo: str | None
+    full_copy: bool
+    rehomed: list[str] = field(default_factory=list)
+
+    def deltas_in(self, role: str) -> list[Delta]:
+        return [d for d in self.deltas if DELTA_FILES.get(d.kind, "graph") == role]
+
+    @property
+    def donor(self) -> str:
+        return self.facts.slug
+
+    def attribution(self) -> str:
+        note = ""
+        if self.full_copy:
+            note = (f"# The donor's comments and docstrings were replaced; the originals are in "
+                    f"max/pipelines/architectures/{self.donor}/.\n")
+        return ATTRIBUTION.format(donor=self.donor, year=self.facts.year) + note
+
+
+def _rules(deltas: list[Delta]) -> str:
+    return ", ".join(d.rule for d in deltas)
+
+
+def _open_sentence(ctx: Context, role: str) -> str:
+    """The third sentence: what the module does not do yet."""
+    deltas = ctx.deltas if role in ("init", "model") else ctx.deltas_in(role)
+    if role == "init":
+        if not deltas:
+            return (f"The plan lists no delta against {ctx.donor}; it is not yet verified against HF "
+                    f"{ctx.names.architecture}.")
+        return (f"It does not yet implement the {len(deltas)} open delta(s) of the plan ({_rules(deltas)}); "
+                "PORT.md tracks them.")
+    if role == "model":
+        return ("It does not yet change how the donor loads, batches or executes; the deltas live in "
+                f"{ctx.names.graph_file}, model_config.py and weight_adapters.py.")
+    if role == "arch":
+        return "It does not yet support multi-GPU serving: the donor's distributed graph lacks this port's changes."
+    if deltas:
+        return f"It does not yet implement {len(deltas)} delta(s): {_rules(deltas)}; each is a TODO below."
+    quiet = {"config": "No config-only delta is open; graph deltas that need new keys add fields here.",
+             "weights": "No weights delta is open; run the adapter-to-graph key diff before the first serve.",
+             "graph": "The plan lists no graph delta; parity against HF decides whether it is complete."}
+    return quiet[role]
+
+
+def module_doc(ctx: Context, role: str) -> str:
+    """The seed's three sentences: what this module is, what it implements today, what it does not do yet."""
+    n, d = ctx.names, ctx.facts
+    how = f"a renamed copy of the {d.slug} donor's code" if ctx.full_copy else f"subclasses of the {d.slug} donor"
+    graph_from = f"the {d.slug} donor's ``{d.graph.name}``" if d.graph else f"the {d.slug} donor's graph"
+    what = {
+        "init": f"The {n.architecture} custom-architecture package: ``max serve --custom-architectures "
+                f"<dir>/{n.slug}`` imports it and reads ``ARCHITECTURES``.",
+        "arch": f"Registration of {n.architecture} with MAX: class name, encodings, weight adapter, pipeline "
+                "model and config.",
+        "config": f"Configuration of the {n.architecture} graph (``{n.config}``), read from config.json.",
+        "model": f"The {n.architecture} pipeline model (``{n.model}``): loads weights, builds ``{n.config}`` and "
+                 f"the ``{n.graph}`` graph, and executes it.",
+        "weights": f"Weight adapter for {n.architecture} safetensors checkpoints: checkpoint names onto the "
+                   "graph's names.",
+        "graph": f"The {n.architecture} decoder graph (``{n.graph}``).",
+    }[role]
+    today = {
+        "init": f"Today it registers ``{n.symbol}`` for {n.architecture} with {how}, so it computes what "
+                f"{d.slug} computes.",
+        "arch": f"Today it keeps the {d.slug} donor's tokenizer, encodings, batching and memory planning, and "
+                "runs on a single GPU (multi_gpu_supported=False).",
+        "config": f"Today ``{n.config}`` reads every key the way the {d.slug} donor's ``{d.config.name}`` does"
+                  + (" (a renamed copy)." if ctx.full_copy else " (a subclass that changes nothing yet)."),
+        "model": (f"Today it is the {d.slug} donor's ``{d.model.name}`` renamed" if ctx.full_copy else
+                  f"Today it subclasses the {d.slug} donor's ``{d.model.name}``")
+                 + (f"; {', '.join(ctx.rehomed)} are copied from the donor so the port's own classes are built."
+                    if ctx.rehomed else "; every method behaves as the donor's."),
+        "weights": (f"Today it is the {d.slug} donor's adapter, renamed." if ctx.full_copy and not d.adapter
+                    else f"Today it hands every tensor to the {d.slug} donor's adapter unchanged." if d.adapter
+                    else "Today it passes every tensor through under its checkpoint name."),
+        "graph": (f"Today ``{n.graph}`` builds exactly {graph_from} graph"
+                  + (" (a renamed copy)." if ctx.full_copy and d.graph and d.own(d.graph) else
+                     " (a subclass that changes nothing yet).")),
+    }[role]
+    body = textwrap.fill(f"{what} {today} {_open_sentence(ctx, role)}", width=100)
+    return f'"""{body}\n"""\n'
+
+
+def todo_block(deltas: list[Delta], donor: str, indent: str = "") -> str:
+    """One marked ``# TODO(delta <rule>): <change>`` per delta row, with the evidence under it."""
+    out = []
+    for delta in deltas:
+        lines = textwrap.wrap(f"TODO(delta {delta.rule}): {delta.change}.", width=100,
+                              subsequent_indent="    ")
+        detail = "" if delta.hf in delta.change and delta.donor in delta.change else \
+            f"HF: {delta.hf}; donor {donor}: {delta.donor}. "
+        if delta.where:
+            detail += f"Found in {delta.where[:240]}"
+        lines += textwrap.wrap(detail, width=100, initial_indent="    ", subsequent_indent="    ")
+        out.append("\n".join(f"{indent}# {line}" for line in lines))
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _wrap_import(line: str) -> str:
+    if len(line) <= 100 or not line.startswith("from "):
+        return line
+    head, names = line.split(" import ", 1)
+    return f"{head} import (\n    {names},\n)"
+
+
+def _import_key(line: str) -> tuple[int, str]:
+    module = line.split()[1]
+    if module.startswith("."):
+        return 2, line
+    return (0 if module.split(".")[0] in sys.stdlib_module_names else 1), line
+
+
+def _imports(lines: Iterable[str]) -> str:
+    """Import lines, standard library first, one blank line between the groups."""
+    ordered = sorted(set(lines), key=_import_key)
+    groups = [[_wrap_import(x) for x in ordered if _import_key(x)[0] == g] for g in (0, 1, 2)]
+    return "\n\n".join("\n".join(g) for g in groups if g) + "\n"
+
+
+# --------------------------------------------------------------------------- default mode (subclass the donor)
+
+
+def render_init(ctx: Context) -> str:
+    n = ctx.names
+    return (f"{ctx.attribution()}{module_doc(ctx, 'init')}\nfrom .arch import {n.symbol}\n\n"
+            f"ARCHITECTURES = [{n.symbol}]\n\n__all__ = [\"ARCHITECTURES\", \"{n.symbol}\"]\n")
+
+
+def _registration_kwargs(ctx: Context, donor_name: str) -> list[str]:
+    n = ctx.names
+    own = {
+        "name": json.dumps(n.architecture),
+        "example_repo_ids": json.dumps([ctx.example_repo] if ctx.example_repo else []),
+        "pipeline_model": n.model,
+        "config": n.config,
+        "weight_adapters": "{WeightsFormat.safetensors: weight_adapters.convert_safetensor_state_dict}",
+        "default_weights_format": "WeightsFormat.safetensors",
+        "multi_gpu_supported": "False",
+    }
+    order = [kw.arg for kw in ctx.facts.call.keywords if kw.arg]
+    order += [key for key in ARCH_OVERRIDES if key not in order]
+    return [f"    {key}={own.get(key, f'{donor_name}.{key}')}," for key in order]
+
+
+def render_arch(ctx: Context) -> str:
+    n, d = ctx.names, ctx.facts
+    imports = _imports([
+        "from max.graph.weights import WeightsFormat",
+        "from max.pipelines.lib import SupportedArchitecture",
+        d.registration.import_line("donor_arch"),
+    ])
+    body = "\n".join(_registration_kwargs(ctx, "donor_arch"))
+    return (f"{ctx.attribution()}{module_doc(ctx, 'arch')}\nfrom __future__ import annotations\n\n{imports}\n"
+            f"from . import weight_adapters\nfrom .model import {n.model}\nfrom .model_config import {n.config}\n\n"
+            f"{n.symbol} = SupportedArchitecture(\n{body}\n)\n")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A generated class or function: the imports it needs and its code (no module header)."""
+
+    imports: list[str]
+    code: str
+
+
+def _class_doc(text: str) -> str:
+    return "\n".join(_doc_lines(text, 4)) + "\n"
+
+
+def config_piece(ctx: Context) -> Piece:
+    n, d = ctx.names, ctx.facts
+    imports = [d.config.import_line()] + (["from dataclasses import dataclass"] if d.config_is_dataclass else [])
+    decorator = "@dataclass(kw_only=True)\n" if d.config_is_dataclass else ""
+    doc = _class_doc(f"{n.architecture} configuration; today identical to the {d.slug} donor's ``{d.config.name}``.")
+    todos = todo_block(ctx.deltas_in("config"), d.slug, "    ")
+    return Piece(imports, f"{decorator}class {n.config}({d.config.name}):\n{doc}" + (f"\n{todos}" if todos else ""))
+
+
+def graph_piece(ctx: Context) -> Piece:
+    n, d = ctx.names, ctx.facts
+    if d.graph is None:
+        return Piece([], "# No graph class of the donor was found to subclass; write the graph here.\n"
+                     + todo_block(ctx.deltas_in("graph"), d.slug))
+    doc = _class_doc(f"{n.architecture} decoder; today it builds the {d.slug} donor's ``{d.graph.name}`` graph.")
+    todos = todo_block(ctx.deltas_in("graph"), d.slug, "    ")
+    return Piece([d.graph.import_line()], f"class {n.graph}({d.graph.name}):\n{doc}" + (f"\n{todos}" if todos else ""))
+
+
+def weights_piece(ctx: Context) -> Piece:
+    n, d = ctx.names, ctx.facts
+    imports = ["from typing import Any", "from max.graph.weights import WeightData, Weights"]
+    if d.adapter is not None:
+        imports.append(d.adapter.import_line(f"donor_{d.adapter.name}"))
+        result = f"donor_{d.adapter.name}(state_dict, **kwargs)"
+    else:
+        result = "{name: weight.data() for name, weight in state_dict.items()}"
+    doc = "\n".join(_doc_lines(f"Map a {n.architecture} safetensors state dict onto the graph's weight names; "
+                               f"today the {d.slug} donor's mapping.", 4)) + "\n"
+    todos = todo_block(ctx.deltas_in("weights"), d.slug, "    ")
+    return Piece(imports, "def convert_safetensor_state_dict(state_dict: dict[str, Weights], **kwargs: Any)"
+                 f" -> dict[str, WeightData]:\n{doc}{todos}    return {result}\n")
+
+
+def render_piece(ctx: Context, role: str, piece: Piece) -> str:
+    """A whole generated module: attribution, three-sentence docstring, imports, the piece."""
+    imports = f"{_imports(piece.imports)}\n\n" if piece.imports else ""
+    return (f"{ctx.attribution()}{module_doc(ctx, role)}\nfrom __future__ import annotations\n\n"
+            f"{imports}{piece.code}")
+
+
+def append_piece(text: str, piece: Piece) -> str:
+    """An existing module with a generated piece added at its end."""
+    return _add_imports(text.rstrip("\n") + "\n\n\n" + piece.code, piece.imports)
+
+
+def port_renames(ctx: Context, config_name: str, graph_name: str) -> dict[Ref, str]:
+    renames = dict.fromkeys(ctx.facts.config_family, config_name)
+    if ctx.facts.graph is not None:
+        renames[ctx.facts.graph] = graph_name
+    return renames
+
+
+def _local_imports(ctx: Context, text: str, config_name: str, graph_name: str) -> list[str]:
+    out = []
+    if re.search(rf"\b{re.escape(graph_name)}\b", text) and ctx.facts.graph is not None:
+        out.append(f"from .{ctx.names.slug} import {graph_name}")
+    if re.search(rf"\b{re.escape(config_name)}\b", text):
+        out.append(f"from .model_config import {config_name}")
+    return out
+
+
+def model_piece(ctx: Context, index: SourceIndex, config_name: str, graph_name: str) -> Piece:
+    """The pipeline model subclass, with the donor members that name the donor's config or graph re-homed."""
+    n, d = ctx.names, ctx.facts
+    moved = rehome(index, d, port_renames(ctx, config_name, graph_name), skip_own=False)
+    ctx.rehomed = moved.methods
+    body = "\n\n".join(moved.body)
+    doc = _class_doc(f"{n.architecture} pipeline model; builds ``{config_name}`` and ``{graph_name}`` where the "
+                     f"{d.slug} donor's ``{d.model.name}`` builds its own.")
+    imports = sorted(moved.imports | {d.model.import_line()}) + _local_imports(ctx, body, config_name, graph_name)
+    return Piece(imports, f"class {n.model}({d.model.name}):\n{doc}" + (f"\n{body}\n" if body else ""))
+
+
+def default_files(ctx: Context, index: SourceIndex) -> dict[str, str]:
+    model = model_piece(ctx, index, ctx.names.config, ctx.names.graph)  # first: records the re-homed methods
+    return {
+        "model.py": render_piece(ctx, "model", model),
+        "__init__.py": render_init(ctx),
+        "arch.py": render_arch(ctx),
+        "model_config.py": render_piece(ctx, "config", config_piece(ctx)),
+        "weight_adapters.py": render_piece(ctx, "weights", weights_piece(ctx)),
+        ctx.names.graph_file: render_piece(ctx, "graph", graph_piece(ctx)),
+    }
+
+
+# --------------------------------------------------------------------------- rewriting copied text
+
+
+def strip_comments(text: str) -> str:
+    """``text`` without comments: comment-only lines go, trailing comments are cut."""
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.COMMENT]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return text
+    lines = text.split("\n")
+    drop: set[int] = set()
+    for token in reversed(tokens):
+        row, col = token.start
+        before = lines[row - 1][:col]
+        if before.strip():
+            lines[row - 1] = before.rstrip()
+        else:
+            drop.add(row - 1)
+    return "\n".join(line for i, line in enumerate(lines) if i not in drop)
+
+
+def _string_statements(tree: ast.Module) -> Iterator[tuple[ast.AST, int, ast.Expr]]:
+    """Every bare string statement (docstrings and attribute docs) with its owner and position in the body."""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(body, list):
+            continue
+        for position, stmt in enumerate(body):
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and \
+                    isinstance(stmt.value.value, str):
+                yield node, position, stmt
+
+
+def _whole_lines(lines: list[str], stmt: ast.stmt) -> bool:
+    end = stmt.end_lineno or stmt.lineno
+    tail = lines[end - 1].encode()[stmt.end_col_offset or 0:].decode().strip()
+    return not lines[stmt.lineno - 1].encode()[: stmt.col_offset].decode().strip() and (not tail or
+                                                                                        tail.startswith("#"))
+
+
+def rewrite_docstrings(text: str, class_doc: dict[str, str], function_doc: str) -> str:
+    """Drop the module docstring and attribute docs; give classes and functions honest one-line docstrings."""
+    tree = ast.parse(text)
+    lines = text.split("\n")
+    edits: list[tuple[int, int, list[str]]] = []
+    for owner, position, stmt in _string_statements(tree):
+        if not _whole_lines(lines, stmt):
+            continue
+        new: list[str] = []
+        if position == 0 and isinstance(owner, ast.ClassDef):
+            new = _doc_lines(class_doc.get(owner.name, function_doc), stmt.col_offset)
+        elif position == 0 and isinstance(owner, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            new = _doc_lines(function_doc, stmt.col_offset)
+        if not new and len(getattr(owner, "body", [])) == 1 and not isinstance(owner, ast.Module):
+            new = [" " * stmt.col_offset + "pass"]
+        edits.append((stmt.lineno, stmt.end_lineno or stmt.lineno, new))
+    for start, end, new in sorted(edits, reverse=True):
+        lines[start - 1: end] = new
+    return "\n".join(lines)
+
+
+def _doc_lines(doc: str, col: int) -> list[str]:
+    indent = " " * col
+    wrapped = textwrap.wrap(doc, width=max(40, 100 - col))
+    out = [f'{indent}"""{wrapped[0]}'] + [f"{indent}{line}" for line in wrapped[1:]]
+    out[-1] += '"""'
+    return out
+
+
+def honest_module(text: str, header: str, doc: str, todos: str, class_doc: dict[str, str], function_doc: str) -> str:
+    """A copied module with the donor's words replaced: attribution, three-sentence docstring, TODOs, code."""
+    body = strip_comments(rewrite_docstrings(text, class_doc, function_doc))
+    body = re.sub(r"\n{4,}", "\n\n\n", body).strip("\n")
+    return f"{header}{doc}" + (f"\n{todos}" if todos else "") + f"\n{body}\n"
+
+
+# --------------------------------------------------------------------------- full copy
+
+
+@dataclass
+class CopyState:
+    """The full copy in memory: file name -> text, and what was renamed or borrowed on the way."""
+
+    files: dict[str, str]
+    renamed: dict[str, str] = field(default_factory=dict)
+    borrowed: list[str] = field(default_factory=list)
+    generated: list[str] = field(default_factory=list)
+
+
+def _stem_pattern(facts: DonorFacts, names: PortNames) -> tuple[re.Pattern[str], dict[str, str]]:
+    """Donor name fragments (Llama3, Llama, llama3, LLAMA...) and the port's fragment for each."""
+    pairs: dict[str, str] = {}
+    for stem in {stem_of(facts.architecture), facts.slug}:
+        pairs.setdefault(stem[0].upper() + stem[1:], names.camel)
+        pairs.setdefault(stem.upper(), names.slug.upper())
+        pairs.setdefault(stem.lower(), names.slug)
+        pairs.setdefault(stem, names.slug if stem == facts.slug else names.camel)
+    alternatives = sorted(pairs, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, alternatives))), pairs
+
+
+def _defined_names(files: dict[str, str]) -> set[str]:
+    names: set[str] = set()
+    for text in files.values():
+        for stmt in ast.parse(text).body:
+            if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                names.add(stmt.name)
+            elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+                names |= _assigned(stmt)
+    return names
+
+
+def rename_identifiers(state: CopyState, facts: DonorFacts, names: PortNames) -> None:
+    """Rename every name the copy defines that carries the donor's name (Llama3Config -> HeliumConfig)."""
+    pattern, pairs = _stem_pattern(facts, names)
+    defined = _defined_names(state.files)
+    for old in sorted(defined):
+        new = pattern.sub(lambda m: pairs[m.group(0)], old)
+        if new != old and new not in defined and new not in state.renamed.values():
+            state.renamed[old] = new
+    if facts.registration.name in defined:
+        state.renamed = {k: v for k, v in state.renamed.items() if v != names.symbol}
+        state.renamed[facts.registration.name] = names.symbol
+    modules = [Path(n).stem for n in state.files if n != "__init__.py"]
+    for file, text in state.files.items():
+        for old, new in state.renamed.items():
+            text = re.sub(rf"(?<![\w.]){re.escape(old)}\b", new, text)
+            for module in modules:
+                text = re.sub(rf"\b{module}\.{re.escape(old)}\b", f"{module}.{new}", text)
+        state.files[file] = text
+
+
+def _relative_import_text(node: ast.ImportFrom, kept: set[str], donor_package: str, graph_from: str | None,
+                          graph_to: str) -> str | None:
+    """The rewritten form of a ``from .x import ...`` line, or None when it stays as it is."""
+    names = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in node.names)
+    if node.module is None:
+        local = [a for a in node.names if a.name in kept]
+        remote = [a for a in node.names if a.name not in kept]
+        if not remote:
+            return None
+        parts = []
+        if local:
+            parts.append("from . import " + ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in local))
+        parts.append(f"from {donor_package} import " + ", ".join(
+            a.name + (f" as {a.asname}" if a.asname else "") for a in remote))
+        return "\n".join(parts)
+    head = node.module.split(".")[0]
+    if graph_from is not None and node.module == graph_from:
+        return f"from .{graph_to} import {names}"
+    if head in kept:
+        return None
+    return f"from {donor_package}.{node.module} import {names}"
+
+
+def _as_relative(node: ast.ImportFrom, package: str, kept: set[str]) -> ast.ImportFrom:
+    """``from <donor package>.<kept module> import x`` seen as ``from .<kept module> import x`` (same lines)."""
+    module = node.module or ""
+    if node.level == 0 and module.startswith(package + ".") and module[len(package) + 1:].split(".")[0] in kept:
+        relative = ast.ImportFrom(module[len(package) + 1:], node.names, 1)
+        return ast.copy_location(relative, node)
+    return node
+
+
+def normalise_layout(state: CopyState, facts: DonorFacts, names: PortNames) -> None:
+    """Keep the five files plus the graph (renamed ``<slug>.py``); import every other donor module from MAX."""
+    graph_from = None
+    if facts.graph is not None and facts.own(facts.graph) and facts.graph.module.count(".") == \
+            facts.package.count(".") + 1:
+        stem = facts.graph.module.rsplit(".", 1)[1]
+        if f"{stem}.py" in state.files and f"{stem}.py" not in ROLE_FILES.values():
+            graph_from = stem
+    keep = set(ROLE_FILES.values()) | ({f"{graph_from}.py"} if graph_from else set())
+    state.borrowed = sorted(n for n in state.files if n not in keep)
+    kept_modules = {Path(n).stem for n in keep if n in state.files}
+    files = {}
+    for name in sorted(keep & set(state.files)):
+        text = state.files[name]
+        tree = ast.parse(text)
+        lines = text.split("\n")
+        for node in sorted((n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)),
+                           key=lambda n: n.lineno, reverse=True):
+            relative = _as_relative(node, facts.package, kept_modules)
+            if relative.level != 1:
+                continue
+            new = _relative_import_text(relative, kept_modules, facts.package, graph_from, names.slug)
+            if new is None and relative is not node:
+                new = f"from .{relative.module} import " + ", ".join(
+                    a.name + (f" as {a.asname}" if a.asname else "") for a in relative.names)
+            if new is not None:
+                indent = lines[node.lineno - 1][: node.col_offset]
+                lines[node.lineno - 1: node.end_lineno] = [indent + line for line in new.split("\n")]
+        files[names.graph_file if graph_from and name == f"{graph_from}.py" else name] = "\n".join(lines)
+    state.files = files
+    state.borrowed += sorted(p.name + "/" for p in (registry.architectures_dir() / facts.slug).iterdir()
+                             if p.is_dir() and p.name not in ("__pycache__", "recipes"))
+
+
+def _offset(lines: list[str], line: int, col: int) -> int:
+    return sum(len(x) + 1 for x in lines[: line - 1]) + len(lines[line - 1].encode()[:col].decode())
+
+
+def _registration_call(text: str, symbol: str) -> ast.Call:
+    call = registry.assigned_call(ast.parse(text), symbol, "SupportedArchitecture")
+    if call is None or call.end_lineno is None or call.end_col_offset is None:
+        raise UserError(f"the copied registration {symbol} could not be found; the MAX install is unusual")
+    return call
+
+
+def patch_registration(text: str, symbol: str, values: dict[str, str], imports: list[str]) -> str:
+    """Set keyword arguments of ``symbol = SupportedArchitecture(...)`` (adding missing ones) and add imports."""
+    call = _registration_call(text, symbol)
+    lines = text.split("\n")
+    present = {kw.arg: kw.value for kw in call.keywords if kw.arg}
+    spans = [(_offset(lines, v.lineno, v.col_offset), _offset(lines, v.end_lineno, v.end_col_offset), values[k])
+             for k, v in present.items() if k in values and v.end_lineno is not None and v.end_col_offset is not None]
+    for start, end, value in sorted(spans, reverse=True):
+        text = text[:start] + value + text[end:]
+    missing = {k: v for k, v in values.items() if k not in present}
+    if missing:
+        call = _registration_call(text, symbol)
+        close = _offset(text.split("\n"), call.end_lineno or 0, call.end_col_offset or 0) - 1
+        head = text[:close].rstrip()
+        head += "" if head.endswith(("(", ",")) else ","
+        text = head + "\n" + "".join(f"    {k}={v},\n" for k, v in missing.items()) + text[close:]
+    return _add_imports(text, imports)
+
+
+def _add_imports(text: str, imports: list[str]) -> str:
+    """Insert import lines after the module's last top-level import."""
+    if not imports:
+        return text
+    tree = ast.parse(text)
+    last = max((s.end_lineno or s.lineno for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))),
+               default=0)
+    lines = text.split("\n")
+    present = {line.strip() for line in lines}
+    lines[last:last] = [_wrap_import(line) for line in dict.fromkeys(imports) if line not in present]
+    return "\n".join(lines)
+
+
+def _insert_members(text: str, class_name: str, members: list[str], imports: set[str]) -> str:
+    tree = ast.parse(text)
+    node = next((s for s in tree.body if isinstance(s, ast.ClassDef) and s.name == class_name), None)
+    if node is None or node.end_lineno is None:
+        raise UserError(f"the copied pipeline model {class_name} could not be found in model.py")
+    lines = text.split("\n")
+    lines[node.end_lineno: node.end_lineno] = [""] + "\n\n".join(members).split("\n")
+    return _add_imports("\n".join(lines), sorted(imports))
+
+
+def _in_copy(facts: DonorFacts, ref: Ref | None, kept: set[str]) -> bool:
+    """Whether ``ref`` is defined in a donor module the full copy keeps."""
+    if ref is None or not facts.own(ref):
+        return False
+    return ref.module == facts.package or ref.module[len(facts.package) + 1:].split(".")[0] in kept
+
+
+def _role_of(file: str, names: PortNames) -> str:
+    if file == names.graph_file:
+        return "graph"
+    return next(role for role, name in ROLE_FILES.items() if name == file)
+
+
+def full_copy_files(ctx: Context, index: SourceIndex, scratch: Path) -> CopyState:
+    """The donor's files copied, renamed, normalised to the port layout, and made honest."""
+    n, d = ctx.names, ctx.facts
+    package = copy_native_port(d.slug, scratch, class_name=n.architecture, port_slug=n.slug, force=True)
+    state = CopyState({p.name: p.read_text() for p in sorted(package.glob("*.py"))})
+    shutil.rmtree(package)
+    normalise_layout(state, d, n)
+    kept = {Path(name).stem for name in state.files}
+    if d.graph is not None and n.graph_file in state.files:
+        kept.add(d.graph.module[len(d.package) + 1:].split(".")[0])
+    rename_identifiers(state, d, n)
+    has = {"model": _in_copy(d, d.model, kept), "config": _in_copy(d, d.config, kept),
+           "graph": _in_copy(d, d.graph, kept), "weights": _in_copy(d, d.adapter, kept)}
+    config_name = state.renamed.get(d.config.name, d.config.name) if has["config"] else n.config
+    graph_name = state.renamed.get(d.graph.name, d.graph.name) if d.graph and has["graph"] else n.graph
+    model_name = state.renamed.get(d.model.name, d.model.name) if has["model"] else n.model
+    members = Rehomed()
+    if has["model"] and not (has["config"] and (has["graph"] or d.graph is None)):
+        members = rehome(index, d, port_renames(ctx, config_name, graph_name), skip_own=True)
+        ctx.rehomed = members.methods
+    _make_honest(ctx, state)
+    _fill_missing(ctx, index, state, has, (config_name, graph_name, model_name))
+    if members.body:
+        imports = members.imports | set(_local_imports(ctx, "\n".join(members.body), config_name, graph_name))
+        state.files["model.py"] = _insert_members(state.files["model.py"], model_name, members.body, imports)
+    return state
+
+
+def _make_honest(ctx: Context, state: CopyState) -> None:
+    """Replace every copied module's docstrings and comments (the donor's words) with the port's."""
+    d = ctx.facts
+    class_doc = {new: f"``{new}`` is the {d.slug} donor's ``{old}``, copied and renamed; its code is unchanged."
+                 for old, new in state.renamed.items()}
+    function_doc = f"Copied from the {d.slug} donor, unchanged apart from names."
+    for file, text in state.files.items():
+        role = _role_of(file, ctx.names)
+        todos = todo_block(ctx.deltas_in(role), d.slug) if role in ("config", "weights", "graph") else ""
+        state.files[file] = honest_module(text, ctx.attribution(), module_doc(ctx, role), todos, class_doc,
+                                          function_doc)
+
+
+def _fill_missing(ctx: Context, index: SourceIndex, state: CopyState, has: dict[str, bool],
+                  names: tuple[str, str, str]) -> None:
+    """Write the roles the donor borrows from another architecture, and point the registration at them."""
+    n = ctx.names
+    config_name, graph_name, model_name = names
+    pieces = {"config": lambda: config_piece(ctx), "graph": lambda: graph_piece(ctx),
+              "weights": lambda: weights_piece(ctx),
+              "model": lambda: model_piece(ctx, index, config_name, graph_name)}
+    for role in ("model", "config", "graph", "weights"):
+        if has[role]:
+            continue
+        file = n.graph_file if role == "graph" else ROLE_FILES[role]
+        piece = pieces[role]()
+        state.files[file] = append_piece(state.files[file], piece) if file in state.files else \
+            render_piece(ctx, role, piece)
+        state.generated.append(file)
+    values = {"example_repo_ids": json.dumps([ctx.example_repo] if ctx.example_repo else []),
+              "default_weights_format": "WeightsFormat.safetensors", "multi_gpu_supported": "False"}
+    imports = ["from max.graph.weights import WeightsFormat"]
+    if not has["model"]:
+        values["pipeline_model"] = model_name
+        imports.append(f"from .model import {model_name}")
+    if not has["config"]:
+        values["config"] = config_name
+        imports.append(f"from .model_config import {config_name}")
+    if not has["weights"]:
+        values["weight_adapters"] = "{WeightsFormat.safetensors: weight_adapters.convert_safetensor_state_dict}"
+        imports.append("from . import weight_adapters")
+        state.files["arch.py"] = _drop_import(state.files["arch.py"], "weight_adapters")
+    state.files["arch.py"] = patch_registration(state.files["arch.py"], n.symbol, values, imports)
+
+
+def _drop_import(text: str, name: str) -> str:
+    """Remove ``from <absolute module> import <name>`` statements that import nothing else."""
+    lines = text.split("\n")
+    for node in reversed(ast.parse(text).body):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and [a.name for a in node.names] == [name] \
+                and node.names[0].asname is None:
+            del lines[node.lineno - 1: node.end_lineno]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _check_target(out_dir: Path, slug: str, force: bool) -> Path:
+    """``out_dir/slug``, refused when it exists (unless ``force``) or would lead outside ``out_dir``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--output-dir {out_dir} is a file; name a directory")
+    target = out_dir / slug
+    if target.is_symlink():
+        raise UserError(f"{target} is a symbolic link; refusing to write through it")
+    if target.exists() and target.resolve().parent != out_dir:
+        raise UserError(f"{target} resolves outside {out_dir}; refusing to write there")
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target} exists and is not a directory; move it away first")
+    if target.exists() and not force:
+        raise UserError(f"{target} already exists; pass --force to replace it (your edits there would be lost)")
+    return target
+
+
+def write_package(out_dir: Path, slug: str, files: dict[str, str]) -> Path:
+    """Stage ``files`` in a temporary folder under ``out_dir``, then swap it in as ``out_dir/slug``."""
+    for name in files:
+        if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".py"):
+            raise ValueError(f"refusing to write a port file named {name!r}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / slug
+    staging = Path(tempfile.mkdtemp(prefix=f".{slug}.new.", dir=out_dir))
+    backup = out_dir / f".{slug}.old.{staging.name.rsplit('.', 1)[-1]}"
+    try:
+        for name, text in files.items():
+            (staging / name).write_text(text)
+        if target.exists():
+            target.rename(backup)
+        staging.rename(target)
+    except BaseException:
+        if backup.exists() and not target.exists():
+            backup.rename(target)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(backup, ignore_errors=True)
+    return target
+
+
+def check_files(files: dict[str, str]) -> None:
+    """Every generated module must at least parse; a failure here is a bug in the scaffold, not the user's."""
+    for name, text in files.items():
+        compile(text, name, "exec", dont_inherit=True)
+
+
+# --------------------------------------------------------------------------- PORT.md
+
+
+#: What each file of a port holds, for the tracking document.
+FILE_ROLES: dict[str, str] = {
+    "init": "package entry: `ARCHITECTURES` for `--custom-architectures`",
+    "arch": "registration: HF class name, encodings, adapters, pipeline model, config",
+    "config": "config class: reads config.json into graph settings",
+    "model": "pipeline model: loads weights, builds config and graph, executes",
+    "weights": "weight adapter: checkpoint names onto graph names",
+    "graph": "the decoder graph",
+}
+
+
+def _cell(value: object) -> str:
+    text = "-" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")[:200]
+
+
+def md_table(columns: list[str], rows: Iterable[Iterable[object]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+@dataclass
+class ScaffoldResult:
+    """What a scaffold wrote."""
+
+    port_dir: Path
+    tracking: Path
+    mode: str
+    donor: str
+    architecture: str
+    slug: str
+    files: list[str]
+    todos: dict[str, list[str]]
+    rehomed: list[str]
+    borrowed: list[str]
+    generated: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"port_dir": str(self.port_dir), "tracking": str(self.tracking), "mode": self.mode,
+                "donor": self.donor, "architecture": self.architecture, "slug": self.slug, "files": self.files,
+                "todos": self.todos, "rehomed": self.rehomed, "borrowed_from_donor": self.borrowed,
+                "generated_in_full_copy": self.generated}
+
+
+def scaffold_section(result: ScaffoldResult) -> str:
+    how = ("subclasses the donor's classes" if result.mode == "default" else
+           "the donor's files copied and renamed")
+    lines = [f"`{result.port_dir.name}/` scaffolded from `{result.donor}` ({result.mode} mode: {how}); "
+             f"registered as `{result.architecture}`.", "",
+             md_table(["file", "role", "open delta TODOs"],
+                      [(f"`{name}`", FILE_ROLES[_role_for(name, result.slug)], ", ".join(result.todos.get(name, []))
+                        or "-") for name in result.files]), ""]
+    if result.rehomed:
+        lines.append("Donor methods copied into the pipeline model so the port's classes are built: "
+                     + ", ".join(f"`{m}`" for m in result.rehomed) + ".")
+    if result.borrowed:
+        lines.append("Still imported from the donor in MAX (not copied): "
+                     + ", ".join(f"`{b}`" for b in result.borrowed) + ".")
+    lines += ["", "A scaffold is not a port: implement every delta, then run "
+              f"`import-model audit {result.port_dir}` before the local gates."]
+    return "\n".join(lines)
+
+
+def _role_for(file: str, slug: str) -> str:
+    return "graph" if file == f"{slug}.py" else next(r for r, f in ROLE_FILES.items() if f == file)
+
+
+def plan_sections(plan: object, config: dict, card_text: str | None) -> dict[str, str]:
+    """The guard, model-card, config and delta sections, from the plan and the model's files."""
+    from import_model.recon.card import scan_card
+    from import_model.recon.config_map import map_config
+
+    architecture = getattr(plan, "architecture", None)
+    guard = (f"`architectures[0]` is `{architecture}`. The installed MAX does not register it natively "
+             f"(`import-model list-archs --match {architecture}` exits 1): a port is needed.")
+    card = "No README.md in the model repo: read the paper or blog post by hand."
+    if card_text:
+        notes = scan_card(card_text)
+        card_lines = [f"- family claims: {', '.join(notes.families) or 'none found'}"]
+        card_lines += [f"- base model: {b}" for b in notes.base_models]
+        card_lines += [f"- {link.kind}: {link.url}" for link in notes.links]
+        card_lines += [f"- [{tag}] {sentence}" for tag, sentences in notes.tricks.items() for sentence in sentences]
+        card = "\n".join(card_lines)
+    rows = [(f"`{r.key}`", r.value, r.role, r.max_field or "-", r.note) for r in map_config(config)]
+    return {"guard": guard, "model-card": card, "config": md_table(["key", "value", "role", "MAX field", "note"], rows),
+            "deltas": _delta_section(plan)}
+
+
+def _delta_section(plan: object) -> str:
+    chosen = getattr(plan, "chosen", None)
+    deltas: list[Delta] = list(getattr(plan, "deltas", []))
+    if chosen is None:
+        return "No donor could be compared."
+    lines = [f"Against `{chosen.donor.slug}` ({getattr(plan, 'verdict', '')}); tick a row when its TODO is "
+             "implemented and verified.", ""]
+    lines.append(md_table(["#", "rule", "component", "HF behaviour", "donor behaviour", "change needed", "done"],
+                          [(i, d.rule, d.component, d.hf, d.donor, d.change, "[ ]") for i, d in enumerate(deltas, 1)]))
+    default = getattr(plan, "default", None)
+    if default is not None:
+        lines += ["", f"Default plan: {default.paragraph}"]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@dataclass(frozen=True)
+class ScaffoldRequest:
+    model: str
+    start_from: str
+    output_dir: Path
+    full_copy: bool = False
+    slug: str | None = None
+    force: bool = False
+    revision: str | None = None
+
+
+def scaffold_port(request: ScaffoldRequest, progress: Callable[[str], None] | None = None) -> ScaffoldResult:
+    """Write ``DIR/<slug>/`` and ``DIR/PORT.md``; refuse (UserError, exit 2) before writing anything."""
+    from import_model.plan.planner import architecture_of, make_plan
+    from import_model.port import tracking
+    from import_model.source import load_checkpoint, load_config, open_source
+
+    out_dir = request.output_dir.expanduser().resolve()
+    entry = donor_entry(request.start_from)
+    source = open_source(request.model, request.revision)
+    config = load_config(source)
+    architecture = architecture_of(config)
+    if architecture is None:
+        raise UserError(f"{source.display}: config.json declares no usable architectures[0]; cannot name the port")
+    natives = registry.find_native(architecture)
+    if natives:
+        raise UserError(f"MAX registers {architecture} natively (slug {natives[0].slug}): no port needed; "
+                        f"serve it with: {registry.serve_command(source.display)}")
+    slug = check_slug(request.slug or default_slug(config), out_dir)
+    _check_target(out_dir, slug, request.force)
+    tracking_path = out_dir / "PORT.md"
+    if tracking_path.is_symlink():
+        raise UserError(f"{tracking_path} is a symbolic link; refusing to write through it")
+    checkpoint = load_checkpoint(source, progress=progress)
+    plan = make_plan(source.display, config, checkpoint, donor=entry.slug)
+    index = SourceIndex()
+    facts = analyse_donor(index, entry)
+    ctx = Context(port_names(architecture, slug), facts, list(plan.deltas),
+                  source.display if source.kind == "hub" else None, request.full_copy)
+    files, borrowed, generated = _build(ctx, index, out_dir)
+    check_files(files)
+    result = ScaffoldResult(out_dir / slug, tracking_path, "full-copy" if request.full_copy else "default",
+                            facts.slug, architecture, slug, _ordered(files, ctx.names), _todos(files),
+                            ctx.rehomed, borrowed, generated)
+    card = source.read_text("README.md") if source.has("README.md") else None
+    sections = plan_sections(plan, config, card) | {"scaffold": scaffold_section(result)}
+    text = tracking.planned_text(tracking_path, f"Port of {source.display} to MAX", sections)
+    write_package(out_dir, slug, files)
+    atomic_write(tracking_path, text.encode())
+    return result
+
+
+def _build(ctx: Context, index: SourceIndex, out_dir: Path) -> tuple[dict[str, str], list[str], list[str]]:
+    if not ctx.full_copy:
+        return default_files(ctx, index), [], []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{ctx.names.slug}.copy.", dir=out_dir))
+    try:
+        state = full_copy_files(ctx, index, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return state.files, state.borrowed, state.generated
+
+
+def _ordered(files: dict[str, str], names: PortNames) -> list[str]:
+    order = [*ROLE_FILES.values(), names.graph_file]
+    return [name for name in order if name in files] + sorted(set(files) - set(order))
+
+
+def _todos(files: dict[str, str]) -> dict[str, list[str]]:
+    found = {name: re.findall(r"# TODO\(delta ([\w-]+)\)", text) for name, text in files.items()}
+    return {name: rules for name, rules in found.items() if rules}

@@ -40,7 +40,7 @@ OPEN = "<!-- import-model:section {name} -->"
 CLOSE = "<!-- /import-model:section -->"
 _OPEN_RE = re.compile(r"^<!-- import-model:section ([a-z][a-z0-9-]*) -->$")
 _CLOSE_RE = re.compile(r"^<!-- /import-model:section -->$")
-_LOOSE_RE = re.compile(r"import-model:section")
+_LOOSE_RE = re.compile(r"<!--.*import-model:section|import-model:section.*-->")
 
 #: What a section says before any command has filled it in.
 PLACEHOLDERS: dict[str, str] = {
@@ -74,8 +74,8 @@ class TrackingError(UserError):
 def render_document(title: str, sections: dict[str, str]) -> str:
     """A new tracking document: every template section, filled from ``sections`` or a placeholder."""
     lines = [f"# {title}", "",
-             "Tracking document for this port. Sections between `import-model:section` markers are rewritten by",
-             "`import-model scaffold`; write your own notes outside the markers and they are kept.", ""]
+             "Tracking document for this port. The sections between import-model's HTML comment markers are",
+             "rewritten by `import-model scaffold`; write your own notes outside them and they are kept.", ""]
     for name, heading in SECTIONS:
         body = sections.get(name, PLACEHOLDERS.get(name, "Not filled in yet."))
         lines += [f"## {heading}", "", OPEN.format(name=name), _checked(name, body).rstrip("\n"), CLOSE, ""]
@@ -110,9 +110,13 @@ def planned_text(path: Path, title: str, sections: dict[str, str]) -> str:
     """What ``path`` will hold after :func:`write_tracking` (raises before anything is written)."""
     if path.is_symlink():
         raise TrackingError(f"{path} is a symbolic link; refusing to write through it")
-    if path.exists():
-        return update_text(path.read_text(), sections, str(path))
-    return render_document(title, sections)
+    if not path.exists():
+        return render_document(title, sections)
+    text = path.read_text()
+    first = next((line for line in text.split("\n") if line.startswith("# ")), None)
+    if first is not None and first != f"# {title}":
+        raise TrackingError(f"{path} tracks another port ({first[2:][:80]!r}); give each port its own --output-dir")
+    return update_text(text, sections, str(path))
 
 
 def write_tracking(path: Path, title: str, sections: dict[str, str]) -> None:
