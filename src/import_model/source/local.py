@@ -36,7 +36,12 @@ class LocalSource(ModelSource):
         return self._files
 
     def _path(self, name: str) -> Path:
-        path = (self.root / name).resolve()
+        """The file for a repo-relative name; names that climb out of the directory are refused.
+
+        Symlinks inside the directory are followed: the Hugging Face cache lays out every
+        snapshot as links into its blob store.
+        """
+        path = Path(os.path.normpath(self.root / name))
         if not path.is_relative_to(self.root):
             raise UserError(f"{self.display}: refusing to read {name!r}, which points outside the model directory")
         return path

@@ -1,0 +1,139 @@
+"""``import-model gates`` (preflight / smoke / verify gates) and ``import-model renames`` (weight name table)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from import_model import report
+from import_model.cache import atomic_write
+from import_model.errors import UserError
+from import_model.source import load_checkpoint, load_config, open_source
+
+
+def add_gates_parsers(sub: Any, command: Any) -> None:
+    """Register ``gates`` and ``renames`` on the CLI's subparsers (``command`` is cli._command)."""
+    p = command(sub, "gates", "PASS/WARN/FAIL gates before serving: preflight, the four local smoke checks, parity")
+    _common(p)
+    p.add_argument("--phase", choices=["preflight", "smoke", "verify", "all"], default="smoke",
+                   help="how far to go: preflight (files only); smoke (default: preflight + import smoke, graph "
+                        "dry-build, adapter<->graph key diff, weights format); verify or all (smoke + parity, "
+                        "compiles for minutes)")
+    p.add_argument("--json-out", metavar="FILE", help="also write the results as JSON to FILE")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+
+    p = command(sub, "renames", "derive the checkpoint -> graph weight-name table by matching names and shapes")
+    _common(p)
+    p.add_argument("--write", action="store_true",
+                   help="write the table into the port's weight_adapters.py (between markers; the rest is kept)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="hub ID or local checkpoint directory")
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit (hub models only)")
+    p.add_argument("--port-dir", required=True, metavar="DIR", help="the port package: <output_dir>/<slug>")
+
+
+# -- gates ---------------------------------------------------------------------------
+
+
+def cmd_gates(args: argparse.Namespace) -> int:
+    from import_model.verify import gates
+
+    port_dir = Path(args.port_dir).resolve()
+    ctx = gates.open_context(args.model, port_dir, args.revision, progress=report.progress)
+    results = gates.run_gates(ctx, args.phase)
+    code = gates.exit_code(results)
+    payload = {"model": ctx.model, "port_dir": str(port_dir), "phase": args.phase,
+               "passed": code == 0, "exit_code": code, "gates": [g.as_dict() for g in results]}
+    if args.json_out:
+        atomic_write(Path(args.json_out), (json.dumps(payload, indent=2, default=str) + "\n").encode())
+    if args.json:
+        report.emit_json(payload)
+        return code
+    counts = {s: sum(g.status == s for g in results) for s in ("PASS", "WARN", "FAIL", "SKIP")}
+    report.table(f"gates for {port_dir.name} against {ctx.model}: "
+                 + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
+                 ["phase", "gate", "status", "detail"],
+                 [(g.phase, g.name, g.status, g.detail) for g in results])
+    if code:
+        report.line("FAIL: fix the rows marked FAIL before serving (exit 1).")
+    if args.json_out:
+        report.line(f"results written to {args.json_out}")
+    return code
+
+
+# -- renames -------------------------------------------------------------------------
+
+
+def cmd_renames(args: argparse.Namespace) -> int:
+    from import_model.port import renames
+
+    port_dir = Path(args.port_dir).resolve()
+    if not (port_dir / "__init__.py").is_file():
+        raise UserError(f"--port-dir {args.port_dir}: not a port (no __init__.py); pass <output_dir>/<slug>")
+    source = open_source(args.model, args.revision)
+    config = load_config(source)
+    checkpoint = load_checkpoint(source, progress=report.progress)
+    folder, is_twin = renames.checkpoint_for_dry_build(source, config, checkpoint, report.progress)
+    report.progress("dry-building the port's module tree to read its weight names (no compile)")
+    dry = renames.dry_build(folder, port_dir)
+    built_on = load_checkpoint(open_source(str(folder)))
+    mapping = renames.derive_mapping({k: t.shape for k, t in built_on.tensors.items()}, dry.expected, config)
+    if dry.standins:
+        mapping.notes.append("built with config stand-ins " + ", ".join(f"{a} <- {s}" for a, s in dry.standins.items())
+                             + ": the port's config code reads keys this checkpoint lacks")
+    if is_twin:
+        mapping.notes += _twin_notes(checkpoint.tensors, built_on.tensors)
+    written = renames.write_adapter_table(port_dir, mapping) if args.write else None
+    payload = {"model": source.display, "port_dir": str(port_dir), "built_on": str(folder), "on_twin": is_twin,
+               "dry_build_seconds": dry.seconds, "module": dry.module, "written": str(written) if written else None,
+               **mapping.as_dict()}
+    if args.json:
+        report.emit_json(payload)
+    else:
+        _print_mapping(mapping, renames.adapter_table(mapping), payload)
+    return 0 if mapping.complete else 1
+
+
+def _twin_notes(real: dict[str, Any], twin: dict[str, Any]) -> list[str]:
+    from import_model.port.renames import name_pattern
+
+    unseen = sorted({name_pattern(k) for k in real} - {name_pattern(k) for k in twin})
+    notes = ["derived on the tiny twin (the checkpoint is remote or large); names carry over, shapes are the twin's"]
+    if unseen:
+        notes.append(f"{len(unseen)} key pattern(s) of the real checkpoint are not in the twin and were not checked: "
+                     + ", ".join(unseen[:5]))
+    return notes
+
+
+def _print_mapping(mapping: Any, table: Any, payload: dict[str, Any]) -> None:
+    report.heading(f"weight table for {Path(payload['port_dir']).name} ({payload['module']} graph, dry build "
+                   f"{payload['dry_build_seconds']:.1f} s{', on the twin' if payload['on_twin'] else ''})")
+    rows: list[tuple[str, str, str]] = [(k, "->", v) for k, v in table.renames.items()]
+    rows += [(k, f"split {layout} {ratio}", ", ".join(targets)) for k, (layout, targets, ratio) in table.splits.items()]
+    rows += [(", ".join(sources), f"stack {layout}", k) for k, (layout, sources) in table.concats.items()]
+    rows += [(v, "tied", k) for k, v in table.ties.items()]
+    rows += [(k, "dropped", why) for k, why in table.drops.items()]
+    identical = sum(1 for k, v in mapping.renames.items() if k == v)
+    report.table(f"checkpoint -> graph ({identical} tensor(s) already carry the graph's name)",
+                 ["checkpoint", "how", "graph"], rows)
+    from import_model.port.renames import shape_text, summarize
+
+    if mapping.orphans:
+        report.table("orphans: checkpoint tensors nothing consumes", ["pattern", "count"], summarize(mapping.orphans))
+    if mapping.missing:
+        report.table("missing: graph weights nothing fills", ["pattern", "count"], summarize(mapping.missing))
+    if mapping.mismatches:
+        report.table("shape mismatches", ["checkpoint", "shape", "graph", "shape"], [
+            (m.checkpoint, shape_text(m.checkpoint_shape), m.graph, shape_text(m.graph_shape))
+            for m in mapping.mismatches])
+    for note in mapping.notes:
+        report.line(f"note: {note}")
+    verdict = "complete" if mapping.complete else "INCOMPLETE: the graph and the checkpoint disagree (exit 1)"
+    report.line(f"mapping {verdict}.")
+    if payload["written"]:
+        report.line(f"table written to {payload['written']} (between the import-model markers).")
