@@ -139,7 +139,7 @@ def _fill_from_module(arch: NativeArch, module_dir: Path, symbol: str) -> None:
     """Read task and config class from ``symbol = SupportedArchitecture(...)`` in the module."""
     if not module_dir.is_dir():
         return
-    trees = {path: _parse(path) for path in sorted(module_dir.glob("*.py"))}
+    trees = {path: parse_python(path) for path in sorted(module_dir.glob("*.py"))}
     for tree in trees.values():
         call = assigned_call(tree, symbol, "SupportedArchitecture")
         if call is None:
@@ -154,26 +154,40 @@ def _fill_from_module(arch: NativeArch, module_dir: Path, symbol: str) -> None:
         # The config class may live in another architecture (e.g. a reuse of Llama3Config).
         needle = f"class {arch.config_class}("
         elsewhere = [p for p in module_dir.parent.glob("*/*.py") if needle in p.read_text(errors="replace")]
-        _fill_encodings(arch, (_parse(p) for p in elsewhere))
+        _fill_encodings(arch, (parse_python(p) for p in elsewhere))
 
 
 def _fill_encodings(arch: NativeArch, trees: Iterable[ast.Module | None]) -> bool:
     """Copy the config class's encoding attributes onto ``arch``; False if the class is not here."""
+    parsed = [t for t in trees if t is not None]
+    if not any(_find_class(t, arch.config_class or "") for t in parsed):
+        return False
+    default = class_attribute(parsed, arch.config_class or "", "DEFAULT_ENCODING")
+    arch.default_encoding = default if isinstance(default, str) else None
+    found = class_attribute(parsed, arch.config_class or "", "SUPPORTED_ENCODINGS")
+    arch.supported_encodings = sorted(found) if isinstance(found, (set, list, tuple)) else []
+    return True
+
+
+def class_attribute(trees: Iterable[ast.Module], class_name: str, attr: str) -> object:
+    """The literal value of ``class_name.attr`` in the first tree that defines the class (None if not literal)."""
     for tree in trees:
-        for node in tree.body if tree is not None else []:
-            if isinstance(node, ast.ClassDef) and node.name == arch.config_class:
-                for stmt in node.body:
-                    target, value = _class_attr(stmt)
-                    if target == "DEFAULT_ENCODING":
-                        arch.default_encoding = _literal(value)  # type: ignore[assignment]
-                    elif target == "SUPPORTED_ENCODINGS":
-                        found = _literal(value)
-                        arch.supported_encodings = sorted(found) if isinstance(found, (set, list, tuple)) else []
-                return True
-    return False
+        node = _find_class(tree, class_name)
+        if node is None:
+            continue
+        for stmt in node.body:
+            target, value = _class_attr(stmt)
+            if target == attr:
+                return _literal(value)
+        return None
+    return None
 
 
-def _parse(path: Path) -> ast.Module | None:
+def _find_class(tree: ast.Module, class_name: str) -> ast.ClassDef | None:
+    return next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name), None)
+
+
+def parse_python(path: Path) -> ast.Module | None:
     try:
         return ast.parse(path.read_text())
     except (OSError, SyntaxError, ValueError):

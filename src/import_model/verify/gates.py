@@ -440,7 +440,7 @@ def exit_code(gates: list[Gate]) -> int:
 
 def port_encodings(port_dir: Path) -> tuple[str | None, list[str]]:
     """``(default, supported)`` encodings of the port's ``SupportedArchitecture``, read without importing it."""
-    trees = [t for t in (_parse(p) for p in sorted(port_dir.glob("*.py"))) if t is not None]
+    trees = [t for t in (registry.parse_python(p) for p in sorted(port_dir.glob("*.py"))) if t is not None]
     call = next((n for t in trees for n in ast.walk(t) if isinstance(n, ast.Call)
                  and getattr(n.func, "id", getattr(n.func, "attr", None)) == "SupportedArchitecture"), None)
     if call is None:
@@ -461,35 +461,13 @@ def _resolve(node: ast.expr, trees: list[ast.Module]) -> object:
         pass
     if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
         return None
-    found = _class_attr(trees, node.value.id, node.attr)
+    found = registry.class_attribute(trees, node.value.id, node.attr)
     if found is not None:
         return found
     needle = f"class {node.value.id}("
     native = [p for p in registry.architectures_dir().glob("*/*.py") if needle in p.read_text(errors="replace")]
-    return _class_attr([t for t in (_parse(p) for p in native) if t is not None], node.value.id, node.attr)
-
-
-def _class_attr(trees: list[ast.Module], class_name: str, attr: str) -> object:
-    for tree in trees:
-        for node in tree.body:
-            if not (isinstance(node, ast.ClassDef) and node.name == class_name):
-                continue
-            for stmt in node.body:
-                target = stmt.target if isinstance(stmt, ast.AnnAssign) else (
-                    stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else None)
-                if isinstance(target, ast.Name) and target.id == attr and stmt.value is not None:  # type: ignore[union-attr]
-                    try:
-                        return ast.literal_eval(stmt.value)  # type: ignore[union-attr, arg-type]
-                    except ValueError:
-                        return None
-    return None
-
-
-def _parse(path: Path) -> ast.Module | None:
-    try:
-        return ast.parse(path.read_text())
-    except (OSError, SyntaxError, ValueError):
-        return None
+    return registry.class_attribute([t for t in (registry.parse_python(p) for p in native) if t is not None], node.value.id,
+                                    node.attr)
 
 
 def dominant_dtype(checkpoint: Checkpoint | None) -> str | None:
