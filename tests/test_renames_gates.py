@@ -312,6 +312,23 @@ def test_gates_fail_when_the_donor_is_still_in_place(root: Path, tmp_path: Path)
     assert not any(g["phase"] == "smoke" for g in statuses.values())
 
 
+def test_gates_fail_while_scaffold_delta_markers_remain(root: Path, tmp_path: Path) -> None:
+    ckpt = copied_checkpoint(family_twin_dir("helium"), root / "ckpt" / "helium-scaffold")
+    out_dir = tmp_path / "ports"
+    assert run_cli("scaffold", str(ckpt), "--start-from", "llama3", "--output-dir", str(out_dir)) == 0
+    port = out_dir / "helium"
+    out = tmp_path / "scaffold.json"
+    code = run_cli("gates", str(ckpt), "--port-dir", str(port), "--phase", "preflight", "--json-out", str(out))
+    donor = {g["gate"]: g for g in json.loads(out.read_text())["gates"]}["donor-still-in-place"]
+    assert code == 1 and donor["status"] == "FAIL" and "rotary_style" in donor["detail"]
+    # Once the row is implemented and its marker removed, the gate passes.
+    for path in port.rglob("*.py"):
+        path.write_text(path.read_text().replace("TODO(delta rotary_style)", "Implemented (rotary_style)"))
+    run_cli("gates", str(ckpt), "--port-dir", str(port), "--phase", "preflight", "--json-out", str(out))
+    donor = {g["gate"]: g for g in json.loads(out.read_text())["gates"]}["donor-still-in-place"]
+    assert donor["status"] == "PASS"
+
+
 def test_parity_is_skipped_after_a_failure(root: Path) -> None:
     ctx = gates.open_context(str(family_twin_dir("helium")), native_port("llama3", root / "ports", "HeliumForCausalLM",
                                                                           "rg_helium_skip"))
