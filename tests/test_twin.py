@@ -44,6 +44,7 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
     "olmoe": {"num_experts": 4, "num_experts_per_tok": 2, "norm_topk_prob": False},
     "qwen2_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 48, "qkv_bias": True},
     "llama": {"rope_parameters.rope_type": "llama3", "num_attention_heads": 8, "num_key_value_heads": 2},
+    "qwen2": {"num_key_value_heads": 2, "tie_word_embeddings": True, "rms_norm_eps": 1e-6},
     "qwen3": {"head_dim": 32, "num_key_value_heads": 2, "tie_word_embeddings": True},
     "olmo2": {"rms_norm_eps": 1e-6, "pad_token_id": 0},
     "gemma3_text": {

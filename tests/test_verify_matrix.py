@@ -33,6 +33,7 @@ CASES = [
     ("llama", "llama3", "rope_theta"),
     ("llama", "llama3", "norm_eps_layer1"),
     ("llama", "llama3", "transposed_o_proj_layer1"),
+    ("llama", "llama3", "residual_dropped_layer1"),
 ]
 
 _rows: list[str] = []

@@ -363,6 +363,23 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
             "tie_word_embeddings": True,
         },
     ),
+    # Qwen/Qwen2.5-0.5B-style: q/k/v biases, no o bias, GQA, tied
+    "qwen2": (
+        "qwen2",
+        "Qwen2ForCausalLM",
+        {
+            "hidden_size": 896,
+            "intermediate_size": 4864,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 14,
+            "num_key_value_heads": 2,
+            "vocab_size": 151936,
+            "rope_theta": 1000000.0,
+            "max_position_embeddings": 32768,
+            "rms_norm_eps": 1e-6,
+            "tie_word_embeddings": True,
+        },
+    ),
     # Qwen/Qwen3-0.6B: qk norm, head_dim * heads != hidden, tied
     "qwen3": (
         "qwen3",

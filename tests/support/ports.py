@@ -24,6 +24,8 @@ class Breakage:
     old: str
     new: str
     first_tap: str
+    #: Code added at the end of ``file`` (e.g. a helper class the edit refers to).
+    append: str = ""
 
 
 BREAKAGES: dict[str, Breakage] = {
@@ -46,6 +48,16 @@ BREAKAGES: dict[str, Breakage] = {
         "        np.ascontiguousarray(np.from_dlpack(new_state_dict[key].data).T), key\n"
         "    )\n    return new_state_dict\n\n\ndef convert_safetensor_state_dict",
         "layer_1",
+    ),
+    # The second block drops its skip connection: it returns attention + MLP without adding its input back.
+    "residual_dropped_layer1": Breakage(
+        "llama3.py",
+        "            TransformerBlock(\n",
+        "            (_ResidualDroppedBlock if i == 1 else TransformerBlock)(\n",
+        "layer_1",
+        append="\n\nclass _ResidualDroppedBlock(TransformerBlock):\n"
+               "    def __call__(self, layer_idx, x, *args, **kwargs):\n"
+               "        return super().__call__(layer_idx, x, *args, **kwargs) - x\n",
     ),
 }
 
@@ -71,5 +83,5 @@ def native_port(donor: str, out_dir: Path, architecture: str, slug: str, breakag
         path = port / bug.file
         text = path.read_text()
         assert text.count(bug.old) == 1, f"{bug.old!r} not found once in {path}"
-        path.write_text(text.replace(bug.old, bug.new))
+        path.write_text(text.replace(bug.old, bug.new) + bug.append)
     return port
