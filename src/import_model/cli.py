@@ -59,21 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing twin directory")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    from import_model.commands.verify import add_verify_parser
+    # Later phases keep their argument definitions beside their commands.
+    from import_model.commands import gates_cmd, port_cmds, serve_compare, verify
 
-    add_verify_parser(sub, _command)
-
-    from import_model.commands.serve_compare import add_parsers as add_serve_compare_parsers
-
-    add_serve_compare_parsers(sub, _command)
-
-    from import_model.commands.gates_cmd import add_gates_parsers
-
-    add_gates_parsers(sub, _command)
-
-    from import_model.commands.port_cmds import add_port_parsers
-
-    add_port_parsers(sub, _command)
+    port_cmds.add_port_parsers(sub, _command)
+    gates_cmd.add_gates_parsers(sub, _command)
+    verify.add_verify_parser(sub, _command)
+    serve_compare.add_parsers(sub, _command)
     return parser
 
 
@@ -89,33 +81,23 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _handlers() -> dict[str, Handler]:
-    from import_model.commands import plan, recon, serve_compare, verify
+    from import_model.commands import gates_cmd, plan, port_cmds, recon, serve_compare, verify
 
     return {
-        "verify": verify.cmd_verify,
-        "compare": serve_compare.cmd_compare,
-        "serve": serve_compare.cmd_serve,
-        "plan": plan.cmd_plan,
         "inspect": recon.cmd_inspect,
         "list-archs": recon.cmd_list_archs,
         "list-keys": recon.cmd_list_keys,
         "check-walls": recon.cmd_check_walls,
+        "plan": plan.cmd_plan,
         "twin": recon.cmd_twin,
-        **_gates_handlers(),
-        **_port_handlers(),
+        "scaffold": port_cmds.cmd_scaffold,
+        "audit": port_cmds.cmd_audit,
+        "renames": gates_cmd.cmd_renames,
+        "gates": gates_cmd.cmd_gates,
+        "verify": verify.cmd_verify,
+        "serve": serve_compare.cmd_serve,
+        "compare": serve_compare.cmd_compare,
     }
-
-
-def _port_handlers() -> dict[str, Handler]:
-    from import_model.commands import port_cmds
-
-    return {"scaffold": port_cmds.cmd_scaffold, "audit": port_cmds.cmd_audit}
-
-
-def _gates_handlers() -> dict[str, Handler]:
-    from import_model.commands import gates_cmd
-
-    return {"gates": gates_cmd.cmd_gates, "renames": gates_cmd.cmd_renames}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
