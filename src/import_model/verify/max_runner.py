@@ -191,15 +191,23 @@ class MaxPort:
         return steps
 
     def _read_taps(self) -> dict[str, np.ndarray]:
-        """The tensors printed by the last execution; of repeated calls keep the one with the most rows."""
+        """The tensors printed by the last execution.
+
+        A module can be called more than once per graph: the head once for the last token and once
+        for all rows, or a block whose subclass wraps the parent's call. Keep the call with the most
+        rows, and among equals the last to finish, which is the outermost call.
+        """
         from max.driver import load_max_buffer
 
+        files = []
+        for path in self.tap_dir.glob("imtap__*.max"):
+            _, name, call = path.stem.split("__")
+            files.append((name, int(call), path))
         taps: dict[str, np.ndarray] = {}
-        for path in sorted(self.tap_dir.glob("imtap__*.max")):
-            _, name, _call = path.stem.split("__")
+        for name, _call, path in sorted(files):
             value = np.asarray(load_max_buffer(str(path)).to_numpy(), dtype=np.float32).copy()
             value = value.reshape(-1, value.shape[-1]) if value.ndim > 1 else value
-            if name not in taps or value.shape[0] > taps[name].shape[0]:
+            if name not in taps or value.shape[0] >= taps[name].shape[0]:
                 taps[name] = value
             path.unlink()
         return taps
