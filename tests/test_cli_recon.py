@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
+from import_model.procs import child_env
 from tests.support.families import family_twin_dir
 from tests.support.hub_mirror import HubMirror
 
@@ -45,7 +46,7 @@ EXPECTED = {
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "import_model", *args], capture_output=True, text=True,
-                          env=env, timeout=180)
+                          env=child_env() if env is None else env, timeout=180)
 
 
 def json_of(result: subprocess.CompletedProcess[str]) -> dict:
@@ -225,7 +226,8 @@ def test_seed_scripts_share_the_cli(script: str) -> None:
     args = ["list-archs", "--match", "LlamaForCausalLM"] if script == "import_model.py" else ["--help"]
     if script == "list_native_archs.py":
         args = ["--match", "NoSuchModelForCausalLM"]
-    result = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, timeout=60,
+                            env=child_env())
     expected = 1 if script == "list_native_archs.py" else 0
     assert result.returncode == expected, result.stderr
     assert "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from import_model.procs import child_env
 from import_model.recon import config_map, keys, registry
 from import_model.source.safetensors_header import TensorInfo
 
@@ -102,5 +103,6 @@ def test_registry_does_not_import_max() -> None:
         "native_architectures(use_cache=False)\n"
         "print(json.dumps(sorted(m for m in sys.modules if m == 'max' or m.startswith('max.'))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True,
+                         env=child_env())
     assert json.loads(out.stdout) == []

@@ -20,6 +20,7 @@ from import_model.cli import main
 from import_model.errors import UserError
 from import_model.port import renames
 from import_model.port.renames import FUSED_RULES, derive_mapping, dry_build, summarize, write_adapter_table
+from import_model.procs import child_env
 from import_model.source import load_checkpoint, open_source
 from import_model.verify import gates
 from tests.support.families import family_twin_dir
@@ -342,7 +343,7 @@ def test_run_oss_gates_script_fails_on_an_arch_name_mismatch(llama_port: Path, t
     out = tmp_path / "mismatch.json"
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "run_oss_gates.py"), str(family_twin_dir("llama")),
                              "--port-dir", str(llama_port), "--phase", "preflight", "--json-out", str(out)],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, env=child_env())
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     arch = next(g for g in json.loads(out.read_text())["gates"] if g["gate"] == "arch-name")

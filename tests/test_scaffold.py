@@ -23,6 +23,7 @@ from import_model.plan import make_plan
 from import_model.port import tracking
 from import_model.port.audit import audit_port
 from import_model.port.native_copy import registered_names
+from import_model.procs import child_env
 from import_model.source import load_checkpoint, load_config, open_source
 from tests.support.families import family_twin_dir
 from tests.support.ports import native_port
@@ -226,7 +227,7 @@ def test_script_form_has_the_same_arguments_and_exit_codes(ports: dict[tuple[str
     port = ports["smollm3", "default"]
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "scaffold.py"), str(family_twin_dir("smollm3")),
                              "--start-from", "llama3", "--output-dir", str(port.parent)],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, env=child_env())
     assert result.returncode == 2, result.stderr
     assert "already exists" in result.stderr and "Traceback" not in result.stderr
 

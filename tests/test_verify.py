@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from import_model.procs import child_env
 from tests.support.families import family_twin_dir
 from tests.support.ports import BREAKAGES, native_port, renamed_checkpoint
 
@@ -27,7 +28,7 @@ ARCH = "ParityLlamaForCausalLM"
 
 def verify(*args: str, timeout: int = 1500) -> tuple[subprocess.CompletedProcess[str], dict]:
     result = subprocess.run([sys.executable, "-m", "import_model", "verify", *args, "--json"],
-                            capture_output=True, text=True, timeout=timeout)
+                            capture_output=True, text=True, timeout=timeout, env=child_env())
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     payload = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
     return result, payload
