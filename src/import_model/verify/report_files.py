@@ -71,8 +71,7 @@ def markdown(result: dict[str, Any]) -> str:
     if prompts:
         lines += ["", "## Greedy tokens", "", "| prompt | tokens | HF | MAX | match |", "|---|---|---|---|---|"]
         for p in prompts:
-            text = p["prompt"].replace("\n", "\\n").replace("|", "\\|")
-            lines.append(f"| `{text[:40]}` | {p['tokens']} | {p['hf_greedy']} | {p['max_greedy']} | "
+            lines.append(f"| `{_cell(p['prompt'])[:40]}` | {p['tokens']} | {p['hf_greedy']} | {p['max_greedy']} | "
                          f"{'yes' if p['hf_greedy'] == p['max_greedy'] else '**no**'} |")
     texts = result.get("greedy_text") or []
     if texts:
