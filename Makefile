@@ -19,13 +19,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## Main job: reconnaissance of the built-in example (a Helium-family model MAX does not ship).
+## Main job: reconnaissance and the port plan for the built-in example (a Helium-family model MAX does not ship).
 demo: setup
 	$(BIN)/import-model inspect examples/helium-2b
 	$(BIN)/import-model twin examples/helium-2b --output $(DEMO)/helium-twin --force
 	$(BIN)/import-model list-keys $(DEMO)/helium-twin --summary
 	$(BIN)/import-model list-archs --match HeliumForCausalLM || true
 	$(BIN)/import-model check-walls $(DEMO)/helium-twin
+	$(BIN)/import-model plan examples/helium-2b
 
 ## The test suite CI runs (real MAX, real transformers, local hub mirror).
 test: setup
