@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from import_model.cache import atomic_write, cache_root
 from import_model.errors import UserError
@@ -93,6 +94,21 @@ def native_architectures(use_cache: bool = True) -> list[NativeArch]:
 def find_native(architecture: str, text_only: bool = True) -> list[NativeArch]:
     """Registrations whose class name is exactly ``architecture``."""
     return [a for a in native_architectures() if a.name == architecture and (a.is_text_generation or not text_only)]
+
+
+def native_class(config: dict[str, Any]) -> str | None:
+    """The HF class of a checkpoint when MAX serves it natively, by ``architectures[0]`` or by ``model_type``.
+
+    The second lookup matters for ports: a checkpoint renamed to a port's class is still a model MAX ships.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    archs = config.get("architectures") if isinstance(config.get("architectures"), list) else []
+    hf_class = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(str(config.get("model_type")))
+    for name in [*(a for a in archs[:1] if isinstance(a, str)), hf_class]:
+        if name and find_native(name):
+            return name
+    return None
 
 
 def serve_command(model: str) -> str:

@@ -82,17 +82,10 @@ def preflight(checkpoint: Path, port_dir: Path) -> tuple[dict[str, Any], str]:
         raise UserError(f"the port registers {', '.join(names) or 'nothing'} but {config_path} says {architecture}; "
                         "make arch.py's name equal architectures[0]")
     donor = unmodified_donor(port_dir)
-    if donor is not None and not _model_is_native(config):
+    if donor is not None and not registry.native_class(config):
         raise UserError(f"{port_dir} is still the unmodified {donor} donor while {config.get('model_type')} is not a "
                         "model MAX ships: implement the delta list (import-model plan) before verifying")
     return config, architecture
-
-
-def _model_is_native(config: dict[str, Any]) -> bool:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    hf_class = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(str(config.get("model_type")))
-    return bool(hf_class) and bool(registry.find_native(hf_class))
 
 
 def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,

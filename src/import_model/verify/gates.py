@@ -135,27 +135,15 @@ def gate_donor(ctx: GateContext) -> Outcome:
     donor = unmodified_donor(ctx.port_dir)
     if donor is None:
         open_rows = open_delta_markers(ctx.port_dir)
-        if open_rows and not _native_class(ctx.config):
+        if open_rows and not registry.native_class(ctx.config):
             return FAIL, (f"{len(open_rows)} delta row(s) still marked TODO ({', '.join(open_rows[:6])}): the graph "
                           "computes the donor's behaviour there; implement them, then remove the markers")
         return PASS, "the graph code differs from every native MAX donor and no TODO(delta) marker is left"
-    native = _native_class(ctx.config)
+    native = registry.native_class(ctx.config)
     if native:
         return PASS, f"an unmodified {donor} copy, and {native} is native to MAX (a ground-truth port)"
     return FAIL, (f"the port is still the unmodified {donor} donor while {ctx.config.get('model_type')} is not a model "
                   "MAX ships: implement the delta list (import-model plan) before serving or verifying")
-
-
-def _native_class(config: dict[str, Any]) -> str | None:
-    """The HF class of this checkpoint when MAX serves it natively (by architectures[0] or model_type)."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    archs = config.get("architectures") if isinstance(config.get("architectures"), list) else []
-    hf_class = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(str(config.get("model_type")))
-    for name in [*(a for a in archs[:1] if isinstance(a, str)), hf_class]:
-        if name and registry.find_native(name):
-            return name
-    return None
 
 
 def gate_encoding(ctx: GateContext) -> Outcome:
