@@ -673,6 +673,14 @@ def _nope(anatomy: Anatomy, inputs: _Inputs) -> None:
             why = conditional.evidence if conditional else "no modeling code read"
             anatomy.add("rotary.nope_layers", nope, CONFIG, f"no_rope_layers flags 0 at {_short_list(nope)}; {why}")
             return
+    types = inputs.cfg.get("layer_types")
+    if conditional is not None and "slid" in conditional.evidence and inputs.cfg.get("sliding_window") \
+            and isinstance(types, list) and any("sliding" in str(t) for t in types):
+        nope = [i for i, t in enumerate(types[:SANE_LIST]) if "sliding" not in str(t)]
+        if nope:
+            anatomy.add("rotary.nope_layers", nope, MODELING,
+                        f"full-attention layers {_short_list(nope)} skip rotary: {conditional.evidence}")
+            return
     anatomy.add("rotary.nope_layers", "none", MODELING if conditional is None and inputs.roles else CONFIG,
                 "every layer applies rotary")
 

@@ -1,0 +1,207 @@
+"""The delta catalog: which model traits the port template implements, as data one function reads.
+
+Each :class:`CatalogEntry` answers one or more delta-list rules of the planner
+(``plan.donors.RULES``) and sets fields of the port's ``SPEC``, the dict the
+template's blocks (``port/template/layers.py``) are built from. An anatomy
+trait that no entry covers becomes a :class:`MissingDelta`: the port is still
+written, with that row marked, and ``port`` exits non-zero.
+
+:func:`build_spec` reads a model's anatomy (config + checkpoint keys + HF
+modeling source) and returns the spec, the entries applied and what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from import_model.plan.anatomy import Anatomy
+from import_model.plan.donors import DELTA_RULES
+
+#: Norm attribute names per block wiring: role -> the HF module name the checkpoint uses.
+NORM_LAYOUTS: dict[tuple[str, str], dict[str, str]] = {
+    ("sequential", "pre"): {"pre_attention": "input_layernorm", "pre_mlp": "post_attention_layernorm"},
+    ("sequential", "sandwich"): {"pre_attention": "input_layernorm", "post_attention": "post_attention_layernorm",
+                                 "pre_mlp": "pre_feedforward_layernorm", "post_mlp": "post_feedforward_layernorm"},
+    ("sequential", "post"): {"post_attention": "post_attention_layernorm", "post_mlp": "post_feedforward_layernorm"},
+    ("parallel", "shared"): {"pre_attention": "input_layernorm"},
+    ("parallel", "separate"): {"pre_attention": "input_layernorm", "pre_mlp": "post_attention_layernorm"},
+}
+
+#: Values the template implements, per anatomy trait.
+SUPPORTED: dict[str, frozenset[Any]] = {
+    "attention.family": frozenset({"standard"}),
+    "norm.kind": frozenset({"rms", "layernorm"}),
+    "mlp.kind": frozenset({"gated", "plain"}),
+    "mlp.activation": frozenset({"silu", "gelu", "gelu_tanh", "relu", "relu2", "quick_gelu", "tanh"}),
+    "rotary.style": frozenset({"half_split", "interleaved", "none"}),
+    "attention.qk_norm": frozenset({"none", "per_head", "whole_projection"}),
+    "attention.scale": frozenset({"default", "query_pre_attn_scalar", "multiplier"}),
+    "embedding.scale": frozenset({"none", "sqrt_hidden", "multiplier"}),
+}
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One implemented delta: the plan rules it answers, the spec fields it sets and the keys it consumes."""
+
+    id: str
+    rules: tuple[str, ...]
+    fields: tuple[str, ...]
+    summary: str
+    keys: str = ""
+
+
+CATALOG: tuple[CatalogEntry, ...] = (
+    CatalogEntry("attention_bias", ("attention_bias",), ("qkv_bias", "o_bias"),
+                 "q/k/v and output projection biases", "self_attn.{q,k,v,o}_proj.bias"),
+    CatalogEntry("fused_qkv", ("qkv_layout",), (),
+                 "fused QKV split into q/k/v by the weight table (block or per-head layout)", "qkv_proj / query_key_value"),
+    CatalogEntry("fused_gate_up", ("mlp_fused",), (), "fused gate_up split into gate/up by the weight table",
+                 "mlp.gate_up_proj"),
+    CatalogEntry("qk_norm", ("qk_norm",), ("qk_norm", "qk_norm_type"),
+                 "QK-norm before rotary, per head or over the whole projection, RMS or LayerNorm",
+                 "self_attn.{q,k}_norm"),
+    CatalogEntry("head_dim", ("head_dim",), (), "explicit head_dim read from the config (KV cache and projections)"),
+    CatalogEntry("partial_rotary", ("rotary_fraction",), (), "rotary on the leading fraction of each head"),
+    CatalogEntry("rotary_style", ("rotary_style",), ("rotary_style",), "half-split or interleaved rotary pairs"),
+    CatalogEntry("rope_scaling", ("rope_scaling",), (),
+                 "rope scaling by transformers' own initializer for the config's rope type"),
+    CatalogEntry("local_theta", ("local_theta",), ("rope_per_layer_type",), "a rope base per layer type"),
+    CatalogEntry("nope_layers", ("nope_layers",), ("nope",), "layers without rotary (NoPE)"),
+    CatalogEntry("sliding_window", ("sliding_window", "layer_pattern"), ("sliding_window", "pattern_period"),
+                 "sliding-window attention, all layers or a per-layer pattern"),
+    CatalogEntry("attention_scale", ("attention_scale",), ("attention_scale",),
+                 "attention scale from query_pre_attn_scalar or a configured multiplier"),
+    CatalogEntry("clip_qkv", ("clip_qkv",), ("clip_qkv",), "q/k/v clamped to +-clip_qkv"),
+    CatalogEntry("final_softcap", ("final_softcap",), ("final_softcap",), "final-logit soft-cap tanh(x/c)*c"),
+    CatalogEntry("logit_scale", ("logit_scale",), ("logit_scale",), "logits multiplied by logit_scale"),
+    CatalogEntry("logits_divisor", ("logits_divisor",), ("logits_divisor",), "logits divided by logits_scaling"),
+    CatalogEntry("embedding_scale", ("embedding_scale",), ("embedding_scale",),
+                 "embeddings times sqrt(hidden_size) or a configured multiplier"),
+    CatalogEntry("tied_head", ("tied_head",), (), "LM head shares the embedding matrix", "embed_tokens.weight"),
+    CatalogEntry("head_bias", ("head_bias",), ("head_bias",), "LM head bias", "lm_head.bias"),
+    CatalogEntry("norm_style", ("norm_style",), ("norm", "norm_offset", "norm_bias"),
+                 "RMSNorm, (1 + w) RMSNorm, LayerNorm with or without bias"),
+    CatalogEntry("block_norms", ("block_norms",), ("block_norms",), "sandwich / post-norm placement"),
+    CatalogEntry("residual", ("residual",), ("residual", "block_norms"),
+                 "parallel attention + MLP residual, shared or separate norms"),
+    CatalogEntry("residual_multiplier", ("residual_multiplier",), ("residual_multiplier",),
+                 "branch outputs scaled before the residual add"),
+    CatalogEntry("mlp_kind", ("mlp_kind",), ("mlp",), "gated or plain MLP", "mlp.{gate,up,down}_proj"),
+    CatalogEntry("activation", ("activation",), ("activation",),
+                 "silu, gelu, gelu-tanh, relu, relu^2, quick-gelu, tanh"),
+    CatalogEntry("mlp_bias", ("mlp_bias",), ("mlp_bias",), "MLP biases", "mlp.*.bias"),
+)
+
+BY_RULE: dict[str, CatalogEntry] = {rule: entry for entry in CATALOG for rule in entry.rules}
+
+
+@dataclass(frozen=True)
+class MissingDelta:
+    """A trait of the model the catalog does not implement."""
+
+    trait: str
+    value: Any
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"trait": self.trait, "value": self.value, "reason": self.reason}
+
+
+@dataclass
+class SpecResult:
+    spec: dict[str, Any]
+    applied: list[CatalogEntry] = field(default_factory=list)
+    missing: list[MissingDelta] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "applied": [e.id for e in self.applied],
+                "missing": [m.as_dict() for m in self.missing]}
+
+
+#: Traits the template cannot express: (anatomy key, test on its value, why).
+UNSUPPORTED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("moe.experts", lambda v: isinstance(v, int) and v > 0,
+     "MoE routing is outside the catalog: experts, router and shared experts need a hand-written MoE block"),
+    ("attention.logit_softcap", lambda v: bool(v),
+     "attention-logit soft-cap: MAX's flash-attention kernel takes no soft-cap, so this needs a custom attention"),
+    ("rotary.scaling", lambda v: v in ("dynamic",),
+     "dynamic NTK rope rescales past the trained length; the port's table is static (exact only within it)"),
+)
+
+
+def _value(anatomy: Anatomy, key: str, default: Any = None) -> Any:
+    return anatomy.value(key, default)
+
+
+def build_spec(anatomy: Anatomy, config: dict[str, Any], rules: list[str] | None = None) -> SpecResult:
+    """The port template's ``SPEC`` for ``anatomy``; ``rules`` are the plan's delta rules (for ``applied``)."""
+    missing: list[MissingDelta] = []
+    for key, allowed in SUPPORTED.items():
+        value = _value(anatomy, key)
+        if value is not None and value not in allowed:
+            missing.append(MissingDelta(key, value, f"{key}={value!r} is not in the catalog "
+                                                    f"(supported: {', '.join(sorted(map(str, allowed)))})"))
+    for key, test, reason in UNSUPPORTED:
+        value = _value(anatomy, key)
+        if test(value):
+            missing.append(MissingDelta(key, value, reason))
+    residual = _value(anatomy, "block.residual", "sequential")
+    placement = _value(anatomy, "block.parallel_norm", "shared") if residual == "parallel" else \
+        _value(anatomy, "block.norms", "pre")
+    norms = NORM_LAYOUTS.get((residual, placement))
+    if norms is None:
+        missing.append(MissingDelta("block.norms", f"{residual}/{placement}",
+                                    "this norm placement and residual wiring is not in the catalog"))
+        norms = NORM_LAYOUTS[("sequential", "pre")]
+    nope = _value(anatomy, "rotary.nope_layers", "none")
+    sliding = _value(anatomy, "attention.sliding_window", "none")
+    pattern = str(_value(anatomy, "attention.layer_pattern") or "")
+    spec: dict[str, Any] = {
+        "norm": _value(anatomy, "norm.kind", "rms"),
+        "norm_offset": bool(_value(anatomy, "norm.offset", False)),
+        "norm_bias": bool(_value(anatomy, "norm.bias", False)),
+        "residual": residual,
+        "block_norms": dict(norms),
+        "residual_multiplier": _value(anatomy, "block.residual_multiplier") not in (None, 1.0),
+        "qkv_bias": bool(_value(anatomy, "attention.qkv_bias", False)),
+        "o_bias": bool(_value(anatomy, "attention.o_bias", False)),
+        "qk_norm": _value(anatomy, "attention.qk_norm", "none"),
+        "qk_norm_type": "layernorm" if _value(anatomy, "attention.qk_norm_type") == "layernorm" else "rms",
+        "rotary_style": _value(anatomy, "rotary.style", "half_split"),
+        "nope": "none" if nope in ("none", None, []) else
+                ("no_rope_layers" if "no_rope_layers" in config else "global_layers"),
+        "rope_per_layer_type": _value(anatomy, "rotary.local_theta") is not None,
+        "sliding_window": sliding if sliding in ("none", "all", "interleaved") else "none",
+        "pattern_period": len(pattern) or None,
+        "attention_scale": {"multiplier": "attention_multiplier"}.get(
+            _value(anatomy, "attention.scale", "default"), _value(anatomy, "attention.scale", "default")),
+        "clip_qkv": _value(anatomy, "attention.clip_qkv") is not None,
+        "mlp": _value(anatomy, "mlp.kind", "gated"),
+        "activation": _value(anatomy, "mlp.activation", "silu"),
+        "mlp_bias": bool(_value(anatomy, "mlp.bias", False)),
+        "embedding_scale": {"multiplier": "config"}.get(_value(anatomy, "embedding.scale", "none"),
+                                                        _value(anatomy, "embedding.scale", "none")),
+        "head_bias": bool(_value(anatomy, "head.bias", False)),
+        "logit_scale": _value(anatomy, "head.logit_scale") is not None,
+        "logits_divisor": _value(anatomy, "head.logits_divisor") is not None,
+        "final_softcap": _value(anatomy, "head.final_softcap") is not None,
+    }
+    if spec["rotary_style"] == "none":
+        spec["nope"] = "all"
+    if sliding not in ("none", "all", "interleaved"):
+        missing.append(MissingDelta("attention.sliding_window", sliding, "this sliding-window form is not in the catalog"))
+    applied = [BY_RULE[r] for r in dict.fromkeys(rules or []) if r in BY_RULE]
+    covered = {r for e in CATALOG for r in e.rules}
+    traits = {r.id: r.traits for r in DELTA_RULES}
+    for rule in rules or []:
+        if rule not in covered and not any(m.trait in traits.get(rule, ()) or m.trait.split(".")[0] == rule
+                                           for m in missing):
+            missing.append(MissingDelta(rule, None, f"delta `{rule}` has no catalog entry"))
+    return SpecResult(spec, list(dict.fromkeys(applied)), missing)
