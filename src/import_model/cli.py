@@ -60,9 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     # Later phases keep their argument definitions beside their commands.
-    from import_model.commands import gates_cmd, port_cmds, serve_compare, verify
+    from import_model.commands import gates_cmd, port_cmds, port_run, serve_compare, verify
 
     port_cmds.add_port_parsers(sub, _command)
+    port_run.add_port_run_parser(sub, _command)
     gates_cmd.add_gates_parsers(sub, _command)
     verify.add_verify_parser(sub, _command)
     serve_compare.add_parsers(sub, _command)
@@ -81,7 +82,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _handlers() -> dict[str, Handler]:
-    from import_model.commands import gates_cmd, plan, port_cmds, recon, serve_compare, verify
+    from import_model.commands import gates_cmd, plan, port_cmds, port_run, recon, serve_compare, verify
 
     return {
         "inspect": recon.cmd_inspect,
@@ -97,6 +98,7 @@ def _handlers() -> dict[str, Handler]:
         "verify": verify.cmd_verify,
         "serve": serve_compare.cmd_serve,
         "compare": serve_compare.cmd_compare,
+        "port": port_run.cmd_port,
     }
 
 

@@ -106,8 +106,13 @@ class MissingDelta:
     value: Any
     reason: str
 
+    @property
+    def rule(self) -> str:
+        """The delta-list rule this trait belongs to (the trait itself when no rule compares it)."""
+        return next((r.id for r in DELTA_RULES if self.trait in r.traits), self.trait)
+
     def as_dict(self) -> dict[str, Any]:
-        return {"trait": self.trait, "value": self.value, "reason": self.reason}
+        return {"trait": self.trait, "rule": self.rule, "value": self.value, "reason": self.reason}
 
 
 @dataclass

@@ -46,7 +46,7 @@ def _docstring(request: CatalogPortRequest) -> str:
 def render_graph(request: CatalogPortRequest) -> str:
     names, result = request.names, request.spec
     spec_text = pprint.pformat(result.spec, indent=4, width=100, sort_dicts=False)
-    missing = "".join(f"# MISSING DELTA {m.trait}: {m.reason}\n" for m in result.missing)
+    missing = "".join(f"# TODO(delta {m.rule}): {m.reason}\n" for m in result.missing)
     return f'''"""{_docstring(request)}
 """
 
@@ -270,8 +270,7 @@ def entry_rows(result: SpecResult, rules: tuple[str, ...]) -> list[dict[str, Any
     rows = []
     for rule in dict.fromkeys(rules):
         entry = BY_RULE.get(rule)
-        missing = next((m for m in result.missing if rule in (m.trait, m.trait.split(".")[0])
-                        or m.trait.endswith(rule.split("_")[-1])), None)
+        missing = next((m for m in result.missing if m.rule == rule), None)
         rows.append({"rule": rule, "entry": entry.id if entry else None,
                      "status": "implemented" if entry and missing is None else "missing",
                      "how": entry.summary if entry else (missing.reason if missing else "no catalog entry")})

@@ -1,0 +1,275 @@
+"""``import-model port MODEL``: every phase in one run, from config to a verified port.
+
+inspect -> native check (native: the serve command, exit 0) -> walls (a
+blocker: exit 2) -> plan -> write the catalog port -> weight table -> smoke
+gates -> verify on the twin (or the real weights) -> PORT.md -> the serve
+command. A trait the catalog does not implement still gets a written port with
+the row marked ``TODO(delta ...)``; verify runs anyway to show where it
+diverges, and the exit code is 1: an honest partial port, never a silent one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from import_model import report
+from import_model.cache import atomic_write, cache_root
+from import_model.errors import UserError
+
+#: The catalog ports on MAX's Llama3 pipeline plumbing; the plan still ranks every donor.
+CATALOG_BASE = "llama3"
+
+
+def add_port_run_parser(sub: Any, command: Any) -> None:
+    p = command(sub, "port", "all phases: plan, write the port from the delta catalog, renames, gates, verify "
+                             "(0 verified, 1 partial or diverging, 2 refused)")
+    p.add_argument("model", metavar="MODEL", help="hub ID (org/name) or local checkpoint directory")
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit (hub models only)")
+    p.add_argument("--output-dir", default="ports", metavar="DIR",
+                   help="the port goes to DIR/<slug>, PORT.md and reports to DIR (default: ./ports)")
+    p.add_argument("--slug", default=None, help="package name of the port (default: from model_type)")
+    p.add_argument("--weights", choices=["twin", "full"], default="twin",
+                   help="verify on a tiny twin (default) or on MODEL's real weights (local directory)")
+    p.add_argument("--force", action="store_true", help="replace an existing port (PORT.md notes are kept)")
+    p.add_argument("--no-verify", action="store_true", help="stop after the gates (no compile)")
+    p.add_argument("--json", action="store_true", help="print the run as JSON")
+
+
+@dataclass
+class PortRun:
+    """What one ``port`` run did, step by step."""
+
+    model: str
+    architecture: str | None = None
+    port_dir: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    deltas: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    spec: dict[str, Any] = field(default_factory=dict)
+    verify: dict[str, Any] | None = None
+    serve_command: str | None = None
+    exit_code: int = 0
+    seconds: float = 0.0
+
+    def step(self, name: str, status: str, detail: str) -> None:
+        self.steps.append({"step": name, "status": status, "detail": detail})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def cmd_port(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    run = PortRun(args.model)
+    try:
+        code = _port(args, run)
+    finally:
+        run.seconds = round(time.perf_counter() - start, 1)
+    run.exit_code = code
+    if args.json:
+        report.emit_json(run.as_dict())
+    else:
+        _print(run)
+    return code
+
+
+def _port(args: argparse.Namespace, run: PortRun) -> int:
+    from import_model.plan.planner import architecture_of, make_plan
+    from import_model.port.catalog import build_spec
+    from import_model.port.scaffold import _check_target, check_slug, default_slug, port_names
+    from import_model.recon import registry, walls
+    from import_model.source import load_checkpoint, load_config, open_source
+
+    out_dir = Path(args.output_dir).expanduser().resolve()
+    report.progress(f"reading {args.model}")
+    source = open_source(args.model, args.revision)
+    config = load_config(source)
+    run.model = source.display
+    run.architecture = architecture = architecture_of(config)
+    if architecture is None:
+        raise UserError(f"{source.display}: config.json declares no usable architectures[0]; cannot name the port")
+    natives = registry.find_native(architecture)
+    if natives:
+        run.serve_command = registry.serve_command(source.display)
+        run.step("native check", "done", f"MAX serves {architecture} natively (slug {natives[0].slug}): no port")
+        return 0
+    run.step("native check", "done", f"{architecture} is not registered in MAX")
+    if args.weights == "full" and source.kind != "local":
+        raise UserError("--weights full needs the checkpoint on disk: download it (hf download) and pass the folder")
+    slug = check_slug(args.slug or default_slug(config), out_dir)
+    _check_target(out_dir, slug, args.force)
+    checkpoint = load_checkpoint(source, progress=report.progress)
+    findings = walls.scan_walls(config, checkpoint, source.files())
+    wall_code = walls.exit_code(findings)
+    if wall_code == 2:
+        blockers = "; ".join(f"{f.code}: {f.reason}" for f in findings if f.level == walls.BLOCK)
+        run.step("walls", "blocked", blockers)
+        raise UserError(f"{source.display} hits a wall the catalog cannot port: {blockers} (see check-walls)")
+    run.step("walls", "clear" if wall_code == 0 else "warnings",
+             "; ".join(f.code for f in findings) or "no walls")
+    report.progress("planning: anatomy, donor ranking, delta list")
+    plan = make_plan(source.display, config, checkpoint, donor=CATALOG_BASE)
+    best = make_plan(source.display, config, checkpoint).chosen
+    rules = tuple(d.rule for d in plan.deltas)
+    assert plan.anatomy is not None
+    result = build_spec(plan.anatomy, config, list(rules))
+    run.spec = result.spec
+    run.missing = [m.as_dict() for m in result.missing]
+    from import_model.port.catalog_port import CatalogPortRequest, entry_rows, write_catalog_port
+
+    run.deltas = entry_rows(result, rules)
+    run.step("plan", "done", f"{len(rules)} delta(s) from a Llama block; closest native donor: "
+                             f"{best.donor.slug if best else '?'}; catalog covers "
+                             f"{sum(r['status'] == 'implemented' for r in run.deltas)}")
+    names = port_names(architecture, slug)
+    example = source.display if source.kind == "hub" else architecture
+    port_dir = write_catalog_port(out_dir, CatalogPortRequest(names, result, example, rules))
+    run.port_dir = str(port_dir)
+    run.step("write port", "done" if result.complete else "partial",
+             f"{port_dir} ({len(result.applied)} catalog entries" +
+             (f"; missing: {', '.join(m.rule for m in result.missing)})" if result.missing else ")"))
+    _weight_table(source, config, checkpoint, port_dir, run)
+    _smoke_gates(source.display if source.kind == "hub" else str(Path(args.model).resolve()), port_dir, run,
+                 args.revision)
+    verified = None
+    if not args.no_verify:
+        verified = _verify(args, source, config, port_dir, run)
+    run.serve_command = (f"max serve --model {source.display} --custom-architectures {port_dir} "
+                         f"--devices cpu --quantization-encoding float32")
+    _write_tracking(out_dir, plan, config, run, source)
+    if not result.complete:
+        return 1
+    if any(s["status"] == "FAIL" for s in run.steps):
+        return 1
+    return 0 if verified in (True, None) else 1
+
+
+def _weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, run: PortRun) -> None:
+    from import_model.port import renames
+    from import_model.source import load_checkpoint, open_source
+
+    folder, _is_twin = renames.checkpoint_for_dry_build(source, config, checkpoint, report.progress)
+    report.progress("dry-building the port to read its weight names (no compile)")
+    try:
+        dry = renames.dry_build(folder, port_dir)
+    except renames.DryBuildError as exc:
+        run.step("weight table", "FAIL", exc.message)
+        return
+    built_on = load_checkpoint(open_source(str(folder)))
+    mapping = renames.derive_mapping({k: t.shape for k, t in built_on.tensors.items()}, dry.expected, config)
+    renames.write_adapter_table(port_dir, mapping)
+    problems = [f"{len(v)} {k}" for k, v in (("orphan(s)", mapping.orphans), ("missing", mapping.missing),
+                                              ("shape mismatch(es)", mapping.mismatches)) if v]
+    run.step("weight table", "done" if mapping.complete else "FAIL",
+             "complete" if mapping.complete else ", ".join(problems))
+
+
+def _smoke_gates(model: str, port_dir: Path, run: PortRun, revision: str | None) -> None:
+    from import_model.verify import gates
+
+    report.progress("smoke gates: import, dry build, adapter/graph keys, weights format")
+    ctx = gates.open_context(model, port_dir, revision, progress=report.progress)
+    results = gates.run_gates(ctx, "smoke")
+    failed = [g for g in results if g.status == gates.FAIL]
+    run.step("gates", "FAIL" if failed else "done",
+             ", ".join(f"{g.name} {g.status}" for g in results))
+
+
+def _verify(args: argparse.Namespace, source: Any, config: dict, port_dir: Path, run: PortRun) -> bool:
+    from import_model.verify.engine import VerifyOptions, run_verify
+    from import_model.verify.max_runner import MaxBuildError
+    from import_model.verify.report_files import worst_by_tap, write_reports
+
+    checkpoint = Path(args.model).resolve() if args.weights == "full" else _twin_for(source, config)
+    options = VerifyOptions()
+    report_dir = port_dir.parent / f"verify-{port_dir.name}"
+    if args.weights == "full":
+        from import_model.verify.oracle import ORACLE_PROMPTS
+
+        options.greedy_prompts = ORACLE_PROMPTS
+    report.progress(f"verifying on {'the real weights' if args.weights == 'full' else 'the tiny twin'} "
+                    "(a cold compile takes minutes)")
+    try:
+        result = run_verify(checkpoint, port_dir, options, progress=report.progress)
+    except MaxBuildError as exc:
+        paths = write_reports({"architecture": run.architecture, "checkpoint": str(checkpoint),
+                               "port_dir": str(port_dir), "passed": False,
+                               "error": {"step": exc.step, "details": exc.details}}, report_dir)
+        run.step("verify", "FAIL", f"{exc.message}; report: {paths['markdown']}")
+        run.verify = {"passed": False, "error": exc.step, "report": str(paths["markdown"])}
+        return False
+    payload = result.as_dict()
+    payload["per_tap"] = worst_by_tap(result.verdict.diffs, result.tap_order)
+    paths = write_reports(payload, report_dir)
+    first = payload.get("first_divergence")
+    worst = max((r["rel_l2"] for r in payload["per_tap"]), default=0.0)
+    run.verify = {"passed": result.verdict.passed, "first_divergence": first, "worst_rel_l2": worst,
+                  "per_tap": payload["per_tap"], "report": str(paths["markdown"]),
+                  "greedy_text": payload.get("greedy_text", [])}
+    detail = f"PASS (worst rel. L2 {worst:.1e})" if result.verdict.passed else \
+        f"FAIL: first divergence at {first['tap'] if first else '?'}"
+    run.step("verify", "PASS" if result.verdict.passed else "FAIL", f"{detail}; report: {paths['markdown']}")
+    return bool(result.verdict.passed)
+
+
+def _twin_for(source: Any, config: dict) -> Path:
+    from import_model.verify.twin import make_twin
+
+    if source.kind == "local" and source.has("twin.json"):
+        return Path(source.root).resolve()
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    target = cache_root() / "twins" / digest
+    if not (target / "config.json").is_file():
+        report.progress(f"making a tiny twin of {source.display}")
+        make_twin(config, target, force=True)
+    return target
+
+
+def catalog_section(run: PortRun) -> str:
+    """PORT.md's record of the catalog run: each delta, how it is implemented, and the verify verdict."""
+    from import_model.port.scaffold import md_table
+
+    lines = ["Written by `import-model port` from the delta catalog.", "",
+             md_table(["delta", "catalog entry", "status", "how"],
+                      [(r["rule"], r["entry"] or "-", r["status"], r["how"]) for r in run.deltas])]
+    if run.missing:
+        lines += ["", "Not implemented (marked `TODO(delta ...)` in the graph module):", ""]
+        lines += [f"- `{m['rule']}`: {m['reason']}" for m in run.missing]
+    lines += ["", md_table(["step", "status", "detail"], [(s["step"], s["status"], s["detail"]) for s in run.steps])]
+    if run.serve_command:
+        lines += ["", "Serve it:", "", "```", run.serve_command, "```"]
+    return "\n".join(lines)
+
+
+def _write_tracking(out_dir: Path, plan: Any, config: dict, run: PortRun, source: Any) -> None:
+    from import_model.port import tracking
+    from import_model.port.scaffold import plan_sections
+
+    card = source.read_text("README.md") if source.has("README.md") else None
+    sections = plan_sections(plan, config, card) | {"scaffold": catalog_section(run)}
+    if run.verify is not None:
+        tier = "6 (logit parity)" if run.verify.get("passed") else "not reached: verify failed"
+        sections["validation"] = f"Tier {tier}; report: {run.verify.get('report')}"
+    path = out_dir / "PORT.md"
+    text = tracking.planned_text(path, f"Port of {source.display} to MAX", sections)
+    atomic_write(path, text.encode())
+
+
+def _print(run: PortRun) -> None:
+    report.heading(f"port {run.architecture or run.model}")
+    report.table(None, ["step", "status", "detail"], [(s["step"], s["status"], s["detail"]) for s in run.steps])
+    if run.deltas:
+        report.table("delta list vs a Llama block", ["delta", "catalog entry", "status"],
+                     [(r["rule"], r["entry"] or "-", r["status"]) for r in run.deltas])
+    for missing in run.missing:
+        report.line(f"missing delta {missing['rule']}: {missing['reason']}")
+    if run.serve_command:
+        report.line(f"serve: {run.serve_command}")
+    verdict = {0: "verified", 1: "partial or diverging: see the rows above", 2: "refused"}.get(run.exit_code, "")
+    report.line(f"{verdict} ({run.seconds:.0f} s)")
