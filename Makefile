@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEMO   := .cache/demo
 
-.PHONY: setup demo test test-fast matrix bench lint clean
+.PHONY: setup demo test test-fast matrix port-matrix bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,14 +19,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## Main job: reconnaissance and the port plan for the built-in example (a Helium-family model MAX does not ship).
+## Main job: port the built-in example (a Helium-family model MAX does not ship) end to end, on its tiny twin.
 demo: setup
 	$(BIN)/import-model inspect examples/helium-2b
 	$(BIN)/import-model twin examples/helium-2b --output $(DEMO)/helium-twin --force
 	$(BIN)/import-model list-keys $(DEMO)/helium-twin --summary
-	$(BIN)/import-model list-archs --match HeliumForCausalLM || true
 	$(BIN)/import-model check-walls $(DEMO)/helium-twin
 	$(BIN)/import-model plan examples/helium-2b
+	$(BIN)/import-model port $(DEMO)/helium-twin --output-dir $(DEMO)/ports --force
 
 ## The test suite CI runs (real MAX, real transformers, local hub mirror).
 test: setup
@@ -35,13 +35,18 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not matrix and not slow"
 
-## Heavier matrices; writes docs/*results tables.
+## Heavier matrices; each writes its committed results table under docs/.
 matrix: setup
 	$(BIN)/python -m pytest -q -m matrix
+
+## `import-model port` on every target family and the real SmolLM2 weights: docs/port-matrix.md.
+port-matrix: setup
+	$(BIN)/python -m pytest -q -m matrix tests/test_port_matrix.py
 
 bench: setup
 	$(BIN)/python bench/recon_bench.py
 	$(BIN)/python bench/verify_bench.py
+	$(BIN)/python bench/port_bench.py
 
 lint: setup
 	$(BIN)/ruff check src tests scripts bench

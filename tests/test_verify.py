@@ -127,3 +127,36 @@ def test_port_that_does_not_import_reports_maxs_message(llama_twin: Path, tmp_pa
     assert "building the port's graph failed" in result.stderr
     report = (port.parent / f"verify-{port.name}" / "report.md").read_text()
     assert "SyntaxError" in report
+
+
+def test_checkpoint_missing_a_weight_is_refused_with_the_weight_named(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    source = family_twin_dir("llama")
+    for path in source.iterdir():
+        if path.name != "model.safetensors":
+            (checkpoint / path.name).write_bytes(path.read_bytes())
+    tensors = load_file(str(source / "model.safetensors"))
+    del tensors["model.layers.1.self_attn.o_proj.weight"]
+    save_file(tensors, str(checkpoint / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["architectures"] = [ARCH]
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    port = native_port("llama3", tmp_path / "ports", ARCH, "missing_weight")
+    result, _ = verify(str(checkpoint), "--port-dir", str(port), timeout=600)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("…")]  # progress lines aside
+    assert len(errors) == 1 and "layers.1.self_attn.o_proj.weight" in errors[0]
+
+
+def test_a_crash_inside_max_is_exit_2_with_a_report(llama_twin: Path, tmp_path: Path) -> None:
+    port = native_port("llama3", tmp_path / "ports", ARCH, "crashing")
+    (port / "model.py").write_text((port / "model.py").read_text()
+                                   + "\nimport os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    result, _ = verify(str(llama_twin), "--port-dir", str(port), timeout=600)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "MAX crashed (SIGSEGV)" in result.stderr.strip().splitlines()[-1]
+    report = (port.parent / f"verify-{port.name}" / "report.md").read_text()
+    assert "SIGSEGV" in report

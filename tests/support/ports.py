@@ -62,6 +62,27 @@ BREAKAGES: dict[str, Breakage] = {
 }
 
 
+#: Bugs planted in a catalog port written by `import-model port` (its ``layers.py``).
+CATALOG_BREAKAGES: dict[str, Breakage] = {
+    # Q, K and V computed without their biases (the weights still load): every attention layer is off.
+    "qkv_bias_dropped": Breakage(
+        "layers.py",
+        "q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)",
+        "q, k, v = (x @ p.weight.to(x.device).T for p in (self.q_proj, self.k_proj, self.v_proj))",
+        "layer_0",
+    ),
+}
+
+
+def plant(port: Path, bug: Breakage) -> Path:
+    """Apply ``bug`` to the copied or written port at ``port``."""
+    path = port / bug.file
+    text = path.read_text()
+    assert text.count(bug.old) == 1, f"{bug.old!r} not found once in {path}"
+    path.write_text(text.replace(bug.old, bug.new) + bug.append)
+    return port
+
+
 def renamed_checkpoint(source: Path, target: Path, architecture: str) -> Path:
     """A copy of ``source`` whose config names ``architecture`` (weights are linked, not copied)."""
     if target.exists():
@@ -78,10 +99,4 @@ def renamed_checkpoint(source: Path, target: Path, architecture: str) -> Path:
 
 def native_port(donor: str, out_dir: Path, architecture: str, slug: str, breakage: str | None = None) -> Path:
     port = copy_native_port(donor, out_dir, class_name=architecture, port_slug=slug, force=True)
-    if breakage:
-        bug = BREAKAGES[breakage]
-        path = port / bug.file
-        text = path.read_text()
-        assert text.count(bug.old) == 1, f"{bug.old!r} not found once in {path}"
-        path.write_text(text.replace(bug.old, bug.new) + bug.append)
-    return port
+    return plant(port, BREAKAGES[breakage]) if breakage else port

@@ -29,7 +29,59 @@ def add_verify_parser(sub: Any, command: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the JSON report")
 
 
+#: Set in the child that does the work; the parent only watches it (a crash inside MAX kills the child, not us).
+CHILD_FLAG = "IMPORT_MODEL_VERIFY_CHILD"
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    import os
+
+    if os.environ.get(CHILD_FLAG) != "1":
+        return _supervise(args)
+    return _verify_here(args)
+
+
+def child_argv(args: argparse.Namespace) -> list[str]:
+    """The same verify, as a command line for the child process."""
+    argv = ["verify", args.model, "--port-dir", str(args.port_dir), "--weights", args.weights,
+            "--decode-steps", str(args.decode_steps)]
+    for flag, value in (("--revision", args.revision), ("--rel-tol", args.rel_tol), ("--report-dir", args.report_dir)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for prompt in args.prompt or []:
+        argv += ["--prompt", prompt]
+    return argv + (["--json"] if args.json else [])
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """Run the verify in a child process; a signal death inside MAX becomes one line, a report and exit 2."""
+    import signal
+    import subprocess
+    import sys
+
+    from import_model.procs import child_env
+    from import_model.verify.report_files import write_reports
+
+    port_dir = Path(args.port_dir).resolve()
+    proc = subprocess.run([sys.executable, "-m", "import_model", *child_argv(args)], env=child_env(**{CHILD_FLAG: "1"}),
+                          check=False)
+    if proc.returncode >= 0:
+        return proc.returncode
+    try:
+        name = signal.Signals(-proc.returncode).name
+    except ValueError:
+        name = f"signal {-proc.returncode}"
+    report_dir = Path(args.report_dir) if args.report_dir else port_dir.parent / f"verify-{port_dir.name}"
+    details = (f"The verify process was killed by {name} while MAX built or ran the port's graph. "
+               "This is a crash inside MAX's compiler or runtime, not a parity result: try the port with "
+               "`max serve --devices cpu` to see MAX's own output, and check the port's shapes and dtypes.")
+    paths = write_reports({"architecture": "?", "checkpoint": args.model, "port_dir": str(port_dir), "passed": False,
+                           "error": {"step": "running MAX", "details": details}}, report_dir)
+    raise UserError(f"MAX crashed ({name}) while building or running the port; no parity result. "
+                    f"Report: {paths['markdown']}")
+
+
+def _verify_here(args: argparse.Namespace) -> int:
     from import_model.verify import parity
     from import_model.verify.engine import VerifyOptions, preflight, run_verify
     from import_model.verify.max_runner import MaxBuildError

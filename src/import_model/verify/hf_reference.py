@@ -40,12 +40,22 @@ class HFReference:
     def load(cls, checkpoint: Path) -> HFReference:
         import torch
         from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.set_verbosity_error()  # its load report would repeat, at length, what we say in one line
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32,
-                                                         trust_remote_code=False).eval()
+            model, info = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32,
+                                                               trust_remote_code=False, output_loading_info=True)
         except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad checkpoint
             raise UserError(f"the HF reference could not load {checkpoint}: {str(exc).splitlines()[0][:200]}") from None
+        missing = sorted(info.get("missing_keys") or [])
+        if missing:
+            # transformers fills missing weights with random values; comparing against that proves nothing.
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise UserError(f"{checkpoint} lacks weights the model needs: {shown}; the HF reference would make "
+                            "them up at random, so there is nothing to compare against (re-download or fix the "
+                            "checkpoint)")
+        model = model.eval()
         base = _first_attr(model, TAP_ATTRIBUTES["base"]) or model
         layers = _first_attr(base, TAP_ATTRIBUTES["layers"])
         if layers is None:

@@ -42,10 +42,19 @@ class MaxBuildError(UserError):
     """The port failed to import, build or compile; ``details`` keeps MAX's own message."""
 
     def __init__(self, step: str, details: str) -> None:
-        first = next((ln for ln in reversed(details.strip().splitlines()) if ln.strip()), "unknown error")
-        super().__init__(f"{step} failed: {first[:200]} (full message in the verify report)")
+        super().__init__(f"{step} failed: {headline(details)[:200]} (full message in the verify report)")
         self.step = step
         self.details = details
+
+
+def headline(details: str) -> str:
+    """The most telling line of MAX's message: a failed kernel constraint, else the last line that is not advice."""
+    lines = [ln.strip() for ln in details.strip().splitlines() if ln.strip()]
+    constraint = next((ln.split("constraint failed:", 1)[1].strip() for ln in lines if "constraint failed:" in ln), None)
+    if constraint:
+        return f"kernel constraint: {constraint}"
+    telling = [ln for ln in lines if not ln.startswith(("For more detailed", "Please file an issue"))]
+    return telling[-1] if telling else "unknown error"
 
 
 @dataclass
@@ -129,7 +138,8 @@ def _attr(obj: Any, names: tuple[str, ...]) -> Any:
 class MaxPort:
     """A port loaded in a MAX pipeline on CPU (float32), ready to run token ids with taps."""
 
-    def __init__(self, checkpoint: Path, port_dir: Path, *, max_length: int = 512, taps: bool = True) -> None:
+    def __init__(self, checkpoint: Path, port_dir: Path | None, *, max_length: int = 512, taps: bool = True) -> None:
+        """``port_dir`` None runs the checkpoint on MAX's own registration (a native baseline)."""
         self.tap_dir = Path(tempfile.mkdtemp(prefix="import-model-taps-"))
         self.hook = _TapHook()
         start = time.perf_counter()
@@ -139,7 +149,7 @@ class MaxPort:
             raise MaxBuildError("tap placement", "the graph has no module with `layers` and a head to tap; "
                                 "name them as in MAX_TAP_ATTRIBUTES")
 
-    def _build(self, checkpoint: Path, port_dir: Path, max_length: int, taps: bool) -> None:
+    def _build(self, checkpoint: Path, port_dir: Path | None, max_length: int, taps: bool) -> None:
         os.environ.setdefault("MAX_SERVE_DISABLE_TELEMETRY", "1")
         try:
             from max.nn.layer import layer as max_layer
@@ -150,7 +160,7 @@ class MaxPort:
             max_layer.add_layer_hook(self.hook)
         try:
             self.model = AutoModel(str(checkpoint), devices="cpu", quantization_encoding="float32",
-                                   custom_architectures=[str(port_dir)], enable_echo=True,
+                                   custom_architectures=[str(port_dir)] if port_dir else [], enable_echo=True,
                                    max_length=max_length, max_batch_size=1)
         except Exception as exc:  # noqa: BLE001 - MAX raises many kinds while importing and compiling a port
             import traceback

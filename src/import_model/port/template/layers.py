@@ -27,6 +27,7 @@ import numpy as np
 from max.dtype import DType
 from max.graph import DeviceRef, TensorValue, ops
 from max.nn.attention.mask_config import MHAMaskVariant
+from max.nn.clamp import clamp
 from max.nn.embedding import Embedding
 from max.nn.kernels import flash_attention_ragged, rope_ragged, store_k_cache_ragged, store_v_cache_ragged
 from max.nn.kv_cache import KVCacheParams, PagedCacheValues
@@ -209,7 +210,7 @@ class CatalogAttention(Module):
                  freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.clip_qkv is not None:
-            q, k, v = (ops.min(ops.max(t, -self.clip_qkv), self.clip_qkv) for t in (q, k, v))
+            q, k, v = (clamp(t, -self.clip_qkv, self.clip_qkv) for t in (q, k, v))
         if self.qk_norm == "whole_projection":
             q, k = self.q_norm(q), self.k_norm(k)
         q = q.reshape((-1, self.heads, self.head_dim))
@@ -218,16 +219,25 @@ class CatalogAttention(Module):
         if self.qk_norm == "per_head":
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rotary is not None:
-            table = ops.cast(self.rotary.value(x.device), q.dtype)
-            start = kv_collection.cache_lengths
-            q = rope_ragged(q, input_row_offsets, start, table, interleaved=self.interleaved, rope_first=True)
-            k = rope_ragged(k, input_row_offsets, start, table, interleaved=self.interleaved, rope_first=True)
+            q, k = self._rotate(q, input_row_offsets, kv_collection), self._rotate(k, input_row_offsets, kv_collection)
         store_k_cache_ragged(kv_collection, k, input_row_offsets, layer_idx)
         store_v_cache_ragged(kv_collection, v, input_row_offsets, layer_idx)
         mask = MHAMaskVariant.SLIDING_WINDOW_CAUSAL_MASK if self.window > 0 else MHAMaskVariant.CAUSAL_MASK
         out = flash_attention_ragged(self.kv_params, q, input_row_offsets, kv_collection, layer_idx,
                                      mask_variant=mask, scale=self.scale, local_window_size=self.window)
         return self.o_proj(out.reshape((-1, self.heads * self.head_dim)))
+
+
+    def _rotate(self, x: TensorValue, input_row_offsets: TensorValue, kv_collection: PagedCacheValues) -> TensorValue:
+        """Rotary on the leading ``rot_dim`` columns of each head (all of them unless partial)."""
+        assert self.rotary is not None
+        table = ops.cast(self.rotary.value(x.device), x.dtype)
+        start = kv_collection.cache_lengths
+        rot = self.rotary.rot_dim
+        if rot == self.head_dim:
+            return rope_ragged(x, input_row_offsets, start, table, interleaved=self.interleaved)
+        rotated = rope_ragged(x[:, :, :rot], input_row_offsets, start, table, interleaved=self.interleaved)
+        return ops.concat((rotated, x[:, :, rot:]), axis=-1)
 
 
 def attention_scale(config: Any, spec: dict[str, Any], head_dim: int) -> float:

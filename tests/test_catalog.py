@@ -1,0 +1,113 @@
+"""The delta catalog: which spec each family's anatomy selects, and how the port is written.
+
+The expected choices below restate each family's HF modeling code in
+transformers 5.12.1 (rotary helper, norm classes, block forward, MLP,
+attention scale, head): the catalog must select exactly those, and name what
+it cannot implement instead of writing a silent partial port.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import pytest
+
+from import_model.plan import make_plan
+from import_model.port.catalog import CATALOG, NORM_LAYOUTS, build_spec
+from import_model.port.catalog_port import CatalogPortRequest, catalog_files, entry_rows
+from import_model.port.scaffold import port_names
+from import_model.source import load_checkpoint, load_config, open_source
+from tests.support.families import family_twin_dir
+
+PRE = NORM_LAYOUTS[("sequential", "pre")]
+
+#: family -> spec fields that differ from a Llama block, as the HF modeling code has them.
+EXPECTED: dict[str, dict[str, Any]] = {
+    "helium": {"rotary_style": "interleaved"},  # HeliumAttention: rotate_half on x[..., ::2] / x[..., 1::2]
+    "arcee": {"mlp": "plain", "activation": "relu2"},  # ArceeMLP: down(act(up(x))), hidden_act relu2
+    "stablelm": {"norm": "layernorm", "norm_bias": True, "qkv_bias": True},  # nn.LayerNorm, use_qkv_bias
+    "starcoder2": {"norm": "layernorm", "norm_bias": True, "mlp": "plain", "activation": "gelu_tanh",
+                   "mlp_bias": True, "qkv_bias": True, "o_bias": True, "sliding_window": "all"},
+    "gemma": {"norm_offset": True, "activation": "gelu_tanh", "embedding_scale": "sqrt_hidden"},
+    "gemma2": {"norm_offset": True, "activation": "gelu_tanh", "embedding_scale": "sqrt_hidden", "block_norms": NORM_LAYOUTS[("sequential", "sandwich")],
+               "attention_scale": "query_pre_attn_scalar", "final_softcap": True, "sliding_window": "interleaved"},
+    "smollm3": {"nope": "no_rope_layers"},  # SmolLM3Attention: use_rope = config.no_rope_layers[layer_idx]
+    "gpt_neox": {"residual": "parallel", "block_norms": NORM_LAYOUTS[("parallel", "separate")],
+                 "norm": "layernorm", "norm_bias": True, "mlp": "plain", "activation": "gelu", "mlp_bias": True,
+                 "qkv_bias": True, "o_bias": True},
+    "phi": {"residual": "parallel", "block_norms": NORM_LAYOUTS[("parallel", "shared")], "norm": "layernorm",
+            "norm_bias": True, "mlp": "plain", "activation": "gelu_tanh", "mlp_bias": True, "qkv_bias": True,
+            "o_bias": True, "head_bias": True},
+    "cohere": {"residual": "parallel", "block_norms": NORM_LAYOUTS[("parallel", "shared")], "norm": "layernorm",
+               "norm_bias": False, "rotary_style": "interleaved", "logit_scale": True},
+    "glm": {"rotary_style": "interleaved", "qkv_bias": True},
+    "exaone4": {"block_norms": NORM_LAYOUTS[("sequential", "post")], "qk_norm": "per_head",
+                "sliding_window": "interleaved", "nope": "global_layers"},
+}
+
+#: family -> delta rules the catalog applies (vs MAX's llama3) and what it cannot implement.
+APPLIED: dict[str, set[str]] = {
+    "gpt_neox": {"fused_qkv", "partial_rotary", "residual", "mlp_kind", "norm_style"},
+    "glm": {"fused_gate_up", "partial_rotary", "rotary_style"},
+    "arcee": {"rope_scaling", "mlp_kind", "activation"},
+}
+MISSING: dict[str, set[str]] = {"gemma2": {"attention_softcap"}, "olmoe": {"moe"}, "qwen2_moe": {"moe"}}
+
+LLAMA_SPEC = {"norm": "rms", "norm_offset": False, "norm_bias": False, "residual": "sequential", "block_norms": PRE,
+              "qkv_bias": False, "o_bias": False, "qk_norm": "none", "rotary_style": "half_split", "nope": "none",
+              "sliding_window": "none", "attention_scale": "default", "mlp": "gated", "activation": "silu",
+              "mlp_bias": False, "embedding_scale": "none", "head_bias": False, "logit_scale": False,
+              "logits_divisor": False, "final_softcap": False}
+
+
+def _spec_for(family: str) -> tuple[Any, Any, list[str]]:
+    source = open_source(str(family_twin_dir(family)))
+    config = load_config(source)
+    plan = make_plan(source.display, config, load_checkpoint(source), donor="llama3")
+    rules = [d.rule for d in plan.deltas]
+    assert plan.anatomy is not None
+    return build_spec(plan.anatomy, config, rules), config, rules
+
+
+@pytest.mark.parametrize("family", sorted(EXPECTED))
+def test_family_spec_matches_the_modeling_code(family: str) -> None:
+    result, _config, _rules = _spec_for(family)
+    for key, llama_value in LLAMA_SPEC.items():
+        expected = EXPECTED[family].get(key, llama_value)
+        assert result.spec[key] == expected, f"{family}: spec[{key!r}] = {result.spec[key]!r}, expected {expected!r}"
+    assert {m.rule for m in result.missing} == MISSING.get(family, set())
+    if family in APPLIED:
+        assert APPLIED[family] <= {e.id for e in result.applied}
+
+
+@pytest.mark.parametrize("family", ["olmoe", "qwen2_moe"])
+def test_moe_is_named_outside_the_catalog(family: str) -> None:
+    result, _config, _rules = _spec_for(family)
+    assert not result.complete
+    reasons = " ".join(m.reason for m in result.missing)
+    assert "MoE routing is outside the catalog" in reasons
+
+
+def test_written_port_parses_and_marks_missing_deltas() -> None:
+    result, config, rules = _spec_for("gemma2")
+    request = CatalogPortRequest(port_names(config["architectures"][0], "gemma2"), result, "twin", tuple(rules))
+    files = catalog_files(request)
+    assert set(files) == {"__init__.py", "arch.py", "model_config.py", "model.py", "weight_adapters.py",
+                          "gemma2.py", "layers.py"}
+    graph = files["gemma2.py"]
+    assert "# TODO(delta attention_softcap)" in graph
+    assert "NOT implemented" in ast.get_docstring(ast.parse(graph)) or ""
+    namespace: dict[str, Any] = {}
+    spec_node = next(n for n in ast.parse(graph).body if isinstance(n, ast.AnnAssign))
+    namespace["SPEC"] = ast.literal_eval(spec_node.value)  # type: ignore[arg-type]
+    assert namespace["SPEC"] == result.spec
+    rows = {r["rule"]: r for r in entry_rows(result, tuple(rules))}
+    assert rows["attention_softcap"]["status"] == "missing"
+    assert rows["final_softcap"]["status"] == "implemented"
+
+
+def test_catalog_entries_are_unique_and_described() -> None:
+    ids = [e.id for e in CATALOG]
+    assert len(ids) == len(set(ids))
+    assert all(e.summary and e.rules for e in CATALOG)
