@@ -81,3 +81,13 @@ def test_existing_port_is_refused_without_force(tmp_path: Path) -> None:
                             env=child_env(), timeout=300)
     assert result.returncode == 2 and "already exists" in result.stderr
     assert (tmp_path / "helium" / "mine.py").read_text() == "# hand edits\n"
+
+
+def test_written_port_passes_the_audit_without_edits(tmp_path: Path) -> None:
+    code, payload, stderr = run_port(family_twin_dir("helium"), tmp_path, "--no-verify")
+    assert code == 0, stderr[-2000:]
+    assert payload["verify"] is None and {s["step"] for s in payload["steps"]} >= {"weight table", "gates"}
+    audit = subprocess.run([sys.executable, "-m", "import_model", "audit", payload["port_dir"]], capture_output=True,
+                           text=True, env=child_env(), timeout=120)
+    assert audit.returncode == 0, audit.stdout[-2000:]
+    assert "0 lie(s), 0 stale" in audit.stdout

@@ -32,9 +32,9 @@ class CatalogPortRequest:
 
 def _docstring(request: CatalogPortRequest) -> str:
     names, result = request.names, request.spec
-    applied = ", ".join(e.id for e in result.applied) or "none (a Llama-shaped decoder)"
+    applied = ", ".join(e.id for e in result.applied) or "none (the donor's block shape)"
     lines = [f"The {names.architecture} decoder graph, assembled from import-model's delta catalog.", "",
-             f"Deltas from a Llama block implemented here: {applied}."]
+             f"Deltas implemented here, relative to the llama3 donor's block: {applied}."]
     if result.missing:
         lines += ["", "NOT implemented (this port does not yet compute what the reference computes):"]
         lines += [f"- {m.trait}: {m.reason}" for m in result.missing]
@@ -69,11 +69,11 @@ class {names.graph}(CatalogDecoder):
 
 
 def render_config(names: PortNames) -> str:
-    return f'''"""Config for the {names.architecture} port: MAX's Llama3 config read through the family's key names.
+    return f'''"""Config for the {names.architecture} port: a subclass of the llama3 donor's config class.
 
-Families keep the numbers Llama3Config reads under other keys (GPT-NeoX has no
-``num_key_value_heads``, Phi and StableLm keep ``layer_norm_eps``); the view
-below answers Llama's names from the family's own before MAX reads them.
+Some families keep the numbers the donor's config reads under other keys (no
+``num_key_value_heads``, ``layer_norm_eps`` for the eps); the view below
+answers the donor's names from the family's own before MAX reads them.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ from typing import Any
 
 from max.pipelines.architectures.llama3.model_config import Llama3Config
 
-#: Llama name -> keys the family may use instead, first present wins.
+#: The donor's attribute name -> keys the family may use instead, first present wins.
 LLAMA_NAMES: dict[str, tuple[str, ...]] = {{
     "num_key_value_heads": ("num_attention_heads",),
     "rms_norm_eps": ("layer_norm_eps", "norm_eps", "layer_norm_epsilon", "norm_epsilon"),
@@ -92,7 +92,7 @@ LLAMA_NAMES: dict[str, tuple[str, ...]] = {{
 
 
 class LlamaNamedConfig:
-    """A read-only view of an HF config that also answers Llama's attribute names."""
+    """A read-only view of an HF config that also answers the donor's attribute names."""
 
     def __init__(self, config: Any) -> None:
         object.__setattr__(self, "_config", config)
@@ -115,7 +115,7 @@ class LlamaNamedConfig:
 
 
 class {names.config}(Llama3Config):
-    """Llama3Config fed through :class:`LlamaNamedConfig`; float32 and bfloat16 only."""
+    """The donor's config, inherited, fed through the view above; float32 and bfloat16 only."""
 
     DEFAULT_ENCODING = "float32"
     SUPPORTED_ENCODINGS = {{"float32", "bfloat16"}}
@@ -135,8 +135,9 @@ class {names.config}(Llama3Config):
 def render_model(names: PortNames) -> str:
     return f'''"""Pipeline model for the {names.architecture} port.
 
-Inputs, KV cache, batching and execution are MAX's Llama3 pipeline model's;
-the decoder graph is the port's own (``{names.graph_file}``). One device only.
+Inputs, KV cache, batching and execution are inherited from the llama3 donor's
+pipeline model; the decoder graph is the port's own (``{names.graph_file}``).
+One device only.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ from .{names.slug} import {names.graph}
 
 
 class {names.model}(Llama3Model):
-    """Llama3Model with the port's config and decoder."""
+    """Subclass of the donor's pipeline model with the port's config and decoder."""
 
     config_class = {names.config}
 
@@ -182,8 +183,8 @@ def render_adapters(names: PortNames) -> str:
     return f'''"""Weight adapter for the {names.architecture} port: checkpoint names onto the decoder's names.
 
 The table below is derived by ``import-model renames --write`` from the
-checkpoint's keys and the names the decoder asks for; MAX's Llama3 adapter
-then casts to the requested dtype.
+checkpoint's keys and the names the decoder asks for; the adapter imported
+from the llama3 donor then casts to the requested dtype.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Decoder blocks assembled from import-model's delta catalog.
 
-Every choice a model family makes that differs from a plain Llama block is an
-entry of ``SPEC`` in the port's graph module, and each entry is answered by one
+Every choice a model family makes that differs from the llama3 donor's block is
+an entry of ``SPEC`` in the port's graph module, and each entry is answered by one
 small, plain piece of code here: norms (RMS, ``1 + w`` RMS, LayerNorm with or
 without bias), attention options (biases, QK-norm per head or over the whole
 projection, partial and interleaved rotary, NoPE layers, sliding-window layer
@@ -116,7 +116,7 @@ class RotaryTable:
     """The ``[cos, sin]`` table MAX's rope kernel reads, built once per graph.
 
     Frequencies come from transformers' own initializer for the config's rope
-    type (default, linear, dynamic, yarn, llama3, longrope, ...), so scaling
+    type (default, linear, yarn and every other type it knows), so scaling
     matches the reference by construction; the table is ``rot_dim`` wide, and
     the kernel rotates only the leading ``rot_dim`` columns of each head.
     """
@@ -382,7 +382,7 @@ class CatalogDecoder(Transformer):
             embedding_multiplier=embedding_multiplier(config, spec),
         )
 
-    # Graph inputs and tracing are exactly Llama3's (ragged tokens, row offsets, paged KV cache).
+    # Graph inputs and tracing are borrowed from the donor's graph (ragged tokens, row offsets, paged KV cache).
     def input_tree(self, kv_params: KVCacheParams, needs_hidden_state_input: bool = False) -> Any:
         return Llama3.input_tree(self, kv_params, needs_hidden_state_input)  # type: ignore[arg-type]
 
