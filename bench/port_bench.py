@@ -114,10 +114,9 @@ def main() -> int:
     for label, wall, passed in rows:
         print(f"| {label} | {wall:.1f} s | {'PASS' if passed else 'FAIL'} |")
     # 2. ported vs native.
-    from tests.support.smollm2 import smollm2_checkpoint
-    from tests.test_verify import smollm2_f32
+    from tests.support.smollm2 import smollm2_float32
 
-    smol = smollm2_f32.__wrapped__(smollm2_checkpoint())  # type: ignore[attr-defined]
+    smol = smollm2_float32("SmolBenchForCausalLM")
     native_smol = renamed_checkpoint(smol, work / "smol-native", "LlamaForCausalLM")
     _, smol_port = run_port(smol, work / "smol-ports", child_env(), "--no-verify")
     pairs = [("SmolLM2-135M real weights (Llama but its class name)", smol, Path(smol_port["port_dir"]), native_smol)]

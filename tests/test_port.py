@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from import_model.procs import child_env
 from tests.support.families import family_twin_dir
+from tests.support.ports import CATALOG_BREAKAGES, plant
 
 IN_CI = ["helium", "gpt_neox", "gemma", "exaone4"]
 
@@ -33,10 +35,24 @@ def run_port(model: Path, out_dir: Path, *extra: str, timeout: int = 1500) -> tu
     return result.returncode, payload, result.stderr
 
 
+@pytest.fixture(scope="module")
+def ported(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[int, dict, str, Path]]:
+    """``port`` each family once per module; later tests reuse the written port and its compiled graph."""
+    runs: dict[str, tuple[int, dict, str, Path]] = {}
+
+    def get(family: str) -> tuple[int, dict, str, Path]:
+        if family not in runs:
+            out = tmp_path_factory.mktemp(f"port-{family}")
+            runs[family] = (*run_port(family_twin_dir(family), out), out)
+        return runs[family]
+
+    return get
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", IN_CI)
-def test_family_ports_and_passes(family: str, tmp_path: Path) -> None:
-    code, payload, stderr = run_port(family_twin_dir(family), tmp_path)
+def test_family_ports_and_passes(family: str, ported: Callable[[str], tuple[int, dict, str, Path]]) -> None:
+    code, payload, stderr, tmp_path = ported(family)
     assert code == 0, stderr[-2000:]
     steps = {s["step"]: s for s in payload["steps"]}
     assert steps["weight table"]["status"] == "done" and steps["gates"]["status"] == "done"
@@ -91,3 +107,23 @@ def test_written_port_passes_the_audit_without_edits(tmp_path: Path) -> None:
                            text=True, env=child_env(), timeout=120)
     assert audit.returncode == 0, audit.stdout[-2000:]
     assert "0 lie(s), 0 stale" in audit.stdout
+
+
+@pytest.mark.slow
+def test_planted_missing_bias_fails_at_the_first_layer(ported: Callable[[str], tuple[int, dict, str, Path]],
+                                                       tmp_path: Path) -> None:
+    import shutil
+
+    code, payload, _stderr, _out = ported("gpt_neox")
+    assert code == 0
+    port = tmp_path / "gpt_neox"
+    shutil.copytree(payload["port_dir"], port)
+    bug = CATALOG_BREAKAGES["qkv_bias_dropped"]
+    plant(port, bug)
+    result = subprocess.run([sys.executable, "-m", "import_model", "verify", str(family_twin_dir("gpt_neox")),
+                             "--port-dir", str(port), "--json"], capture_output=True, text=True, env=child_env(),
+                            timeout=1500)
+    assert result.returncode == 1, result.stderr[-2000:]
+    verdict = json.loads(result.stdout)
+    assert verdict["first_divergence"]["tap"] == bug.first_tap
+    assert all(row["ok"] for row in verdict["per_tap"] if row["tap"] == "embed")

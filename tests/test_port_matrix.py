@@ -88,9 +88,9 @@ def test_smollm2_real_weights_port_serve_and_chat(smollm2_dir: Path, tmp_path: P
     import httpx
 
     from import_model.verify.serve import MaxServer, ServeOptions
-    from tests.test_verify import smollm2_f32 as make_f32
+    from tests.support.smollm2 import smollm2_float32
 
-    checkpoint = make_f32.__wrapped__(smollm2_dir)  # type: ignore[attr-defined]
+    checkpoint = smollm2_float32("SmolCatalogForCausalLM")
     start = time.perf_counter()
     code, payload, stderr = run_port(checkpoint, tmp_path, "--weights", "full")
     seconds = time.perf_counter() - start

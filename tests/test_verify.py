@@ -74,15 +74,9 @@ def test_broken_port_fails_at_the_right_layer(breakage: str, llama_twin: Path, t
 @pytest.fixture(scope="module")
 def smollm2_f32(smollm2_dir: Path) -> Path:
     """SmolLM2 in float32 (MAX's CPU encoding) under a class name MAX does not register."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from tests.support.smollm2 import smollm2_float32
 
-    target = REPO / ".cache" / "smollm2-f32"
-    if not (target / "model.safetensors").is_file():
-        model = AutoModelForCausalLM.from_pretrained(str(smollm2_dir), dtype=torch.float32)
-        model.save_pretrained(str(target))
-        AutoTokenizer.from_pretrained(str(smollm2_dir)).save_pretrained(str(target))
-    return renamed_checkpoint(target, REPO / ".cache" / "smollm2-f32-port", "SmolPortForCausalLM")
+    return smollm2_float32("SmolPortForCausalLM")
 
 
 @pytest.mark.slow

@@ -101,3 +101,26 @@ def smollm2_checkpoint() -> Path:
 
 if __name__ == "__main__":
     print(smollm2_checkpoint())
+
+
+def smollm2_float32(architecture: str = "SmolPortForCausalLM") -> Path:
+    """SmolLM2 in float32 (MAX's CPU encoding) whose config names ``architecture``, a class MAX does not register.
+
+    The float32 copy is written once beside the bf16 checkpoint; the renamed view links its files.
+    """
+    from tests.support.ports import renamed_checkpoint
+
+    source = smollm2_checkpoint()
+    target = source.with_name(source.name + "-f32")
+    if not (target / "model.safetensors").is_file():
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+        model.save_pretrained(str(staging))
+        AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(staging))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    return renamed_checkpoint(target, target.with_name(f"{target.name}-{architecture}"), architecture)
