@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from import_model import report
-from import_model.cache import atomic_write
 from import_model.errors import UserError
 from import_model.plan.planner import Plan, make_plan, top
 from import_model.source import load_checkpoint, load_config, open_source
@@ -21,7 +20,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(source, progress=report.progress)
     plan = make_plan(source.display, config, checkpoint, donor=args.donor)
     if args.markdown:
-        _write_markdown(Path(args.markdown), plan)
+        card = source.read_text("README.md") if source.has("README.md") else None
+        _write_markdown(Path(args.markdown), plan, config, card)
     if args.json:
         report.emit_json(plan.as_dict())
     else:
@@ -29,15 +29,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_markdown(path: Path, plan: Plan) -> None:
+def _write_markdown(path: Path, plan: Plan, config: dict, card: str | None) -> None:
+    """The tracking document (PORT.md layout): guard, card, config and the plan in the delta section."""
     from import_model.plan.markdown import render_markdown
+    from import_model.port import tracking
+    from import_model.port.scaffold import plan_sections
 
     if path.is_dir():
         raise UserError(f"--markdown {path}: is a directory; name a file")
     if not path.parent.is_dir():
         raise UserError(f"--markdown {path}: the folder {path.parent} does not exist")
+    sections = plan_sections(plan, config, card) if not plan.is_native else {}
+    sections["deltas"] = render_markdown(plan).split("\n", 1)[1].strip()
     try:
-        atomic_write(path, render_markdown(plan).encode())
+        tracking.write_tracking(path, f"Port of {plan.model} to MAX", sections)
     except OSError as exc:
         raise UserError(f"--markdown {path}: cannot write ({exc.strerror or exc})") from exc
 

@@ -266,4 +266,6 @@ def _print(run: PortRun) -> None:
     if run.serve_command:
         report.line(f"serve: {run.serve_command}")
     verdict = {0: "verified", 1: "partial or diverging: see the rows above", 2: "refused"}.get(run.exit_code, "")
+    if run.exit_code == 0 and run.port_dir and run.verify is None:
+        verdict = "written and gated, not verified (--no-verify)"
     report.line(f"{verdict} ({run.seconds:.0f} s)")

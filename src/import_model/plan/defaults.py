@@ -97,7 +97,7 @@ def default_plan(config: dict, checkpoint: Checkpoint | None, donor_encodings: l
                         f"{human_bytes(row['kv_cache_bytes_8k_tokens'])} of KV cache for 8k tokens fit one 80 GB GPU")
     else:
         distribution = (f"shard tensor-parallel across {gpus} GPUs: {human_bytes(total)} of {encoding} weights and "
-                        "8k-token KV cache exceed one 80 GB GPU (read distributed-transformer.md before the donor)")
+                        "8k-token KV cache exceed one 80 GB GPU (read references/distributed-transformer.md before choosing the donor)")
     if row and estimated:
         distribution += " (sizes estimated from the config: no weights were read)"
     quantization = _quantization_text(encoding, _quant_method(config), donor_encodings or [], donor)

@@ -145,6 +145,12 @@ def _value(anatomy: Anatomy, key: str, default: Any = None) -> Any:
     return anatomy.value(key, default)
 
 
+def _scaled_by_module(anatomy: Anatomy) -> bool:
+    """HF applies the embedding scale inside the embedding module (its output, the embed tap, is scaled)."""
+    row = anatomy.row("embedding.scale")
+    return bool(row and row.value != "none" and "Embedding(" in str(row.evidence))
+
+
 def build_spec(anatomy: Anatomy, config: dict[str, Any], rules: list[str] | None = None) -> SpecResult:
     """The port template's ``SPEC`` for ``anatomy``; ``rules`` are the plan's delta rules (for ``applied``)."""
     missing: list[MissingDelta] = []
@@ -193,6 +199,7 @@ def build_spec(anatomy: Anatomy, config: dict[str, Any], rules: list[str] | None
         "mlp_bias": bool(_value(anatomy, "mlp.bias", False)),
         "embedding_scale": {"multiplier": "config"}.get(_value(anatomy, "embedding.scale", "none"),
                                                         _value(anatomy, "embedding.scale", "none")),
+        "embedding_scale_in_module": _scaled_by_module(anatomy),
         "head_bias": bool(_value(anatomy, "head.bias", False)),
         "logit_scale": _value(anatomy, "head.logit_scale") is not None,
         "logits_divisor": _value(anatomy, "head.logits_divisor") is not None,

@@ -155,6 +155,7 @@ class {names.model}(Llama3Model):
     """Subclass of the donor's pipeline model with the port's config and decoder."""
 
     config_class = {names.config}
+    model_config_cls = {names.config}
 
     def _create_model_config(self, state_dict: dict[str, Any]) -> Any:
         config = {names.config}.initialize(self.pipeline_config, max_seq_len=self.max_seq_len)

@@ -35,6 +35,7 @@ from max.nn.layer import Module
 from max.nn.linear import Linear
 from max.nn.norm import LayerNorm, RMSNorm
 from max.nn.transformer import Transformer
+from max.nn.transformer.transformer import logits_postprocess
 from max.pipelines.architectures.llama3.llama3 import Llama3
 
 #: ``config.json`` keys each runtime number may live under, first present wins.
@@ -317,7 +318,11 @@ class CatalogBlock(Module):
 
 
 class CatalogHead(Linear):
-    """The LM head: a linear (bias optional), then logit scale, divisor and final soft-cap."""
+    """The LM head: a linear (bias optional); :meth:`finish` applies logit scale, divisor and final soft-cap.
+
+    HF applies those after its ``lm_head`` module (in the ``ForCausalLM``
+    forward), so they stay outside this module's own output here too.
+    """
 
     def __init__(self, *, spec: dict[str, Any], config: Any, dtype: DType, device: DeviceRef) -> None:
         super().__init__(int(config.hidden_size), int(config.vocab_size), dtype, device, has_bias=spec["head_bias"])
@@ -326,8 +331,7 @@ class CatalogHead(Linear):
         cap = config_value(config, "final_softcap") if spec["final_softcap"] else None
         self.softcap = float(cap) if cap else None
 
-    def __call__(self, x: TensorValue) -> TensorValue:
-        logits = super().__call__(x)
+    def finish(self, logits: TensorValue) -> TensorValue:
         if self.logit_scale != 1.0:
             logits = logits * self.logit_scale
         if self.divisor != 1.0:
@@ -335,6 +339,18 @@ class CatalogHead(Linear):
         if self.softcap is not None:
             logits = ops.tanh(logits / self.softcap) * self.softcap
         return logits
+
+
+class CatalogEmbedding(Embedding):
+    """Token embedding; when the HF embedding module scales its own output, the scale is applied here too."""
+
+    def __init__(self, vocab: int, hidden: int, dtype: DType, device: DeviceRef, *, scale: float = 1.0) -> None:
+        super().__init__(vocab, hidden, dtype, device)
+        self.scale = scale
+
+    def __call__(self, indices: Any) -> TensorValue:
+        embedded = super().__call__(indices)
+        return embedded * self.scale if self.scale != 1.0 else embedded
 
 
 class _NoRope:
@@ -370,7 +386,10 @@ class CatalogDecoder(Transformer):
             mlp = CatalogMLP(spec=spec, config=config, dtype=dtype, device=device)
             layers.append(CatalogBlock(spec=spec, config=config, attention=attention, mlp=mlp, dtype=dtype,
                                        device=device))
-        embedding = Embedding(int(config.vocab_size), int(config.hidden_size), dtype, device)
+        scale = embedding_multiplier(config, spec)
+        inside = spec.get("embedding_scale_in_module", False)
+        embedding = CatalogEmbedding(int(config.vocab_size), int(config.hidden_size), dtype, device,
+                                     scale=scale if inside else 1.0)
         head = CatalogHead(spec=spec, config=config, dtype=dtype, device=device)
         if tie_word_embeddings:
             head.set_shared_weight("weight", embedding.weight)
@@ -379,8 +398,16 @@ class CatalogDecoder(Transformer):
             dim=int(config.hidden_size), n_heads=int(config.num_attention_heads), layers=layers,
             norm=make_norm(spec, int(config.hidden_size), eps, dtype, device), output=head, embedding=embedding,
             kv_params=kv_params, rope=_NoRope(), return_logits=return_logits,
-            embedding_multiplier=embedding_multiplier(config, spec),
+            embedding_multiplier=1.0 if inside else scale,
         )
+
+    def _postprocess_logits(self, h: TensorValue, input_row_offsets: TensorValue, return_n_logits: TensorValue,
+                            capture_hidden_states: Any = None) -> tuple[TensorValue, ...]:
+        head = self.lm_head
+        return logits_postprocess(h, input_row_offsets, return_n_logits, norm=self.norm,
+                                  lm_head=lambda x: head.finish(head(x)), return_logits=self.return_logits,
+                                  return_hidden_states=self.return_hidden_states,
+                                  capture_hidden_states=capture_hidden_states)
 
     # Graph inputs and tracing are borrowed from the donor's graph (ragged tokens, row offsets, paged KV cache).
     def input_tree(self, kv_params: KVCacheParams, needs_hidden_state_input: bool = False) -> Any:
