@@ -637,7 +637,12 @@ def write_adapter_table(port_dir: Path, mapping: WeightMapping) -> Path:
         new_text = text[:begin] + block + after
     else:
         new_text = text + ("" if text.endswith("\n") else "\n") + "\n\n" + block
-    compile(new_text, str(path), "exec")  # never write a file that does not parse
+    try:
+        compile(new_text, str(path), "exec")  # never write a file that does not parse
+    except (SyntaxError, ValueError) as exc:
+        where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
+        raise UserError(f"{path} would not parse with the weight table added{where}: "
+                        f"{getattr(exc, 'msg', None) or exc}; fix the file by hand, then write again") from None
     atomic_write(path, new_text.encode())
     return path
 
