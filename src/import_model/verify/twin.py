@@ -511,6 +511,11 @@ def _architecture(config: dict[str, Any], model_type: str) -> tuple[str, type]:
     if not name:
         raise UserError(f"model_type {model_type!r} has no causal-LM class in transformers; cannot build a twin")
     cls = getattr(transformers, name, None)
+    if cls is None and not config.get("auto_map") and MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type):
+        # A class name transformers does not know (a renamed or private class) over a known model_type:
+        # the weights are built by the model_type's own causal-LM class; the config keeps the declared name.
+        cls = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type], None)
+        return name, cls
     if cls is None:
         hint = " (it is remote code, see auto_map)" if config.get("auto_map") else ""
         raise UserError(f"architecture {name!r} is not a transformers class{hint}; cannot build a twin")
@@ -732,6 +737,7 @@ def _write_files(tmp: Path, model: Any, tokenizer: Any, marker: dict[str, Any]) 
     config_path = tmp / "config.json"
     saved = json.loads(config_path.read_text())
     saved["dtype"] = saved["torch_dtype"] = "float32"  # torch_dtype for readers older than transformers 5
+    saved["architectures"] = [marker["architecture"]]  # the declared class, even one transformers does not name
     config_path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
     (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True, default=str) + "\n")
 
