@@ -82,8 +82,8 @@ def cmd_port(args: argparse.Namespace) -> int:
 def _port(args: argparse.Namespace, run: PortRun) -> int:
     from import_model.plan.planner import architecture_of, make_plan
     from import_model.port.catalog import build_spec
-    from import_model.port.scaffold import _check_target, check_slug, default_slug, port_names
-    from import_model.recon import registry, walls
+    from import_model.port.scaffold import check_slug, check_target, default_slug, port_names
+    from import_model.recon import registry
     from import_model.source import load_checkpoint, load_config, open_source
 
     out_dir = Path(args.output_dir).expanduser().resolve()
@@ -103,16 +103,9 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
     if args.weights == "full" and source.kind != "local":
         raise UserError("--weights full needs the checkpoint on disk: download it (hf download) and pass the folder")
     slug = check_slug(args.slug or default_slug(config), out_dir)
-    _check_target(out_dir, slug, args.force)
+    check_target(out_dir, slug, args.force)
     checkpoint = load_checkpoint(source, progress=report.progress)
-    findings = walls.scan_walls(config, checkpoint, source.files())
-    wall_code = walls.exit_code(findings)
-    if wall_code == 2:
-        blockers = "; ".join(f"{f.code}: {f.reason}" for f in findings if f.level == walls.BLOCK)
-        run.step("walls", "blocked", blockers)
-        raise UserError(f"{source.display} hits a wall the catalog cannot port: {blockers} (see check-walls)")
-    run.step("walls", "clear" if wall_code == 0 else "warnings",
-             "; ".join(f.code for f in findings) or "no walls")
+    _walls(source, config, checkpoint, run)
     report.progress("planning: anatomy, donor ranking, delta list")
     plan = make_plan(source.display, config, checkpoint, donor=CATALOG_BASE)
     best = make_plan(source.display, config, checkpoint).chosen
@@ -148,6 +141,19 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
     if any(s["status"] == "FAIL" for s in run.steps):
         return 1
     return 0 if verified in (True, None) else 1
+
+
+def _walls(source: Any, config: dict, checkpoint: Any, run: PortRun) -> None:
+    """A blocker stops the run (exit 2); warnings are recorded and the run goes on."""
+    from import_model.recon import walls
+
+    findings = walls.scan_walls(config, checkpoint, source.files())
+    code = walls.exit_code(findings)
+    if code == 2:
+        blockers = "; ".join(f"{f.code}: {f.reason}" for f in findings if f.level == walls.BLOCK)
+        run.step("walls", "blocked", blockers)
+        raise UserError(f"{source.display} hits a wall the catalog cannot port: {blockers} (see check-walls)")
+    run.step("walls", "clear" if code == 0 else "warnings", "; ".join(f.code for f in findings) or "no walls")
 
 
 def _weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, run: PortRun) -> None:

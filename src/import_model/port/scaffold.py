@@ -1134,7 +1134,7 @@ def _drop_import(text: str, name: str) -> str:
 # --------------------------------------------------------------------------- writing
 
 
-def _check_target(out_dir: Path, slug: str, force: bool) -> Path:
+def check_target(out_dir: Path, slug: str, force: bool) -> Path:
     """``out_dir/slug``, refused when it exists (unless ``force``) or would lead outside ``out_dir``."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--output-dir {out_dir} is a file; name a directory")
@@ -1320,7 +1320,7 @@ def scaffold_port(request: ScaffoldRequest, progress: Callable[[str], None] | No
         raise UserError(f"MAX registers {architecture} natively (slug {natives[0].slug}): no port needed; "
                         f"serve it with: {registry.serve_command(source.display)}")
     slug = check_slug(request.slug or default_slug(config), out_dir)
-    _check_target(out_dir, slug, request.force)
+    check_target(out_dir, slug, request.force)
     tracking_path = out_dir / "PORT.md"
     if tracking_path.is_symlink():
         raise UserError(f"{tracking_path} is a symbolic link; refusing to write through it")
