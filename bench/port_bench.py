@@ -11,6 +11,7 @@ Prints Markdown tables:
      register, so `port` writes a catalog port: Llama in all but its name;
    - Helium and GPT-NeoX twins widened to SmolLM2's shape (576 wide, 30
      layers, 9 heads / 3 KV heads), each against a Llama twin of that shape.
+3. HF transformers eager against the MAX port on SmolLM2-135M, same prompt and steps.
 """
 
 from __future__ import annotations
@@ -57,8 +58,33 @@ def measure(checkpoint: str, port_dir: str | None) -> dict:
     return {"build_s": build, "ttft_s": statistics.median(ttft[1:]), "decode_tps": statistics.median(rates[1:])}
 
 
+def measure_hf(checkpoint: str) -> dict:
+    """HF transformers eager, float32 on CPU: the same prompt, prefill then DECODE_STEPS cached greedy steps."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    ids = torch.tensor([[(7 * i + 3) % 400 + 10 for i in range(PROMPT_TOKENS)]])
+    ttft, rates = [], []
+    with torch.no_grad():
+        for _ in range(RUNS + 1):
+            start = time.perf_counter()
+            out = model(ids, use_cache=True)
+            ttft.append(time.perf_counter() - start)
+            cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            start = time.perf_counter()
+            for _ in range(DECODE_STEPS):
+                out = model(token, past_key_values=cache, use_cache=True)
+                cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            rates.append(DECODE_STEPS / (time.perf_counter() - start))
+    return {"ttft_s": statistics.median(ttft[1:]), "decode_tps": statistics.median(rates[1:])}
+
+
 def child(checkpoint: Path, port_dir: Path | None) -> dict:
     args = [sys.executable, __file__, "--measure", str(checkpoint), str(port_dir or "")]
+    if port_dir == Path("hf"):
+        args = [sys.executable, __file__, "--measure-hf", str(checkpoint)]
     result = subprocess.run(args, capture_output=True, text=True, env=child_env(), check=False)
     if result.returncode != 0:
         raise SystemExit(f"measuring {checkpoint} failed: {result.stderr[-800:]}")
@@ -129,17 +155,27 @@ def main() -> int:
           f"median of {RUNS}, float32 on CPU)\n")
     print("| model | port TTFT | native TTFT | TTFT ratio (native/port) | port decode tok/s | native decode tok/s "
           "| decode ratio (port/native) |\n|---|---|---|---|---|---|---|")
+    measured: dict[Path, dict] = {}
     for name, checkpoint, port_dir, native in pairs:
-        ported = child(checkpoint, port_dir)
+        ported = measured[port_dir] = child(checkpoint, port_dir)
         base = child(native, None)
         print(f"| {name} | {ported['ttft_s'] * 1000:.0f} ms | {base['ttft_s'] * 1000:.0f} ms | "
               f"{base['ttft_s'] / ported['ttft_s']:.2f} | {ported['decode_tps']:.1f} | {base['decode_tps']:.1f} | "
               f"{ported['decode_tps'] / base['decode_tps']:.2f} |")
+    hf, ported = child(smol, Path("hf")), measured[Path(smol_port["port_dir"])]
+    print("\n## HF eager vs the MAX port on SmolLM2-135M (float32, CPU, same prompt and steps)\n")
+    print("| runtime | TTFT | decode tok/s |\n|---|---|---|")
+    print(f"| transformers eager | {hf['ttft_s'] * 1000:.0f} ms | {hf['decode_tps']:.1f} |")
+    print(f"| MAX catalog port | {ported['ttft_s'] * 1000:.0f} ms | {ported['decode_tps']:.1f} |")
+    print(f"| ratio (MAX / HF decode) | - | {ported['decode_tps'] / hf['decode_tps']:.2f} |")
     return 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--measure":
         print(json.dumps(measure(sys.argv[2], sys.argv[3] or None)))
+        sys.exit(0)
+    if len(sys.argv) == 3 and sys.argv[1] == "--measure-hf":
+        print(json.dumps(measure_hf(sys.argv[2])))
         sys.exit(0)
     sys.exit(main())
