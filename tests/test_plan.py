@@ -180,7 +180,7 @@ def test_starcoder2_anatomy() -> None:
     assert value(plan, "mlp.kind") == "plain" and value(plan, "mlp.activation") == "gelu_tanh"
     assert value(plan, "mlp.bias") is True
     assert value(plan, "attention.qkv_bias") is True and value(plan, "attention.o_bias") is True
-    assert value(plan, "attention.sliding_window") == "all" and value(plan, "attention.window") == 16
+    assert value(plan, "attention.sliding_window") == "all" and value(plan, "attention.window") == 128
 
 
 def test_phi_anatomy() -> None:

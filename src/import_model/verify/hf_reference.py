@@ -44,8 +44,11 @@ class HFReference:
 
         hf_logging.set_verbosity_error()  # its load report would repeat, at length, what we say in one line
         try:
+            # Eager attention is the reference: the fused sdpa path silently drops options such as Gemma2's
+            # attention-logit soft-cap, so it is not what the model computes.
             model, info = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32,
-                                                               trust_remote_code=False, output_loading_info=True)
+                                                               trust_remote_code=False, output_loading_info=True,
+                                                               attn_implementation="eager")
         except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad checkpoint
             raise UserError(f"the HF reference could not load {checkpoint}: {str(exc).splitlines()[0][:200]}") from None
         missing = sorted(info.get("missing_keys") or [])
