@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from max.dtype import DType
-from max.graph import DeviceRef, TensorValue, ops
+from max.graph import DeviceRef, Graph, TensorValue, ops
 from max.nn.attention.mask_config import MHAMaskVariant
 from max.nn.clamp import clamp
 from max.nn.embedding import Embedding
@@ -119,7 +119,7 @@ class RotaryTable:
     Frequencies come from transformers' own initializer for the config's rope
     type (default, linear, yarn and every other type it knows), so scaling
     matches the reference by construction; the table is ``rot_dim`` wide, and
-    the kernel rotates only the leading ``rot_dim`` columns of each head.
+    attention rotates only the leading ``rot_dim`` columns of each head.
     """
 
     def __init__(self, config: Any, rot_dim: int, max_seq_len: int, layer_type: str | None = None) -> None:
@@ -129,12 +129,14 @@ class RotaryTable:
         angles = np.outer(positions, inv_freq.astype(np.float32))
         table = np.stack([np.cos(angles), np.sin(angles)], axis=-1) * np.float32(attention_factor)
         self.table = table.reshape(max_seq_len, rot_dim).astype(np.float32)
-        self._value: TensorValue | None = None
+        self._values: dict[int, TensorValue] = {}
 
     def value(self, device: DeviceRef) -> TensorValue:
-        if self._value is None:
-            self._value = ops.constant(self.table, DType.float32, device=device)
-        return self._value
+        """The table as a constant of the graph being built (one per graph, shared by its layers)."""
+        graph = id(Graph.current)
+        if graph not in self._values:
+            self._values[graph] = ops.constant(self.table, DType.float32, device=device)
+        return self._values[graph]
 
 
 def _inverse_frequencies(config: Any, rot_dim: int, max_seq_len: int,
