@@ -80,6 +80,7 @@ def test_every_command_and_flag_mentioned_exists(path: Path) -> None:
             assert flag in commands[name] or flag == "--help", f"{path.name}: `import-model {name} {flag}` is unknown"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("where", "body"), _runnable(), ids=[w for w, _ in _runnable()])
 def test_runnable_block_runs(where: str, body: str) -> None:
     for family in sorted(set(re.findall(r"\.cache/test-twins/(\w+)", body))):

@@ -96,6 +96,7 @@ def _kill_after(argv: list[str], delay: float) -> None:
     proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.3, 0.9, 1.6, 2.5])
 def test_twin_killed_mid_write_leaves_old_or_new(tmp_path: Path, delay: float) -> None:
     target = tmp_path / "twin"
@@ -109,6 +110,7 @@ def test_twin_killed_mid_write_leaves_old_or_new(tmp_path: Path, delay: float) -
         f"half-written twin after SIGKILL at {delay}s: {sorted(after)}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [1.0, 4.0, 8.0])
 def test_port_killed_mid_write_keeps_the_previous_port(tmp_path: Path, delay: float) -> None:
     model = str(family_twin_dir("helium"))
