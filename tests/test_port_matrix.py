@@ -37,6 +37,10 @@ def _taps(verify: dict | None) -> str:
     worst: dict[str, float] = {}
     for row in verify["per_tap"]:
         worst[row["tap"]] = max(worst.get(row["tap"], 0.0), row["max_abs"])
+    layers = {tap: value for tap, value in worst.items() if tap.startswith("layer_")}
+    if len(layers) > 6:  # a real model: the worst block stands for the rest
+        top = max(layers, key=layers.__getitem__)
+        worst = {k: v for k, v in worst.items() if k not in layers} | {f"worst of {len(layers)} blocks ({top})": layers[top]}
     return ", ".join(f"{tap} {value:.1e}" for tap, value in worst.items())
 
 
