@@ -65,7 +65,7 @@ def results_table():
         "family's tiny twin (float32, CPU, tolerance rel. L2 1e-4), and on the real SmolLM2-135M weights.",
         "Max error per tap is the largest absolute difference over prompts, prefill and decode. "
         "PARTIAL: the port is written, the missing delta is named and verify shows where it diverges (exit 1).",
-        "Time includes the cold graph compile.", "",
+        "Time is the whole `port` run (plan, port, weight table, gates, verify) with the graph already in MAX's compile cache; a cold compile adds 1.5 to 3 minutes per family (see docs/benchmarks.md).", "",
         "| family | closest native donor | deltas implemented | missing deltas | max abs error per tap "
         "| first divergence | verdict | time s | note |",
         "|---|---|---|---|---|---|---|---|---|",
