@@ -78,7 +78,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("final_softcap", ("final_softcap",), ("final_softcap",), "final-logit soft-cap tanh(x/c)*c"),
     CatalogEntry("logit_scale", ("logit_scale",), ("logit_scale",), "logits multiplied by logit_scale"),
     CatalogEntry("logits_divisor", ("logits_divisor",), ("logits_divisor",), "logits divided by logits_scaling"),
-    CatalogEntry("embedding_scale", ("embedding_scale",), ("embedding_scale",),
+    CatalogEntry("embedding_scale", ("embedding_scale",), ("embedding_scale", "embedding_scale_in_module"),
                  "embeddings times sqrt(hidden_size) or a configured multiplier"),
     CatalogEntry("tied_head", ("tied_head",), (), "LM head shares the embedding matrix", "embed_tokens.weight"),
     CatalogEntry("head_bias", ("head_bias",), ("head_bias",), "LM head bias", "lm_head.bias"),

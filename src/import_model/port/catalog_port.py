@@ -10,7 +10,6 @@ comments and the module docstring, never hidden.
 
 from __future__ import annotations
 
-import pprint
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -39,13 +38,23 @@ def _docstring(request: CatalogPortRequest) -> str:
         lines += ["", "NOT implemented (this port does not yet compute what the reference computes):"]
         lines += [f"- {m.trait}: {m.reason}" for m in result.missing]
     else:
-        lines += ["Every trait the planner found is covered; parity is proven by `import-model verify`."]
+        lines += ["Every trait the planner found is covered; `import-model verify` checks parity (result in PORT.md)."]
     return "\n".join(lines)
+
+
+def render_spec(result: SpecResult) -> str:
+    """``SPEC`` as a dict literal, one field per line; fields a catalog entry set say which delta they answer."""
+    why = {name: entry for entry in result.applied for name in entry.fields}
+    lines = ["{"]
+    for key, value in result.spec.items():
+        note = f"  # delta {why[key].id}" if key in why else ""
+        lines.append(f"    {key!r}: {value!r},{note}")
+    return "\n".join(lines + ["}"])
 
 
 def render_graph(request: CatalogPortRequest) -> str:
     names, result = request.names, request.spec
-    spec_text = pprint.pformat(result.spec, indent=4, width=100, sort_dicts=False)
+    spec_text = render_spec(result)
     missing = "".join(f"# TODO(delta {m.rule}): {m.reason}\n" for m in result.missing)
     return f'''"""{_docstring(request)}
 """
