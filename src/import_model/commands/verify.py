@@ -71,6 +71,8 @@ def _supervise(args: argparse.Namespace) -> int:
         name = signal.Signals(-proc.returncode).name
     except ValueError:
         name = f"signal {-proc.returncode}"
+    if -proc.returncode in (signal.SIGINT, signal.SIGTERM):
+        raise UserError(f"verify was interrupted ({name}); nothing was compared")
     report_dir = Path(args.report_dir) if args.report_dir else port_dir.parent / f"verify-{port_dir.name}"
     details = (f"The verify process was killed by {name} while MAX built or ran the port's graph. "
                "This is a crash inside MAX's compiler or runtime, not a parity result: try the port with "
