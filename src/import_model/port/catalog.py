@@ -153,7 +153,16 @@ def _scaled_by_module(anatomy: Anatomy) -> bool:
 
 def build_spec(anatomy: Anatomy, config: dict[str, Any], rules: list[str] | None = None) -> SpecResult:
     """The port template's ``SPEC`` for ``anatomy``; ``rules`` are the plan's delta rules (for ``applied``)."""
-    missing: list[MissingDelta] = []
+    missing = _unsupported(anatomy)
+    spec = _spec(anatomy, config, missing)
+    rules = list(rules or [])
+    applied = [BY_RULE[r] for r in dict.fromkeys(rules) if r in BY_RULE]
+    return SpecResult(spec, applied, missing + _uncovered(rules, missing))
+
+
+def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
+    """Traits whose value the template cannot express."""
+    missing = []
     for key, allowed in SUPPORTED.items():
         value = _value(anatomy, key)
         if value is not None and value not in allowed:
@@ -163,6 +172,14 @@ def build_spec(anatomy: Anatomy, config: dict[str, Any], rules: list[str] | None
         value = _value(anatomy, key)
         if test(value):
             missing.append(MissingDelta(key, value, reason))
+    sliding = _value(anatomy, "attention.sliding_window", "none")
+    if sliding not in ("none", "all", "interleaved"):
+        missing.append(MissingDelta("attention.sliding_window", sliding, "this sliding-window form is not in the catalog"))
+    return missing
+
+
+def _block_norms(anatomy: Anatomy, missing: list[MissingDelta]) -> tuple[str, dict[str, str]]:
+    """The residual wiring and its norm names (role -> HF module name)."""
     residual = _value(anatomy, "block.residual", "sequential")
     placement = _value(anatomy, "block.parallel_norm", "shared") if residual == "parallel" else \
         _value(anatomy, "block.norms", "pre")
@@ -171,49 +188,59 @@ def build_spec(anatomy: Anatomy, config: dict[str, Any], rules: list[str] | None
         missing.append(MissingDelta("block.norms", f"{residual}/{placement}",
                                     "this norm placement and residual wiring is not in the catalog"))
         norms = NORM_LAYOUTS[("sequential", "pre")]
-    nope = _value(anatomy, "rotary.nope_layers", "none")
-    sliding = _value(anatomy, "attention.sliding_window", "none")
-    pattern = str(_value(anatomy, "attention.layer_pattern") or "")
+    return residual, dict(norms)
+
+
+def _renamed(value: Any, names: dict[str, str]) -> Any:
+    return names.get(value, value)
+
+
+def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta]) -> dict[str, Any]:
+    def value(key: str, default: Any = None) -> Any:
+        return _value(anatomy, key, default)
+
+    residual, norms = _block_norms(anatomy, missing)
+    nope = value("rotary.nope_layers", "none")
+    sliding = value("attention.sliding_window", "none")
     spec: dict[str, Any] = {
-        "norm": _value(anatomy, "norm.kind", "rms"),
-        "norm_offset": bool(_value(anatomy, "norm.offset", False)),
-        "norm_bias": bool(_value(anatomy, "norm.bias", False)),
+        "norm": value("norm.kind", "rms"),
+        "norm_offset": bool(value("norm.offset", False)),
+        "norm_bias": bool(value("norm.bias", False)),
         "residual": residual,
-        "block_norms": dict(norms),
-        "residual_multiplier": _value(anatomy, "block.residual_multiplier") not in (None, 1.0),
-        "qkv_bias": bool(_value(anatomy, "attention.qkv_bias", False)),
-        "o_bias": bool(_value(anatomy, "attention.o_bias", False)),
-        "qk_norm": _value(anatomy, "attention.qk_norm", "none"),
-        "qk_norm_type": "layernorm" if _value(anatomy, "attention.qk_norm_type") == "layernorm" else "rms",
-        "rotary_style": _value(anatomy, "rotary.style", "half_split"),
+        "block_norms": norms,
+        "residual_multiplier": value("block.residual_multiplier") not in (None, 1.0),
+        "qkv_bias": bool(value("attention.qkv_bias", False)),
+        "o_bias": bool(value("attention.o_bias", False)),
+        "qk_norm": value("attention.qk_norm", "none"),
+        "qk_norm_type": "layernorm" if value("attention.qk_norm_type") == "layernorm" else "rms",
+        "rotary_style": value("rotary.style", "half_split"),
         "nope": "none" if nope in ("none", None, []) else
                 ("no_rope_layers" if "no_rope_layers" in config else "global_layers"),
-        "rope_per_layer_type": _value(anatomy, "rotary.local_theta") is not None,
+        "rope_per_layer_type": value("rotary.local_theta") is not None,
         "sliding_window": sliding if sliding in ("none", "all", "interleaved") else "none",
-        "pattern_period": len(pattern) or None,
-        "attention_scale": {"multiplier": "attention_multiplier"}.get(
-            _value(anatomy, "attention.scale", "default"), _value(anatomy, "attention.scale", "default")),
-        "clip_qkv": _value(anatomy, "attention.clip_qkv") is not None,
-        "mlp": _value(anatomy, "mlp.kind", "gated"),
-        "activation": _value(anatomy, "mlp.activation", "silu"),
-        "mlp_bias": bool(_value(anatomy, "mlp.bias", False)),
-        "embedding_scale": {"multiplier": "config"}.get(_value(anatomy, "embedding.scale", "none"),
-                                                        _value(anatomy, "embedding.scale", "none")),
+        "pattern_period": len(str(value("attention.layer_pattern") or "")) or None,
+        "attention_scale": _renamed(value("attention.scale", "default"), {"multiplier": "attention_multiplier"}),
+        "clip_qkv": value("attention.clip_qkv") is not None,
+        "mlp": value("mlp.kind", "gated"),
+        "activation": value("mlp.activation", "silu"),
+        "mlp_bias": bool(value("mlp.bias", False)),
+        "embedding_scale": _renamed(value("embedding.scale", "none"), {"multiplier": "config"}),
         "embedding_scale_in_module": _scaled_by_module(anatomy),
-        "head_bias": bool(_value(anatomy, "head.bias", False)),
-        "logit_scale": _value(anatomy, "head.logit_scale") is not None,
-        "logits_divisor": _value(anatomy, "head.logits_divisor") is not None,
-        "final_softcap": _value(anatomy, "head.final_softcap") is not None,
+        "head_bias": bool(value("head.bias", False)),
+        "logit_scale": value("head.logit_scale") is not None,
+        "logits_divisor": value("head.logits_divisor") is not None,
+        "final_softcap": value("head.final_softcap") is not None,
     }
     if spec["rotary_style"] == "none":
         spec["nope"] = "all"
-    if sliding not in ("none", "all", "interleaved"):
-        missing.append(MissingDelta("attention.sliding_window", sliding, "this sliding-window form is not in the catalog"))
-    applied = [BY_RULE[r] for r in dict.fromkeys(rules or []) if r in BY_RULE]
+    return spec
+
+
+def _uncovered(rules: list[str], missing: list[MissingDelta]) -> list[MissingDelta]:
+    """Plan delta rules no catalog entry answers and no missing trait already names."""
     covered = {r for e in CATALOG for r in e.rules}
     traits = {r.id: r.traits for r in DELTA_RULES}
-    for rule in rules or []:
-        if rule not in covered and not any(m.trait in traits.get(rule, ()) or m.trait.split(".")[0] == rule
-                                           for m in missing):
-            missing.append(MissingDelta(rule, None, f"delta `{rule}` has no catalog entry"))
-    return SpecResult(spec, list(dict.fromkeys(applied)), missing)
+    named = {m.trait for m in missing}
+    return [MissingDelta(rule, None, f"delta `{rule}` has no catalog entry") for rule in dict.fromkeys(rules)
+            if rule not in covered and not (named & set(traits.get(rule, ())))
+            and rule not in {t.split(".")[0] for t in named}]
