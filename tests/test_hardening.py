@@ -159,3 +159,21 @@ def test_token_never_appears_in_output(tmp_path: Path) -> None:
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
     assert os.environ.get("HF_TOKEN") != secret
+
+
+def test_verify_refuses_remote_code_unless_trusted(tmp_path: Path) -> None:
+    from tests.support.ports import native_port, renamed_checkpoint
+
+    checkpoint = renamed_checkpoint(family_twin_dir("llama"), tmp_path / "ckpt", "RemoteLlamaForCausalLM")
+    config_path = checkpoint / "config.json"
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_remote.RemoteLlamaForCausalLM"}
+    config_path.write_text(json.dumps(config))
+    (checkpoint / "modeling_remote.py").write_text("raise SystemExit('remote code ran')\n")
+    port = native_port("llama3", tmp_path / "ports", "RemoteLlamaForCausalLM", "remote_llama")
+    result = subprocess.run([sys.executable, "-m", "import_model", "verify", str(checkpoint), "--port-dir", str(port)],
+                            capture_output=True, text=True, env=child_env(), timeout=600)
+    assert result.returncode == 2, result.stderr[-1500:]
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "--trust-remote-code" in error[0] and "auto_map" in error[0]
+    assert "remote code ran" not in result.stderr + result.stdout

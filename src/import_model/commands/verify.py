@@ -26,6 +26,9 @@ def add_verify_parser(sub: Any, command: Any) -> None:
     p.add_argument("--decode-steps", type=int, default=3, help="greedy decode steps after prefill (default 3)")
     p.add_argument("--rel-tol", type=float, default=None, help="relative L2 tolerance per tap (default 1e-4)")
     p.add_argument("--report-dir", metavar="DIR", help="where report.md/.json/.svg go (default: beside the port)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let the HF reference import modeling code shipped in the checkpoint (auto_map); that "
+                        "code runs with your rights, so read it first")
     p.add_argument("--json", action="store_true", help="print the JSON report")
 
 
@@ -50,6 +53,7 @@ def child_argv(args: argparse.Namespace) -> list[str]:
             argv += [flag, str(value)]
     for prompt in args.prompt or []:
         argv += ["--prompt", prompt]
+    argv += ["--trust-remote-code"] if args.trust_remote_code else []
     return argv + (["--json"] if args.json else [])
 
 
@@ -96,7 +100,7 @@ def _verify_here(args: argparse.Namespace) -> int:
         raise UserError("--decode-steps must be between 0 and 64")
     checkpoint = _checkpoint_for(args)
     report_dir = Path(args.report_dir) if args.report_dir else port_dir.parent / f"verify-{port_dir.name}"
-    options = VerifyOptions(decode_steps=args.decode_steps)
+    options = VerifyOptions(decode_steps=args.decode_steps, trust_remote_code=args.trust_remote_code)
     if args.prompt:
         options.prompts = tuple(args.prompt)
     if args.rel_tol is not None:
@@ -106,7 +110,7 @@ def _verify_here(args: argparse.Namespace) -> int:
     if args.weights == "full":
         from import_model.verify.oracle import ORACLE_PROMPTS
 
-        notes = _oracle_first(checkpoint)
+        notes = _oracle_first(checkpoint, args.trust_remote_code)
         options.greedy_prompts = ORACLE_PROMPTS
     try:
         result = run_verify(checkpoint, port_dir, options, progress=report.progress)
@@ -145,14 +149,15 @@ def _checkpoint_for(args: argparse.Namespace) -> Path:
     return target
 
 
-def _oracle_first(checkpoint: Path) -> list[str]:
+def _oracle_first(checkpoint: Path, trust_remote_code: bool = False) -> list[str]:
     from transformers import AutoTokenizer
 
     from import_model.verify.hf_reference import HFReference
     from import_model.verify.oracle import check_oracle
 
     report.progress("checking the HF oracle on the model's own prompt format first")
-    check = check_oracle(HFReference.load(checkpoint), AutoTokenizer.from_pretrained(str(checkpoint)))
+    check = check_oracle(HFReference.load(checkpoint, trust_remote_code),
+                         AutoTokenizer.from_pretrained(str(checkpoint), trust_remote_code=trust_remote_code))
     if not check.sane:
         raise UserError("the HF reference itself looks broken (" + "; ".join(check.problems)
                         + "): fix the checkpoint, tokenizer or chat template before comparing a port against it",

@@ -41,6 +41,8 @@ class VerifyOptions:
     #: Chat-formatted prompts whose greedy text must match HF token for token (real weights).
     greedy_prompts: tuple[str, ...] = ()
     greedy_tokens: int = 16
+    #: Let transformers run modeling code shipped in the checkpoint's repository (auto_map).
+    trust_remote_code: bool = False
 
 
 @dataclass
@@ -98,8 +100,8 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
 
     _config, architecture = preflight(checkpoint, port_dir)
     progress("loading the HF reference (float32, CPU)")
-    reference = HFReference.load(checkpoint)
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    reference = HFReference.load(checkpoint, options.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), trust_remote_code=options.trust_remote_code)
     order = tap_names(reference.num_layers)
     progress("building the port's graph in MAX with taps (a cold compile takes minutes on a small CPU)")
     port = MaxPort(checkpoint, port_dir, max_length=options.max_length)

@@ -37,17 +37,20 @@ class HFReference:
     num_layers: int
 
     @classmethod
-    def load(cls, checkpoint: Path) -> HFReference:
+    def load(cls, checkpoint: Path, trust_remote_code: bool = False) -> HFReference:
+        """The reference in float32 on CPU; a repo that ships its own modeling code needs ``trust_remote_code``."""
         import torch
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # its load report would repeat, at length, what we say in one line
+        refuse_remote_code(checkpoint, trust_remote_code)
         try:
             # Eager attention is the reference: the fused sdpa path silently drops options such as Gemma2's
             # attention-logit soft-cap, so it is not what the model computes.
             model, info = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32,
-                                                               trust_remote_code=False, output_loading_info=True,
+                                                               trust_remote_code=trust_remote_code,
+                                                               output_loading_info=True,
                                                                attn_implementation="eager")
         except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad checkpoint
             raise UserError(f"the HF reference could not load {checkpoint}: {str(exc).splitlines()[0][:200]}") from None
@@ -109,6 +112,21 @@ def _capture(taps: dict[str, np.ndarray], name: str):  # noqa: ANN202 - a torch 
         taps[name] = value[0].detach().float().numpy().copy()
 
     return hook
+
+
+def refuse_remote_code(checkpoint: Path, trusted: bool) -> None:
+    """Stop before transformers would import Python shipped in the model repository, unless the user said so."""
+    import json
+
+    try:
+        config = json.loads((checkpoint / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # transformers reports a missing or broken config itself
+    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    if auto_map and not trusted:
+        raise UserError(f"{checkpoint}: config.json maps the model to Python files in the repository (auto_map); "
+                        "the HF reference would import and run them with your user's rights. Read them first; "
+                        "pass --trust-remote-code only if you trust that code")
 
 
 def _first_attr(obj: Any, names: tuple[str, ...]) -> Any:
