@@ -11,7 +11,6 @@ diverges, and the exit code is 1: an honest partial port, never a silent one.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from import_model import report
-from import_model.cache import atomic_write, cache_root
+from import_model.cache import atomic_write
 from import_model.errors import UserError
 
 #: The catalog ports on MAX's Llama3 pipeline plumbing; the plan still ranks every donor.
@@ -80,7 +79,7 @@ def cmd_port(args: argparse.Namespace) -> int:
 
 
 def _port(args: argparse.Namespace, run: PortRun) -> int:
-    from import_model.plan.planner import architecture_of, make_plan
+    from import_model.plan.planner import architecture_of, make_plan, top
     from import_model.port.catalog import build_spec
     from import_model.port.scaffold import check_slug, check_target, default_slug, port_names
     from import_model.recon import registry
@@ -108,7 +107,7 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
     _walls(source, config, checkpoint, run)
     report.progress("planning: anatomy, donor ranking, delta list")
     plan = make_plan(source.display, config, checkpoint, donor=CATALOG_BASE)
-    best = make_plan(source.display, config, checkpoint).chosen
+    best = next(iter(top(plan, 1)), None)  # the ranking is computed whatever donor is forced
     rules = tuple(d.rule for d in plan.deltas)
     assert plan.anatomy is not None
     result = build_spec(plan.anatomy, config, list(rules))
@@ -193,8 +192,9 @@ def _verify(args: argparse.Namespace, source: Any, config: dict, port_dir: Path,
     import sys
 
     from import_model.procs import child_env
+    from import_model.verify.twin import twin_of
 
-    checkpoint = Path(args.model).resolve() if args.weights == "full" else _twin_for(source, config)
+    checkpoint = Path(args.model).resolve() if args.weights == "full" else twin_of(source, config, report.progress)
     report.progress(f"verifying on {'the real weights' if args.weights == 'full' else 'the tiny twin'} "
                     "(a cold compile takes minutes)")
     argv = [sys.executable, "-m", "import_model", "verify", str(checkpoint), "--port-dir", str(port_dir),
@@ -216,19 +216,6 @@ def _verify(args: argparse.Namespace, source: Any, config: dict, port_dir: Path,
         f"FAIL: first divergence at {first['tap'] if first else '?'}"
     run.step("verify", "PASS" if passed else "FAIL", f"{detail}; report: {report_path}")
     return passed
-
-
-def _twin_for(source: Any, config: dict) -> Path:
-    from import_model.verify.twin import make_twin
-
-    if source.kind == "local" and source.has("twin.json"):
-        return Path(source.root).resolve()
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    target = cache_root() / "twins" / digest
-    if not (target / "config.json").is_file():
-        report.progress(f"making a tiny twin of {source.display}")
-        make_twin(config, target, force=True)
-    return target
 
 
 def catalog_section(run: PortRun) -> str:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from import_model import report
-from import_model.cache import cache_root
 from import_model.errors import UserError
 from import_model.source import load_config, open_source
 
@@ -136,17 +133,9 @@ def _checkpoint_for(args: argparse.Namespace) -> Path:
         if source.kind != "local":
             raise UserError("--weights full needs the checkpoint on disk: download it (hf download) and pass the folder")
         return Path(args.model).resolve()
-    if source.kind == "local" and (Path(args.model) / "twin.json").is_file():
-        return Path(args.model).resolve()  # already a twin: check it as it is
-    config = load_config(source)
-    from import_model.verify.twin import make_twin
+    from import_model.verify.twin import twin_of
 
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    target = cache_root() / "twins" / digest
-    if not (target / "config.json").is_file():
-        report.progress(f"making a tiny twin of {source.display}")
-        make_twin(config, target, force=True)
-    return target
+    return twin_of(source, load_config(source), report.progress)
 
 
 def _oracle_first(checkpoint: Path, trust_remote_code: bool = False) -> list[str]:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from import_model.port.native_copy import registered_names
+from import_model.port.native_copy import registered_names, stem_of
 
 OK, LIE, STALE = "OK", "Lie", "Stale"
 
@@ -64,8 +64,6 @@ LINEAGE = re.compile(r"\bdonor\b|derived from|copied from|\bsubclass|\binherit|\
 #: Words that turn a behaviour claim into what the port does not (yet) do.
 NEGATION = re.compile(r"\b(not|no|never|without|instead of|yet|lacks?|remove|drop|todo|missing)\b", re.I)
 OPEN_DELTA = re.compile(r"TODO\(delta\b")
-#: Suffixes stripped from registered class names to get the port's own family (PhiForCausalLM -> phi).
-_SUFFIXES = ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel", "Model")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\"'])|\n\s*\n")
 
 
@@ -125,12 +123,7 @@ def audit_port(port_dir: Path) -> AuditResult:
 def own_families(port_dir: Path) -> set[str]:
     """Lower-case names that are the port's own model (its registered class stems and its slug)."""
     names = {port_dir.name.lower()}
-    for name in registered_names(port_dir):
-        for suffix in _SUFFIXES:
-            if name.endswith(suffix) and len(name) > len(suffix):
-                name = name[: -len(suffix)]
-                break
-        names.add(name.lower())
+    names.update(stem_of(name).lower() for name in registered_names(port_dir))
     return names
 
 

@@ -23,6 +23,17 @@ SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SKIP = {"__pycache__", "recipes"}
 
 
+#: Suffixes of HF class names; what is left is the family stem (PhiForCausalLM -> Phi).
+ARCH_SUFFIXES = ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel", "Model")
+
+
+def stem_of(architecture: str) -> str:
+    for suffix in ARCH_SUFFIXES:
+        if architecture.endswith(suffix) and len(architecture) > len(suffix):
+            return architecture[: -len(suffix)]
+    return architecture
+
+
 def validate_slug(slug: str) -> str:
     if not SLUG.match(slug):
         raise UserError(f"slug {slug!r} is not valid: use lowercase letters, digits and _, starting with a letter")

@@ -729,16 +729,9 @@ def checkpoint_for_dry_build(source: Any, config: dict[str, Any], checkpoint: An
     if source.kind == "local" and checkpoint is not None and checkpoint.weight_format == "safetensors" \
             and checkpoint.total_bytes <= DRY_BUILD_MAX_BYTES:
         return Path(source.display).resolve(), False
-    from import_model.cache import cache_root
-    from import_model.verify.twin import make_twin
+    from import_model.verify.twin import cached_twin
 
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    target = cache_root() / "twins" / digest
-    if not (target / "config.json").is_file():
-        if progress:
-            progress(f"making a tiny twin of {source.display} to build the graph on")
-        make_twin(config, target, force=True)
-    return target, True
+    return cached_twin(config, progress, f"making a tiny twin of {source.display} to build the graph on"), True
 
 
 def _standin_for(details: str, config: dict[str, Any], standins: dict[str, str]) -> str | None:

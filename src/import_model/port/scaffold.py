@@ -42,7 +42,7 @@ from pathlib import Path
 from import_model.cache import atomic_write
 from import_model.errors import UserError
 from import_model.plan.donors import Delta
-from import_model.port.native_copy import copy_native_port, validate_slug
+from import_model.port.native_copy import copy_native_port, stem_of, validate_slug
 from import_model.recon import registry
 
 ARCH_PACKAGE = "max.pipelines.architectures"
@@ -55,7 +55,6 @@ ROLE_FILES: dict[str, str] = {
     "weights": "weight_adapters.py",
 }
 #: Suffixes of HF class names; what is left names the port's classes (HeliumForCausalLM -> Helium).
-ARCH_SUFFIXES = ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel", "Model")
 #: Base-class names that mark a MAX graph module (the class a pipeline model instantiates).
 GRAPH_BASES = frozenset({"Transformer", "Module", "Layer"})
 #: Graph classes with these name fragments build the multi-device variant; the port runs on one device.
@@ -101,13 +100,6 @@ class PortNames:
     @property
     def graph_file(self) -> str:
         return f"{self.slug}.py"
-
-
-def stem_of(architecture: str) -> str:
-    for suffix in ARCH_SUFFIXES:
-        if architecture.endswith(suffix) and len(architecture) > len(suffix):
-            return architecture[: -len(suffix)]
-    return architecture
 
 
 def port_names(architecture: str, slug: str) -> PortNames:

@@ -742,6 +742,27 @@ def _write_files(tmp: Path, model: Any, tokenizer: Any, marker: dict[str, Any]) 
     (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def cached_twin(config: dict[str, Any], progress: Callable[[str], None] | None = None,
+                message: str = "making a tiny twin") -> Path:
+    """The twin of ``config`` in the shared cache: built once, reused by verify, renames and port."""
+    from import_model.cache import cache_root
+
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    target = cache_root() / "twins" / digest
+    if not (target / "config.json").is_file():
+        if progress:
+            progress(message)
+        make_twin(config, target, force=True)
+    return target
+
+
+def twin_of(source: Any, config: dict[str, Any], progress: Callable[[str], None] | None = None) -> Path:
+    """What a twin verify runs on: ``source`` itself when it is already a twin, else its cached twin."""
+    if source.kind == "local" and source.has(MARKER):
+        return Path(source.root).resolve()
+    return cached_twin(config, progress, f"making a tiny twin of {source.display}")
+
+
 def config_fingerprint(config: dict[str, Any], seed: int, num_layers: int | None) -> str:
     """Stable hash of what determines a twin: source config, seed, depth and the recipe (this file's code)."""
     recipe = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
