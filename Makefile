@@ -43,10 +43,9 @@ matrix: setup
 port-matrix: setup
 	$(BIN)/python -m pytest -q -m matrix tests/test_port_matrix.py
 
+## One run, one table of speed and memory: docs/benchmarks.md.
 bench: setup
-	$(BIN)/python bench/recon_bench.py
-	$(BIN)/python bench/verify_bench.py
-	$(BIN)/python bench/port_bench.py
+	$(BIN)/python bench/bench.py --write docs/benchmarks.md
 
 lint: setup
 	$(BIN)/ruff check src tests scripts bench

@@ -30,7 +30,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "starcoder2": {"norm": "layernorm", "norm_bias": True, "mlp": "plain", "activation": "gelu_tanh",
                    "mlp_bias": True, "qkv_bias": True, "o_bias": True, "sliding_window": "all"},
     "gemma": {"norm_offset": True, "activation": "gelu_tanh", "embedding_scale": "sqrt_hidden"},
-    "gemma2": {"norm_offset": True, "activation": "gelu_tanh", "embedding_scale": "sqrt_hidden", "block_norms": NORM_LAYOUTS[("sequential", "sandwich")],
+    "gemma2": {"attention_softcap": True, "norm_offset": True, "activation": "gelu_tanh",
+               "embedding_scale": "sqrt_hidden", "block_norms": NORM_LAYOUTS[("sequential", "sandwich")],
                "attention_scale": "query_pre_attn_scalar", "final_softcap": True, "sliding_window": "interleaved"},
     "smollm3": {"nope": "no_rope_layers"},  # SmolLM3Attention: use_rope = config.no_rope_layers[layer_idx]
     "gpt_neox": {"residual": "parallel", "block_norms": NORM_LAYOUTS[("parallel", "separate")],
@@ -52,13 +53,13 @@ APPLIED: dict[str, set[str]] = {
     "glm": {"fused_gate_up", "partial_rotary", "rotary_style"},
     "arcee": {"rope_scaling", "mlp_kind", "activation"},
 }
-MISSING: dict[str, set[str]] = {"gemma2": {"attention_softcap"}, "olmoe": {"moe"}, "qwen2_moe": {"moe"}}
+MISSING: dict[str, set[str]] = {"apertus": {"activation"}, "olmoe": {"moe"}, "qwen2_moe": {"moe"}}
 
 LLAMA_SPEC = {"norm": "rms", "norm_offset": False, "norm_bias": False, "residual": "sequential", "block_norms": PRE,
               "qkv_bias": False, "o_bias": False, "qk_norm": "none", "rotary_style": "half_split", "nope": "none",
               "sliding_window": "none", "attention_scale": "default", "mlp": "gated", "activation": "silu",
               "mlp_bias": False, "embedding_scale": "none", "head_bias": False, "logit_scale": False,
-              "logits_divisor": False, "final_softcap": False}
+              "logits_divisor": False, "final_softcap": False, "attention_softcap": False}
 
 
 def _spec_for(family: str) -> tuple[Any, Any, list[str]]:
@@ -90,21 +91,30 @@ def test_moe_is_named_outside_the_catalog(family: str) -> None:
 
 
 def test_written_port_parses_and_marks_missing_deltas() -> None:
-    result, config, rules = _spec_for("gemma2")
-    request = CatalogPortRequest(port_names(config["architectures"][0], "gemma2"), result, "twin", tuple(rules))
+    result, config, rules = _spec_for("apertus")
+    request = CatalogPortRequest(port_names(config["architectures"][0], "apertus"), result, "twin", tuple(rules))
     files = catalog_files(request)
     assert set(files) == {"__init__.py", "arch.py", "model_config.py", "model.py", "weight_adapters.py",
-                          "gemma2.py", "layers.py"}
-    graph = files["gemma2.py"]
-    assert "# TODO(delta attention_softcap)" in graph
+                          "apertus.py", "layers.py"}
+    graph = files["apertus.py"]
+    assert "# TODO(delta activation)" in graph
     assert "NOT implemented" in ast.get_docstring(ast.parse(graph)) or ""
     namespace: dict[str, Any] = {}
     spec_node = next(n for n in ast.parse(graph).body if isinstance(n, ast.AnnAssign))
     namespace["SPEC"] = ast.literal_eval(spec_node.value)  # type: ignore[arg-type]
     assert namespace["SPEC"] == result.spec
+    # xIELU is not in the catalog: silu stands in (so the port builds) and the row says so.
+    assert result.spec["activation"] == "silu"
+    assert "`silu` stands in" in next(m.reason for m in result.missing if m.rule == "activation")
     rows = {r["rule"]: r for r in entry_rows(result, tuple(rules))}
-    assert rows["attention_softcap"]["status"] == "missing"
-    assert rows["final_softcap"]["status"] == "implemented"
+    assert rows["activation"]["status"] == "missing"
+    assert rows["qk_norm"]["status"] == "implemented"
+
+
+def test_gemma2_attention_softcap_is_in_the_catalog() -> None:
+    result, _config, rules = _spec_for("gemma2")
+    assert result.complete and result.spec["attention_softcap"] and result.spec["final_softcap"]
+    assert "attention_softcap" in {e.id for e in result.applied}
 
 
 def test_catalog_entries_are_unique_and_described() -> None:

@@ -291,7 +291,7 @@ def test_auto_map_for_an_unknown_model_type_blocks() -> None:
     assert codes(findings)["remote-code-only"] == BLOCK
     finding = by_code(findings, "remote-code-only")
     assert "model_type 'chatglm' unknown to the installed transformers" in finding.reason
-    assert "trust_remote_code" in finding.reason
+    assert "verify --trust-remote-code" in finding.reason and "executes the repo's Python" in finding.reason
     assert finding.read_next == "recognize-walls.md, then the repo's modeling_chatglm.py"
     assert exit_code(findings) == 2
 

@@ -444,6 +444,13 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
             "tie_word_embeddings": True,
         },
     ),
+    # Families named in no catalog issue, kept to test the catalog on what nobody listed.
+    # swiss-ai/Apertus-8B: xIELU activation (learned per-layer scalars), QK-norm, llama3 rope, plain MLP
+    "apertus": ("apertus", "ApertusForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3}),
+    # google/vaultgemma-1b: Gemma2's soft-caps and sliding pattern with pre-norm blocks named like sandwich ones
+    "vaultgemma": ("vaultgemma", "VaultGemmaForCausalLM", {"bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0}),
+    # adept/persimmon-8b-base: fused per-head QKV under self_attn, QK LayerNorm, relu^2, half rotary
+    "persimmon": ("persimmon", "PersimmonForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
     # microsoft/Phi-3.5-mini-instruct: fused qkv / gate_up, LongRoPE, sliding window
     "phi3": (
         "phi3",

@@ -168,11 +168,13 @@ def _weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, ru
         return
     built_on = load_checkpoint(open_source(str(folder)))
     mapping = renames.derive_mapping({k: t.shape for k, t in built_on.tensors.items()}, dry.expected, config)
+    pending = renames.set_aside_pending(mapping, [m["rule"] for m in run.missing])
     renames.write_adapter_table(port_dir, mapping)
     problems = [f"{len(v)} {k}" for k, v in (("orphan(s)", mapping.orphans), ("missing", mapping.missing),
                                               ("shape mismatch(es)", mapping.mismatches)) if v]
+    aside = "; ".join(f"{len(keys)} key(s) set aside for delta {rule}" for rule, keys in pending.items())
     run.step("weight table", "done" if mapping.complete else "FAIL",
-             "complete" if mapping.complete else ", ".join(problems))
+             ("complete" if mapping.complete else ", ".join(problems)) + (f" ({aside})" if aside else ""))
 
 
 def _smoke_gates(model: str, port_dir: Path, run: PortRun, revision: str | None) -> None:

@@ -75,6 +75,8 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("attention_scale", ("attention_scale",), ("attention_scale",),
                  "attention scale from query_pre_attn_scalar or a configured multiplier"),
     CatalogEntry("clip_qkv", ("clip_qkv",), ("clip_qkv",), "q/k/v clamped to +-clip_qkv"),
+    CatalogEntry("attention_softcap", ("attention_softcap",), ("attention_softcap",),
+                 "attention-logit soft-cap: attention written out over K/V read back from a one-head-per-layer cache"),
     CatalogEntry("final_softcap", ("final_softcap",), ("final_softcap",), "final-logit soft-cap tanh(x/c)*c"),
     CatalogEntry("logit_scale", ("logit_scale",), ("logit_scale",), "logits multiplied by logit_scale"),
     CatalogEntry("logits_divisor", ("logits_divisor",), ("logits_divisor",), "logits divided by logits_scaling"),
@@ -130,12 +132,22 @@ class SpecResult:
                 "missing": [m.as_dict() for m in self.missing]}
 
 
+#: What the port uses in place of a value the template lacks (trait -> (SPEC field, stand-in)), so a partial port
+#: still builds and verify can show where the missing delta makes it diverge. The TODO row names the stand-in.
+STANDINS: dict[str, tuple[str, Any]] = {
+    "mlp.activation": ("activation", "silu"),
+    "mlp.kind": ("mlp", "gated"),
+    "norm.kind": ("norm", "rms"),
+    "rotary.style": ("rotary_style", "half_split"),
+    "attention.qk_norm": ("qk_norm", "none"),
+    "attention.scale": ("attention_scale", "default"),
+    "embedding.scale": ("embedding_scale", "none"),
+}
+
 #: Traits the template cannot express: (anatomy key, test on its value, why).
 UNSUPPORTED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("moe.experts", lambda v: isinstance(v, int) and v > 0,
      "MoE routing is outside the catalog: experts, router and shared experts need a hand-written MoE block"),
-    ("attention.logit_softcap", lambda v: bool(v),
-     "attention-logit soft-cap: MAX's flash-attention kernel takes no soft-cap, so this needs a custom attention"),
     ("rotary.scaling", lambda v: v in ("dynamic",),
      "dynamic NTK rope rescales past the trained length; the port's table is static (exact only within it)"),
 )
@@ -155,6 +167,7 @@ def build_spec(anatomy: Anatomy, config: dict[str, Any], rules: list[str] | None
     """The port template's ``SPEC`` for ``anatomy``; ``rules`` are the plan's delta rules (for ``applied``)."""
     missing = _unsupported(anatomy)
     spec = _spec(anatomy, config, missing)
+    missing = [_stand_in(m, spec) for m in missing]
     rules = list(rules or [])
     applied = [BY_RULE[r] for r in dict.fromkeys(rules) if r in BY_RULE]
     return SpecResult(spec, applied, missing + _uncovered(rules, missing))
@@ -176,6 +189,16 @@ def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
     if sliding not in ("none", "all", "interleaved"):
         missing.append(MissingDelta("attention.sliding_window", sliding, "this sliding-window form is not in the catalog"))
     return missing
+
+
+def _stand_in(missing: MissingDelta, spec: dict[str, Any]) -> MissingDelta:
+    """Put the stand-in for an unsupported value into ``spec`` and say so in the missing row."""
+    if missing.trait not in STANDINS:
+        return missing
+    field_name, standin = STANDINS[missing.trait]
+    spec[field_name] = standin
+    return MissingDelta(missing.trait, missing.value, f"{missing.reason}; `{standin}` stands in until it is written, "
+                                                      "so verify shows where the port diverges")
 
 
 def _block_norms(anatomy: Anatomy, missing: list[MissingDelta]) -> tuple[str, dict[str, str]]:
@@ -230,6 +253,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "logit_scale": value("head.logit_scale") is not None,
         "logits_divisor": value("head.logits_divisor") is not None,
         "final_softcap": value("head.final_softcap") is not None,
+        "attention_softcap": bool(value("attention.logit_softcap")),
     }
     if spec["rotary_style"] == "none":
         spec["nope"] = "all"

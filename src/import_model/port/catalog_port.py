@@ -82,7 +82,9 @@ def render_config(names: PortNames) -> str:
 
 Some families keep the numbers the donor's config reads under other keys (no
 ``num_key_value_heads``, ``layer_norm_eps`` for the eps); the view below
-answers the donor's names from the family's own before MAX reads them.
+answers the donor's names from the family's own before MAX reads them. The KV
+cache is sized through ``kv_cache_config_view``: a family whose attention the
+port writes out (attention-logit soft-cap) keeps one KV head per cache layer.
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ from __future__ import annotations
 from typing import Any
 
 from max.pipelines.architectures.llama3.model_config import Llama3Config
+
+from .layers import kv_cache_config_view
+from .{names.slug} import SPEC
 
 #: The donor's attribute name -> keys the family may use instead, first present wins.
 LLAMA_NAMES: dict[str, tuple[str, ...]] = {{
@@ -137,7 +142,8 @@ class {names.config}(Llama3Config):
 
     @classmethod
     def construct_kv_params(cls, huggingface_config: Any, *args: Any, **kwargs: Any) -> Any:
-        return super().construct_kv_params(LlamaNamedConfig(huggingface_config), *args, **kwargs)
+        return super().construct_kv_params(kv_cache_config_view(SPEC, LlamaNamedConfig(huggingface_config)), *args,
+                                           **kwargs)
 '''
 
 

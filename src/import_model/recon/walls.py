@@ -738,7 +738,9 @@ RULES: tuple[Rule, ...] = (
     Rule("weights-not-read", INFO, _not_read, "{evidence}; weight-level walls were not checked", "state-dict-audit.md"),
     # Code shipped in the repo.
     Rule("remote-code-only", BLOCK, _remote_code_only,
-         "custom modeling code ({evidence}); the HF reference needs trust_remote_code, which needs an explicit flag",
+         "custom modeling code ({evidence}); the HF reference is that code, which only `verify --trust-remote-code` "
+         "runs (it executes the repo's Python on this machine: read it first); `port` never runs it, so port such "
+         "a family by hand (plan, scaffold) and verify with that flag",
          "recognize-walls.md, then {modeling}"),
     Rule("remote-code", WARN, _remote_code_shadowing,
          "custom modeling code ({evidence}); confirm the repo's code matches the in-library class",

@@ -274,15 +274,23 @@ def gate_dry_build(ctx: GateContext) -> Outcome:
 
 
 def gate_key_diff(ctx: GateContext) -> Outcome:
+    from import_model.port.scaffold import open_delta_markers
+
     if ctx.dry is None:
         return SKIP, "no dry build to compare with"
     expected, adapted = ctx.dry.expected, ctx.dry.adapted
     missing = [k for k in expected if k not in adapted]
     orphans = [k for k in adapted if k not in expected]
     shapes = [k for k in expected if k in adapted and expected[k] != adapted[k]]
-    data = {"missing": missing, "orphans": orphans,
+    pending = renames.pending_delta_keys(orphans, open_delta_markers(ctx.port_dir))
+    orphans = [k for k in orphans if k not in {key for keys in pending.values() for key in keys}]
+    data = {"missing": missing, "orphans": orphans, "pending": pending,
             "shape_mismatches": [{"name": k, "graph": expected[k], "adapter": adapted[k]} for k in shapes]}
     if not (missing or orphans or shapes):
+        if pending:
+            waits = "; ".join(f"{rule}: {len(keys)} ({_patterns(keys)})" for rule, keys in pending.items())
+            return WARN, (f"every name the graph asks for is filled ({len(expected)}); checkpoint keys wait for open "
+                          f"delta rows that add them to the graph: {waits}"), data
         return PASS, f"the weight adapter fills all {len(expected)} graph weights, names and shapes match", data
     parts = []
     if orphans:
@@ -433,18 +441,56 @@ def exit_code(gates: list[Gate]) -> int:
 
 
 def port_encodings(port_dir: Path) -> tuple[str | None, list[str]]:
-    """``(default, supported)`` encodings of the port's ``SupportedArchitecture``, read without importing it."""
-    trees = [t for t in (registry.parse_python(p) for p in sorted(port_dir.glob("*.py"))) if t is not None]
+    """``(default, supported)`` encodings of the port's ``SupportedArchitecture``, read without importing it.
+
+    A scaffold that inherits them (``supported_encodings=donor_arch.supported_encodings``) is followed into
+    the donor's own ``arch.py`` in the installed MAX.
+    """
+    trees = _parsed(sorted(port_dir.glob("*.py")))
     call = next((n for t in trees for n in ast.walk(t) if isinstance(n, ast.Call)
                  and getattr(n.func, "id", getattr(n.func, "attr", None)) == "SupportedArchitecture"), None)
     if call is None:
         return None, []
-    values = {kw.arg: _resolve(kw.value, trees) for kw in call.keywords if kw.arg}
-    default = values.get("default_encoding")
-    supported = values.get("supported_encodings")
+    default = _arch_keyword(call, "default_encoding", trees)
+    supported = _arch_keyword(call, "supported_encodings", trees)
     is_collection = isinstance(supported, (set, list, tuple, frozenset, dict))
     supported_list = sorted(str(s) for s in supported) if is_collection else []  # type: ignore[union-attr]
     return (default if isinstance(default, str) else None), supported_list
+
+
+def _parsed(paths: list[Path]) -> list[ast.Module]:
+    return [t for t in (registry.parse_python(p) for p in paths) if t is not None]
+
+
+def _arch_keyword(call: ast.Call, key: str, trees: list[ast.Module], depth: int = 0) -> object:
+    """A keyword of a ``SupportedArchitecture(...)`` call, following ``donor_arch.<key>`` into MAX once."""
+    node = next((kw.value for kw in call.keywords if kw.arg == key), None)
+    if node is None:
+        return None
+    donor = _native_arch_import(node, trees) if depth == 0 else None
+    if donor is not None:
+        donor_trees, donor_call = donor
+        return _arch_keyword(donor_call, key, donor_trees, depth + 1)
+    return _resolve(node, trees)
+
+
+def _native_arch_import(node: ast.expr, trees: list[ast.Module]) -> tuple[list[ast.Module], ast.Call] | None:
+    """For ``name.attr`` where ``name`` is imported from ``max.pipelines.architectures.<slug>.<module>``."""
+    if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
+        return None
+    prefix = "max.pipelines.architectures."
+    for tree in trees:
+        for stmt in ast.walk(tree):
+            if not (isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith(prefix)):
+                continue
+            for alias in stmt.names:
+                if (alias.asname or alias.name) != node.value.id:
+                    continue
+                parts = (stmt.module or "")[len(prefix):].split(".")
+                path = registry.architectures_dir().joinpath(*parts).with_suffix(".py")
+                call = registry.assigned_call(registry.parse_python(path), alias.name, "SupportedArchitecture")
+                return (_parsed(sorted(path.parent.glob("*.py"))), call) if call is not None else None
+    return None
 
 
 def _resolve(node: ast.expr, trees: list[ast.Module]) -> object:

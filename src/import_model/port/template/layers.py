@@ -5,7 +5,7 @@ an entry of ``SPEC`` in the port's graph module, and each entry is answered by o
 small, plain piece of code here: norms (RMS, ``1 + w`` RMS, LayerNorm with or
 without bias), attention options (biases, QK-norm per head or over the whole
 projection, partial and interleaved rotary, NoPE layers, sliding-window layer
-patterns, scale overrides, clipped QKV), MLPs (gated or not, the common
+patterns, scale overrides, clipped QKV, attention-logit soft-cap), MLPs (gated or not, the common
 activations, biases), block wiring (pre-norm, sandwich, post-norm, parallel),
 and the head (embedding scale, tied weights, head bias, logit scale, divisor
 and final soft-cap).
@@ -14,7 +14,9 @@ Numbers that differ between sizes of one family (widths, eps, rope base and
 scaling, windows, which layers slide) are read from the checkpoint's
 ``config.json`` at build time, so one port serves every size of the family.
 The KV cache, batching and kernels are MAX's own (``max.nn`` and
-``max.nn.kernels``).
+``max.nn.kernels``). One exception: MAX's flash-attention kernel takes no
+attention-logit soft-cap, so a family with one gets attention written out from
+K/V read back out of the cache (see :class:`CatalogAttention`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from max.graph import DeviceRef, Graph, TensorValue, ops
 from max.nn.attention.mask_config import MHAMaskVariant
 from max.nn.clamp import clamp
 from max.nn.embedding import Embedding
-from max.nn.kernels import flash_attention_ragged, rope_ragged, store_k_cache_ragged, store_v_cache_ragged
+from max.nn.kernels import (
+    flash_attention_ragged,
+    kv_cache_gather_rows_ragged,
+    rope_ragged,
+    store_k_cache_ragged,
+    store_v_cache_ragged,
+)
 from max.nn.kv_cache import KVCacheParams, PagedCacheValues
 from max.nn.layer import Module
 from max.nn.linear import Linear
@@ -47,6 +55,7 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "query_pre_attn_scalar": ("query_pre_attn_scalar",),
     "attention_multiplier": ("attention_multiplier",),
     "final_softcap": ("final_logit_softcapping",),
+    "attention_softcap": ("attn_logit_softcapping", "attention_logit_softcapping"),
     "logit_scale": ("logit_scale",),
     "logits_divisor": ("logits_scaling",),
     "embedding_multiplier": ("embedding_multiplier",),
@@ -179,6 +188,15 @@ class CatalogAttention(Module):
     rope kernel to the leading ``rot_dim`` columns (partial rotary), half-split
     or interleaved; K and V are stored, then flash attention runs causal or
     sliding-window with the spec's scale.
+
+    With an attention-logit soft-cap (``cap * tanh(scores / cap)`` before the
+    mask and softmax) the fused kernel cannot be used: MAX 26.7's flash
+    attention has no soft-cap input. The cache then holds one KV head per
+    cache layer (:func:`kv_cache_config_view`), so MAX's row-gather kernel can
+    read every cached key and value back, and attention is written out:
+    scores, cap, causal or sliding mask, softmax, weighted sum. Its memory grows
+    with new tokens x context length: right for parity and short prompts, a
+    fused kernel would be needed for long-context serving.
     """
 
     def __init__(self, *, spec: dict[str, Any], config: Any, kv_params: KVCacheParams, dtype: DType,
@@ -193,6 +211,8 @@ class CatalogAttention(Module):
         self.interleaved = spec["rotary_style"] == "interleaved"
         self.window = int(config_value(config, "window")) if sliding else -1
         self.scale = attention_scale(config, spec, self.head_dim)
+        cap = config_value(config, "attention_softcap") if spec.get("attention_softcap") else None
+        self.softcap = float(cap) if cap else None
         clip = config_value(config, "clip_qkv") if spec.get("clip_qkv") else None
         self.clip_qkv = float(clip) if clip else None
         bias = spec["qkv_bias"]
@@ -223,6 +243,9 @@ class CatalogAttention(Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rotary is not None:
             q, k = self._rotate(q, input_row_offsets, kv_collection), self._rotate(k, input_row_offsets, kv_collection)
+        if self.softcap is not None:
+            out = self._softcapped(layer_idx, q, k, v, kv_collection, input_row_offsets)
+            return self.o_proj(out.reshape((-1, self.heads * self.head_dim)))
         store_k_cache_ragged(kv_collection, k, input_row_offsets, layer_idx)
         store_v_cache_ragged(kv_collection, v, input_row_offsets, layer_idx)
         mask = MHAMaskVariant.SLIDING_WINDOW_CAUSAL_MASK if self.window > 0 else MHAMaskVariant.CAUSAL_MASK
@@ -230,6 +253,49 @@ class CatalogAttention(Module):
                                      mask_variant=mask, scale=self.scale, local_window_size=self.window)
         return self.o_proj(out.reshape((-1, self.heads * self.head_dim)))
 
+    def _softcapped(self, layer_idx: TensorValue, q: TensorValue, k: TensorValue, v: TensorValue,
+                    kv_collection: PagedCacheValues, input_row_offsets: TensorValue) -> TensorValue:
+        """Soft-capped attention of the new tokens ``q`` over every cached position of their request.
+
+        KV head ``h`` of layer ``i`` lives in cache layer ``i * kv_heads + h``.
+        Each request's keys and values are gathered as one row of ``longest``
+        positions (a shorter request repeats its last slot; the mask hides it),
+        then each new token attends to the rows of its own request.
+        """
+        device, index = q.device, DType.int64
+        starts = ops.cast(input_row_offsets[:-1], index)
+        ends = ops.cast(input_row_offsets[1:], index)
+        cached = ops.rebind(ops.cast(kv_collection.cache_lengths, index), [starts.shape[0]])
+        totals = cached + ends - starts
+        longest = ops.max(totals, axis=0).reshape(()).to(DeviceRef.CPU())  # range bounds live on the host
+        kv_pos = ops.range(0, longest, 1, out_dim="softcap_kv_len", dtype=index, device=device)
+        slots = ops.cast(ops.min(kv_pos.reshape((1, -1)), (totals - 1).reshape((-1, 1))), DType.int32)
+        rows = ops.cast(ops.range(0, ends.shape[0] + 1, 1, out_dim=input_row_offsets.shape[0], dtype=index,
+                                  device=device), DType.uint32)
+        keys, values = [], []
+        for head in range(self.kv_heads):
+            cache_layer = layer_idx * self.kv_heads + head
+            store_k_cache_ragged(kv_collection, k[:, head:head + 1, :], input_row_offsets, cache_layer)
+            store_v_cache_ragged(kv_collection, v[:, head:head + 1, :], input_row_offsets, cache_layer)
+            keys.append(kv_cache_gather_rows_ragged(kv_collection, slots, rows, cache_layer, key_or_value=0))
+            values.append(kv_cache_gather_rows_ragged(kv_collection, slots, rows, cache_layer, key_or_value=1))
+        token = ops.range(0, q.shape[0], 1, out_dim=q.shape[0], dtype=index, device=device)
+        request = ops.sum(ops.cast(token.reshape((-1, 1)) >= ends.reshape((1, -1)), index), axis=1).reshape((-1,))
+        position = ops.gather(cached, request, axis=0) + token - ops.gather(starts, request, axis=0)
+        visible = kv_pos.reshape((1, -1)) <= position.reshape((-1, 1))
+        if self.window > 0:
+            visible = visible & (kv_pos.reshape((1, -1)) > (position - self.window).reshape((-1, 1)))
+        # [tokens, kv_heads, positions, head_dim], each token's own request
+        k_rows = ops.gather(ops.stack(keys, axis=2), request, axis=0).permute([0, 2, 1, 3])
+        v_rows = ops.gather(ops.stack(values, axis=2), request, axis=0).permute([0, 2, 1, 3])
+        group = self.heads // self.kv_heads
+        queries = q.reshape((-1, self.kv_heads, group, self.head_dim))
+        scores = ops.cast(queries @ k_rows.permute([0, 1, 3, 2]), DType.float32) * self.scale
+        scores = ops.tanh(scores / self.softcap) * self.softcap
+        hidden = ops.constant(-1e30, DType.float32, device=device)
+        scores = ops.where(visible.reshape((-1, 1, 1, visible.shape[1])), scores, hidden)
+        probs = ops.cast(ops.softmax(scores, axis=-1), q.dtype)
+        return (probs @ v_rows).reshape((-1, self.heads, self.head_dim))
 
     def _rotate(self, x: TensorValue, input_row_offsets: TensorValue, kv_collection: PagedCacheValues) -> TensorValue:
         """Rotary on the leading ``rot_dim`` columns of each head (all of them unless partial)."""
@@ -241,6 +307,30 @@ class CatalogAttention(Module):
             return rope_ragged(x, input_row_offsets, start, table, interleaved=self.interleaved)
         rotated = rope_ragged(x[:, :, :rot], input_row_offsets, start, table, interleaved=self.interleaved)
         return ops.concat((rotated, x[:, :, rot:]), axis=-1)
+
+
+class _CachePerKVHead:
+    """A config view whose KV cache holds one KV head per cache layer (``layers x kv_heads`` of them)."""
+
+    def __init__(self, config: Any) -> None:
+        self._config = config
+
+    def __getattr__(self, name: str) -> Any:
+        config = self._config
+        if name == "num_key_value_heads":
+            return 1
+        if name == "num_hidden_layers":
+            return int(config.num_hidden_layers) * int(getattr(config, "num_key_value_heads", None)
+                                                       or config.num_attention_heads)
+        return getattr(config, name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._config
+
+
+def kv_cache_config_view(spec: dict[str, Any], config: Any) -> Any:
+    """The config the KV cache is sized from: as is, or one head per cache layer for soft-capped attention."""
+    return _CachePerKVHead(config) if spec.get("attention_softcap") else config
 
 
 def attention_scale(config: Any, spec: dict[str, Any], head_dim: int) -> float:
