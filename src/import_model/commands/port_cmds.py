@@ -43,6 +43,7 @@ def cmd_scaffold(args: argparse.Namespace) -> int:
                  [(name, ", ".join(result.todos.get(name, [])) or "-") for name in result.files])
     if result.borrowed:
         report.line(f"still imported from the donor: {', '.join(result.borrowed)}")
+    report.line(f"weight table: {result.weight_table}")
     report.line("this is a scaffold, not a port: it computes what the donor computes until every TODO is done.")
     report.line(f"next: implement the deltas, then `import-model audit {result.port_dir}`")
     return 0

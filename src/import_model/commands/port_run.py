@@ -157,22 +157,16 @@ def _walls(source: Any, config: dict, checkpoint: Any, run: PortRun) -> None:
 
 def _weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, run: PortRun) -> None:
     from import_model.port import renames
-    from import_model.source import load_checkpoint, open_source
 
-    folder, _is_twin = renames.checkpoint_for_dry_build(source, config, checkpoint, report.progress)
-    report.progress("dry-building the port to read its weight names (no compile)")
-    try:
-        dry = renames.dry_build(folder, port_dir)
-    except renames.DryBuildError as exc:
-        run.step("weight table", "FAIL", exc.message)
+    outcome = renames.write_derived_table(source, config, checkpoint, port_dir, [m["rule"] for m in run.missing],
+                                          report.progress)
+    mapping = outcome.mapping
+    if mapping is None:
+        run.step("weight table", "FAIL", outcome.error or "the dry build failed")
         return
-    built_on = load_checkpoint(open_source(str(folder)))
-    mapping = renames.derive_mapping({k: t.shape for k, t in built_on.tensors.items()}, dry.expected, config)
-    pending = renames.set_aside_pending(mapping, [m["rule"] for m in run.missing])
-    renames.write_adapter_table(port_dir, mapping)
     problems = [f"{len(v)} {k}" for k, v in (("orphan(s)", mapping.orphans), ("missing", mapping.missing),
                                               ("shape mismatch(es)", mapping.mismatches)) if v]
-    aside = "; ".join(f"{len(keys)} key(s) set aside for delta {rule}" for rule, keys in pending.items())
+    aside = "; ".join(f"{len(keys)} key(s) set aside for delta {rule}" for rule, keys in outcome.pending.items())
     run.step("weight table", "done" if mapping.complete else "FAIL",
              ("complete" if mapping.complete else ", ".join(problems)) + (f" ({aside})" if aside else ""))
 

@@ -75,6 +75,7 @@ TRAITS: dict[str, str] = {
     "block.residual": "sequential | parallel (attention and MLP both read the block input)",
     "block.norms": "pre | sandwich (pre and post) | post (post only) | none",
     "block.parallel_norm": "shared | separate (parallel blocks only)",
+    "block.norm_names": "the decoder layer's norm attribute per role (pre/post attention, pre/post MLP)",
     "block.residual_multiplier": "scale on each sublayer output before the residual add (None: off)",
     "mlp.kind": "gated (act(gate) * up) | plain (act(up))",
     "mlp.fused_gate_up": "gate and up projections stored as one tensor",
@@ -737,6 +738,8 @@ def _block(anatomy: Anatomy, inputs: _Inputs) -> None:
         anatomy.add("block.norms", "pre", DEFAULT, "no post-sublayer norm keys; assumed pre-norm")
     if "parallel_norm" in seen:
         anatomy.add("block.parallel_norm", seen["parallel_norm"].value, MODELING, seen["parallel_norm"].evidence)
+    if "norm_names" in seen:
+        anatomy.add("block.norm_names", seen["norm_names"].value, MODELING, seen["norm_names"].evidence)
     multiplier = seen.get("residual_multiplier")
     value = multiplier.value if multiplier and multiplier.value != 1.0 else None
     anatomy.add("block.residual_multiplier", value, MODELING if multiplier else DEFAULT,

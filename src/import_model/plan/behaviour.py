@@ -628,13 +628,29 @@ def _calls_of(sym: Sym, attrs: set[str]) -> list[Sym]:
 
 def _wrapped_by(sym: Sym, inner_attr: str, wrappers: set[str]) -> bool:
     """True if some ``wrapper(inner(...))`` appears (a norm applied to a sublayer's output)."""
+    return _wrapper_of(sym, inner_attr, wrappers) is not None
+
+
+def _wrapper_of(sym: Sym, inner_attr: str, wrappers: set[str]) -> str | None:
+    """The attribute name of the first ``wrapper(inner(...))`` (the norm on a sublayer's output)."""
     for call in _calls_of(sym, wrappers):
         arg = call[2]
         while arg[0] == "mul":
             arg = arg[1]
         if arg[0] == "call" and arg[1] == inner_attr:
-            return True
-    return False
+            return str(call[1])
+    return None
+
+
+def _norm_names(result: Sym, attn: str, mlp: str, attn_in: Sym, mlp_in: Sym, norms: set[str]) -> dict[str, str]:
+    """Which norm module sits where: role (pre/post attention/MLP) -> the layer's attribute name."""
+    names = {
+        "pre_attention": attn_in[1] if attn_in[0] == "call" and attn_in[1] in norms else None,
+        "post_attention": _wrapper_of(result, attn, norms),
+        "pre_mlp": mlp_in[1] if mlp_in[0] == "call" and mlp_in[1] in norms else None,
+        "post_mlp": _wrapper_of(result, mlp, norms),
+    }
+    return {role: str(name) for role, name in names.items() if name}
 
 
 def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
@@ -667,6 +683,9 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
                                                 else "the MLP reads the attention block's output")),
         "norms": Observation(placement, f"{where}: " + _placement_text(placement)),
     }
+    names = _norm_names(result, attn, mlp, attn_in, mlp_in, norms)
+    if names:
+        out["norm_names"] = Observation(names, f"{where}: " + ", ".join(f"{r} {n}" for r, n in names.items()))
     if parallel:
         shared = attn_in == mlp_in
         out["parallel_norm"] = Observation("shared" if shared else "separate",

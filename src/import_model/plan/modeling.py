@@ -623,6 +623,15 @@ def _walk_super(tree: SourceTree, node: ModuleNode, owner: ClassRef, call: ast.C
             return
 
 
+def _chosen_branch(node: ast.IfExp, env: Env) -> ast.expr:
+    """The branch the config selects; when the test cannot be evaluated, the one that is not an identity."""
+    test = evaluate(node.test, env)
+    if test is not UNKNOWN:
+        return node.body if test else node.orelse
+    body_is_identity = isinstance(node.body, ast.Call) and _dotted(node.body.func).endswith("Identity")
+    return node.orelse if body_is_identity else node.body
+
+
 def _assign(tree: SourceTree, node: ModuleNode, target: ast.expr, value: ast.expr, env: Env,
             budget: _Budget, depth: int) -> None:
     if isinstance(target, ast.Name):
@@ -631,6 +640,8 @@ def _assign(tree: SourceTree, node: ModuleNode, target: ast.expr, value: ast.exp
     if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self"):
         return
     attr = target.attr
+    if isinstance(value, ast.IfExp):  # e.g. ``Norm(...) if config.use_post_norm else nn.Identity()``
+        value = _chosen_branch(value, env)
     node.exprs[attr] = value
     if isinstance(value, ast.Call) and _dotted(value.func).rsplit(".", 1)[-1] == "Parameter" and value.args:
         node.params[attr] = _tensor_shape(value.args[0], env)

@@ -211,6 +211,11 @@ def _block_norms(anatomy: Anatomy, missing: list[MissingDelta]) -> tuple[str, di
         missing.append(MissingDelta("block.norms", f"{residual}/{placement}",
                                     "this norm placement and residual wiring is not in the catalog"))
         norms = NORM_LAYOUTS[("sequential", "pre")]
+    # The modeling code's own attribute names, when it uses the layout's roles (GLM-4 calls its pre-MLP norm
+    # post_attention_layernorm): the graph then asks for the checkpoint's names as they are.
+    seen = _value(anatomy, "block.norm_names")
+    if isinstance(seen, dict) and set(seen) == set(norms) and len(set(seen.values())) == len(seen):
+        norms = {role: seen[role] for role in norms}
     return residual, dict(norms)
 
 

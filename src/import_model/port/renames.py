@@ -82,6 +82,8 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"\.pre_feedforward_layernorm\.", ".post_attention_layernorm.",
                "pre-MLP norm of a pre-norm block under its sandwich name (VaultGemma)"),
     RenameRule(r"\.self_attn\.(q|k)_layernorm\.", r".self_attn.\1_norm.", "QK LayerNorm (Persimmon)"),
+    RenameRule(r"\.self_attn\.query_layernorm\.", ".self_attn.q_norm.", "QK-norm (Hunyuan)"),
+    RenameRule(r"\.self_attn\.key_layernorm\.", ".self_attn.k_norm.", "QK-norm (Hunyuan)"),
 )
 
 BLOCKS, PER_HEAD = "blocks", "per_head"
@@ -130,7 +132,10 @@ CONFIG_STANDINS: dict[str, tuple[str, ...]] = {
     "num_hidden_layers": ("n_layer",),
     "max_position_embeddings": ("n_positions",),
     "intermediate_size": ("n_inner", "ffn_hidden_size"),
-    "rope_theta": ("rotary_emb_base",),
+    "rope_theta": ("rotary_emb_base", "rope_parameters.rope_theta"),
+    "head_dim": ("hidden_size/num_attention_heads",),
+    "rope_local_base_freq": ("rope_parameters.rope_theta", "rope_theta"),
+    "_sliding_window_pattern": ("sliding_window_pattern", "period:layer_types"),
 }
 
 #: Checkpoint keys a delta row adds to the graph once implemented (regex on the key), so an orphan key that an
@@ -144,6 +149,18 @@ PENDING_DELTA_KEYS: dict[str, str] = {
     "head_bias": r"lm_head\.bias$",
     "activation": r"\.(act_fn|act|activation_fn)\.\w+$",
 }
+
+#: Donor graph weights a delta row removes once implemented (a shared-norm parallel block has no pre-MLP norm, a
+#: plain MLP no gate), so the key diff of an unfinished scaffold names them instead of failing on them.
+PENDING_GRAPH_WEIGHTS: dict[str, str] = {
+    "residual": r"post_attention_layernorm\.(weight|bias)$",
+    "block_norms": r"(post_attention|pre_feedforward|post_feedforward)_layernorm\.(weight|bias)$",
+    "mlp_kind": r"mlp\.gate_proj\.(weight|bias)$",
+    "qk_norm": r"\.(q|k)_norm\.(weight|bias)$",
+}
+
+#: How the weight table marks a key it drops for an open delta row (the gate reads it back).
+SET_ASIDE = "set aside until TODO(delta"
 
 
 #: A local checkpoint larger than this is dry-built through its tiny twin (the adapter casts every tensor).
@@ -687,10 +704,16 @@ class DryBuildError(UserError):
 
     def __init__(self, step: str, details: str) -> None:
         lines = [ln.strip() for ln in details.strip().splitlines() if ln.strip()]
-        first = lines[-1] if lines else "unknown error"
+        raised = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception): ", ln)]
+        first = raised[-1] if raised else lines[-1] if lines else "unknown error"
         super().__init__(f"{step}: {first[:240]}")
         self.step = step
         self.details = details
+
+    @property
+    def needs_gpu(self) -> bool:
+        """The port's graph creates GPU devices even to be built (a donor MAX ships for GPUs only)."""
+        return 'No supported "gpu" device' in self.details
 
 
 class _Captured(BaseException):
@@ -705,7 +728,7 @@ _COMPILE_METHODS = ("compile", "compile_async", "compile_reusing_mefs", "load", 
 _MISSING_ATTR = re.compile(r"object has no attribute '(\w+)'")
 
 
-def dry_build(checkpoint: Path, port_dir: Path, *, max_length: int = 512) -> GraphWeights:
+def dry_build(checkpoint: Path, port_dir: Path, *, max_length: int = 512, in_child: bool = False) -> GraphWeights:
     """Build the port's pipeline on the CPU up to its first ``load_state_dict`` and read both sides.
 
     The checkpoint is shown to MAX through a temporary folder of links whose
@@ -716,27 +739,37 @@ def dry_build(checkpoint: Path, port_dir: Path, *, max_length: int = 512) -> Gra
     """
     start = time.perf_counter()
     config = json.loads((checkpoint / "config.json").read_text())
-    names = _register_port(port_dir)
+    archs = _register_port(port_dir)
+    if not in_child and any("float32" not in arch.supported_encodings for arch in archs):
+        return _dry_build_in_child(checkpoint, port_dir, max_length)
+    names = [arch.name for arch in archs]
     declared = config.get("architectures") or [None]
     architecture = declared[0] if declared[0] in names else names[0]
     standins: dict[str, str] = {}
     work = Path(tempfile.mkdtemp(prefix="import-model-dry-"))
     try:
-        while True:
-            view = _view(checkpoint, work / f"view{len(standins)}", config, architecture, standins)
-            try:
-                record = _build_once(view, max_length)
-                break
-            except DryBuildError as exc:
-                attr = _standin_for(exc.details, config, standins)
-                if attr is None or len(standins) >= MAX_STANDINS:
-                    raise
-                standins[attr] = next(k for k in CONFIG_STANDINS[attr] if k in config)
+        with _float32_allowed(archs):
+            record = _build_with_standins(checkpoint, work, config, architecture, standins, max_length)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return GraphWeights(expected=record["expected"], adapted=record["adapted"], module=record["module"],
                         checkpoint=checkpoint, architecture=architecture, standins=standins,
                         seconds=round(time.perf_counter() - start, 2))
+
+
+def _build_with_standins(checkpoint: Path, work: Path, config: dict[str, Any], architecture: str,
+                         standins: dict[str, str], max_length: int) -> dict[str, Any]:
+    """Build once; on a missing config attribute, retry with a stand-in key (recorded in ``standins``)."""
+    while True:
+        view = _view(checkpoint, work / f"view{len(standins)}", config, architecture)
+        try:
+            with _config_standins(config, standins):
+                return _build_once(view, max_length)
+        except DryBuildError as exc:
+            attr = _standin_for(exc.details, config, standins)
+            if attr is None or len(standins) >= MAX_STANDINS:
+                raise
+            standins[attr] = next(k for k in CONFIG_STANDINS[attr] if _standin_value(config, k) is not None)
 
 
 def checkpoint_for_dry_build(source: Any, config: dict[str, Any], checkpoint: Any,
@@ -758,25 +791,62 @@ def _standin_for(details: str, config: dict[str, Any], standins: dict[str, str])
     if not found:
         return None
     attr = found[-1]
-    if attr in standins or attr not in CONFIG_STANDINS or not any(k in config for k in CONFIG_STANDINS[attr]):
+    if attr in standins or attr not in CONFIG_STANDINS:
         return None
-    return attr
+    return attr if any(_standin_value(config, k) is not None for k in CONFIG_STANDINS[attr]) else None
 
 
-def _view(checkpoint: Path, target: Path, config: dict[str, Any], architecture: str,
-          standins: dict[str, str]) -> Path:
+def _standin_value(config: dict[str, Any], source: str) -> Any:
+    """A config.json value by key, ``a.b`` (nested), ``a/b`` (a quotient of two keys) or ``period:layer_types``
+    (layers per full-attention layer); None when absent."""
+    if source.startswith("period:"):
+        kinds = config.get(source.split(":", 1)[1])
+        full = [i for i, kind in enumerate(kinds or []) if "full" in str(kind)]
+        return full[0] + 1 if full else None
+    if "/" in source:
+        numerator, denominator = (_standin_value(config, part) for part in source.split("/", 1))
+        ok = isinstance(numerator, int) and isinstance(denominator, int) and denominator
+        return numerator // denominator if ok else None
+    value: Any = config
+    for part in source.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+@contextlib.contextmanager
+def _config_standins(config: dict[str, Any], standins: dict[str, str]) -> Iterator[None]:
+    """Give the HF config objects MAX loads the stand-in attributes (transformers may fold a key written into
+    config.json elsewhere, as it folds ``rope_theta`` into ``rope_parameters``)."""
+    from transformers import AutoConfig
+
+    values = {attr: _standin_value(config, source) for attr, source in standins.items()}
+    original = AutoConfig.__dict__["from_pretrained"]
+
+    def with_standins(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        loaded = original.__func__(cls, *args, **kwargs)
+        for attr, value in values.items():
+            if getattr(loaded, attr, None) is None:
+                setattr(loaded, attr, value)
+        return loaded
+
+    AutoConfig.from_pretrained = classmethod(with_standins)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        AutoConfig.from_pretrained = original  # type: ignore[method-assign]
+
+
+def _view(checkpoint: Path, target: Path, config: dict[str, Any], architecture: str) -> Path:
     target.mkdir(parents=True)
     for path in checkpoint.iterdir():
         if path.name != "config.json":
             (target / path.name).symlink_to(path.resolve())
     view_config = dict(config, architectures=[architecture])
-    for attr, source in standins.items():
-        view_config[attr] = config[source]
     (target / "config.json").write_text(json.dumps(view_config, indent=2))
     return target
 
 
-def _register_port(port_dir: Path) -> list[str]:
+def _register_port(port_dir: Path) -> list[Any]:
     """Import the port under a private name (so ports sharing a slug never collide) and register it with MAX."""
     init = port_dir / "__init__.py"
     if not init.is_file():
@@ -798,7 +868,7 @@ def _register_port(port_dir: Path) -> list[str]:
         raise
     except Exception as exc:  # noqa: BLE001 - the port's own code may raise anything
         raise DryBuildError("importing the port", "".join(traceback.format_exception(exc))) from None
-    return [arch.name for arch in archs]
+    return archs
 
 
 def _import_as(alias: str, init: Path, port_dir: Path) -> Any:
@@ -814,6 +884,57 @@ def _import_as(alias: str, init: Path, port_dir: Path) -> Any:
             del sys.modules[name]
         raise
     return module
+
+
+def _dry_build_in_child(checkpoint: Path, port_dir: Path, max_length: int) -> GraphWeights:
+    """The dry build of a port registered without float32, in a child process.
+
+    Such a donor was only ever built for GPUs in bfloat16; asked for float32 on
+    the CPU, MAX can crash outright (a segfault), which must not take this
+    process with it.
+    """
+    import subprocess
+
+    from import_model.procs import child_env
+
+    code = ("import json, sys; from pathlib import Path\n"
+            "from import_model.port.renames import DryBuildError, dry_build\n"
+            "try:\n    g = dry_build(Path(sys.argv[1]), Path(sys.argv[2]), max_length=int(sys.argv[3]), in_child=True)\n"
+            "except DryBuildError as exc:\n    sys.exit(exc.details)\n"
+            "print(json.dumps({'expected': g.expected, 'adapted': g.adapted, 'module': g.module, "
+            "'architecture': g.architecture, 'standins': g.standins, 'seconds': g.seconds}))")
+    result = subprocess.run([sys.executable, "-c", code, str(checkpoint), str(port_dir), str(max_length)],
+                            capture_output=True, text=True, env=child_env(), timeout=900, check=False)
+    if result.returncode < 0:
+        raise DryBuildError("building the module tree", f"MAX crashed (signal {-result.returncode}) building this "
+                            "port on the CPU in float32; its registration lists no float32, so check it on a GPU")
+    if result.returncode != 0:
+        raise DryBuildError("building the module tree", result.stderr.strip()[-6000:])
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+
+    def shapes(table: dict[str, list[Any]]) -> dict[str, Shape]:
+        return {name: tuple(shape) for name, shape in table.items()}
+
+    return GraphWeights(expected=shapes(record["expected"]), adapted=shapes(record["adapted"]),
+                        module=record["module"], checkpoint=checkpoint, architecture=record["architecture"],
+                        standins=record["standins"], seconds=record["seconds"])
+
+
+@contextlib.contextmanager
+def _float32_allowed(archs: list[Any]) -> Iterator[None]:
+    """Let the dry build ask for float32 even where the port's registration lists only bfloat16.
+
+    Nothing is compiled or loaded, only names and shapes are read, and MAX's CPU
+    takes no bfloat16; the registration is put back afterwards.
+    """
+    saved = [(arch, arch.supported_encodings) for arch in archs]
+    try:
+        for arch, encodings in saved:
+            arch.supported_encodings = set(encodings) | {"float32"}
+        yield
+    finally:
+        for arch, encodings in saved:
+            arch.supported_encodings = encodings
 
 
 def _build_once(view: Path, max_length: int) -> dict[str, Any]:
@@ -859,6 +980,12 @@ def _capturing(record: dict[str, Any]) -> Iterator[None]:
         raise _Captured
 
     patches.append((Module, "load_state_dict", load_state_dict))
+    # Allreduce signal buffers are only read when a graph executes, and allocating them on a CPU crashes MAX
+    # for donors built for GPUs (gemma3): the dry build hands out none.
+    from max.nn.comm.allreduce import MulticastPool, Signals
+
+    patches.append((Signals, "allocate", staticmethod(lambda *_a, **_k: [])))
+    patches.append((MulticastPool, "allocate", staticmethod(lambda *_a, **_k: None)))
     helper = [0]  # > 0 while a weightless helper graph loads (its own compile calls pass)
     for name in _COMPILE_METHODS:
         if name in InferenceSession.__dict__:
@@ -915,13 +1042,19 @@ def _shape(shape: Any) -> Shape:
     return tuple(dims)
 
 
-def pending_delta_keys(orphans: list[str], open_rules: list[str]) -> dict[str, list[str]]:
-    """Orphan keys an open delta row will consume, by rule (the first open rule whose pattern matches)."""
+def pending_delta_keys(names: list[str], open_rules: list[str],
+                       table: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Names an open delta row accounts for, by rule (the first open rule whose pattern matches).
+
+    ``table`` is :data:`PENDING_DELTA_KEYS` (checkpoint keys the delta will consume) by default, or
+    :data:`PENDING_GRAPH_WEIGHTS` (donor graph weights the delta will remove).
+    """
+    patterns = PENDING_DELTA_KEYS if table is None else table
     pending: dict[str, list[str]] = {}
-    for key in orphans:
-        rule = next((r for r in open_rules if r in PENDING_DELTA_KEYS and re.search(PENDING_DELTA_KEYS[r], key)), None)
+    for name in names:
+        rule = next((r for r in open_rules if r in patterns and re.search(patterns[r], name)), None)
         if rule:
-            pending.setdefault(rule, []).append(key)
+            pending.setdefault(rule, []).append(name)
     return pending
 
 
@@ -930,6 +1063,34 @@ def set_aside_pending(mapping: WeightMapping, open_rules: list[str]) -> dict[str
     pending = pending_delta_keys(mapping.orphans, open_rules)
     for rule, keys in pending.items():
         for key in keys:
-            mapping.dropped[key] = f"set aside until TODO(delta {rule}) is implemented"
+            mapping.dropped[key] = f"{SET_ASIDE} {rule}) is implemented"
     mapping.orphans = [k for k in mapping.orphans if k not in mapping.dropped]
     return pending
+
+
+@dataclass
+class TableOutcome:
+    """What deriving and writing a port's weight table found (``error``: the dry build failed)."""
+
+    mapping: WeightMapping | None = None
+    pending: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+
+def write_derived_table(source: Any, config: dict[str, Any], checkpoint: Any, port_dir: Path,
+                        open_rules: list[str], progress: Any = None) -> TableOutcome:
+    """Dry-build the port, derive checkpoint -> graph names, set aside keys of open deltas, write the table."""
+    from import_model.source import load_checkpoint, open_source
+
+    folder, _is_twin = checkpoint_for_dry_build(source, config, checkpoint, progress)
+    if progress:
+        progress("dry-building the port to read its weight names (no compile)")
+    try:
+        dry = dry_build(folder, port_dir)
+    except DryBuildError as exc:
+        return TableOutcome(error=exc.message)
+    built_on = load_checkpoint(open_source(str(folder)))
+    mapping = derive_mapping({k: t.shape for k, t in built_on.tensors.items()}, dry.expected, config)
+    pending = set_aside_pending(mapping, open_rules)
+    write_adapter_table(port_dir, mapping)
+    return TableOutcome(mapping, pending)

@@ -38,6 +38,7 @@ import tokenize
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from import_model.cache import atomic_write
 from import_model.errors import UserError
@@ -593,9 +594,11 @@ def module_doc(ctx: Context, role: str) -> str:
                   f"Today it subclasses the {d.slug} donor's ``{d.model.name}``")
                  + (f"; {', '.join(ctx.rehomed)} are copied from the donor so the port's own classes are built."
                     if ctx.rehomed else "; every method behaves as the donor's."),
-        "weights": (f"Today it is the {d.slug} donor's adapter, renamed." if ctx.full_copy and not d.adapter
-                    else f"Today it hands every tensor to the {d.slug} donor's adapter unchanged." if d.adapter
-                    else "Today it passes every tensor through under its checkpoint name."),
+        "weights": (f"Today it is the {d.slug} donor's adapter, renamed" if ctx.full_copy and not d.adapter
+                    else f"Today it hands every tensor to the {d.slug} donor's adapter" if d.adapter
+                    else "Today it passes every tensor through under its checkpoint name")
+                   + ", after the import-model weight table at the end of this file (when there is one) renames, "
+                     "splits and sets aside checkpoint tensors.",
         "graph": (f"Today ``{n.graph}`` builds exactly {graph_from} graph"
                   + (" (a renamed copy)." if ctx.full_copy and d.graph and d.own(d.graph) else
                      " (a subclass that changes nothing yet).")),
@@ -1213,12 +1216,13 @@ class ScaffoldResult:
     rehomed: list[str]
     borrowed: list[str]
     generated: list[str]
+    weight_table: str = "not written"
 
     def as_dict(self) -> dict[str, object]:
         return {"port_dir": str(self.port_dir), "tracking": str(self.tracking), "mode": self.mode,
                 "donor": self.donor, "architecture": self.architecture, "slug": self.slug, "files": self.files,
                 "todos": self.todos, "rehomed": self.rehomed, "borrowed_from_donor": self.borrowed,
-                "generated_in_full_copy": self.generated}
+                "generated_in_full_copy": self.generated, "weight_table": self.weight_table}
 
 
 def scaffold_section(result: ScaffoldResult) -> str:
@@ -1332,7 +1336,24 @@ def scaffold_port(request: ScaffoldRequest, progress: Callable[[str], None] | No
     text = tracking.planned_text(tracking_path, f"Port of {source.display} to MAX", sections)
     write_package(out_dir, slug, files)
     atomic_write(tracking_path, text.encode())
+    result.weight_table = _weight_table(source, config, checkpoint, result.port_dir, plan, progress)
     return result
+
+
+def _weight_table(source: Any, config: dict[str, Any], checkpoint: Any, port_dir: Path, plan: Any,
+                  progress: Callable[[str], None] | None) -> str:
+    """Derive the checkpoint -> donor graph name table and write it into the scaffold's adapter (a summary)."""
+    from import_model.port import renames
+
+    outcome = renames.write_derived_table(source, config, checkpoint, port_dir, [d.rule for d in plan.deltas],
+                                          progress)
+    if outcome.mapping is None:
+        return f"not written: {outcome.error}"
+    mapping = outcome.mapping
+    aside = "; ".join(f"{len(keys)} key(s) set aside for delta {rule}" for rule, keys in outcome.pending.items())
+    left = ", ".join(f"{len(v)} {k}" for k, v in (("orphan(s)", mapping.orphans), ("missing", mapping.missing),
+                                                   ("shape mismatch(es)", mapping.mismatches)) if v)
+    return "written" + (f" ({aside})" if aside else "") + (f"; still {left}: see `import-model gates`" if left else "")
 
 
 def _build(ctx: Context, index: SourceIndex, out_dir: Path) -> tuple[dict[str, str], list[str], list[str]]:

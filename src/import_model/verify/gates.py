@@ -18,9 +18,9 @@ The gates are rows of :data:`GATES`; :func:`run_gates` is the only code that wal
 
 from __future__ import annotations
 
-import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -31,6 +31,7 @@ from typing import Any
 from import_model.errors import UserError
 from import_model.port import renames
 from import_model.port.native_copy import registered_names, unmodified_donor
+from import_model.port.registration import port_encodings
 from import_model.recon import registry
 from import_model.source import Checkpoint, ModelSource, load_checkpoint, load_config, open_source
 
@@ -259,6 +260,11 @@ def gate_dry_build(ctx: GateContext) -> Outcome:
         folder, ctx.dry_is_twin = renames.checkpoint_for_dry_build(ctx.source, ctx.config, ctx.checkpoint, ctx.progress)
         ctx.progress("dry-building the port's module tree (no compile)")
         ctx.dry = renames.dry_build(folder, ctx.port_dir)
+    except renames.DryBuildError as exc:
+        if exc.needs_gpu:
+            return SKIP, (f"the port's graph creates GPU devices even to be built ({exc.message}): MAX ships this "
+                          "donor for GPUs only; run the smoke gates on a GPU machine")
+        return FAIL, exc.message
     except UserError as exc:
         return FAIL, exc.message
     dry = ctx.dry
@@ -279,18 +285,24 @@ def gate_key_diff(ctx: GateContext) -> Outcome:
     if ctx.dry is None:
         return SKIP, "no dry build to compare with"
     expected, adapted = ctx.dry.expected, ctx.dry.adapted
+    open_rules = open_delta_markers(ctx.port_dir)
     missing = [k for k in expected if k not in adapted]
     orphans = [k for k in adapted if k not in expected]
     shapes = [k for k in expected if k in adapted and expected[k] != adapted[k]]
-    pending = renames.pending_delta_keys(orphans, open_delta_markers(ctx.port_dir))
-    orphans = [k for k in orphans if k not in {key for keys in pending.values() for key in keys}]
-    data = {"missing": missing, "orphans": orphans, "pending": pending,
+    waiting = renames.pending_delta_keys(orphans, open_rules)
+    removed = renames.pending_delta_keys(missing, open_rules, renames.PENDING_GRAPH_WEIGHTS)
+    orphans = [k for k in orphans if not any(k in keys for keys in waiting.values())]
+    missing = [k for k in missing if not any(k in keys for keys in removed.values())]
+    aside = sorted(set(re.findall(re.escape(renames.SET_ASIDE) + r" (\w+)\)", _adapter_text(ctx.port_dir))))
+    data = {"missing": missing, "orphans": orphans, "pending": waiting, "pending_removal": removed, "set_aside": aside,
             "shape_mismatches": [{"name": k, "graph": expected[k], "adapter": adapted[k]} for k in shapes]}
     if not (missing or orphans or shapes):
-        if pending:
-            waits = "; ".join(f"{rule}: {len(keys)} ({_patterns(keys)})" for rule, keys in pending.items())
-            return WARN, (f"every name the graph asks for is filled ({len(expected)}); checkpoint keys wait for open "
-                          f"delta rows that add them to the graph: {waits}"), data
+        notes = [f"checkpoint keys wait for open delta rows: {_by_rule(waiting)}" if waiting else "",
+                 f"donor graph weights open delta rows remove: {_by_rule(removed)}" if removed else "",
+                 f"the weight table sets keys aside for open delta rows: {', '.join(aside)}" if aside else ""]
+        notes = [n for n in notes if n]
+        if notes:
+            return WARN, f"every other name matches ({len(expected)} graph weights); " + "; ".join(notes), data
         return PASS, f"the weight adapter fills all {len(expected)} graph weights, names and shapes match", data
     parts = []
     if orphans:
@@ -302,6 +314,17 @@ def gate_key_diff(ctx: GateContext) -> Outcome:
         parts.append(f"{len(shapes)} shape mismatch(es) (e.g. {first}: graph "
                      f"{renames.shape_text(expected[first])}, adapter {renames.shape_text(adapted[first])})")
     return FAIL, "; ".join(parts) + _renames_hint(ctx), data
+
+
+def _by_rule(pending: dict[str, list[str]]) -> str:
+    return "; ".join(f"{rule} {len(names)} ({_patterns(names)})" for rule, names in pending.items())
+
+
+def _adapter_text(port_dir: Path) -> str:
+    try:
+        return (port_dir / renames.ADAPTER_FILE).read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def _patterns(names: list[str], limit: int = 3) -> str:
@@ -437,77 +460,7 @@ def exit_code(gates: list[Gate]) -> int:
     return 1 if any(g.status == FAIL for g in gates) else 0
 
 
-# --------------------------------------------------------------------------- port facts read statically
-
-
-def port_encodings(port_dir: Path) -> tuple[str | None, list[str]]:
-    """``(default, supported)`` encodings of the port's ``SupportedArchitecture``, read without importing it.
-
-    A scaffold that inherits them (``supported_encodings=donor_arch.supported_encodings``) is followed into
-    the donor's own ``arch.py`` in the installed MAX.
-    """
-    trees = _parsed(sorted(port_dir.glob("*.py")))
-    call = next((n for t in trees for n in ast.walk(t) if isinstance(n, ast.Call)
-                 and getattr(n.func, "id", getattr(n.func, "attr", None)) == "SupportedArchitecture"), None)
-    if call is None:
-        return None, []
-    default = _arch_keyword(call, "default_encoding", trees)
-    supported = _arch_keyword(call, "supported_encodings", trees)
-    is_collection = isinstance(supported, (set, list, tuple, frozenset, dict))
-    supported_list = sorted(str(s) for s in supported) if is_collection else []  # type: ignore[union-attr]
-    return (default if isinstance(default, str) else None), supported_list
-
-
-def _parsed(paths: list[Path]) -> list[ast.Module]:
-    return [t for t in (registry.parse_python(p) for p in paths) if t is not None]
-
-
-def _arch_keyword(call: ast.Call, key: str, trees: list[ast.Module], depth: int = 0) -> object:
-    """A keyword of a ``SupportedArchitecture(...)`` call, following ``donor_arch.<key>`` into MAX once."""
-    node = next((kw.value for kw in call.keywords if kw.arg == key), None)
-    if node is None:
-        return None
-    donor = _native_arch_import(node, trees) if depth == 0 else None
-    if donor is not None:
-        donor_trees, donor_call = donor
-        return _arch_keyword(donor_call, key, donor_trees, depth + 1)
-    return _resolve(node, trees)
-
-
-def _native_arch_import(node: ast.expr, trees: list[ast.Module]) -> tuple[list[ast.Module], ast.Call] | None:
-    """For ``name.attr`` where ``name`` is imported from ``max.pipelines.architectures.<slug>.<module>``."""
-    if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
-        return None
-    prefix = "max.pipelines.architectures."
-    for tree in trees:
-        for stmt in ast.walk(tree):
-            if not (isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith(prefix)):
-                continue
-            for alias in stmt.names:
-                if (alias.asname or alias.name) != node.value.id:
-                    continue
-                parts = (stmt.module or "")[len(prefix):].split(".")
-                path = registry.architectures_dir().joinpath(*parts).with_suffix(".py")
-                call = registry.assigned_call(registry.parse_python(path), alias.name, "SupportedArchitecture")
-                return (_parsed(sorted(path.parent.glob("*.py"))), call) if call is not None else None
-    return None
-
-
-def _resolve(node: ast.expr, trees: list[ast.Module]) -> object:
-    """A literal, or ``Class.ATTR`` looked up in the port's files, then in MAX's architectures."""
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        pass
-    if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
-        return None
-    found = registry.class_attribute(trees, node.value.id, node.attr)
-    if found is not None:
-        return found
-    needle = f"class {node.value.id}("
-    native = [p for p in registry.architectures_dir().glob("*/*.py") if needle in p.read_text(errors="replace")]
-    return registry.class_attribute([t for t in (registry.parse_python(p) for p in native) if t is not None], node.value.id,
-                                    node.attr)
+# --------------------------------------------------------------------------- checkpoint facts
 
 
 def dominant_dtype(checkpoint: Checkpoint | None) -> str | None:
