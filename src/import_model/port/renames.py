@@ -980,10 +980,16 @@ def _capturing(record: dict[str, Any]) -> Iterator[None]:
         raise _Captured
 
     patches.append((Module, "load_state_dict", load_state_dict))
-    # Allreduce signal buffers are only read when a graph executes, and allocating them on a CPU crashes MAX
-    # for donors built for GPUs (gemma3): the dry build hands out none.
-    from max.nn.comm.allreduce import MulticastPool, Signals
+    # Donors built for GPUs (gemma3) all-reduce even on one device: their modules open accelerators and
+    # allocate signal buffers when constructed, which fails or crashes on a CPU. Neither is used before the
+    # weights load, so the dry build hands out none.
+    from max.nn.comm.allreduce import Allreduce, MulticastPool, Signals
 
+    def allreduce_without_devices(layer: Any, num_accelerators: int) -> None:
+        Module.__init__(layer)
+        layer.devices = []
+
+    patches.append((Allreduce, "__init__", allreduce_without_devices))
     patches.append((Signals, "allocate", staticmethod(lambda *_a, **_k: [])))
     patches.append((MulticastPool, "allocate", staticmethod(lambda *_a, **_k: None)))
     helper = [0]  # > 0 while a weightless helper graph loads (its own compile calls pass)

@@ -1350,10 +1350,10 @@ def _weight_table(source: Any, config: dict[str, Any], checkpoint: Any, port_dir
     if outcome.mapping is None:
         return f"not written: {outcome.error}"
     mapping = outcome.mapping
-    aside = "; ".join(f"{len(keys)} key(s) set aside for delta {rule}" for rule, keys in outcome.pending.items())
-    left = ", ".join(f"{len(v)} {k}" for k, v in (("orphan(s)", mapping.orphans), ("missing", mapping.missing),
-                                                   ("shape mismatch(es)", mapping.mismatches)) if v)
-    return "written" + (f" ({aside})" if aside else "") + (f"; still {left}: see `import-model gates`" if left else "")
+    renamed = sum(1 for key, name in mapping.renames.items() if key != name)
+    aside = "".join(f"; {len(keys)} key(s) set aside for delta {rule}" for rule, keys in outcome.pending.items())
+    return (f"written ({renamed} rename(s), {len(mapping.splits)} split(s){aside}); the donor's adapter runs after "
+            "it, and `import-model gates` diffs the result against the graph")
 
 
 def _build(ctx: Context, index: SourceIndex, out_dir: Path) -> tuple[dict[str, str], list[str], list[str]]:
