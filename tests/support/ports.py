@@ -100,3 +100,19 @@ def renamed_checkpoint(source: Path, target: Path, architecture: str) -> Path:
 def native_port(donor: str, out_dir: Path, architecture: str, slug: str, breakage: str | None = None) -> Path:
     port = copy_native_port(donor, out_dir, class_name=architecture, port_slug=slug, force=True)
     return plant(port, BREAKAGES[breakage]) if breakage else port
+
+
+#: MAX registers some donors for bfloat16 only (a GPU encoding); their copies get float32 added to the
+#: registration so the CPU can run them. The graph code is not touched.
+BFLOAT16_ONLY = '{"bfloat16"}'
+
+
+def allow_float32(port: Path) -> bool:
+    """Add float32 to a copied port's bfloat16-only encodings; True if anything changed."""
+    changed = False
+    for path in port.glob("*.py"):
+        text = path.read_text()
+        if "SUPPORTED_ENCODINGS" in text and BFLOAT16_ONLY in text:
+            path.write_text(text.replace(BFLOAT16_ONLY, '{"bfloat16", "float32"}'))
+            changed = True
+    return changed

@@ -98,13 +98,13 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
 
     from import_model.verify.max_runner import MaxPort
 
-    _config, architecture = preflight(checkpoint, port_dir)
+    config, architecture = preflight(checkpoint, port_dir)
     progress("loading the HF reference (float32, CPU)")
     reference = HFReference.load(checkpoint, options.trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), trust_remote_code=options.trust_remote_code)
     order = tap_names(reference.num_layers)
     progress("building the port's graph in MAX with taps (a cold compile takes minutes on a small CPU)")
-    port = MaxPort(checkpoint, port_dir, max_length=options.max_length)
+    port = MaxPort(checkpoint, port_dir, max_length=max_length_for(config, options.max_length))
     result = VerifyResult(str(checkpoint), str(port_dir), architecture, parity.Verdict(False), order,
                           timings={"max_build_s": round(port.build_seconds, 2)})
     diffs: list[parity.TapDiff] = []
@@ -162,3 +162,19 @@ def _prompt_ids(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
         ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
         return [int(i) for i in ids]
     return [int(i) for i in tokenizer(prompt)["input_ids"]]
+
+
+def max_length_for(config: dict[str, Any], wanted: int) -> int:
+    """The context MAX is built for: ``wanted``, or past a LongRoPE model's original context when that is longer.
+
+    MAX's LongRoPE table has a long-factor part of ``max_length - original_max_position_embeddings`` rows, which
+    must not be negative; the prompts stay shorter than the original context, so both sides use the short factors.
+    """
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    kind = rope.get("rope_type") or rope.get("type") if isinstance(rope, dict) else None
+    original = config.get("original_max_position_embeddings") or (rope.get("original_max_position_embeddings")
+                                                                   if isinstance(rope, dict) else None)
+    if kind == "longrope" and isinstance(original, int) and original >= wanted:
+        return original + wanted
+    return wanted
+
