@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.families import family_twin_dir
+from tests.support.results import merged_rows
 from tests.test_port import run_port
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "port-matrix.md"
@@ -72,18 +73,7 @@ def results_table():
         "| first divergence | verdict | time s | note |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    RESULTS.write_text("\n".join(header + _merged(_rows)) + "\n")
-
-
-def _merged(rows: list[str]) -> list[str]:
-    """This run's rows, plus earlier rows of families this run did not touch (a partial rerun keeps the rest)."""
-    name = lambda row: row.split("|")[1].strip()  # noqa: E731
-    fresh = {name(row): row for row in rows}
-    kept = []
-    if RESULTS.is_file():
-        kept = [row for row in RESULTS.read_text().splitlines()
-                if row.startswith("| ") and not row.startswith("| family") and name(row) not in fresh]
-    return sorted(kept + list(fresh.values()))
+    RESULTS.write_text("\n".join(header + merged_rows(RESULTS, _rows)) + "\n")
 
 
 @pytest.mark.matrix

@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.families import family_twin_dir
 from tests.support.ports import BREAKAGES, allow_float32, native_port, renamed_checkpoint
+from tests.support.results import merged_rows
 from tests.test_verify import verify
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "verify-matrix.md"
@@ -49,7 +50,7 @@ def results_table():
         "", "| family twin | donor copied | planted bug | expected | verdict | first divergence | worst rel. L2 | build s | note |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    RESULTS.write_text("\n".join(header + _rows) + "\n")
+    RESULTS.write_text("\n".join(header + merged_rows(RESULTS, _rows, key_columns=3)) + "\n")
 
 
 @pytest.mark.matrix
