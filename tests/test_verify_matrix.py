@@ -69,7 +69,7 @@ def test_matrix(family: str, donor: str, breakage: str | None, tmp_path: Path) -
     note = "" if result.returncode in (0, 1) else (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
     if result.returncode < 0 or result.returncode > 128:
         note = f"the process died with signal {abs(result.returncode) % 128} while MAX built or ran the graph"
-    note = note.split("(full message")[0].replace("|", "/")[:140]
+    note = note.split("(full message")[0].split(" Report: ")[0].replace("|", "/")[:140]
     if widened:
         note = ("float32 added to the copy's bfloat16-only registration (graph untouched); " + note).rstrip("; ")
     _rows.append(f"| {family} | {donor} | {breakage or '-'} | {expected} | {verdict} | {first.get('tap', '-')} | "
