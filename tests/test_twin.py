@@ -45,6 +45,8 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
     "apertus": {"hidden_act": "xielu", "rope_parameters.rope_type": "llama3"},
     "vaultgemma": {"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "tie_word_embeddings": True},
     "persimmon": {"hidden_act": "relu2", "qk_layernorm": True, "partial_rotary_factor": 0.5},
+    "glm4": {"partial_rotary_factor": 0.5},
+    "hyperclovax": {"use_post_norm": True},
     "qwen2_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 48, "qkv_bias": True},
     "llama": {"rope_parameters.rope_type": "llama3", "num_attention_heads": 8, "num_key_value_heads": 2},
     "qwen2": {"num_key_value_heads": 2, "tie_word_embeddings": True, "rms_norm_eps": 1e-6},

@@ -451,6 +451,11 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "vaultgemma": ("vaultgemma", "VaultGemmaForCausalLM", {"bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0}),
     # adept/persimmon-8b-base: fused per-head QKV under self_attn, QK LayerNorm, relu^2, half rotary
     "persimmon": ("persimmon", "PersimmonForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
+    # zai-org/GLM-4-9B-0414: sandwich norms whose pre-MLP norm is named post_attention_layernorm
+    "glm4": ("glm4", "Glm4ForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
+    # naver-hyperclovax/HyperCLOVAX-SEED-Think-14B: extra post-norms (post_norm1/2) behind a config switch
+    "hyperclovax": ("hyperclovax", "HyperCLOVAXForCausalLM",
+                    {"use_post_norm": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
     # microsoft/Phi-3.5-mini-instruct: fused qkv / gate_up, LongRoPE, sliding window
     "phi3": (
         "phi3",
