@@ -71,6 +71,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
 
 def cmd_renames(args: argparse.Namespace) -> int:
     from import_model.port import renames
+    from import_model.port.scaffold import open_delta_markers
 
     port_dir = Path(args.port_dir).resolve()
     if not (port_dir / "__init__.py").is_file():
@@ -78,20 +79,15 @@ def cmd_renames(args: argparse.Namespace) -> int:
     source = open_source(args.model, args.revision)
     config = load_config(source)
     checkpoint = load_checkpoint(source, progress=report.progress)
-    folder, is_twin = renames.checkpoint_for_dry_build(source, config, checkpoint, report.progress)
-    report.progress("dry-building the port's module tree to read its weight names (no compile)")
-    dry = renames.dry_build(folder, port_dir)
-    built_on = load_checkpoint(open_source(str(folder)))
-    mapping = renames.derive_mapping({k: t.shape for k, t in built_on.tensors.items()}, dry.expected, config)
-    from import_model.port.scaffold import open_delta_markers
-
-    for rule, keys in renames.set_aside_pending(mapping, open_delta_markers(port_dir)).items():
+    table = renames.derive_table(source, config, checkpoint, port_dir, open_delta_markers(port_dir), report.progress)
+    mapping, dry, folder, is_twin = table.mapping, table.dry, table.built_on, table.on_twin
+    for rule, keys in table.pending.items():
         mapping.notes.append(f"{len(keys)} checkpoint key(s) set aside until the open TODO(delta {rule}) is written")
     if dry.standins:
         mapping.notes.append("built with config stand-ins " + ", ".join(f"{a} <- {s}" for a, s in dry.standins.items())
                              + ": the port's config code reads keys this checkpoint lacks")
     if is_twin:
-        mapping.notes += _twin_notes(checkpoint.tensors, built_on.tensors)
+        mapping.notes += _twin_notes(checkpoint.tensors, table.tensors)
     written = renames.write_adapter_table(port_dir, mapping) if args.write else None
     payload = {"model": source.display, "port_dir": str(port_dir), "built_on": str(folder), "on_twin": is_twin,
                "dry_build_seconds": dry.seconds, "module": dry.module, "written": str(written) if written else None,

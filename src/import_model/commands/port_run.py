@@ -158,15 +158,16 @@ def _walls(source: Any, config: dict, checkpoint: Any, run: PortRun) -> None:
 def _weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, run: PortRun) -> None:
     from import_model.port import renames
 
-    outcome = renames.write_derived_table(source, config, checkpoint, port_dir, [m["rule"] for m in run.missing],
-                                          report.progress)
-    mapping = outcome.mapping
-    if mapping is None:
-        run.step("weight table", "FAIL", outcome.error or "the dry build failed")
+    try:
+        table = renames.derive_table(source, config, checkpoint, port_dir, [m["rule"] for m in run.missing],
+                                     report.progress)
+    except renames.DryBuildError as exc:
+        run.step("weight table", "FAIL", exc.message)
         return
+    renames.write_adapter_table(port_dir, table.mapping)
+    mapping, aside = table.mapping, table.set_aside_text()
     problems = [f"{len(v)} {k}" for k, v in (("orphan(s)", mapping.orphans), ("missing", mapping.missing),
                                               ("shape mismatch(es)", mapping.mismatches)) if v]
-    aside = "; ".join(f"{len(keys)} key(s) set aside for delta {rule}" for rule, keys in outcome.pending.items())
     run.step("weight table", "done" if mapping.complete else "FAIL",
              ("complete" if mapping.complete else ", ".join(problems)) + (f" ({aside})" if aside else ""))
 

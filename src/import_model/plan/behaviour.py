@@ -626,11 +626,6 @@ def _calls_of(sym: Sym, attrs: set[str]) -> list[Sym]:
     return found
 
 
-def _wrapped_by(sym: Sym, inner_attr: str, wrappers: set[str]) -> bool:
-    """True if some ``wrapper(inner(...))`` appears (a norm applied to a sublayer's output)."""
-    return _wrapper_of(sym, inner_attr, wrappers) is not None
-
-
 def _wrapper_of(sym: Sym, inner_attr: str, wrappers: set[str]) -> str | None:
     """The attribute name of the first ``wrapper(inner(...))`` (the norm on a sublayer's output)."""
     for call in _calls_of(sym, wrappers):
@@ -674,8 +669,9 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     where = f"{owner.name}.forward"
     attn_in, mlp_in = attn_calls[0][2], mlp_calls[0][2]
     parallel = not _calls_of(mlp_in, {attn})
-    pre = any(arg[0] == "call" and arg[1] in norms for arg in (attn_in, mlp_in))
-    post = _wrapped_by(result, attn, norms) or _wrapped_by(result, mlp, norms)
+    names = _norm_names(result, attn, mlp, attn_in, mlp_in, norms)
+    pre = "pre_attention" in names or "pre_mlp" in names
+    post = "post_attention" in names or "post_mlp" in names
     placement = "sandwich" if pre and post else "post" if post else "pre" if pre else "none"
     out = {
         "residual": Observation("parallel" if parallel else "sequential",
@@ -683,7 +679,6 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
                                                 else "the MLP reads the attention block's output")),
         "norms": Observation(placement, f"{where}: " + _placement_text(placement)),
     }
-    names = _norm_names(result, attn, mlp, attn_in, mlp_in, norms)
     if names:
         out["norm_names"] = Observation(names, f"{where}: " + ", ".join(f"{r} {n}" for r, n in names.items()))
     if parallel:

@@ -1075,28 +1075,34 @@ def set_aside_pending(mapping: WeightMapping, open_rules: list[str]) -> dict[str
 
 
 @dataclass
-class TableOutcome:
-    """What deriving and writing a port's weight table found (``error``: the dry build failed)."""
+class DerivedTable:
+    """A port's weight table derived from a dry build, before it is written."""
 
-    mapping: WeightMapping | None = None
-    pending: dict[str, list[str]] = field(default_factory=dict)
-    error: str | None = None
+    mapping: WeightMapping
+    pending: dict[str, list[str]]
+    dry: GraphWeights
+    built_on: Path
+    on_twin: bool
+    tensors: dict[str, Any]
+
+    def set_aside_text(self) -> str:
+        """``N key(s) set aside for delta R; ...`` ('' when nothing was set aside)."""
+        return "; ".join(f"{len(keys)} key(s) set aside for delta {rule}" for rule, keys in self.pending.items())
 
 
-def write_derived_table(source: Any, config: dict[str, Any], checkpoint: Any, port_dir: Path,
-                        open_rules: list[str], progress: Any = None) -> TableOutcome:
-    """Dry-build the port, derive checkpoint -> graph names, set aside keys of open deltas, write the table."""
+def derive_table(source: Any, config: dict[str, Any], checkpoint: Any, port_dir: Path, open_rules: list[str],
+                 progress: Any = None) -> DerivedTable:
+    """Dry-build the port (on the checkpoint or its twin), match names, set aside keys of open delta rows.
+
+    Raises :class:`DryBuildError` when the port does not build.
+    """
     from import_model.source import load_checkpoint, open_source
 
-    folder, _is_twin = checkpoint_for_dry_build(source, config, checkpoint, progress)
+    folder, on_twin = checkpoint_for_dry_build(source, config, checkpoint, progress)
     if progress:
         progress("dry-building the port to read its weight names (no compile)")
-    try:
-        dry = dry_build(folder, port_dir)
-    except DryBuildError as exc:
-        return TableOutcome(error=exc.message)
-    built_on = load_checkpoint(open_source(str(folder)))
-    mapping = derive_mapping({k: t.shape for k, t in built_on.tensors.items()}, dry.expected, config)
+    dry = dry_build(folder, port_dir)
+    tensors = load_checkpoint(open_source(str(folder))).tensors
+    mapping = derive_mapping({k: t.shape for k, t in tensors.items()}, dry.expected, config)
     pending = set_aside_pending(mapping, open_rules)
-    write_adapter_table(port_dir, mapping)
-    return TableOutcome(mapping, pending)
+    return DerivedTable(mapping, pending, dry, folder, on_twin, tensors)

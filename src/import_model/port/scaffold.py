@@ -1345,15 +1345,15 @@ def _weight_table(source: Any, config: dict[str, Any], checkpoint: Any, port_dir
     """Derive the checkpoint -> donor graph name table and write it into the scaffold's adapter (a summary)."""
     from import_model.port import renames
 
-    outcome = renames.write_derived_table(source, config, checkpoint, port_dir, [d.rule for d in plan.deltas],
-                                          progress)
-    if outcome.mapping is None:
-        return f"not written: {outcome.error}"
-    mapping = outcome.mapping
-    renamed = sum(1 for key, name in mapping.renames.items() if key != name)
-    aside = "".join(f"; {len(keys)} key(s) set aside for delta {rule}" for rule, keys in outcome.pending.items())
-    return (f"written ({renamed} rename(s), {len(mapping.splits)} split(s){aside}); the donor's adapter runs after "
-            "it, and `import-model gates` diffs the result against the graph")
+    try:
+        table = renames.derive_table(source, config, checkpoint, port_dir, [d.rule for d in plan.deltas], progress)
+    except renames.DryBuildError as exc:
+        return f"not written: {exc.message}"
+    renames.write_adapter_table(port_dir, table.mapping)
+    renamed = sum(1 for key, name in table.mapping.renames.items() if key != name)
+    aside = table.set_aside_text()
+    return (f"written ({renamed} rename(s), {len(table.mapping.splits)} split(s){'; ' + aside if aside else ''}); "
+            "the donor's adapter runs after it, and `import-model gates` diffs the result against the graph")
 
 
 def _build(ctx: Context, index: SourceIndex, out_dir: Path) -> tuple[dict[str, str], list[str], list[str]]:
