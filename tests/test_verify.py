@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from import_model.max_cpu import one_device_collective_patches, patched
 from import_model.procs import child_env
+from import_model.verify.engine import max_length_for
+from import_model.verify.max_runner import MaxPort
 from tests.support.families import family_twin_dir
 from tests.support.ports import BREAKAGES, native_port, renamed_checkpoint
 
@@ -154,3 +157,41 @@ def test_a_crash_inside_max_is_exit_2_with_a_report(llama_twin: Path, tmp_path: 
     assert "MAX crashed (SIGSEGV)" in result.stderr.strip().splitlines()[-1]
     report = (port.parent / f"verify-{port.name}" / "report.md").read_text()
     assert "SIGSEGV" in report
+
+
+def test_longrope_models_are_built_for_their_original_context() -> None:
+    """MAX's LongRoPE table needs max_length >= half the original context; shorter prompts use short factors."""
+    longrope = {"rope_parameters": {"rope_type": "longrope", "original_max_position_embeddings": 4096}}
+    assert max_length_for(longrope, 512) == 4096
+    assert max_length_for({**longrope, "original_max_position_embeddings": 256}, 512) == 512
+    assert max_length_for({"rope_parameters": {"rope_type": "default"}}, 512) == 512
+
+
+def test_a_model_that_refuses_echo_is_rebuilt_without_it() -> None:
+    """MAX's mistral refuses every-position logits before compiling; verify then compares the last position."""
+    calls: list[bool] = []
+
+    def auto_model(*_args: object, enable_echo: bool, **_kwargs: object) -> str:
+        calls.append(enable_echo)
+        if enable_echo:
+            raise ValueError("Mistral model does not currently implement enable echo.")
+        return "pipeline"
+
+    port = MaxPort.__new__(MaxPort)
+    port.echo = True
+    assert port._auto_model(auto_model, Path("checkpoint"), None, 512, []) == "pipeline"
+    assert calls == [True, False] and port.echo is False
+
+
+def test_single_cpu_collectives_need_no_accelerator_and_are_restored() -> None:
+    from max.driver import CPU
+    from max.nn.comm.allreduce import Allreduce, Signals
+
+    with pytest.raises(Exception, match="gpu"):  # MAX opens an accelerator per device even for one
+        Allreduce(num_accelerators=1)
+    with patched(one_device_collective_patches(signal_buffers=True)):
+        assert Allreduce(num_accelerators=1).devices == []
+        (buffer,) = Signals.allocate([CPU()])
+        assert buffer.shape == (Signals.NUM_BYTES,) and not buffer.to_numpy()[:4096].any()
+    with pytest.raises(Exception, match="gpu"):
+        Allreduce(num_accelerators=1)

@@ -8,34 +8,77 @@ docs/verify-matrix.md, which is committed.
 
 from __future__ import annotations
 
+import json
+import math
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.families import family_twin_dir
-from tests.support.ports import BREAKAGES, allow_float32, native_port, renamed_checkpoint
+from tests.support.ports import BREAKAGES, allow_float32, bfloat16_norm_weights, native_port, renamed_checkpoint
 from tests.support.results import merged_rows
 from tests.test_verify import verify
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "verify-matrix.md"
 
-#: (family twin, native donor slug, breakage or None): what must pass, and what must fail where.
-#: Rows that cannot run on a CPU stay in the table with the reason, rather than being hidden. gemma3 and
-#: mistral in MAX 26.7 register only bfloat16 (a GPU encoding): their copies get float32 added to the
-#: registration; gemma3 and qwen3 build all-reduce layers that need GPU devices even on one device.
+
+@dataclass(frozen=True)
+class Case:
+    """A twin, the native donor copied as its port, and what the engine must say about the pair."""
+
+    family: str
+    donor: str
+    breakage: str | None = None
+    #: A known difference between MAX's own code and HF: the tap where it must show, and why.
+    known_difference: tuple[str, str] | None = None
+    #: Dotted config.json edits on the twin copy.
+    config_edits: dict[str, Any] = field(default_factory=dict)
+    #: Store norm weights as bfloat16 (exact values) for a graph that declares them so.
+    bfloat16_norms: bool = False
+    note: str = ""
+
+    @property
+    def id(self) -> str:
+        return "-".join([self.family, self.donor, self.breakage or ("variant" if self.config_edits else "clean")])
+
+    @property
+    def expected_first_tap(self) -> str | None:
+        if self.breakage:
+            return BREAKAGES[self.breakage].first_tap
+        return self.known_difference[0] if self.known_difference else None
+
+
+#: MAX 26.7 scales the softmax by LongRoPE's attention factor once; HF (and Phi-3's own code) multiplies cos and
+#: sin by it, so q.k gets its square. Phi-3.5-mini's twin keeps the real 131072 / 4096 context ratio (factor 1.19).
+LONGROPE_FACTOR = math.sqrt(1 + math.log(131072 / 4096) / math.log(4096))
+
+#: Every native copy must PASS on its family's twin and every planted bug must FAIL where it is planted; a
+#: difference in MAX's own code must FAIL where it shows, and the same twin with that one difference removed on
+#: the HF side must PASS. Rows that cannot run on a CPU would stay in the table with the reason.
 CASES = [
-    ("llama", "llama3", None),
-    ("qwen3", "qwen3", None),
-    ("olmo2", "olmo2", None),
-    ("gemma3_text", "gemma3", None),
-    ("phi3", "phi3", None),
-    ("mistral", "mistral", None),
-    ("llama", "llama3", "rope_theta"),
-    ("llama", "llama3", "norm_eps_layer1"),
-    ("llama", "llama3", "transposed_o_proj_layer1"),
-    ("llama", "llama3", "residual_dropped_layer1"),
+    Case("llama", "llama3"),
+    Case("qwen3", "qwen3"),
+    Case("olmo2", "olmo2"),
+    Case("gemma3_text", "gemma3", bfloat16_norms=True,
+         note="norm weights stored as bfloat16 (bf16-exact values), which MAX's gemma3 graph declares"),
+    Case("phi4", "phi3"),
+    Case("phi3", "phi3", known_difference=(
+        "layer_0", "MAX 26.7 applies LongRoPE's attention factor once (softmax scale), HF twice (cos and sin)")),
+    Case("phi3", "phi3", config_edits={"rope_parameters.attention_factor": math.sqrt(LONGROPE_FACTOR)},
+         note="HF's LongRoPE attention factor set to the square root of MAX's: the plain phi3 row's only difference"),
+    Case("mistral", "mistral", known_difference=(
+        "layer_0", "MAX 26.7's mistral ignores sliding_window: past the window (the 222-token prompt) it attends to "
+                   "the whole context")),
+    Case("mistral", "mistral", config_edits={"sliding_window": None},
+         note="no window, as Mistral-7B-v0.2 and later ship: the plain mistral row's only difference"),
+    Case("llama", "llama3", "rope_theta"),
+    Case("llama", "llama3", "norm_eps_layer1"),
+    Case("llama", "llama3", "transposed_o_proj_layer1"),
+    Case("llama", "llama3", "residual_dropped_layer1"),
 ]
 
 _rows: list[str] = []
@@ -54,30 +97,37 @@ def results_table():
 
 
 @pytest.mark.matrix
-@pytest.mark.parametrize(("family", "donor", "breakage"), CASES, ids=[f"{f}-{d}-{b or 'clean'}" for f, d, b in CASES])
-def test_matrix(family: str, donor: str, breakage: str | None, tmp_path: Path) -> None:
-    arch = f"Parity{family.title().replace('_', '')}ForCausalLM"
-    checkpoint = renamed_checkpoint(family_twin_dir(family), tmp_path / "ckpt", arch)
-    port = native_port(donor, tmp_path / "ports", arch, f"m_{family}_{breakage or 'clean'}", breakage=breakage)
-    widened = allow_float32(port)
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_matrix(case: Case, tmp_path: Path) -> None:
+    arch = f"Parity{case.family.title().replace('_', '')}ForCausalLM"
+    checkpoint = renamed_checkpoint(family_twin_dir(case.family), tmp_path / "ckpt", arch, case.config_edits)
+    if case.bfloat16_norms:
+        assert bfloat16_norm_weights(checkpoint) > 0
+    port = native_port(case.donor, tmp_path / "ports", arch, f"m_{case.family}_{case.breakage or 'clean'}",
+                       breakage=case.breakage)
+    notes = [case.note] if case.note else []
+    if allow_float32(port):
+        notes.append("float32 added to the copy's bfloat16-only registration (graph untouched)")
     start = time.perf_counter()
     result, payload = verify(str(checkpoint), "--port-dir", str(port))
-    expected = "FAIL at " + BREAKAGES[breakage].first_tap if breakage else "PASS"
+    first_tap = case.expected_first_tap
+    expected = f"FAIL at {first_tap}" if first_tap else "PASS"
     first = payload.get("first_divergence") or {}
     verdict = {0: "PASS", 1: "FAIL"}.get(result.returncode, "ERROR")
     worst = max((row["rel_l2"] for row in payload.get("per_tap", [])), default=float("nan"))
-    note = "" if result.returncode in (0, 1) else (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
-    if result.returncode < 0 or result.returncode > 128:
-        note = f"the process died with signal {abs(result.returncode) % 128} while MAX built or ran the graph"
-    note = note.split("(full message")[0].split(" Report: ")[0].replace("|", "/")[:140]
-    if widened:
-        note = ("float32 added to the copy's bfloat16-only registration (graph untouched); " + note).rstrip("; ")
-    _rows.append(f"| {family} | {donor} | {breakage or '-'} | {expected} | {verdict} | {first.get('tap', '-')} | "
-                 f"{worst:.2e} | {payload.get('timings', {}).get('max_build_s', time.perf_counter() - start):.0f} | "
-                 f"{note} |")
-    if breakage:
+    if case.known_difference:
+        notes.append(case.known_difference[1])
+    notes += payload.get("notes", [])
+    if result.returncode not in (0, 1):
+        error = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+        notes.append("error: " + error.split("(full message")[0].split(" Report: ")[0])
+    edits = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {json.dumps(v)}" for k, v in case.config_edits.items())
+    _rows.append(f"| {case.family}{' (' + edits + ')' if edits else ''} | {case.donor} | {case.breakage or '-'} | "
+                 f"{expected} | {verdict} | {first.get('tap', '-')} | {worst:.2e} | "
+                 f"{payload.get('timings', {}).get('max_build_s', time.perf_counter() - start):.0f} | "
+                 f"{'; '.join(notes).replace('|', '/')[:400]} |")
+    if first_tap:
         assert result.returncode == 1, result.stderr[-1500:]
-        assert first["tap"] == BREAKAGES[breakage].first_tap
+        assert first["tap"] == first_tap
     else:
         assert result.returncode == 0, result.stderr[-1500:]
-

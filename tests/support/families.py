@@ -482,6 +482,28 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
             "tie_word_embeddings": False,
         },
     ),
+    # microsoft/phi-4: the Phi-3 class with GQA 4:1 and plain RoPE (no LongRoPE, no window)
+    "phi4": (
+        "phi3",
+        "Phi3ForCausalLM",
+        {
+            "hidden_size": 5120,
+            "intermediate_size": 17920,
+            "num_hidden_layers": 40,
+            "num_attention_heads": 40,
+            "num_key_value_heads": 10,
+            "vocab_size": 100352,
+            "max_position_embeddings": 16384,
+            "original_max_position_embeddings": 16384,
+            "sliding_window": None,
+            "rope_theta": 250000.0,
+            "rope_scaling": None,
+            "bos_token_id": 100257,
+            "eos_token_id": 100265,
+            "pad_token_id": 100349,
+            "tie_word_embeddings": False,
+        },
+    ),
     # mistralai/Mistral-7B-v0.1: GQA 4:1, sliding window on every layer
     "mistral": (
         "mistral",

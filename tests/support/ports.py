@@ -12,6 +12,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from import_model.port.native_copy import copy_native_port
 
@@ -83,8 +84,12 @@ def plant(port: Path, bug: Breakage) -> Path:
     return port
 
 
-def renamed_checkpoint(source: Path, target: Path, architecture: str) -> Path:
-    """A copy of ``source`` whose config names ``architecture`` (weights are linked, not copied)."""
+def renamed_checkpoint(source: Path, target: Path, architecture: str,
+                       config_edits: dict[str, Any] | None = None) -> Path:
+    """A copy of ``source`` whose config names ``architecture`` (weights are linked, not copied).
+
+    ``config_edits`` maps dotted config paths (``rope_parameters.attention_factor``) to new values.
+    """
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
@@ -93,8 +98,33 @@ def renamed_checkpoint(source: Path, target: Path, architecture: str) -> Path:
             (target / path.name).symlink_to(path.resolve())
     config = json.loads((source / "config.json").read_text())
     config["architectures"] = [architecture]
+    for dotted, value in (config_edits or {}).items():
+        *parents, last = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[last] = value
     (target / "config.json").write_text(json.dumps(config, indent=2))
     return target
+
+
+def bfloat16_norm_weights(checkpoint: Path) -> int:
+    """Store the checkpoint's norm weights as bfloat16, rounded first; returns how many changed.
+
+    For a MAX graph that declares its norm weights bfloat16 (gemma3 in MAX 26.7). The rounded values
+    are exact in both dtypes, so HF's float32 reference reads the same numbers the port does.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = checkpoint / "model.safetensors"
+    tensors = load_file(str(path))
+    norms = [name for name in tensors if name.endswith("norm.weight")]
+    for name in norms:
+        tensors[name] = tensors[name].to(torch.bfloat16)
+    path.unlink()  # a link into the shared twin: write a new file, leave the twin alone
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return len(norms)
 
 
 def native_port(donor: str, out_dir: Path, architecture: str, slug: str, breakage: str | None = None) -> Path:

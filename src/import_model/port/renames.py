@@ -47,6 +47,7 @@ from typing import Any
 
 from import_model.cache import atomic_write
 from import_model.errors import UserError
+from import_model.max_cpu import one_device_collective_patches, patched
 
 Shape = tuple[Any, ...]
 
@@ -980,18 +981,7 @@ def _capturing(record: dict[str, Any]) -> Iterator[None]:
         raise _Captured
 
     patches.append((Module, "load_state_dict", load_state_dict))
-    # Donors built for GPUs (gemma3) all-reduce even on one device: their modules open accelerators and
-    # allocate signal buffers when constructed, which fails or crashes on a CPU. Neither is used before the
-    # weights load, so the dry build hands out none.
-    from max.nn.comm.allreduce import Allreduce, MulticastPool, Signals
-
-    def allreduce_without_devices(layer: Any, num_accelerators: int) -> None:
-        Module.__init__(layer)
-        layer.devices = []
-
-    patches.append((Allreduce, "__init__", allreduce_without_devices))
-    patches.append((Signals, "allocate", staticmethod(lambda *_a, **_k: [])))
-    patches.append((MulticastPool, "allocate", staticmethod(lambda *_a, **_k: None)))
+    patches += one_device_collective_patches(signal_buffers=False)  # nothing executes before the weights load
     helper = [0]  # > 0 while a weightless helper graph loads (its own compile calls pass)
     for name in _COMPILE_METHODS:
         if name in InferenceSession.__dict__:
@@ -1000,14 +990,8 @@ def _capturing(record: dict[str, Any]) -> Iterator[None]:
         module = sys.modules.get(module_name) or importlib.import_module(module_name)
         if hasattr(module, attr):
             patches.append((module, attr, lambda *_a, **_k: _SKIPPED))
-    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
-    for owner, name, value in patches:
-        setattr(owner, name, value)
-    try:
+    with patched(patches):
         yield
-    finally:
-        for owner, name, value in saved:
-            setattr(owner, name, value)
 
 
 def _guarded(method: Any, name: str, helper: list[int]) -> Any:

@@ -107,6 +107,9 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     port = MaxPort(checkpoint, port_dir, max_length=max_length_for(config, options.max_length))
     result = VerifyResult(str(checkpoint), str(port_dir), architecture, parity.Verdict(False), order,
                           timings={"max_build_s": round(port.build_seconds, 2)})
+    if not port.echo:
+        result.notes.append("the port's model does not implement echo (every position's logits), so taps it "
+                            "computes for the last prompt position only (head, logits) are compared there")
     diffs: list[parity.TapDiff] = []
     greedy: list[bool] = []
     start = time.perf_counter()
@@ -119,9 +122,10 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
             hf_tokens, max_tokens = [], []
             for step_index, step in enumerate(steps):
                 ref = reference.run(sequence)
-                rows = slice(None) if step_index == 0 else slice(-1, None)
                 for tap in order:
                     got = step.logits if tap == "logits" else step.taps.get(tap)
+                    last_only = step_index > 0 or (not port.echo and got is not None and len(got) == 1 < len(ids))
+                    rows = slice(-1, None) if last_only else slice(None)
                     diffs.append(parity.compare_tap(number, step_index, tap, ref[tap][rows], got,
                                                     options.rel_l2, options.min_cosine))
                 hf_tokens.append(int(np.argmax(ref["logits"][-1])))
@@ -165,16 +169,17 @@ def _prompt_ids(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
 
 
 def max_length_for(config: dict[str, Any], wanted: int) -> int:
-    """The context MAX is built for: ``wanted``, or past a LongRoPE model's original context when that is longer.
+    """The context MAX is built for: ``wanted``, or a LongRoPE model's original context when that is longer.
 
-    MAX's LongRoPE table has a long-factor part of ``max_length - original_max_position_embeddings`` rows, which
-    must not be negative; the prompts stay shorter than the original context, so both sides use the short factors.
+    MAX's LongRoPE table has a long-factor part of ``2 * max_length - original_max_position_embeddings`` rows,
+    which must not be negative; the prompts stay shorter than the original context, so both sides use the short
+    factors.
     """
     rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     kind = rope.get("rope_type") or rope.get("type") if isinstance(rope, dict) else None
     original = config.get("original_max_position_embeddings") or (rope.get("original_max_position_embeddings")
                                                                    if isinstance(rope, dict) else None)
     if kind == "longrope" and isinstance(original, int) and original >= wanted:
-        return original + wanted
+        return original
     return wanted
 

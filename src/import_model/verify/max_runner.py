@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from import_model.errors import UserError
+from import_model.max_cpu import one_device_collective_patches, patched
 
 #: Attribute names of the tapped modules on MAX's top-level model, first match wins.
 MAX_TAP_ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -97,16 +98,27 @@ class _TapHook:
 
         layers = list(_attr(root, MAX_TAP_ATTRIBUTES["layers"]))
         self.num_layers = len(layers)
-        modules = [("embed", _attr(root, MAX_TAP_ATTRIBUTES["embed"]))]
-        modules += [(f"layer_{i}", layer) for i, layer in enumerate(layers)]
-        modules += [("final_norm", _attr(root, MAX_TAP_ATTRIBUTES["final_norm"])),
-                    ("lm_head", _attr(root, MAX_TAP_ATTRIBUTES["lm_head"]))]
-        for name, module in modules:
-            for call, value in enumerate(self.calls.get(id(module), [])):
+        taps = [("embed", self._calls_of(root, "embed"))]
+        taps += [(f"layer_{i}", self.calls.get(id(layer), [])) for i, layer in enumerate(layers)]
+        taps += [("final_norm", self._calls_of(root, "final_norm")), ("lm_head", self._calls_of(root, "lm_head"))]
+        for name, calls in taps:
+            for call, value in enumerate(calls):
                 label = _LABEL.format(name=name, call=call)
                 ops.print(value, label=label)
                 self.labels.append(label)
         self.calls.clear()
+
+    def _calls_of(self, root: Any, tap: str) -> list[Any]:
+        """Recorded outputs of the tapped module, or of its first shard (``norm_shards[0]``).
+
+        Models written for several devices (qwen3, gemma3) build the module and call per-device copies.
+        """
+        for name in MAX_TAP_ATTRIBUTES[tap]:
+            shards = getattr(root, f"{name}_shards", None) or []
+            for module in (getattr(root, name, None), *list(shards)[:1]):
+                if module is not None and self.calls.get(id(module)):
+                    return self.calls[id(module)]
+        return []
 
 
 @contextmanager
@@ -142,6 +154,7 @@ class MaxPort:
         """``port_dir`` None runs the checkpoint on MAX's own registration (a native baseline)."""
         self.tap_dir = Path(tempfile.mkdtemp(prefix="import-model-taps-"))
         self.hook = _TapHook()
+        self.echo = True  # False: the model returns only the last position's logits at prefill
         start = time.perf_counter()
         self._build(checkpoint, port_dir, max_length, taps)
         self.build_seconds = time.perf_counter() - start
@@ -154,23 +167,38 @@ class MaxPort:
         try:
             from max.nn.layer import layer as max_layer
             from max.pipelines import AutoModel
+
+            one_cpu = one_device_collective_patches(signal_buffers=True)  # GPU-minded donors (qwen3, gemma3)
         except Exception as exc:  # noqa: BLE001
             raise MaxBuildError("importing MAX", repr(exc)) from None
         if taps:
             max_layer.add_layer_hook(self.hook)
         try:
-            self.model = AutoModel(str(checkpoint), devices="cpu", quantization_encoding="float32",
-                                   custom_architectures=[str(port_dir)] if port_dir else [], enable_echo=True,
-                                   max_length=max_length, max_batch_size=1)
-        except Exception as exc:  # noqa: BLE001 - MAX raises many kinds while importing and compiling a port
-            import traceback
-
-            raise MaxBuildError("building the port's graph", "".join(traceback.format_exception(exc))) from None
+            self.model = self._auto_model(AutoModel, checkpoint, port_dir, max_length, one_cpu)
         finally:
             if taps and self.hook in max_layer._LAYER_HOOKS:
                 max_layer._LAYER_HOOKS.remove(self.hook)
         self.pipeline = self.model.pipeline
         self.pipeline.session.set_debug_print_options("BINARY_MAX_CHECKPOINT", output_directory=str(self.tap_dir))
+
+    def _auto_model(self, auto_model: Any, checkpoint: Path, port_dir: Path | None, max_length: int,
+                    one_cpu: list[Any]) -> Any:
+        """The pipeline with every position's logits (echo); a model that refuses echo is built without it.
+
+        Such a model (MAX 26.7's mistral) refuses before its graph is built, so the retry costs no compile.
+        """
+        try:
+            with patched(one_cpu):
+                return auto_model(str(checkpoint), devices="cpu", quantization_encoding="float32",
+                                  custom_architectures=[str(port_dir)] if port_dir else [], enable_echo=self.echo,
+                                  max_length=max_length, max_batch_size=1)
+        except Exception as exc:  # noqa: BLE001 - MAX raises many kinds while importing and compiling a port
+            import traceback
+
+            if self.echo and "implement enable echo" in str(exc):
+                self.echo = False
+                return self._auto_model(auto_model, checkpoint, port_dir, max_length, one_cpu)
+            raise MaxBuildError("building the port's graph", "".join(traceback.format_exception(exc))) from None
 
     def run(self, ids: list[int], decode_steps: int) -> list[StepOutput]:
         """Prefill ``ids`` then ``decode_steps`` greedy steps through the KV cache."""
@@ -193,7 +221,7 @@ class MaxPort:
                 logits = out.logits.to_numpy().copy()
                 token = int(np.argmax(logits[-1]))
                 steps.append(StepOutput(position, self._read_taps(), logits, token, seconds))
-                position += logits.shape[0]
+                position += len(ids) if position == 0 else 1
                 ctx.update(token)
                 kv.step(ctx)
         finally:

@@ -121,9 +121,9 @@ SHRINK_RULES: dict[str, Rule] = {
     "mamba_d_state": Rule("fixed", 16),
     "mamba_dt_rank": Rule("fixed", 8),
     "mamba_chunk_size": Rule("cap", 16),
-    # Attention windows: keep them, but small enough to bite on short prompts.
-    "sliding_window": Rule("cap", SLIDING_WINDOW),
-    "attention_chunk_size": Rule("cap", SLIDING_WINDOW),
+    # Attention windows: keep them, but small enough to bite on short prompts (one that never bites stays so).
+    "sliding_window": Rule("window", SLIDING_WINDOW),
+    "attention_chunk_size": Rule("window", SLIDING_WINDOW),
     # Per-layer structure: lists are cut to the twin's depth, periods are kept and size the default depth.
     "layer_types": Rule("per_layer"),
     "no_rope_layers": Rule("per_layer"),
@@ -268,6 +268,14 @@ def _rule_cap(value: Any, ctx: _Ctx, arg: Any) -> Any:
     return min(value, arg) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else value
 
 
+def _rule_window(value: Any, ctx: _Ctx, arg: Any) -> Any:
+    """A window as long as the whole context never masks anything (Phi-3.5: 262144 over 131072): keep it inert."""
+    context = ctx.src_get("max_position_embeddings")
+    if isinstance(value, int) and isinstance(context, int) and value >= context > 0:
+        return value
+    return _rule_cap(value, ctx, arg)
+
+
 def _rule_experts(value: Any, ctx: _Ctx, arg: Any) -> Any:
     return min(value, arg) if isinstance(value, int) and value > 1 else value
 
@@ -394,6 +402,7 @@ _RULE_FUNCS: dict[str, Callable[[Any, _Ctx, Any], Any]] = {
     "sum": _rule_sum,
     "ssm_head_dim": _rule_ssm_head_dim,
     "cap": _rule_cap,
+    "window": _rule_window,
     "experts": _rule_experts,
     "top_k": _rule_top_k,
     "per_layer": _rule_per_layer,
