@@ -209,6 +209,31 @@ def test_smollm3_anatomy() -> None:
     assert value(plan, "attention.sliding_window") == "none"  # use_sliding_window false
 
 
+def test_falcon_anatomy() -> None:
+    """Multi-query attention flagged by the config, the attention class picked from a module-level table."""
+    plan = plan_for("falcon")
+    assert value(plan, "attention.kind") == "mqa" and value(plan, "attention.kv_heads") == 1
+    assert value(plan, "block.residual") == "parallel" and value(plan, "block.parallel_norm") == "shared"
+    assert value(plan, "norm.kind") == "layernorm" and value(plan, "norm.bias") is True
+    assert value(plan, "mlp.activation") == "gelu"  # get_activation(config.activation)
+    assert "residual" in rules(plan) and "activation" in rules(plan)
+
+
+def test_falcon_new_decoder_anatomy() -> None:
+    """The layer sets config.num_ln_in_parallel_attn = 2 itself, which picks ln_attn and ln_mlp."""
+    plan = plan_for("falcon_40b")
+    assert value(plan, "attention.kind") == "gqa"
+    assert value(plan, "block.norm_names") == {"pre_attention": "ln_attn", "pre_mlp": "ln_mlp"}
+    assert value(plan, "block.parallel_norm") == "separate"
+
+
+def test_gptj_rotary_dim_is_a_partial_rotary() -> None:
+    plan = plan_for("gptj")
+    assert value(plan, "rotary.fraction") == 0.25 and value(plan, "rotary.style") == "interleaved"
+    assert "rotary_dim=4" in plan.anatomy.row("rotary.fraction").evidence
+    assert {"rotary_fraction", "rotary_style", "head_bias", "mlp_bias"} <= rules(plan)
+
+
 def test_every_row_is_a_known_trait_with_a_source() -> None:
     for family in EXPECTED:
         anatomy = plan_for(family).anatomy

@@ -28,7 +28,8 @@ FAMILIES: dict[str, int] = {
     "helium": 0, "arcee": 0, "stablelm": 0, "starcoder2": 0, "gemma": 0, "gemma2": 0, "smollm3": 0,
     "gpt_neox": 0, "phi": 0, "cohere": 0, "glm": 0, "exaone4": 0, "olmoe": 1, "qwen2_moe": 1,
     # families no issue lists
-    "vaultgemma": 0, "persimmon": 0, "apertus": 1, "glm4": 0, "hyperclovax": 0,
+    "vaultgemma": 0, "persimmon": 0, "apertus": 1, "glm4": 0, "hyperclovax": 0, "falcon": 0, "falcon_40b": 0,
+    "gptj": 0,
 }
 
 _rows: list[str] = []

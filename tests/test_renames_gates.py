@@ -277,6 +277,22 @@ def test_runtime_code_splits_and_stacks_values() -> None:
     assert "model.layers.1.mlp.gate_proj.weight" not in out
 
 
+def test_grouped_query_fused_qkv_splits_by_kv_group() -> None:
+    """Falcon's new decoder stores QKV per KV head: that head's queries, then its K, then its V."""
+    table = renames.AdapterTable(splits={"h.*.qkv.weight": ("per_head", ("q.*", "k.*", "v.*"), (4, 1, 1))})
+    namespace: dict[str, Any] = {"convert": lambda state_dict, **kw: {k: v.data() for k, v in state_dict.items()}}
+    exec(compile(renames.render_table_block(table, "convert"), "<table>", "exec"), namespace)  # our own code
+    heads, kv_heads, head_size, hidden = 8, 2, 3, 5
+    groups = np.arange(kv_heads * (heads // kv_heads + 2) * head_size * hidden, dtype=np.float32)
+    groups = groups.reshape(kv_heads, heads // kv_heads + 2, head_size, hidden)
+    state = {"h.0.qkv.weight": _FakeWeights(groups.reshape(-1, hidden))}
+    hf_config = type("Cfg", (), {"num_attention_heads": heads})()
+    out = {k: np.from_dlpack(v.data) for k, v in namespace["convert"](state, huggingface_config=hf_config).items()}
+    np.testing.assert_array_equal(out["q.0"], groups[:, :4].reshape(-1, hidden))
+    np.testing.assert_array_equal(out["k.0"], groups[:, 4].reshape(-1, hidden))
+    np.testing.assert_array_equal(out["v.0"], groups[:, 5].reshape(-1, hidden))
+
+
 # -- gates ---------------------------------------------------------------------------------
 
 

@@ -47,6 +47,9 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
     "persimmon": {"hidden_act": "relu2", "qk_layernorm": True, "partial_rotary_factor": 0.5},
     "glm4": {"partial_rotary_factor": 0.5},
     "hyperclovax": {"use_post_norm": True},
+    "gptj": {"rotary_dim": 4, "activation_function": "gelu_new"},
+    "falcon": {"multi_query": True, "parallel_attn": True, "new_decoder_architecture": False},
+    "falcon_40b": {"new_decoder_architecture": True, "num_attention_heads": 8, "num_kv_heads": 2},
     "qwen2_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 48, "qkv_bias": True},
     "llama": {"rope_parameters.rope_type": "llama3", "num_attention_heads": 8, "num_key_value_heads": 2},
     "qwen2": {"num_key_value_heads": 2, "tie_word_embeddings": True, "rms_norm_eps": 1e-6},
@@ -64,7 +67,8 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
     "mistral": {"sliding_window": 128, "num_key_value_heads": 2},
     "bloom": {"n_layer": 2, "n_head": 4, "tie_word_embeddings": True},
 }
-IGNORED_KEYS = {"transformers_version", "dtype", "torch_dtype", "_name_or_path", "architectures"}
+# num_ln_in_parallel_attn: falcon's decoder layer fills it in on the config it is built from (None -> 2).
+IGNORED_KEYS = {"transformers_version", "dtype", "torch_dtype", "_name_or_path", "architectures", "num_ln_in_parallel_attn"}
 
 
 def _instantiable(family: str) -> bool:
@@ -132,7 +136,7 @@ def test_twin_keeps_structure(family: str) -> None:
     for key in ("layer_types", "no_rope_layers"):
         if isinstance(source.get(key), list):  # every per-layer variant still appears in the twin
             assert set(twin[key]) == set(source[key]) and len(twin[key]) == twin["num_hidden_layers"]
-    heads_key = "n_head" if family == "bloom" else "num_attention_heads"
+    heads_key = "num_attention_heads" if "num_attention_heads" in source else "n_head"  # bloom, gpt-j
     heads, kv = source[heads_key], source.get("num_key_value_heads") or source[heads_key]
     t_heads, t_kv = twin[heads_key], twin.get("num_key_value_heads") or twin[heads_key]
     assert (kv == heads) == (t_kv == t_heads) and (kv == 1) == (t_kv == 1) and t_heads % t_kv == 0

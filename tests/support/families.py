@@ -456,6 +456,15 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     # naver-hyperclovax/HyperCLOVAX-SEED-Think-14B: extra post-norms (post_norm1/2) behind a config switch
     "hyperclovax": ("hyperclovax", "HyperCLOVAXForCausalLM",
                     {"use_post_norm": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
+    # tiiuae/falcon-7b: multi-query attention in a fused QKV, one LayerNorm shared by parallel attention and MLP
+    "falcon": ("falcon", "FalconForCausalLM", {"bos_token_id": 11, "eos_token_id": 11}),
+    # tiiuae/falcon-40b: the "new decoder": grouped KV heads in the fused QKV, separate ln_attn / ln_mlp
+    "falcon_40b": ("falcon", "FalconForCausalLM", {
+        "hidden_size": 8192, "num_attention_heads": 128, "num_kv_heads": 8, "num_hidden_layers": 60,
+        "new_decoder_architecture": True, "multi_query": False, "parallel_attn": True, "bias": False,
+        "vocab_size": 65024, "bos_token_id": 11, "eos_token_id": 11}),
+    # EleutherAI/gpt-j-6b: interleaved rotary on rotary_dim of each head, parallel block, biased MLP and head
+    "gptj": ("gptj", "GPTJForCausalLM", {"bos_token_id": 1, "eos_token_id": 2}),
     # microsoft/Phi-3.5-mini-instruct: fused qkv / gate_up, LongRoPE, sliding window
     "phi3": (
         "phi3",

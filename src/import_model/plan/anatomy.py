@@ -359,11 +359,12 @@ KEY_FACTS: dict[str, str] = {
     "shared_expert": r"shared_expert",
     "lm_head": r"^(?:lm_head|embed_out|output)\.weight$",
     "lm_head_bias": r"^(?:lm_head|embed_out|output)\.bias$",
-    "layer_norm_weight": r"layers\.\{i\}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.weight$",
-    "layer_norm_bias": r"layers\.\{i\}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.bias$",
-    "pre_feedforward_norm": r"layers\.\{i\}\.pre_feedforward_layernorm\.weight$",
-    "post_feedforward_norm": r"layers\.\{i\}\.post_feedforward_layernorm\.weight$",
-    "input_norm": r"layers\.\{i\}\.(?:input_layernorm|ln_1|attention_norm)\.weight$",
+    # Block norms sit right under the block, whatever the block list is called (layers, h, blocks).
+    "layer_norm_weight": r"\{i\}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.weight$",
+    "layer_norm_bias": r"\{i\}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.bias$",
+    "pre_feedforward_norm": r"\{i\}\.pre_feedforward_layernorm\.weight$",
+    "post_feedforward_norm": r"\{i\}\.post_feedforward_layernorm\.weight$",
+    "input_norm": r"\{i\}\.(?:input_layernorm|ln_1|attention_norm)\.weight$",
 }
 
 
@@ -491,7 +492,7 @@ def _attention(anatomy: Anatomy, inputs: _Inputs) -> None:
         anatomy.add("attention.family", "standard", CONFIG, "no latent-attention rank, no recurrent or conv mixers")
     heads = _int(cfg, "num_attention_heads", "n_head", "num_heads")
     kv_heads = _int(cfg, "num_key_value_heads", "num_kv_heads", "n_head_kv") or heads
-    if cfg.get("multi_query") is True:
+    if cfg.get("multi_query") is True and not cfg.get("new_decoder_architecture"):
         kv_heads = 1
     if heads:
         kind = "mha" if kv_heads == heads else "mqa" if kv_heads == 1 else "gqa"
@@ -652,8 +653,12 @@ def _rotary(anatomy: Anatomy, inputs: _Inputs) -> None:
     params, local = _rope_params(cfg)
     fraction = _float(params, "partial_rotary_factor") or _float(cfg, "partial_rotary_factor", "rotary_pct",
                                                                    "rotary_emb_fraction")
+    evidence = f"partial_rotary_factor={fraction}"
+    rotary_dim, head_dim = _int(cfg, "rotary_dim"), anatomy.value("attention.head_dim")
+    if fraction is None and rotary_dim and isinstance(head_dim, int) and 0 < rotary_dim < head_dim:
+        fraction, evidence = rotary_dim / head_dim, f"rotary_dim={rotary_dim} of head_dim {head_dim}"  # GPT-J, CodeGen
     anatomy.add("rotary.fraction", fraction if fraction is not None else 1.0, CONFIG,
-                f"partial_rotary_factor={fraction}" if fraction is not None else "no partial rotary key: full")
+                evidence if fraction is not None else "no partial rotary key: full")
     kind = params.get("rope_type") or params.get("type") or "default"
     kind = kind[:40] if isinstance(kind, str) else "default"
     anatomy.add("rotary.scaling", kind, CONFIG, f"rope_type={kind}")
@@ -767,7 +772,8 @@ def _mlp(anatomy: Anatomy, inputs: _Inputs) -> None:
     anatomy.add("mlp.fused_gate_up", bool(facts["mlp_gate_up"]), source,
                 _keys_text(facts["mlp_gate_up"]) or "no fused gate_up key")
     raw = seen["activation"].value if "activation" in seen else next(
-        (cfg[k] for k in ("hidden_act", "hidden_activation", "activation_function") if isinstance(cfg.get(k), str)), None)
+        (cfg[k] for k in ("hidden_act", "hidden_activation", "activation_function", "activation")
+         if isinstance(cfg.get(k), str)), None)
     where = seen["activation"].evidence if "activation" in seen else f"config activation {raw!r}"
     if raw is not None:
         raw = raw[:40]

@@ -413,7 +413,7 @@ def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
                 break
     if expert.activations:
         found["activation"] = Observation(expert.activations[0],
-                                          f"{expert.class_name} uses ACT2FN[{expert.activations[0]!r}]")
+                                          f"{expert.class_name} uses activation {expert.activations[0]!r}")
     forward = _forward(tree, expert)
     if forward is not None:
         nodes = nodes_of(forward[0])
@@ -593,6 +593,8 @@ class _Tracer:
             return self.sym(func.value)
         if isinstance(func, ast.Attribute) and func.attr == "dropout" and call.args:
             return self.sym(call.args[0])
+        if _dotted_name(func) in _ADDING_FUNCTIONS and len(call.args) >= 2:  # falcon's dropout_add(x, residual, ...)
+            return _add(self.sym(call.args[0]), self.sym(call.args[1]))
         return ("opaque", source_text(call, 60))
 
     def _input(self, call: ast.Call) -> Sym:
@@ -603,6 +605,14 @@ class _Tracer:
             if name in by_name:
                 return self.sym(by_name[name])
         return ("opaque", "")
+
+
+#: Free functions that return their first two arguments' sum (dropout aside).
+_ADDING_FUNCTIONS = {"dropout_add"}
+
+
+def _dotted_name(func: ast.expr) -> str:
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
 
 
 def _add(left: Sym, right: Sym) -> Sym:

@@ -216,6 +216,8 @@ class ModuleInfo:
     classes: dict[str, ast.ClassDef]
     functions: dict[str, ast.FunctionDef]
     imports: dict[str, tuple[Path, str]]  # local name -> (file, name there)
+    #: Module-level ``NAME = {"eager": SomeAttention, ...}`` tables of classes, by name.
+    class_tables: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,12 @@ class SourceTree:
                 info.classes[node.name] = node
             elif isinstance(node, ast.FunctionDef):
                 info.functions[node.name] = node
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                    and isinstance(node.value, ast.Dict):
+                table = {k.value: v.id for k, v in zip(node.value.keys, node.value.values, strict=True)
+                         if isinstance(k, ast.Constant) and isinstance(k.value, str) and isinstance(v, ast.Name)}
+                if table:
+                    info.class_tables[node.targets[0].id] = table
             elif isinstance(node, ast.ImportFrom) and node.level >= 1 and node.module:
                 target = self._import_target(path, node.level, node.module)
                 for alias in node.names if target else []:
@@ -637,6 +645,12 @@ def _assign(tree: SourceTree, node: ModuleNode, target: ast.expr, value: ast.exp
     if isinstance(target, ast.Name):
         env.names[target.id] = evaluate(value, env)
         return
+    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "config":
+        config = _eval(target.value, env)  # e.g. falcon: ``config.num_ln_in_parallel_attn = 2``; later reads see it
+        result = evaluate(value, env)
+        if isinstance(config, dict) and result is not UNKNOWN:
+            config[target.attr] = result
+        return
     if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self"):
         return
     attr = target.attr
@@ -665,11 +679,25 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+#: Activation modules a block may build directly -> the ACT2FN name of what they compute.
+ACTIVATION_MODULES: dict[str, str] = {"GELU": "gelu", "SiLU": "silu", "ReLU": "relu", "Tanh": "tanh",
+                                      "GELUActivation": "gelu", "NewGELUActivation": "gelu_new"}
+
+
 def _activation_name(value: ast.expr, env: Env) -> str | None:
-    """``ACT2FN[config.hidden_act]`` -> the activation's name."""
+    """``ACT2FN[config.hidden_act]``, ``get_activation(config.activation)`` or ``nn.GELU()`` -> the name."""
     if isinstance(value, ast.Subscript) and _dotted(value.value) in ("ACT2FN", "ACT2CLS"):
         name = evaluate(value.slice, env)
         return name if isinstance(name, str) else None
+    if not isinstance(value, ast.Call):
+        return None
+    leaf = _dotted(value.func).rsplit(".", 1)[-1]
+    if leaf == "get_activation" and value.args:
+        name = evaluate(value.args[0], env)
+        return name if isinstance(name, str) else None
+    if leaf in ACTIVATION_MODULES:
+        approximate = next((evaluate(k.value, env) for k in value.keywords if k.arg == "approximate"), None)
+        return "gelu_pytorch_tanh" if leaf == "GELU" and approximate == "tanh" else ACTIVATION_MODULES[leaf]
     return None
 
 
@@ -678,6 +706,9 @@ def _module_from(tree: SourceTree, owner: Path, path: str, value: ast.expr, env:
     """The submodule that ``self.<attr> = value`` builds inside a class defined in ``owner``."""
     if not isinstance(value, ast.Call) or budget.nodes >= MAX_NODES:
         return None
+    chosen = _class_from_table(tree, owner, value.func)
+    if chosen is not None:  # ``FALCON_ATTENTION_CLASSES[config._attn_implementation](config)``: the eager class
+        value = ast.Call(func=ast.Name(id=chosen, ctx=ast.Load()), args=value.args, keywords=value.keywords)
     name = _dotted(value.func)
     leaf = name.rsplit(".", 1)[-1]
     if leaf in ("ModuleList", "Sequential"):
@@ -694,6 +725,17 @@ def _module_from(tree: SourceTree, owner: Path, path: str, value: ast.expr, env:
     if name.startswith(("nn.", "torch.nn.")) or name in BUILTIN_MODULES:
         return _builtin(path, leaf, value, env, budget)
     return None
+
+
+def _class_from_table(tree: SourceTree, owner: Path, func: ast.expr) -> str | None:
+    """The class a module-level class table hands out: its ``eager`` entry, else its first."""
+    if not (isinstance(func, ast.Subscript) and isinstance(func.value, ast.Name)):
+        return None
+    info = tree.module(owner)
+    table = info.class_tables.get(func.value.id) if info else None
+    if not table:
+        return None
+    return table.get("eager") or next(iter(table.values()))
 
 
 def _is_norm_class(tree: SourceTree, ref: ClassRef) -> bool:

@@ -98,11 +98,19 @@ from .{names.slug} import SPEC
 
 #: The donor's attribute name -> keys the family may use instead, first present wins.
 LLAMA_NAMES: dict[str, tuple[str, ...]] = {{
-    "num_key_value_heads": ("num_attention_heads",),
+    "num_key_value_heads": ("num_kv_heads", "n_head_kv", "num_attention_heads"),
     "rms_norm_eps": ("layer_norm_eps", "norm_eps", "layer_norm_epsilon", "norm_epsilon"),
     "intermediate_size": ("n_inner", "ffn_hidden_size"),
     "rope_theta": ("rotary_emb_base",),
 }}
+
+#: What the donor reads that a family may leave to its modeling code (GPT-J's rotary base is fixed there).
+LLAMA_DEFAULTS: dict[str, Any] = {{"rope_theta": 10000.0}}
+
+
+def _single_kv_head(config: Any) -> bool:
+    """Multi-query attention as falcon and gpt_bigcode flag it (falcon's new decoder reads num_kv_heads instead)."""
+    return getattr(config, "multi_query", None) is True and not getattr(config, "new_decoder_architecture", False)
 
 
 class LlamaNamedConfig:
@@ -114,6 +122,8 @@ class LlamaNamedConfig:
     def __getattr__(self, name: str) -> Any:
         config = object.__getattribute__(self, "_config")
         value = getattr(config, name, None)
+        if value is None and name == "num_key_value_heads" and _single_kv_head(config):
+            return 1
         if value is None:
             for alias in LLAMA_NAMES.get(name, ()):
                 value = getattr(config, alias, None)
@@ -121,6 +131,8 @@ class LlamaNamedConfig:
                     return value
             if name == "intermediate_size":
                 return 4 * config.hidden_size
+            if name in LLAMA_DEFAULTS:
+                return LLAMA_DEFAULTS[name]
             return getattr(config, name)
         return value
 
@@ -162,7 +174,7 @@ from typing import Any
 from max.pipelines.architectures.llama3.model import Llama3Model
 from max.pipelines.lib.graph_specs import GraphRole, GraphSpec
 
-from .model_config import {names.config}
+from .model_config import LlamaNamedConfig, {names.config}
 from .{names.slug} import {names.graph}
 
 
@@ -182,7 +194,7 @@ class {names.model}(Llama3Model):
         if len(self.devices) != 1 or model_config.data_parallel_degree > 1:
             raise ValueError("the {names.slug} port runs on one device; pass a single --devices entry")
         decoder = {names.graph}(
-            self.huggingface_config, kv_params=model_config.kv_params, dtype=model_config.dtype,
+            LlamaNamedConfig(self.huggingface_config), kv_params=model_config.kv_params, dtype=model_config.dtype,
             devices=model_config.devices, max_seq_len=model_config.max_seq_len,
             return_logits=model_config.return_logits, tie_word_embeddings=model_config.tie_word_embeddings,
         )
@@ -225,7 +237,7 @@ from max.pipelines.modeling.types import PipelineTask
 
 from . import weight_adapters
 from .model import {names.model}
-from .model_config import {names.config}
+from .model_config import LlamaNamedConfig, {names.config}
 
 {names.symbol} = SupportedArchitecture(
     name="{names.architecture}",

@@ -72,10 +72,12 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"^(?:embed_in|wte|word_embeddings)\.", "embed_tokens.", "token embedding"),
     RenameRule(r"^embed_out\.", "lm_head.", "GPT-NeoX output head"),
     RenameRule(r"^(?:final_layer_norm|final_layernorm|ln_f|norm_f)\.", "norm.", "final norm"),
+    RenameRule(r"\.attn\.", ".self_attn.", "attention module named attn (GPT-J, CodeGen)"),
+    RenameRule(r"\.self_attn\.out_proj\.", ".self_attn.o_proj.", "attention output (GPT-J, CodeGen, OPT)"),
     RenameRule(r"\.(?:attention|self_attention)\.query_key_value\.", ".self_attn.qkv_proj.", "fused QKV (NeoX, Bloom)"),
     RenameRule(r"\.(?:attention|self_attn|self_attention)\.dense\.", ".self_attn.o_proj.", "attention output (NeoX, Phi)"),
-    RenameRule(r"\.mlp\.(?:dense_h_to_4h|fc1|c_fc)\.", ".mlp.up_proj.", "non-gated MLP input (NeoX, Phi, StarCoder2)"),
-    RenameRule(r"\.mlp\.(?:dense_4h_to_h|fc2|c_proj)\.", ".mlp.down_proj.", "MLP output (NeoX, Phi, StarCoder2)"),
+    RenameRule(r"\.mlp\.(?:dense_h_to_4h|fc1|c_fc|fc_in)\.", ".mlp.up_proj.", "non-gated MLP input (NeoX, Phi, GPT-J)"),
+    RenameRule(r"\.mlp\.(?:dense_4h_to_h|fc2|c_proj|fc_out)\.", ".mlp.down_proj.", "MLP output (NeoX, Phi, GPT-J)"),
     RenameRule(r"\.ln_1\.", ".input_layernorm.", "GPT-2 pre-attention norm"),
     RenameRule(r"\.ln_2\.", ".post_attention_layernorm.", "GPT-2 pre-MLP norm"),
     RenameRule(r"\.attention_layernorm\.", ".input_layernorm.", "pre-attention norm (Apertus)"),
@@ -95,7 +97,8 @@ class FusedRule:
     """A fused projection: ``fused`` (a regex, and ``fused_text`` literally) stands for ``parts`` in one tensor.
 
     ``layout`` is how the parts sit along dim 0: ``blocks`` (one after the other)
-    or ``per_head`` (interleaved head by head, as GPT-NeoX and Bloom store QKV).
+    or ``per_head`` (interleaved head by head, as GPT-NeoX and Bloom store QKV; with fewer KV heads, as
+    Falcon does, each KV head's group holds its query heads, then its K and V heads).
     """
 
     fused: str
@@ -399,8 +402,8 @@ def _stacks_to(parts: list[Shape], whole: Shape, layout: str) -> bool:
         return False
     if not all(isinstance(p[0], int) for p in parts) or not isinstance(whole[0], int):
         return False
-    if layout == PER_HEAD and len({p[0] for p in parts}) != 1:
-        return False
+    if layout == PER_HEAD and (len({p[0] for p in parts[1:]}) != 1 or parts[0][0] % parts[1][0]):
+        return False  # queries, then equal K and V parts (grouped-query attention has fewer K/V heads)
     return sum(p[0] for p in parts) == whole[0]
 
 
@@ -532,7 +535,11 @@ def _im_split(weight, layout, ratio, index, heads, name):
         array, dtype = _im_array(weight)
         rest = array.shape[1:]
         if layout == "per_head":
-            part = array.reshape(heads, len(ratio), -1, *rest)[:, index].reshape(-1, *rest)
+            # Grouped by KV head: each group holds its queries' heads, then one K and one V head (MHA:
+            # a group per head; multi-query: one group, which is plain blocks).
+            groups = heads // ratio[0]
+            first = sum(ratio[:index])
+            part = array.reshape(groups, sum(ratio), -1, *rest)[:, first:first + ratio[index]].reshape(-1, *rest)
         else:
             unit = array.shape[0] // sum(ratio)
             start = unit * sum(ratio[:index])

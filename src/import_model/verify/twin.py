@@ -78,6 +78,7 @@ SHRINK_RULES: dict[str, Rule] = {
     "num_attention_heads": Rule("heads"),
     "decoder_attention_heads": Rule("heads"),
     "num_key_value_heads": Rule("kv_heads"),
+    "num_kv_heads": Rule("kv_heads"),  # falcon (read only with new_decoder_architecture or without multi_query)
     # Multi-head latent attention (DeepSeek-style); None (e.g. no q LoRA) stays None. Before head_dim,
     # which follows qk_rope_head_dim when the source ties them.
     "kv_lora_rank": Rule("fixed", 32),
@@ -192,8 +193,8 @@ class _Ctx:
 def _src_heads(ctx: _Ctx) -> tuple[int, int]:
     heads = ctx.src_get("num_attention_heads")
     heads = heads if isinstance(heads, int) and heads > 0 else HEADS
-    kv = ctx.src_get("num_key_value_heads")
-    kv = kv if isinstance(kv, int) and kv > 0 else heads
+    kv = next((v for v in map(ctx.src_get, ("num_key_value_heads", "num_kv_heads")) if isinstance(v, int) and v > 0),
+              heads)
     return heads, kv
 
 

@@ -87,6 +87,13 @@ def config_value(config: Any, name: str, default: Any = None) -> Any:
     return default
 
 
+def rotary_width(config: Any, head_dim: int) -> int:
+    """Channels of each head that rotate: an absolute ``rotary_dim`` (GPT-J, CodeGen) or a fraction of head_dim."""
+    absolute = getattr(config, "rotary_dim", None)
+    width = int(absolute) if absolute else int(head_dim * float(config_value(config, "rotary_fraction", 1.0)))
+    return width - width % 2
+
+
 def head_dim_of(config: Any) -> int:
     explicit = getattr(config, "head_dim", None)
     return int(explicit) if explicit else int(config.hidden_size // config.num_attention_heads)
@@ -460,8 +467,7 @@ class CatalogDecoder(Transformer):
         kinds = layer_kinds(config, spec)
         with_rope = rope_layers(config, spec, kinds)
         head_dim = head_dim_of(config)
-        rot_dim = int(head_dim * float(config_value(config, "rotary_fraction", 1.0)))
-        rot_dim -= rot_dim % 2
+        rot_dim = rotary_width(config, head_dim)
         tables: dict[str, RotaryTable] = {}
         layers = []
         for index, kind in enumerate(kinds):
