@@ -234,6 +234,33 @@ def test_gptj_rotary_dim_is_a_partial_rotary() -> None:
     assert {"rotary_fraction", "rotary_style", "head_bias", "mlp_bias"} <= rules(plan)
 
 
+@pytest.mark.parametrize(("model_type", "architecture", "expected"), [
+    ("diffllama", "DiffLlamaForCausalLM", "model.layers.{i}.self_attn.lambda_q1"),  # differential attention
+    ("bitnet", "BitNetForCausalLM", "model.layers.{i}.self_attn.attn_sub_norm.weight"),  # sub-norms
+    ("gpt2", "GPT2LMHeadModel", "transformer.wpe.weight"),  # learned absolute positions
+])
+def test_weights_no_trait_explains_are_a_delta(model_type: str, architecture: str, expected: str,
+                                               tmp_path: Path) -> None:
+    """A family whose extra parameters no rule knows is not a clean llama: the plan names those weights."""
+    from transformers import CONFIG_MAPPING
+
+    from import_model.verify.twin import make_twin
+
+    config = CONFIG_MAPPING[model_type]().to_dict()
+    config["architectures"] = [architecture]
+    source = open_source(str(make_twin(config, tmp_path / model_type).path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source))
+    assert expected in value(plan, "weights.unexplained")
+    row = next(delta for delta in plan.deltas if delta.rule == "unexplained_weights")
+    assert expected in row.change
+
+
+@pytest.mark.parametrize("family", ["helium", "gemma2", "falcon_40b", "gptj", "phi", "apertus", "olmoe", "glm4"])
+def test_weights_of_known_families_are_all_explained(family: str) -> None:
+    plan = plan_for(family)
+    assert value(plan, "weights.unexplained") == [] and "unexplained_weights" not in rules(plan)
+
+
 def test_every_row_is_a_known_trait_with_a_source() -> None:
     for family in EXPECTED:
         anatomy = plan_for(family).anatomy

@@ -222,7 +222,7 @@ def test_tied_head_filled_or_dropped() -> None:
 
 
 def test_fused_rules_are_data() -> None:
-    assert all(rule.layout in ("blocks", "per_head") for rule in FUSED_RULES)
+    assert all(rule.layout in ("blocks", "per_head", "four_shards") for rule in FUSED_RULES)
     assert renames.candidate_names("gpt_neox.layers.3.mlp.dense_h_to_4h.weight")[-1] == "layers.3.mlp.up_proj.weight"
 
 
@@ -291,6 +291,19 @@ def test_grouped_query_fused_qkv_splits_by_kv_group() -> None:
     np.testing.assert_array_equal(out["q.0"], groups[:, :4].reshape(-1, hidden))
     np.testing.assert_array_equal(out["k.0"], groups[:, 4].reshape(-1, hidden))
     np.testing.assert_array_equal(out["v.0"], groups[:, 5].reshape(-1, hidden))
+
+
+def test_codegen_fused_qkv_splits_by_shard() -> None:
+    """CodeGen's qkv_proj holds four shards, each [q | v | k] for a quarter of the heads."""
+    table = renames.AdapterTable(splits={"h.*.qkv.weight": ("four_shards", ("q.*", "v.*", "k.*"), (1, 1, 1))})
+    namespace: dict[str, Any] = {"convert": lambda state_dict, **kw: {k: v.data() for k, v in state_dict.items()}}
+    exec(compile(renames.render_table_block(table, "convert"), "<table>", "exec"), namespace)  # our own code
+    shards = np.arange(4 * 3 * 2 * 5, dtype=np.float32).reshape(4, 3, 2, 5)
+    state = {"h.0.qkv.weight": _FakeWeights(shards.reshape(-1, 5))}
+    hf_config = type("Cfg", (), {"num_attention_heads": 8})()
+    out = {k: np.from_dlpack(v.data) for k, v in namespace["convert"](state, huggingface_config=hf_config).items()}
+    for index, name in enumerate(("q.0", "v.0", "k.0")):
+        np.testing.assert_array_equal(out[name], shards[:, index].reshape(-1, 5))
 
 
 # -- gates ---------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
     "glm4": {"partial_rotary_factor": 0.5},
     "hyperclovax": {"use_post_norm": True},
     "gptj": {"rotary_dim": 4, "activation_function": "gelu_new"},
+    "codegen": {"rotary_dim": 4, "n_head": 4},
+    "bitnet": {"hidden_act": "relu2"},
     "falcon": {"multi_query": True, "parallel_attn": True, "new_decoder_architecture": False},
     "falcon_40b": {"new_decoder_architecture": True, "num_attention_heads": 8, "num_kv_heads": 2},
     "qwen2_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 48, "qkv_bias": True},

@@ -465,6 +465,10 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
         "vocab_size": 65024, "bos_token_id": 11, "eos_token_id": 11}),
     # EleutherAI/gpt-j-6b: interleaved rotary on rotary_dim of each head, parallel block, biased MLP and head
     "gptj": ("gptj", "GPTJForCausalLM", {"bos_token_id": 1, "eos_token_id": 2}),
+    # microsoft/bitnet-b1.58-2B-4T: sub-norms inside attention and MLP that no catalog row knows (a partial port)
+    "bitnet": ("bitnet", "BitNetForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
+    # Salesforce/codegen-350M-mono: GPT-J's block with QKV fused in four model-parallel shards of [q | v | k]
+    "codegen": ("codegen", "CodeGenForCausalLM", {"bos_token_id": 1, "eos_token_id": 2}),
     # microsoft/Phi-3.5-mini-instruct: fused qkv / gate_up, LongRoPE, sliding window
     "phi3": (
         "phi3",

@@ -92,6 +92,8 @@ TRAITS: dict[str, str] = {
     "head.logit_scale": "logits multiplied by a constant (None: off)",
     "head.logits_divisor": "logits divided by a constant (None: off)",
     "head.final_softcap": "tanh cap on the final logits (None: off)",
+    "weights.unexplained": "checkpoint key patterns no trait accounts for (learned positions, extra norms, new "
+                           "parameters): their computation is a delta no rule names",
 }
 
 
@@ -194,6 +196,7 @@ _FORMATS: dict[str, Any] = {
     "head.logit_scale": lambda v: f"logits * {v:g}" if v else "no logit scale",
     "head.logits_divisor": lambda v: f"logits / {v:g}" if v else "no logit divisor",
     "head.final_softcap": lambda v: f"final logits capped by {v:g} * tanh(x / {v:g})" if v else "no final-logit softcap",
+    "weights.unexplained": lambda v: _short_list(v) if v else "every weight explained",
     "attention.logit_softcap": lambda v: f"attention scores capped by {v:g} * tanh(x / {v:g})" if v else "no attention softcap",
     "attention.qkv_bias": lambda v: "q/k/v biases" if v else "no q/k/v biases",
     "attention.o_bias": lambda v: "output-projection bias" if v else "no output-projection bias",
@@ -860,7 +863,46 @@ def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
             anatomy.add(f"head.{trait}", value if value not in (None, 1.0) else None, CONFIG, f"{config_key}={value}")
 
 
-_ASSEMBLERS = (_attention, _rotary, _norms, _block, _mlp, _moe, _embedding, _head)
+#: Key patterns (``{i}`` = a block) the traits above account for; anything else in a checkpoint is named by
+#: ``weights.unexplained``. Block norms count only under the names the block's forward uses (norm_names).
+_PROJ = r"\.(?:weight|bias)$"
+EXPLAINED_KEYS: tuple[str, ...] = (
+    r"^(?:model\.|transformer\.|gpt_neox\.|language_model\.|decoder\.)*(?:embed_tokens|wte|word_embeddings|embed_in)"
+    r"\.weight$",
+    r"^(?:model\.|transformer\.|gpt_neox\.|language_model\.|decoder\.)*(?:norm|ln_f|final_layer_norm|final_layernorm|"
+    r"norm_f|layer_norm)" + _PROJ,
+    r"^(?:lm_head|embed_out|output)" + _PROJ,
+    rf"\{{i\}}\.{_ATTN}\.(?:q_proj|k_proj|v_proj|o_proj|qkv_proj|query_key_value|Wqkv|c_attn|c_proj|W_pack|dense|"
+    r"out_proj|query|key|value|wq|wk|wv|wo|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj)" + _PROJ,
+    rf"\{{i\}}\.{_ATTN}\.(?:q_norm|k_norm|q_layernorm|k_layernorm|query_layernorm|key_layernorm|q_ln|k_ln|"
+    r"q_a_layernorm|kv_a_layernorm)\.(?:norms\.\{j\}\.)?(?:weight|bias)$",
+    rf"\{{i\}}\.{_MLP}\.(?:gate_proj|up_proj|down_proj|gate_up_proj|fc1|fc2|fc_in|fc_out|c_fc|c_proj|dense_h_to_4h|"
+    r"dense_4h_to_h|w1|w2|w3|wi_0|wi_1|wo|w13)" + _PROJ,
+    rf"\{{i\}}\.{_MLP}\..*(?:expert|router|gate)",  # mixture-of-experts weights: the moe traits read them
+    r"\{i\}\.(?:fc1|fc2)" + _PROJ,  # OPT / XGLM keep the MLP's two layers on the block itself
+    r"\.(?:act_fn|act|activation_fn)\.\w+$",  # a learned activation's scalars: the activation trait names it
+    r"(?:^|\.)rotary_emb\.inv_freq$",  # buffers, not weights
+    r"\.(?:attention|attn)\.(?:bias|masked_bias)$",
+)
+_BLOCK_NORM_KEY = re.compile(r"\{i\}\.([a-z_0-9]*(?:norm|ln)[a-z_0-9]*)\.(?:weight|bias)$")
+
+
+def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
+    norm_names = anatomy.value("block.norm_names")
+    used = set(norm_names.values()) if isinstance(norm_names, dict) and norm_names else None
+    left = []
+    for key in inputs.shapes:
+        if any(re.search(pattern, key) for pattern in EXPLAINED_KEYS):
+            continue
+        norm = _BLOCK_NORM_KEY.search(key)
+        if norm and (used is None or norm.group(1) in used):
+            continue
+        left.append(key)
+    anatomy.add("weights.unexplained", sorted(left), inputs.key_source,
+                _keys_text(sorted(left)) if left else "every key matches a trait's pattern")
+
+
+_ASSEMBLERS = (_attention, _rotary, _norms, _block, _mlp, _moe, _embedding, _head, _unexplained)
 
 
 # --------------------------------------------------------------------------- category

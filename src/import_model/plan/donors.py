@@ -138,6 +138,9 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
               "add the final-logit cap: {hf}", project=_present, change_off="drop the donor's cap ({donor})"),
     DeltaRule("tied_head", "head", ("head.tied",), CONFIG_ONLY, "weights",
               "wire tie_word_embeddings ({hf}): the weight adapter must {action}"),
+    DeltaRule("unexplained_weights", "block", ("weights.unexplained",), WIRING, "graph",
+              "implement what these weights compute (no rule describes them; read the modeling code): {hf}",
+              when=lambda target, _donor: bool(target.value("weights.unexplained")), compare_values=False),
 )
 
 

@@ -171,11 +171,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from max.pipelines.architectures.llama3 import model as llama3_model
 from max.pipelines.architectures.llama3.model import Llama3Model
-from max.pipelines.lib.graph_specs import GraphRole, GraphSpec
+from max.pipelines.lib.graph_specs import GraphRole, GraphSpec, init_graphs
 
 from .model_config import LlamaNamedConfig, {names.config}
 from .{names.slug} import {names.graph}
+
+
+def _init_graphs_any_name(session: Any, artifacts: Any, specs: dict[Any, GraphSpec]) -> dict[Any, Any]:
+    """MAX's ``init_graphs``, also when the compile cache hands back an equal graph under another port's name.
+
+    The cache keys a compiled graph by its content, not its name: two ports whose graphs are equal (two
+    families with the same deltas, on twins of the same size) share the artifact of whichever compiled first.
+    """
+    try:
+        return init_graphs(session, artifacts, specs)
+    except KeyError:
+        if len(specs) != 1 or len(artifacts.compiled) != 1:
+            raise
+        ((role, spec),) = specs.items()
+        by_name = session.init_all(artifacts.compiled[0], weights_registry=spec.weights_registry())
+        if len(by_name) != 1:
+            raise
+        return {{role: next(iter(by_name.values()))}}
 
 
 class {names.model}(Llama3Model):
@@ -183,6 +202,15 @@ class {names.model}(Llama3Model):
 
     config_class = {names.config}
     model_config_cls = {names.config}
+
+    def load_graphs(self, session: Any) -> Any:
+        """The donor's ``load_graphs`` with :func:`_init_graphs_any_name` in place of MAX's ``init_graphs``."""
+        original = llama3_model.init_graphs
+        llama3_model.init_graphs = _init_graphs_any_name
+        try:
+            return super().load_graphs(session)
+        finally:
+            llama3_model.init_graphs = original
 
     def _create_model_config(self, state_dict: dict[str, Any]) -> Any:
         config = {names.config}.initialize(self.pipeline_config, max_seq_len=self.max_seq_len)

@@ -89,7 +89,7 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"\.self_attn\.key_layernorm\.", ".self_attn.k_norm.", "QK-norm (Hunyuan)"),
 )
 
-BLOCKS, PER_HEAD = "blocks", "per_head"
+BLOCKS, PER_HEAD, FOUR_SHARDS = "blocks", "per_head", "four_shards"
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ class FusedRule:
 
     ``layout`` is how the parts sit along dim 0: ``blocks`` (one after the other)
     or ``per_head`` (interleaved head by head, as GPT-NeoX and Bloom store QKV; with fewer KV heads, as
-    Falcon does, each KV head's group holds its query heads, then its K and V heads).
+    Falcon does, each KV head's group holds its query heads, then its K and V heads), or ``four_shards``
+    (CodeGen: four model-parallel shards, each holding its quarter of every part).
     """
 
     fused: str
@@ -113,6 +114,9 @@ FUSED_RULES: tuple[FusedRule, ...] = (
     FusedRule(r"\.mlp\.gate_up_proj\.", ".mlp.gate_up_proj.", (".mlp.gate_proj.", ".mlp.up_proj."), BLOCKS),
     FusedRule(r"\.(?:attention|self_attention)\.query_key_value\.", ".attention.query_key_value.", _QKV, PER_HEAD),
     FusedRule(r"\.self_attn\.query_key_value\.", ".self_attn.query_key_value.", _QKV, PER_HEAD),
+    # CodeGen: shards of [q | v | k], in that order
+    FusedRule(r"\.attn\.qkv_proj\.", ".attn.qkv_proj.",
+              (".self_attn.q_proj.", ".self_attn.v_proj.", ".self_attn.k_proj."), FOUR_SHARDS),
 )
 
 #: (head weight, embedding weight it shares) in graph names: a tied checkpoint stores only the embedding.
@@ -402,6 +406,8 @@ def _stacks_to(parts: list[Shape], whole: Shape, layout: str) -> bool:
         return False
     if not all(isinstance(p[0], int) for p in parts) or not isinstance(whole[0], int):
         return False
+    if layout == FOUR_SHARDS and (len({p[0] for p in parts}) != 1 or parts[0][0] % 4):
+        return False
     if layout == PER_HEAD and (len({p[0] for p in parts[1:]}) != 1 or parts[0][0] % parts[1][0]):
         return False  # queries, then equal K and V parts (grouped-query attention has fewer K/V heads)
     return sum(p[0] for p in parts) == whole[0]
@@ -534,7 +540,9 @@ def _im_split(weight, layout, ratio, index, heads, name):
     def make():
         array, dtype = _im_array(weight)
         rest = array.shape[1:]
-        if layout == "per_head":
+        if layout == "four_shards":
+            part = array.reshape(4, len(ratio), -1, *rest)[:, index].reshape(-1, *rest)
+        elif layout == "per_head":
             # Grouped by KV head: each group holds its queries' heads, then one K and one V head (MHA:
             # a group per head; multi-query: one group, which is plain blocks).
             groups = heads // ratio[0]
