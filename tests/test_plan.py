@@ -227,6 +227,20 @@ def test_falcon_new_decoder_anatomy() -> None:
     assert value(plan, "block.parallel_norm") == "separate"
 
 
+def test_nemotron_layernorm_subclass_keeps_its_offset() -> None:
+    """LayerNorm1P subclasses nn.LayerNorm but scales by weight + 1 in its own forward."""
+    plan = plan_for("nemotron")
+    assert value(plan, "norm.kind") == "layernorm" and value(plan, "norm.offset") is True
+    assert value(plan, "norm.bias") is True and value(plan, "mlp.activation") == "relu2"
+
+
+def test_qk_norm_position_is_read_from_the_attention_forward() -> None:
+    hunyuan, apertus = plan_for("hunyuan_v1_dense"), plan_for("apertus")
+    assert value(hunyuan, "attention.qk_norm_position") == "after_rope"
+    assert value(apertus, "attention.qk_norm_position") == "before_rope"
+    assert "qk_norm" in rules(plan_for("hunyuan_v1_dense", donor="qwen3"))
+
+
 def test_gptj_rotary_dim_is_a_partial_rotary() -> None:
     plan = plan_for("gptj")
     assert value(plan, "rotary.fraction") == 0.25 and value(plan, "rotary.style") == "interleaved"

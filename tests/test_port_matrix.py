@@ -29,7 +29,8 @@ FAMILIES: dict[str, int] = {
     "gpt_neox": 0, "phi": 0, "cohere": 0, "glm": 0, "exaone4": 0, "olmoe": 1, "qwen2_moe": 1,
     # families no issue lists
     "vaultgemma": 0, "persimmon": 0, "apertus": 1, "glm4": 0, "hyperclovax": 0, "falcon": 0, "falcon_40b": 0,
-    "gptj": 0, "codegen": 0, "bitnet": 1,
+    "gptj": 0, "codegen": 0, "bitnet": 1, "nemotron": 0, "ernie4_5": 0,
+    "hunyuan_v1_dense": 0, "seed_oss": 0,
 }
 
 _rows: list[str] = []

@@ -465,6 +465,15 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
         "vocab_size": 65024, "bos_token_id": 11, "eos_token_id": 11}),
     # EleutherAI/gpt-j-6b: interleaved rotary on rotary_dim of each head, parallel block, biased MLP and head
     "gptj": ("gptj", "GPTJForCausalLM", {"bos_token_id": 1, "eos_token_id": 2}),
+    # nvidia/Minitron-8B-Base: LayerNorm1P ((1 + w) LayerNorm with bias), relu^2 plain MLP, half rotary
+    "nemotron": ("nemotron", "NemotronForCausalLM", {"bos_token_id": 2, "eos_token_id": 3}),
+    # baidu/ERNIE-4.5-0.3B-PT: interleaved rotary, tied head
+    "ernie4_5": ("ernie4_5", "Ernie4_5ForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
+    # tencent/Hunyuan-7B-Instruct: per-head QK-norm applied after rotary (Qwen3 applies it before)
+    "hunyuan_v1_dense": ("hunyuan_v1_dense", "HunYuanDenseV1ForCausalLM", {"bos_token_id": 1, "eos_token_id": 2,
+                                                                         "pad_token_id": 0}),
+    # ByteDance-Seed/Seed-OSS-36B-Instruct: q/k/v biases without an output bias, GQA
+    "seed_oss": ("seed_oss", "SeedOssForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
     # microsoft/bitnet-b1.58-2B-4T: sub-norms inside attention and MLP that no catalog row knows (a partial port)
     "bitnet": ("bitnet", "BitNetForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
     # Salesforce/codegen-350M-mono: GPT-J's block with QKV fused in four model-parallel shards of [q | v | k]

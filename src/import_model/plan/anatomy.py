@@ -54,6 +54,7 @@ TRAITS: dict[str, str] = {
     "attention.o_bias": "the output projection carries a bias",
     "attention.qk_norm": "none | per_head (norm over head_dim) | whole_projection (norm over heads * head_dim)",
     "attention.qk_norm_type": "rms | layernorm (only with a QK norm)",
+    "attention.qk_norm_position": "before_rope | after_rope (only with a QK norm whose forward was read)",
     "attention.scale": "default (1/sqrt(head_dim)) | query_pre_attn_scalar | multiplier | custom",
     "attention.scale_value": "the softmax scale, evaluated",
     "attention.logit_softcap": "tanh cap on attention scores (None: off)",
@@ -183,6 +184,7 @@ _WORDS.update({
     "attention.family": {"standard": "softmax attention", "mla": "multi-head latent attention",
                          "hybrid": "hybrid (recurrent / conv / linear layers)"},
     "attention.qk_norm_type": {"rms": "RMS", "layernorm": "LayerNorm"},
+    "attention.qk_norm_position": {"before_rope": "QK-norm before rotary", "after_rope": "QK-norm after rotary"},
 })
 
 #: Value formatters for traits whose words depend on the value itself.
@@ -550,6 +552,8 @@ def _qk_norm(anatomy: Anatomy, inputs: _Inputs) -> None:
                     f"(head_dim {head_dim}, heads * head_dim {head_dim * heads if head_dim and heads else '?'})")
         if seen := _seen(inputs, "qk_norm", "kind"):
             anatomy.add("attention.qk_norm_type", seen.value, MODELING, seen.evidence)
+        if seen := _seen(inputs, "rotary", "qk_norm_position"):
+            anatomy.add("attention.qk_norm_position", seen.value, MODELING, seen.evidence)
         return
     flag = next(((k, inputs.cfg[k]) for k in ("use_qk_norm", "qk_layernorm", "qk_norm") if k in inputs.cfg), None)
     evidence = f"no q_norm keys; {flag[0]}={flag[1]}" if flag else "no q_norm / q_layernorm keys"
@@ -887,17 +891,18 @@ EXPLAINED_KEYS: tuple[str, ...] = (
 _BLOCK_NORM_KEY = re.compile(r"\{i\}\.([a-z_0-9]*(?:norm|ln)[a-z_0-9]*)\.(?:weight|bias)$")
 
 
+def explained_key(pattern: str, block_norms: set[str] | None = None) -> bool:
+    """A key pattern some trait accounts for; a block-level norm only under ``block_norms`` when they are known."""
+    if any(re.search(explained, pattern) for explained in EXPLAINED_KEYS):
+        return True
+    norm = _BLOCK_NORM_KEY.search(pattern)
+    return bool(norm) and (block_norms is None or norm.group(1) in block_norms)
+
+
 def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
     norm_names = anatomy.value("block.norm_names")
     used = set(norm_names.values()) if isinstance(norm_names, dict) and norm_names else None
-    left = []
-    for key in inputs.shapes:
-        if any(re.search(pattern, key) for pattern in EXPLAINED_KEYS):
-            continue
-        norm = _BLOCK_NORM_KEY.search(key)
-        if norm and (used is None or norm.group(1) in used):
-            continue
-        left.append(key)
+    left = [key for key in inputs.shapes if not explained_key(key, used)]
     anatomy.add("weights.unexplained", sorted(left), inputs.key_source,
                 _keys_text(sorted(left)) if left else "every key matches a trait's pattern")
 

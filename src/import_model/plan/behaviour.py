@@ -243,7 +243,8 @@ def norm_behaviour(tree: SourceTree, node: ModuleNode | None) -> dict[str, Obser
         torch_name = "nn.LayerNorm" if builtin == "layernorm" else "nn.RMSNorm"
         label = node.path.rsplit(".", 1)[-1] if node.ref is None else name
         found["kind"] = Observation(builtin, f"{label} is {torch_name}")
-        found["offset"] = Observation(False, f"{label} ({torch_name}) applies its weight as is")
+        if node.ref is None:  # a subclass (Nemotron's LayerNorm1P: weight + 1) may change how the weight applies
+            found["offset"] = Observation(False, f"{label} ({torch_name}) applies its weight as is")
     for trait, value, text, matcher in NORM_PATTERNS:
         if trait not in found and matcher(_class_nodes(tree, node.ref)):
             found[trait] = Observation(value, f"{name}.forward {text}")
@@ -282,10 +283,32 @@ def rotary_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
         guard = _guard_of(forward, names[0])
         if guard:
             result["conditional"] = Observation(True, f"{owner.name}.forward applies rotary only `if {guard}`")
+        position = _qk_norm_position(forward, names[0], roles)
+        if position is not None:
+            result["qk_norm_position"] = Observation(position, f"{owner.name}.forward calls the QK-norm "
+                                                     f"{position.replace('_', ' ')} ({names[0]})")
         return result
     if holder is not None and _forward(tree, holder) is not None:
         return {"style": Observation("none", f"{holder.class_name}.forward applies no rotary embedding")}
     return {}
+
+
+def _qk_norm_position(forward: ast.FunctionDef, rotary_call: str, roles: Roles) -> str | None:
+    """``before_rope`` (Qwen3) or ``after_rope`` (HunYuan): where the forward first calls the q norm."""
+    if roles.q_norm is None:
+        return None
+    q_norm = roles.q_norm.path.rsplit(".", 1)[-1]
+    lines = {"rope": [], "norm": []}
+    for node in ast.walk(forward):
+        if not isinstance(node, ast.Call):
+            continue
+        if _call_leaf(node) == rotary_call:
+            lines["rope"].append(node.lineno)
+        elif isinstance(node.func, ast.Attribute) and node.func.attr == q_norm:
+            lines["norm"].append(node.lineno)
+    if not lines["rope"] or not lines["norm"]:
+        return None
+    return "after_rope" if min(lines["norm"]) > min(lines["rope"]) else "before_rope"
 
 
 def _guard_of(function: ast.FunctionDef, callee: str) -> str | None:

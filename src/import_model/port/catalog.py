@@ -60,8 +60,8 @@ CATALOG: tuple[CatalogEntry, ...] = (
                  "fused QKV split into q/k/v by the weight table (block or per-head layout)", "qkv_proj / query_key_value"),
     CatalogEntry("fused_gate_up", ("mlp_fused",), (), "fused gate_up split into gate/up by the weight table",
                  "mlp.gate_up_proj"),
-    CatalogEntry("qk_norm", ("qk_norm",), ("qk_norm", "qk_norm_type"),
-                 "QK-norm before rotary, per head or over the whole projection, RMS or LayerNorm",
+    CatalogEntry("qk_norm", ("qk_norm",), ("qk_norm", "qk_norm_type", "qk_norm_after_rope"),
+                 "QK-norm before or after rotary, per head or over the whole projection, RMS or LayerNorm",
                  "self_attn.{q,k}_norm"),
     CatalogEntry("head_dim", ("head_dim",), (), "explicit head_dim read from the config (KV cache and projections)"),
     CatalogEntry("partial_rotary", ("rotary_fraction",), (), "rotary on the leading fraction of each head"),
@@ -241,6 +241,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "o_bias": bool(value("attention.o_bias", False)),
         "qk_norm": value("attention.qk_norm", "none"),
         "qk_norm_type": "layernorm" if value("attention.qk_norm_type") == "layernorm" else "rms",
+        "qk_norm_after_rope": value("attention.qk_norm_position") == "after_rope",
         "rotary_style": value("rotary.style", "half_split"),
         "nope": "none" if nope in ("none", None, []) else
                 ("no_rope_layers" if "no_rope_layers" in config else "global_layers"),

@@ -48,6 +48,10 @@ from typing import Any
 from import_model.cache import atomic_write
 from import_model.errors import UserError
 from import_model.max_cpu import one_device_collective_patches, patched
+from import_model.plan.anatomy import explained_key
+from import_model.recon.keys import key_pattern
+
+UNEXPLAINED = "unexplained_weights"
 
 Shape = tuple[Any, ...]
 
@@ -1058,6 +1062,8 @@ def pending_delta_keys(names: list[str], open_rules: list[str],
     pending: dict[str, list[str]] = {}
     for name in names:
         rule = next((r for r in open_rules if r in patterns and re.search(patterns[r], name)), None)
+        if rule is None and table is None and UNEXPLAINED in open_rules and not explained_key(key_pattern(name)):
+            rule = UNEXPLAINED  # the plan's row lists these keys: they match no trait's pattern
         if rule:
             pending.setdefault(rule, []).append(name)
     return pending

@@ -180,10 +180,22 @@ def _inverse_frequencies(config: Any, rot_dim: int, max_seq_len: int,
     return 1.0 / (np.float32(base) ** exponents), 1.0
 
 
+class OffsetLayerNorm(LayerNorm):
+    """LayerNorm that scales by ``1 + weight`` (Nemotron's LayerNorm1P), in float32 like MAX's own."""
+
+    def __call__(self, x: TensorValue) -> TensorValue:
+        width = x.shape[-1]
+        beta = (ops.cast(self.bias, DType.float32) if self.bias is not None
+                else ops.broadcast_to(ops.constant(0.0, DType.float32, self.weight.device), shape=(width,)))
+        gamma = ops.cast(self.weight, DType.float32) + 1.0
+        return ops.layer_norm(x.cast(DType.float32), gamma=gamma, beta=beta, epsilon=self.eps).cast(x.dtype)
+
+
 def make_norm(spec: dict[str, Any], dim: int, eps: float, dtype: DType, device: DeviceRef) -> Module:
-    """RMSNorm, ``(1 + w)`` RMSNorm, or LayerNorm with or without bias, as ``spec["norm"]`` says."""
+    """RMSNorm or LayerNorm, each with or without the ``(1 + w)`` offset; LayerNorm with or without bias."""
     if spec["norm"] == "layernorm":
-        return LayerNorm(dim, [device], dtype, eps=eps, use_bias=spec["norm_bias"])
+        layer_norm = OffsetLayerNorm if spec["norm_offset"] else LayerNorm
+        return layer_norm(dim, [device], dtype, eps=eps, use_bias=spec["norm_bias"])
     return RMSNorm(dim, dtype, eps, weight_offset=1.0 if spec["norm_offset"] else 0.0, multiply_before_cast=False)
 
 
@@ -191,7 +203,7 @@ class CatalogAttention(Module):
     """Self-attention over MAX's paged KV cache with the spec's attention options.
 
     Q, K and V are separate projections (fused checkpoints are split by the
-    weight adapter); QK-norm runs before rotary; rotary is applied by MAX's
+    weight adapter); QK-norm runs before rotary (or after, per head); rotary is applied by MAX's
     rope kernel to the leading ``rot_dim`` columns (partial rotary), half-split
     or interleaved; K and V are stored, then flash attention runs causal or
     sliding-window with the spec's scale.
@@ -228,6 +240,7 @@ class CatalogAttention(Module):
         self.v_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=bias)
         self.o_proj = Linear(self.heads * self.head_dim, hidden, dtype, device, has_bias=spec["o_bias"])
         self.qk_norm = spec["qk_norm"]
+        self.qk_norm_after_rope = bool(spec.get("qk_norm_after_rope"))
         if self.qk_norm != "none":
             eps = float(config_value(config, "norm_eps", 1e-6))
             norm_spec = {**spec, "norm": spec.get("qk_norm_type", spec["norm"])}
@@ -246,10 +259,12 @@ class CatalogAttention(Module):
         q = q.reshape((-1, self.heads, self.head_dim))
         k = k.reshape((-1, self.kv_heads, self.head_dim))
         v = v.reshape((-1, self.kv_heads, self.head_dim))
-        if self.qk_norm == "per_head":
+        if self.qk_norm == "per_head" and not self.qk_norm_after_rope:
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rotary is not None:
             q, k = self._rotate(q, input_row_offsets, kv_collection), self._rotate(k, input_row_offsets, kv_collection)
+        if self.qk_norm == "per_head" and self.qk_norm_after_rope:  # HunYuan normalises the rotated heads
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.softcap is not None:
             out = self._softcapped(layer_idx, q, k, v, kv_collection, input_row_offsets)
             return self.o_proj(out.reshape((-1, self.heads * self.head_dim)))
