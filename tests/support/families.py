@@ -474,6 +474,12 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
                                                                          "pad_token_id": 0}),
     # ByteDance-Seed/Seed-OSS-36B-Instruct: q/k/v biases without an output bias, GQA
     "seed_oss": ("seed_oss", "SeedOssForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
+    # CohereLabs/c4ai-command-r7b-12-2024: Cohere's parallel block with sliding layers and NoPE global layers
+    "cohere2": ("cohere2", "Cohere2ForCausalLM", {"bos_token_id": 5, "eos_token_id": 255001, "pad_token_id": 0}),
+    # inceptionai/Jais-2: plain biased MLP with relu^2, LayerNorm, attention biases
+    "jais2": ("jais2", "Jais2ForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
+    # facebook/cwm: llama3 rope scaling with interleaved sliding layers
+    "cwm": ("cwm", "CwmForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
     # microsoft/bitnet-b1.58-2B-4T: sub-norms inside attention and MLP that no catalog row knows (a partial port)
     "bitnet": ("bitnet", "BitNetForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
     # Salesforce/codegen-350M-mono: GPT-J's block with QKV fused in four model-parallel shards of [q | v | k]
