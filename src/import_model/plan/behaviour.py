@@ -616,7 +616,7 @@ class _Tracer:
             return self.sym(func.value)
         if isinstance(func, ast.Attribute) and func.attr == "dropout" and call.args:
             return self.sym(call.args[0])
-        if _dotted_name(func) in _ADDING_FUNCTIONS and len(call.args) >= 2:  # falcon's dropout_add(x, residual, ...)
+        if _call_leaf(call) in _ADDING_FUNCTIONS and len(call.args) >= 2:  # falcon's dropout_add(x, residual, ...)
             return _add(self.sym(call.args[0]), self.sym(call.args[1]))
         return ("opaque", source_text(call, 60))
 
@@ -632,10 +632,6 @@ class _Tracer:
 
 #: Free functions that return their first two arguments' sum (dropout aside).
 _ADDING_FUNCTIONS = {"dropout_add"}
-
-
-def _dotted_name(func: ast.expr) -> str:
-    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
 
 
 def _add(left: Sym, right: Sym) -> Sym:
