@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from import_model.procs import child_env
 from import_model.recon import config_map, keys, registry
+from import_model.recon.native_caveats import native_caveats
 from import_model.source.safetensors_header import TensorInfo
 
 
@@ -106,3 +107,17 @@ def test_registry_does_not_import_max() -> None:
     out = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True,
                          env=child_env())
     assert json.loads(out.stdout) == []
+
+
+def test_native_caveats_match_the_configs_that_show_them() -> None:
+    """Pinned by docs/verify-matrix.md: each applies only where the difference can show."""
+    phi35 = {"max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
+             "rope_parameters": {"rope_type": "longrope"}}
+    assert len(native_caveats("Phi3ForCausalLM", phi35)) == 1
+    assert native_caveats("Phi3ForCausalLM", {**phi35, "max_position_embeddings": 4096}) == []
+    assert native_caveats("Phi3ForCausalLM", {"rope_parameters": {"rope_type": "default"}}) == []
+    mistral = {"sliding_window": 4096, "max_position_embeddings": 32768}
+    assert "sliding_window" in native_caveats("MistralForCausalLM", mistral)[0]
+    assert native_caveats("MistralForCausalLM", {**mistral, "sliding_window": None}) == []
+    assert native_caveats("LlamaForCausalLM", mistral) == []
+    assert native_caveats("MistralForCausalLM", {"sliding_window": "x", "max_position_embeddings": None}) == []

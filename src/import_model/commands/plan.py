@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from import_model import report
+from import_model.commands.recon import print_caveats
 from import_model.errors import UserError
 from import_model.plan.planner import Plan, make_plan, top
 from import_model.source import load_checkpoint, load_config, open_source
@@ -58,6 +59,7 @@ def _print(plan: Plan) -> None:
         slugs = ", ".join(n["slug"] for n in plan.native)
         report.line(f"MAX registers {plan.architecture} natively (slug {slugs}): no port needed.")
         report.line(f"  serve it with:  {plan.serve_command}")
+        print_caveats(plan.native)
         return
     anatomy = plan.anatomy
     if anatomy is not None:

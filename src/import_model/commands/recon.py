@@ -9,6 +9,7 @@ from typing import Any
 from import_model import report
 from import_model.errors import UserError
 from import_model.recon import config_map, keys, registry
+from import_model.recon.native_caveats import native_entries
 from import_model.source import Checkpoint, ModelSource, load_checkpoint, load_config, open_source
 
 
@@ -43,7 +44,7 @@ def inspect_model(source: ModelSource, config: dict[str, Any]) -> dict[str, Any]
         "source": source.kind,
         "architecture": architecture,
         "model_type": config.get("model_type") if isinstance(config.get("model_type"), str) else None,
-        "native": [{"name": a.name, "slug": a.slug, "default_encoding": a.default_encoding} for a in natives],
+        "native": native_entries(natives, config),
         "serve_command": registry.serve_command(source.display) if natives else None,
         "config": [row.as_dict() for row in rows],
         "config_summary": config_map.summarize(rows),
@@ -89,6 +90,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_caveats(natives: list[dict[str, Any]]) -> None:
+    """Known differences between MAX's native architecture and transformers that apply to this config."""
+    for text in sorted({t for native in natives for t in native.get("caveats", [])}):
+        report.line(f"  caution: {text}", style="yellow")
+
+
 def _print_inspect(result: dict[str, Any]) -> None:
     report.heading(f"{result['model']}  ({result['source']})")
     report.line(f"architecture: {result['architecture'] or '(none declared)'}    model_type: {result['model_type'] or '-'}")
@@ -96,6 +103,7 @@ def _print_inspect(result: dict[str, Any]) -> None:
         slugs = ", ".join(n["slug"] for n in result["native"])
         report.line(f"MAX registers {result['architecture']} natively (slug {slugs}): no port needed.")
         report.line(f"  serve it with:  {result['serve_command']}")
+        print_caveats(result["native"])
     else:
         report.line(f"MAX does not register {result['architecture']}: a port is needed (next: check-walls, then plan).")
     ckpt = result["checkpoint"]

@@ -22,6 +22,7 @@ def render_markdown(plan: Plan) -> str:
     if plan.is_native:
         lines += ["", f"MAX registers `{plan.architecture}` natively: no port needed.", "",
                   f"```bash\n{plan.serve_command}\n```", ""]
+        lines += [f"> Caution: {text}" for native in plan.native for text in native.get("caveats", [])]
         return "\n".join(lines)
     if plan.anatomy is not None:
         lines += [f"- category: {plan.anatomy.category}; modeling source: `{plan.anatomy.modeling_file or '-'}`", "",

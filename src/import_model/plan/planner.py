@@ -10,6 +10,7 @@ from import_model.plan.anatomy import Anatomy, build_anatomy
 from import_model.plan.defaults import DefaultPlan, default_plan
 from import_model.plan.donors import STYLE, TOP, Candidate, DonorInfo, compare, load_donors, rank, score
 from import_model.recon import registry
+from import_model.recon.native_caveats import native_entries
 from import_model.source.checkpoint import Checkpoint
 
 #: The seed's rule of thumb: this many structural deltas or fewer means a good donor choice.
@@ -85,7 +86,7 @@ def make_plan(model: str, config: dict, checkpoint: Checkpoint | None, donor: st
     plan = Plan(model, architecture, model_type[:80] if model_type else None)
     natives = registry.find_native(architecture) if architecture else []
     if natives and donor is None:
-        plan.native = [{"name": a.name, "slug": a.slug, "default_encoding": a.default_encoding} for a in natives]
+        plan.native = native_entries(natives, config)
         plan.serve_command = registry.serve_command(model)
         return plan
     plan.anatomy = build_anatomy(config, checkpoint)
