@@ -849,11 +849,8 @@ def _config_standins(config: dict[str, Any], standins: dict[str, str]) -> Iterat
                 setattr(loaded, attr, value)
         return loaded
 
-    AutoConfig.from_pretrained = classmethod(with_standins)  # type: ignore[method-assign,assignment]
-    try:
+    with patched([(AutoConfig, "from_pretrained", classmethod(with_standins))]):
         yield
-    finally:
-        AutoConfig.from_pretrained = original  # type: ignore[method-assign]
 
 
 def _view(checkpoint: Path, target: Path, config: dict[str, Any], architecture: str) -> Path:
@@ -947,14 +944,8 @@ def _float32_allowed(archs: list[Any]) -> Iterator[None]:
     Nothing is compiled or loaded, only names and shapes are read, and MAX's CPU
     takes no bfloat16; the registration is put back afterwards.
     """
-    saved = [(arch, arch.supported_encodings) for arch in archs]
-    try:
-        for arch, encodings in saved:
-            arch.supported_encodings = set(encodings) | {"float32"}
+    with patched([(arch, "supported_encodings", set(arch.supported_encodings) | {"float32"}) for arch in archs]):
         yield
-    finally:
-        for arch, encodings in saved:
-            arch.supported_encodings = encodings
 
 
 def _build_once(view: Path, max_length: int) -> dict[str, Any]:
