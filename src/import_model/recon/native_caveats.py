@@ -20,17 +20,17 @@ class NativeCaveat:
     text: str
 
 
-def _rope(config: dict[str, Any]) -> dict[str, Any]:
+def longrope_original(config: dict[str, Any]) -> Any:
+    """``original_max_position_embeddings`` of a LongRoPE config (top level or in its rope dict), else None."""
     rope = config.get("rope_parameters") or config.get("rope_scaling")
-    return rope if isinstance(rope, dict) else {}
+    rope = rope if isinstance(rope, dict) else {}
+    if (rope.get("rope_type") or rope.get("type")) != "longrope":
+        return None
+    return config.get("original_max_position_embeddings") or rope.get("original_max_position_embeddings")
 
 
 def _longrope_factor(config: dict[str, Any]) -> float:
-    rope = _rope(config)
-    if (rope.get("rope_type") or rope.get("type")) != "longrope":
-        return 1.0
-    longest, original = config.get("max_position_embeddings"), (config.get("original_max_position_embeddings")
-                                                                 or rope.get("original_max_position_embeddings"))
+    longest, original = config.get("max_position_embeddings"), longrope_original(config)
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (longest, original))
     return float(longest) / float(original) if numbers else 1.0
 
@@ -52,12 +52,7 @@ CAVEATS: tuple[NativeCaveat, ...] = (
 
 def native_caveats(architecture: str | None, config: dict[str, Any]) -> list[str]:
     """The known differences from transformers that apply to this config on MAX's native architecture."""
-    found = []
-    for caveat in CAVEATS:
-        if caveat.architecture == architecture and caveat.applies(config):
-            found.append(caveat.text)
-    return found
-
+    return [c.text for c in CAVEATS if c.architecture == architecture and c.applies(config)]
 
 
 def native_entries(natives: list[Any], config: dict[str, Any]) -> list[dict[str, Any]]:

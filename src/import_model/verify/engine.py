@@ -19,6 +19,7 @@ import numpy as np
 from import_model.errors import UserError
 from import_model.port.native_copy import registered_names, unmodified_donor
 from import_model.recon import registry
+from import_model.recon.native_caveats import longrope_original
 from import_model.verify import parity
 from import_model.verify.hf_reference import HFReference, tap_names
 
@@ -175,11 +176,8 @@ def max_length_for(config: dict[str, Any], wanted: int) -> int:
     which must not be negative; the prompts stay shorter than the original context, so both sides use the short
     factors.
     """
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    kind = rope.get("rope_type") or rope.get("type") if isinstance(rope, dict) else None
-    original = config.get("original_max_position_embeddings") or (rope.get("original_max_position_embeddings")
-                                                                   if isinstance(rope, dict) else None)
-    if kind == "longrope" and isinstance(original, int) and original >= wanted:
+    original = longrope_original(config)
+    if isinstance(original, int) and original >= wanted:
         return original
     return wanted
 
