@@ -31,6 +31,7 @@ from import_model.plan.modeling import (
     build_module_tree,
     causal_lm_class,
     config_defaults,
+    hf_config_class,
     known_model_type,
     modeling_path,
 )
@@ -315,9 +316,7 @@ def effective_config(config: dict) -> tuple[dict, str | None]:
         return merged, "config values too large to normalise; derived fields read as written"
     try:
         with _quiet():
-            from transformers import CONFIG_MAPPING
-
-            normalised = CONFIG_MAPPING[model_type].from_dict(dict(config)).to_dict()
+            normalised = hf_config_class(model_type).from_dict(dict(config)).to_dict()
     except Exception as exc:  # noqa: BLE001 - a stranger's config may break the class in any way
         return merged, f"transformers could not load the config ({type(exc).__name__}); derived fields read as written"
     merged.update(normalised)

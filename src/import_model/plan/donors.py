@@ -24,7 +24,13 @@ from typing import Any
 
 from import_model.cache import atomic_write, cache_root
 from import_model.plan.anatomy import DEFAULT, Anatomy, _quiet, build_anatomy, describe
-from import_model.plan.modeling import SourceTree, causal_lm_class, model_type_of_class, transformers_version
+from import_model.plan.modeling import (
+    SourceTree,
+    causal_lm_class,
+    hf_config_class,
+    model_type_of_class,
+    transformers_version,
+)
 from import_model.recon import registry
 
 #: Bump when the cached donor anatomy format changes.
@@ -274,11 +280,9 @@ def donor_infos() -> list[DonorInfo]:
 
 def donor_anatomy(info: DonorInfo, tree: SourceTree) -> Anatomy | None:
     """The HF anatomy of a donor from its model_type's default config; multimodal donors by their text model."""
-    from transformers import CONFIG_MAPPING
-
     assert info.model_type is not None
     with _quiet():
-        config = CONFIG_MAPPING[info.model_type]().to_dict()
+        config = hf_config_class(info.model_type)().to_dict()
     config["architectures"] = [info.architecture]
     text = config.get("text_config")
     if isinstance(text, dict) and isinstance(text.get("model_type"), str):

@@ -117,6 +117,20 @@ def known_model_type(model_type: object) -> bool:
     return isinstance(model_type, str) and model_type in _auto_tables("auto_mappings.py").get("CONFIG_MAPPING_NAMES", {})
 
 
+def hf_config_class(model_type: str) -> Any:
+    """transformers' own config class for ``model_type``; one registered at run time only where it has none.
+
+    Importing MAX registers config shims with transformers, some of them over transformers' own class
+    (``deepseek_v4``), so reading the live registry would make an anatomy depend on what the process imported.
+    """
+    import transformers
+    from transformers import CONFIG_MAPPING
+
+    name = _auto_tables("auto_mappings.py").get("CONFIG_MAPPING_NAMES", {}).get(model_type)
+    own = getattr(transformers, name, None) if isinstance(name, str) else None
+    return own if own is not None else CONFIG_MAPPING[model_type]
+
+
 def causal_lm_class(model_type: str) -> str | None:
     value = _auto_tables("modeling_auto.py").get("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", {}).get(model_type)
     return value if isinstance(value, str) else None
