@@ -11,6 +11,7 @@ a port) and the full-copy scaffold both start here.
 from __future__ import annotations
 
 import ast
+import keyword
 import re
 import shutil
 import tempfile
@@ -36,7 +37,9 @@ def stem_of(architecture: str) -> str:
 
 def validate_slug(slug: str) -> str:
     if not SLUG.match(slug):
-        raise UserError(f"slug {slug!r} is not valid: use lowercase letters, digits and _, starting with a letter")
+        raise UserError(f"slug {slug[:80]!r} is not valid: use lowercase letters, digits and _, starting with a letter")
+    if keyword.iskeyword(slug):
+        raise UserError(f"slug {slug!r} is a Python keyword and cannot name a package; pass --slug {slug}_port")
     return slug
 
 
