@@ -13,12 +13,13 @@ from collections.abc import Callable, Sequence
 
 from import_model import __version__
 from import_model.errors import UserError
+from import_model.safe_output import VisibleArgumentParser
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = VisibleArgumentParser(
         prog="import-model",
         description="Take a Hugging Face language model to a verified Modular MAX architecture.",
     )

@@ -1,8 +1,14 @@
-"""Terminal output: readable tables for people, JSON for programs, progress on stderr."""
+"""Terminal output: readable tables for people, JSON for programs, progress on stderr.
+
+Every string that reaches the terminal here may come from a user or a model
+(a tensor name, a config key, a path, a model card), so none of it is parsed as
+rich markup and control characters are shown as escapes (see
+:func:`import_model.safe_output.visible`). The tool's own styling is applied
+with ``rich.text.Text`` styles, never with markup inside the data.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -10,6 +16,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from import_model.safe_output import strict_json, visible
+
+__all__ = ["console", "emit_json", "err_console", "error", "heading", "line", "progress", "table", "visible"]
 
 _console: Console | None = None
 _err_console: Console | None = None
@@ -32,15 +43,17 @@ def err_console() -> Console:
 
 def progress(message: str) -> None:
     """A progress line on stderr, so stdout stays clean for --json."""
-    err_console().print(f"[dim]… {message}[/dim]")
+    err_console().print(Text(f"… {visible(message)}", style="dim"))
 
 
 def error(message: str) -> None:
-    err_console().print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False)
+    """One line on stderr: a red ``error:`` and the message, newlines shown as ``\\n``."""
+    err_console().print(Text.assemble(("error:", "bold red"), " ", visible(message)))
 
 
 def emit_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    """Strict JSON on stdout: NaN and infinities are written as ``null``."""
+    sys.stdout.write(strict_json(payload, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -50,26 +63,28 @@ def _json_default(value: Any) -> Any:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    grid = Table(title=title, title_justify="left", show_lines=False, header_style="bold")
+    caption = None if title is None else Text(visible(title), style="table.title")
+    grid = Table(title=caption, title_justify="left", show_lines=False, header_style="bold")
     for column in columns:
-        grid.add_column(column, overflow="fold")
+        grid.add_column(Text(visible(str(column))), overflow="fold")
     for row in rows:
-        grid.add_row(*(_cell(v) for v in row))
+        grid.add_row(*(Text(visible(_cell(v))) for v in row))
     console().print(grid)
 
 
 def heading(text: str) -> None:
-    console().print(f"\n[bold]{text}[/bold]")
+    console().print(Text.assemble("\n", (visible(text), "bold")))
 
 
 def line(text: str = "", style: str | None = None) -> None:
-    console().print(text, style=style, markup=False, highlight=False)
+    """Text as given (multi-line allowed; no markup, no ``:emoji:`` codes), other control characters escaped."""
+    console().print(Text(visible(text, multiline=True), style=style or ""))
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, (dict, list)):
-        text = json.dumps(value)
+        text = strict_json(value, indent=None)
         return text if len(text) <= 80 else text[:77] + "..."
     return str(value)

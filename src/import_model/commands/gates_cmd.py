@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from import_model import report
 from import_model.cache import atomic_write
 from import_model.errors import UserError
+from import_model.safe_output import strict_json
 from import_model.source import load_checkpoint, load_config, open_source
 
 
@@ -50,7 +50,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
     payload = {"model": ctx.model, "port_dir": str(port_dir), "phase": args.phase,
                "passed": code == 0, "exit_code": code, "gates": [g.as_dict() for g in results]}
     if args.json_out:
-        atomic_write(Path(args.json_out), (json.dumps(payload, indent=2, default=str) + "\n").encode())
+        atomic_write(Path(args.json_out), (strict_json(payload, default=str) + "\n").encode())
     if args.json:
         report.emit_json(payload)
         return code

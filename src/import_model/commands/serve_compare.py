@@ -145,7 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _say(text: str) -> None:
     """One unwrapped line (commands must stay copy-pasteable)."""
-    report.console().print(text, soft_wrap=True, markup=False, highlight=False)
+    report.console().print(report.visible(text), soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 
 def _interrupt(_signum: int, _frame: Any) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from import_model.cache import atomic_write
+from import_model.safe_output import strict_json
 from import_model.verify.parity import TapDiff
 
 
@@ -32,10 +32,10 @@ def worst_by_tap(diffs: list[TapDiff], tap_order: list[str]) -> list[dict[str, A
 
 
 def write_reports(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write report.json, report.md and error_by_layer.svg into ``out_dir`` (atomically, each)."""
+    """Write report.json (strict JSON: NaN is null), report.md and error_by_layer.svg into ``out_dir`` (atomically, each)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md", "plot": out_dir / "error_by_layer.svg"}
-    atomic_write(paths["json"], json.dumps(result, indent=2, default=str).encode())
+    atomic_write(paths["json"], strict_json(result, default=str).encode())
     atomic_write(paths["plot"], error_plot_svg(result.get("per_tap", [])).encode())
     atomic_write(paths["markdown"], markdown(result).encode())
     return paths
