@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from import_model import cli
 from import_model.recon import card
 from import_model.recon.card import CardLink, CardNotes, FamilyClaim, scan_card
+from import_model.source import open_source
+from import_model.source.base import MAX_SMALL_FILE_BYTES
 
 REALISTIC_CARD = """\
 ---
@@ -209,3 +215,51 @@ def test_random_text_never_raises(text: str) -> None:
     notes = scan_card(text)
     assert all(link.kind in ("paper", "code", "blog") for link in notes.links)
     assert all(tag in card.TRICK_PATTERNS for tag in notes.tricks)
+
+
+
+# -- the optional card through ModelSource.read_card -----------------------------------------------------
+
+OVERSIZED_CARD = 40 * 1024 * 1024
+
+
+def _model_dir(path: Path, card_bytes: int | None = None) -> Path:
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"architectures": ["OwlLlamaForCausalLM"], "model_type": "llama"}))
+    if card_bytes is not None:
+        with open(path / "README.md", "wb") as handle:
+            handle.truncate(card_bytes)  # sparse: no disk used
+    return path
+
+
+def test_read_card_skips_an_oversized_card_with_a_note(tmp_path: Path) -> None:
+    assert OVERSIZED_CARD > MAX_SMALL_FILE_BYTES
+    text, note = open_source(str(_model_dir(tmp_path / "m", OVERSIZED_CARD))).read_card()
+    assert text is None
+    assert note is not None and "README.md skipped" in note and str(OVERSIZED_CARD) in note and "\n" not in note
+
+
+def test_read_card_reads_a_normal_card_and_reports_none_when_absent(tmp_path: Path) -> None:
+    with_card = _model_dir(tmp_path / "a")
+    (with_card / "README.md").write_text("# Owl\nBased on Llama 3.\n")
+    assert open_source(str(with_card)).read_card() == ("# Owl\nBased on Llama 3.\n", None)
+    assert open_source(str(_model_dir(tmp_path / "b"))).read_card() == (None, None)
+
+
+@pytest.mark.parametrize("argv_tail", [["inspect", "--json"], ["inspect"], ["plan", "--markdown"]])
+def test_oversized_card_does_not_fail_the_command(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                                  argv_tail: list[str]) -> None:
+    model = _model_dir(tmp_path / "m", OVERSIZED_CARD)
+    argv = [argv_tail[0], str(model), *argv_tail[1:]]
+    if argv_tail[-1] == "--markdown":
+        argv.append(str(tmp_path / "PLAN.md"))
+    assert cli.main(argv) == 0
+    out, err = capfd.readouterr()
+    assert "model card README.md skipped" in err and "Traceback" not in err
+    if "--json" in argv:
+        doc = json.loads(out)
+        assert doc["model_card"] is None and "README.md skipped" in doc["model_card_note"]
+    else:
+        assert "README.md skipped" in out or argv_tail[0] == "plan"
+    if argv_tail[-1] == "--markdown":
+        assert (tmp_path / "PLAN.md").is_file()

@@ -98,3 +98,68 @@ def test_fuzz_random_bytes_never_crash(raw: bytes) -> None:
         assert "fuzz.safetensors" in exc.message
     else:
         assert isinstance(header.tensors, dict)
+
+
+def _entry(begin: int, end: int) -> dict:
+    """A U8 tensor spanning ``begin..end`` (one byte per element, so any span is consistent)."""
+    return {"dtype": "U8", "shape": [end - begin], "data_offsets": [begin, end]}
+
+
+@pytest.mark.parametrize(
+    ("tensors", "data_size", "needles"),
+    [
+        ({"a": _entry(0, 8), "b": _entry(4, 12)}, 12, ["'a' and 'b' overlap", "bytes 4..8"]),
+        ({"a": _entry(0, 8), "b": _entry(0, 8)}, 8, ["'a' and 'b' overlap"]),
+        ({"big": _entry(0, 16), "inside": _entry(4, 8)}, 16, ["'big' and 'inside' overlap"]),
+        ({"a": _entry(0, 4), "b": _entry(6, 10)}, 10, ["2 unclaimed bytes after 'a'", "before tensor 'b'"]),
+        ({"late": _entry(4, 8)}, 8, ["4 unclaimed bytes at the start of the data section", "'late'"]),
+        ({"a": _entry(0, 4)}, 6, ["2 stray bytes follow the last tensor 'a'"]),
+        ({}, 3, ["3 stray bytes follow the header (no tensors)"]),
+    ],
+)
+def test_overlapping_gapped_or_padded_layouts_are_refused(tensors: dict, data_size: int, needles: list[str]) -> None:
+    with pytest.raises(UserError) as info:
+        parse_header_json(json.dumps(tensors).encode(), "shard-1.safetensors", data_size=data_size)
+    message = info.value.message
+    assert message.startswith("shard-1.safetensors: ") and "\n" not in message
+    for needle in needles:
+        assert needle in message
+
+
+def test_packed_layout_in_any_key_order_is_accepted() -> None:
+    """Zero-size tensors share an offset; keys need not be listed in offset order; hub reads pass no size."""
+    tensors = {"c": _entry(6, 10), "empty": _entry(6, 6), "a": _entry(0, 4), "b": _entry(4, 6), "z": _entry(10, 10)}
+    header = parse_header_json(json.dumps(tensors).encode(), "m.safetensors", data_size=10)
+    assert set(header.tensors) == set(tensors)
+    assert set(parse_header_json(json.dumps(tensors).encode(), "m.safetensors").tensors) == set(tensors)
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        (b'{"w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},'
+         b' "w": {"dtype": "U8", "shape": [1], "data_offsets": [1, 2]}}', "w"),
+        (b'{"w": {"dtype": "U8", "dtype": "F32", "shape": [1], "data_offsets": [0, 1]}}', "dtype"),
+        (b'{"__metadata__": {"format": "pt", "format": "np"}}', "format"),
+    ],
+)
+def test_duplicate_keys_are_refused(raw: bytes, name: str) -> None:
+    with pytest.raises(UserError) as info:
+        parse_header_json(raw, "dup.safetensors")
+    assert info.value.message.startswith(f"dup.safetensors: safetensors header names {name!r} twice")
+
+
+def test_hostile_layout_in_a_file_names_the_shard(tmp_path: Path) -> None:
+    header = json.dumps({"x": _entry(0, 8), "y": _entry(2, 10)}).encode()
+    _write_raw(tmp_path / "model-00002-of-00003.safetensors", header, b"\0" * 10)
+    with pytest.raises(UserError, match=r"^model-00002-of-00003\.safetensors: tensors 'x' and 'y' overlap"):
+        LocalSource(tmp_path).safetensors_header("model-00002-of-00003.safetensors")
+
+
+def test_files_written_by_safetensors_parse(tmp_path: Path) -> None:
+    """The library pads the header, aligns nothing else: its layout is packed, and must be accepted."""
+    arrays = {f"layer.{i}.w": np.zeros((i + 1, 3), dtype) for i, dtype in
+              enumerate([np.float32, np.float16, np.int8, np.int64, np.uint8, np.float64])}
+    arrays["empty"] = np.zeros((0, 4), np.float32)
+    save_file(arrays, tmp_path / "m.safetensors")
+    assert set(LocalSource(tmp_path).safetensors_header("m.safetensors").tensors) == set(arrays)

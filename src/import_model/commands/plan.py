@@ -9,20 +9,23 @@ from import_model import report
 from import_model.commands.recon import print_caveats
 from import_model.errors import UserError
 from import_model.plan.planner import Plan, make_plan, top
-from import_model.source import load_checkpoint, load_config, open_source
+from import_model.source import load_checkpoint, load_config, open_source, user_path
 
 #: Evidence is cut to this many characters in the terminal tables (JSON and Markdown keep it whole).
 EVIDENCE_WIDTH = 110
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    markdown = user_path(args.markdown, "--markdown") if args.markdown else None
     source = open_source(args.model, args.revision)
     config = load_config(source)
     checkpoint = load_checkpoint(source, progress=report.progress)
     plan = make_plan(source.display, config, checkpoint, donor=args.donor)
-    if args.markdown:
-        card = source.read_text("README.md") if source.has("README.md") else None
-        _write_markdown(Path(args.markdown), plan, config, card)
+    if markdown is not None:
+        card, note = source.read_card()
+        if note:
+            report.progress(note)
+        _write_markdown(markdown, plan, config, card)
     if args.json:
         report.emit_json(plan.as_dict())
     else:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from import_model import report
 from import_model.errors import UserError
 from import_model.recon import config_map, keys, registry
 from import_model.recon.native_caveats import native_entries
-from import_model.source import Checkpoint, ModelSource, load_checkpoint, load_config, open_source
+from import_model.source import Checkpoint, ModelSource, load_checkpoint, load_config, open_source, shown, user_path
+
+#: Seeds the twin builder accepts: torch's generators take an unsigned 64-bit seed.
+MAX_SEED = 2**64 - 1
 
 
 def architecture_of(config: dict[str, Any]) -> str | None:
@@ -37,7 +39,9 @@ def inspect_model(source: ModelSource, config: dict[str, Any]) -> dict[str, Any]
     natives = registry.find_native(architecture) if architecture else []
     checkpoint = load_checkpoint(source, progress=report.progress)
     rows = config_map.map_config(config)
-    card_text = source.read_text("README.md") if source.has("README.md") else None
+    card_text, card_note = source.read_card()
+    if card_note:
+        report.progress(card_note)
     card = scan_card(card_text) if card_text else None
     return {
         "model": source.display,
@@ -51,6 +55,7 @@ def inspect_model(source: ModelSource, config: dict[str, Any]) -> dict[str, Any]
         "checkpoint": _checkpoint_summary(checkpoint),
         "memory": keys.memory_estimates(checkpoint.parameter_count, config) if checkpoint.tensors else [],
         "model_card": _card_dict(card) if card else None,
+        "model_card_note": card_note,
     }
 
 
@@ -130,7 +135,7 @@ def _print_inspect(result: dict[str, Any]) -> None:
         ["key", "value", "where it goes", "MAX field", "note"],
         [(r["key"], r["value"], _ROLE_TEXT[r["role"]], r["max_field"], r["note"]) for r in result["config"]],
     )
-    _print_card(result["model_card"])
+    _print_card(result["model_card"], result["model_card_note"])
 
 
 _ROLE_TEXT = {
@@ -142,8 +147,11 @@ _ROLE_TEXT = {
 }
 
 
-def _print_card(card: dict[str, Any] | None) -> None:
+def _print_card(card: dict[str, Any] | None, note: str | None = None) -> None:
     report.heading("Model card")
+    if note:
+        report.line(note)
+        return
     if not card:
         report.line("no README.md in the repo: read the paper or blog post by hand.")
         return
@@ -266,11 +274,14 @@ def _finding_dict(finding: Any) -> dict[str, Any]:
 def cmd_twin(args: argparse.Namespace) -> int:
     from import_model.verify.twin import make_twin
 
-    _source, config = _open(args)
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed {shown(str(args.seed))}: choose a whole number from 0 to 2**64-1")
     if args.layers is not None and not 1 <= args.layers <= 64:
         raise UserError(f"--layers {args.layers}: choose between 1 and 64")
-    info = make_twin(config, Path(args.output), seed=args.seed, num_layers=args.layers, force=args.force,
-                     progress=report.progress)
+    output = user_path(args.output, "--output")
+    _source, config = _open(args)
+    info = make_twin(config, output, seed=args.seed, num_layers=args.layers, force=args.force,
+                     progress=report.progress, source=getattr(_source, "root", None))
     payload = {
         "path": str(info.path), "architecture": info.architecture, "model_type": info.model_type,
         "num_layers": info.num_layers, "parameters": info.num_parameters, "shrunk": info.shrunk,

@@ -10,6 +10,12 @@ from import_model.source.safetensors_header import SafetensorsHeader
 
 #: Cap for small JSON and text files (config, index, tokenizer config, card).
 MAX_SMALL_FILE_BYTES = 32 * 1024 * 1024
+#: Deepest nesting of objects and arrays accepted in a JSON file read with ``read_json``.
+#: Real configs nest a handful of levels (``text_config.rope_scaling``); far deeper ones are
+#: hostile, and code that walks a config recursively (deepcopy, transformers) would overflow.
+MAX_JSON_DEPTH = 64
+#: The optional model card.
+CARD_FILE = "README.md"
 
 
 class ModelSource(ABC):
@@ -39,6 +45,19 @@ class ModelSource(ABC):
         raw = self.read_bytes(name)
         return None if raw is None else raw.decode("utf-8", errors="replace")
 
+    def read_card(self) -> tuple[str | None, str | None]:
+        """The model card's text, or None and a note saying why it was skipped.
+
+        The card is optional: one that cannot be read (too large, unreadable) is skipped
+        so the command goes on without it. ``(None, None)`` means the repo has no card.
+        """
+        if not self.has(CARD_FILE):
+            return None, None
+        try:
+            return self.read_text(CARD_FILE), None
+        except UserError as exc:
+            return None, f"model card {CARD_FILE} skipped, the command goes on without it ({exc.message})"
+
     def read_json(self, name: str, required: bool = False) -> dict:
         """A JSON object file; ``{}`` when absent and not required."""
         raw = self.read_bytes(name)
@@ -53,4 +72,23 @@ class ModelSource(ABC):
             raise UserError(f"{self.display}: {name} is not valid JSON ({detail}); fix or re-download it") from None
         if not isinstance(doc, dict):
             raise UserError(f"{self.display}: {name} holds a JSON {type(doc).__name__}, not an object; fix or re-download it")
+        if json_depth(doc) > MAX_JSON_DEPTH:
+            raise UserError(f"{self.display}: {name} nests objects or arrays deeper than {MAX_JSON_DEPTH} levels; "
+                            "no real config does: fix or re-download it")
         return doc
+
+
+def json_depth(doc: object) -> int:
+    """How deeply objects and arrays nest in a parsed JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(doc, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        pending.extend((child, depth + 1) for child in children)
+    return deepest

@@ -5,6 +5,13 @@ tensor names to ``{"dtype", "shape", "data_offsets"}`` plus an optional
 ``"__metadata__"`` object of strings. Headers come from strangers' repos, so
 every field is checked and the declared length is capped before anything is
 read.
+
+The data section must be laid out the way the safetensors library itself
+requires before it loads a file: tensors tile it exactly, from byte 0, without
+overlaps or gaps (and, when the file size is known, without trailing bytes).
+A header that breaks this is refused here, naming the two tensors, instead of
+failing later inside the loader. Duplicate keys are refused too (plain
+``json.loads`` would keep the last one silently).
 """
 
 from __future__ import annotations
@@ -83,7 +90,9 @@ def declared_header_length(prefix: bytes, shard: str, file_size: int | None) -> 
 def parse_header_json(raw: bytes, shard: str, data_size: int | None = None) -> SafetensorsHeader:
     """Validate the JSON body of a header; ``data_size`` bounds the offsets when known."""
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as dup:
+        raise UserError(f"{shard}: safetensors header names {dup.key[:80]!r} twice; the file is corrupt or hostile") from None
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise UserError(f"{shard}: safetensors header is not valid JSON ({_short(exc)}); the file is corrupt") from None
     if not isinstance(doc, dict):
@@ -94,7 +103,43 @@ def parse_header_json(raw: bytes, shard: str, data_size: int | None = None) -> S
             header.metadata = _validate_metadata(entry, shard)
             continue
         header.tensors[name] = _validate_tensor(name, entry, shard, data_size)
+    _check_layout(header, doc, data_size)
     return header
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """``object_pairs_hook`` that refuses a key seen twice in one JSON object."""
+    doc: dict[str, object] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise _DuplicateKey(key)
+        doc[key] = value
+    return doc
+
+
+def _check_layout(header: SafetensorsHeader, doc: dict, data_size: int | None) -> None:
+    """Tensors must tile the data section from 0 with no overlap or gap, as the safetensors loader requires."""
+    spans = sorted((doc[name]["data_offsets"][0], doc[name]["data_offsets"][1], name) for name in header.tensors)
+    cursor, previous = 0, None
+    for begin, end, name in spans:
+        if begin < cursor:
+            raise UserError(f"{header.shard}: tensors {previous[:80]!r} and {name[:80]!r} overlap in the data section "
+                            f"(bytes {begin}..{cursor}); the header is corrupt or hostile")
+        if begin > cursor:
+            after = f"after {previous[:80]!r}" if previous is not None else "at the start of the data section"
+            raise UserError(f"{header.shard}: {begin - cursor} unclaimed bytes {after}, before tensor {name[:80]!r}; "
+                            "safetensors requires tensors packed from byte 0, so the header is corrupt")
+        cursor, previous = end, name
+    if data_size is not None and cursor != data_size:
+        last = f"the last tensor {previous[:80]!r}" if previous is not None else "the header (no tensors)"
+        raise UserError(f"{header.shard}: {data_size - cursor} stray bytes follow {last}; "
+                        "safetensors refuses such files, so it is corrupt (re-download it)")
 
 
 def _validate_metadata(entry: object, shard: str) -> dict[str, str]:
