@@ -10,7 +10,7 @@ from import_model import report
 from import_model.cache import atomic_write
 from import_model.errors import UserError
 from import_model.safe_output import strict_json
-from import_model.source import load_checkpoint, load_config, open_source
+from import_model.source import load_checkpoint, load_config, open_source, user_path
 
 
 def add_gates_parsers(sub: Any, command: Any) -> None:
@@ -43,7 +43,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def cmd_gates(args: argparse.Namespace) -> int:
     from import_model.verify import gates
 
-    port_dir = Path(args.port_dir).resolve()
+    port_dir = user_path(args.port_dir, "--port-dir").resolve()
     ctx = gates.open_context(args.model, port_dir, args.revision, progress=report.progress)
     results = gates.run_gates(ctx, args.phase)
     code = gates.exit_code(results)
@@ -73,7 +73,7 @@ def cmd_renames(args: argparse.Namespace) -> int:
     from import_model.port import renames
     from import_model.port.scaffold import open_delta_markers
 
-    port_dir = Path(args.port_dir).resolve()
+    port_dir = user_path(args.port_dir, "--port-dir").resolve()
     if not (port_dir / "__init__.py").is_file():
         raise UserError(f"--port-dir {args.port_dir}: not a port (no __init__.py); pass <output_dir>/<slug>")
     source = open_source(args.model, args.revision)

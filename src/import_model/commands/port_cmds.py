@@ -51,8 +51,9 @@ def cmd_scaffold(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from import_model.port.audit import LIE, STALE, attestation, audit_port
+    from import_model.source import user_path
 
-    port_dir = Path(args.port_dir)
+    port_dir = user_path(args.port_dir, "PORT_DIR")
     if not port_dir.is_dir():
         raise UserError(f"{args.port_dir}: no such directory (pass <output_dir>/<slug>)")
     result = audit_port(port_dir)

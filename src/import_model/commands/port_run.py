@@ -83,9 +83,9 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
     from import_model.port.catalog import build_spec
     from import_model.port.scaffold import check_slug, check_target, default_slug, port_names
     from import_model.recon import registry
-    from import_model.source import load_checkpoint, load_config, open_source
+    from import_model.source import load_checkpoint, load_config, open_source, user_path
 
-    out_dir = Path(args.output_dir).expanduser().resolve()
+    out_dir = user_path(args.output_dir, "--output-dir").resolve()
     report.progress(f"reading {args.model}")
     source = open_source(args.model, args.revision)
     config = load_config(source)
@@ -235,7 +235,7 @@ def _write_tracking(out_dir: Path, plan: Any, config: dict, run: PortRun, source
     from import_model.port import tracking
     from import_model.port.scaffold import plan_sections
 
-    card = source.read_text("README.md") if source.has("README.md") else None
+    card = source.read_card()[0]
     sections = plan_sections(plan, config, card) | {"scaffold": catalog_section(run)}
     if run.verify is not None:
         tier = "6 (logit parity)" if run.verify.get("passed") else "not reached: verify failed"

@@ -153,9 +153,10 @@ def _interrupt(_signum: int, _frame: Any) -> None:
 
 
 def _serve_options(args: argparse.Namespace) -> Any:
+    from import_model.source import user_path
     from import_model.verify.serve import ServeOptions
 
-    port_dir = Path(args.port_dir).expanduser().resolve()
+    port_dir = user_path(args.port_dir, "--port-dir").resolve()
     if not port_dir.is_dir():
         raise UserError(f"--port-dir {args.port_dir}: no such directory")
     if args.port is not None and not 1 <= args.port <= 65535:
@@ -168,7 +169,7 @@ def _serve_options(args: argparse.Namespace) -> Any:
         model=model, port_dir=port_dir, device=args.device, encoding=args.encoding, host=args.host, port=args.port,
         max_length=args.max_length if args.max_length is not None else (CPU_MAX_LENGTH if cpu else None),
         max_batch_size=args.max_batch_size if args.max_batch_size is not None else (CPU_MAX_BATCH_SIZE if cpu else None),
-        served_model_name=_served_name(args), log_path=Path(args.log).expanduser() if args.log else None,
+        served_model_name=_served_name(args), log_path=user_path(args.log, "--log") if args.log else None,
         startup_timeout=args.timeout,
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from import_model import report
 from import_model.errors import UserError
-from import_model.source import load_config, open_source
+from import_model.source import load_config, open_source, user_path
 
 
 def add_verify_parser(sub: Any, command: Any) -> None:
@@ -90,13 +90,13 @@ def _verify_here(args: argparse.Namespace) -> int:
     from import_model.verify.max_runner import MaxBuildError
     from import_model.verify.report_files import worst_by_tap, write_reports
 
-    port_dir = Path(args.port_dir).resolve()
+    port_dir = user_path(args.port_dir, "--port-dir").resolve()
     if not port_dir.is_dir():
         raise UserError(f"--port-dir {args.port_dir}: no such directory")
     if not 0 <= args.decode_steps <= 64:
         raise UserError("--decode-steps must be between 0 and 64")
     checkpoint = _checkpoint_for(args)
-    report_dir = Path(args.report_dir) if args.report_dir else port_dir.parent / f"verify-{port_dir.name}"
+    report_dir = user_path(args.report_dir, "--report-dir") if args.report_dir else port_dir.parent / f"verify-{port_dir.name}"
     options = VerifyOptions(decode_steps=args.decode_steps, trust_remote_code=args.trust_remote_code)
     if args.prompt:
         options.prompts = tuple(args.prompt)

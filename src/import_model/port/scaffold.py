@@ -1302,9 +1302,9 @@ def scaffold_port(request: ScaffoldRequest, progress: Callable[[str], None] | No
     """Write ``DIR/<slug>/`` and ``DIR/PORT.md``; refuse (UserError, exit 2) before writing anything."""
     from import_model.plan.planner import architecture_of, make_plan
     from import_model.port import tracking
-    from import_model.source import load_checkpoint, load_config, open_source
+    from import_model.source import load_checkpoint, load_config, open_source, user_path
 
-    out_dir = request.output_dir.expanduser().resolve()
+    out_dir = user_path(str(request.output_dir), "--output-dir").resolve()
     entry = donor_entry(request.start_from)
     source = open_source(request.model, request.revision)
     config = load_config(source)
@@ -1331,7 +1331,7 @@ def scaffold_port(request: ScaffoldRequest, progress: Callable[[str], None] | No
     result = ScaffoldResult(out_dir / slug, tracking_path, "full-copy" if request.full_copy else "default",
                             facts.slug, architecture, slug, _ordered(files, ctx.names), _todos(files),
                             ctx.rehomed, borrowed, generated)
-    card = source.read_text("README.md") if source.has("README.md") else None
+    card = source.read_card()[0]
     sections = plan_sections(plan, config, card) | {"scaffold": scaffold_section(result)}
     text = tracking.planned_text(tracking_path, f"Port of {source.display} to MAX", sections)
     write_package(out_dir, slug, files)
