@@ -311,6 +311,69 @@ def test_damaged_port_md_markers_are_refused_and_nothing_is_written(tmp_path: Pa
     assert (doc.read_text(), graph.read_text()) == before
 
 
+def _files(path: Path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_force_replaces_only_a_port_the_tool_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from import_model.port.native_copy import PORT_MANIFEST
+
+    out_dir = tmp_path / "out"
+    assert run(*scaffold_args("helium", out_dir), capsys=capsys)[0] == 0
+    port = out_dir / "helium"
+    manifest = json.loads((port / PORT_MANIFEST).read_text())
+    assert manifest["files"] == sorted(p.name for p in port.iterdir())
+    (port / "__pycache__").mkdir()
+    (port / "__pycache__" / "arch.cpython-311.pyc").write_bytes(b"bytecode")  # Python's, never the user's
+    code, _, err = run(*scaffold_args("helium", out_dir), "--force", capsys=capsys)
+    assert code == 0, err
+    (port / "NOTES.md").write_text("my findings")
+    before = _files(out_dir)
+    code, out, err = run(*scaffold_args("helium", out_dir), "--force", capsys=capsys)
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1
+    assert "'NOTES.md'" in err and "did not write" in err
+    assert _files(out_dir) == before and not [p for p in out_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_force_on_a_port_without_manifest_needs_its_registration_and_layout(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from import_model.port.native_copy import PORT_MANIFEST
+
+    out_dir = tmp_path / "out"
+    assert run(*scaffold_args("helium", out_dir), capsys=capsys)[0] == 0
+    port = out_dir / "helium"
+    (port / PORT_MANIFEST).unlink()  # a port written before the manifest existed
+    code, _, err = run(*scaffold_args("helium", out_dir), "--force", capsys=capsys)
+    assert code == 0, err
+    assert (port / PORT_MANIFEST).is_file()
+    shutil.rmtree(port)
+    port.mkdir()
+    (port / "mine.py").write_text("VALUE = 1\n")  # the user's own package under the port's name
+    code, _, err = run(*scaffold_args("helium", out_dir), "--force", capsys=capsys)
+    assert code == 2 and "not a port import-model wrote" in err
+    assert _files(port) == {"mine.py": b"VALUE = 1\n"}
+
+
+def test_force_never_replaces_the_source_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "helium"
+    shutil.copytree(family_twin_dir("helium"), source)
+    before = _files(source)
+    code, _, err = run("scaffold", str(source), "--start-from", "llama3", "--output-dir", str(tmp_path), "--force",
+                       capsys=capsys)
+    assert code == 2 and "overlap the source" in err
+    assert _files(source) == before and sorted(p.name for p in tmp_path.iterdir()) == ["helium"]
+
+
+def test_root_and_home_are_refused_as_output_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for out_dir in ("/", "~", str(tmp_path)):
+        code, out, err = run("scaffold", str(family_twin_dir("helium")), "--start-from", "llama3",
+                             "--output-dir", out_dir, "--force", capsys=capsys)
+        assert code == 2 and not out and ("file-system root" in err or "home directory" in err), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_port_md_of_another_model_is_not_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(*scaffold_args("helium", tmp_path), capsys=capsys)[0] == 0
     code, _, err = run(*scaffold_args("phi", tmp_path), capsys=capsys)

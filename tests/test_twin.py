@@ -236,7 +236,7 @@ def test_force_only_replaces_model_directories(tmp_path: Path) -> None:
     out = tmp_path / "data"
     out.mkdir()
     (out / "precious.txt").write_text("do not delete")
-    with pytest.raises(UserError, match="does not look like a model directory"):
+    with pytest.raises(UserError, match="no twin wrote"):
         make_family_twin("bloom", out, force=True)
     assert (out / "precious.txt").read_text() == "do not delete"
     (tmp_path / "empty").mkdir()
@@ -244,6 +244,102 @@ def test_force_only_replaces_model_directories(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a directory"):
         make_family_twin("bloom", tmp_path / "file", force=True)
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_the_marker_lists_every_file_the_twin_wrote(tmp_path: Path) -> None:
+    info = make_family_twin("bloom", tmp_path / "twin")
+    listed = _marker(info.path)["files"]
+    assert listed == sorted(p.name for p in info.path.iterdir())
+    assert {"config.json", "model.safetensors", "twin.json"} <= set(listed) <= twin_mod.KNOWN_TWIN_FILES
+
+
+def test_force_refuses_a_real_checkpoint_and_deletes_nothing(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "my-model"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps({"model_type": "bloom"}))
+    (checkpoint / "notes.txt").write_text("my notes")
+    before = _tree(checkpoint)
+    with pytest.raises(UserError, match=r"checkpoint \(config.json\) no twin wrote") as caught:
+        make_family_twin("bloom", checkpoint, force=True)
+    assert "\n" not in caught.value.message
+    assert _tree(checkpoint) == before and sorted(p.name for p in tmp_path.iterdir()) == ["my-model"]
+
+
+def test_force_refuses_a_twin_holding_a_user_file_and_keeps_it(tmp_path: Path) -> None:
+    out = tmp_path / "twin"
+    make_family_twin("bloom", out)
+    (out / "experiment.log").write_text("mine")
+    before = _tree(out)
+    with pytest.raises(UserError, match="'experiment.log'.*no twin wrote"):
+        make_family_twin("bloom", out, seed=1, force=True)
+    assert _tree(out) == before
+    (out / "experiment.log").unlink()
+    make_family_twin("bloom", out, seed=1, force=True)  # its own earlier twin, nothing else: replaced
+    assert _marker(out)["seed"] == 1
+
+
+def test_force_trusts_an_older_marker_only_with_the_known_twin_files(tmp_path: Path) -> None:
+    out = tmp_path / "twin"
+    make_family_twin("bloom", out)
+    marker = _marker(out)
+    del marker["files"]  # a twin.json written before the marker listed its files
+    (out / "twin.json").write_text(json.dumps(marker))
+    (out / "weights-backup.safetensors").write_bytes(b"x")
+    with pytest.raises(UserError, match="weights-backup.safetensors"):
+        make_family_twin("bloom", out, force=True)
+    (out / "weights-backup.safetensors").unlink()
+    make_family_twin("bloom", out, seed=2, force=True)
+    assert _marker(out)["seed"] == 2
+
+
+def test_force_refuses_a_twin_with_a_subdirectory_or_link(tmp_path: Path) -> None:
+    out = tmp_path / "twin"
+    make_family_twin("bloom", out)
+    (out / "runs").mkdir()
+    with pytest.raises(UserError, match="'runs'"):
+        make_family_twin("bloom", out, force=True)
+    (out / "runs").rmdir()
+    (out / "tokenizer.json").unlink()
+    (out / "tokenizer.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(UserError, match="tokenizer.json"):
+        make_family_twin("bloom", out, force=True)
+
+
+def _twin_cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from import_model.cli import main
+
+    capsys.readouterr()
+    code = main(["twin", *argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "around"])
+def test_twin_never_writes_over_its_own_source(tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(family_twin_dir("bloom"), source)  # a twin is a checkpoint too, with twin.json
+    before = _tree(source)
+    output = {"same": source, "inside": source / "twin", "around": tmp_path}[where]
+    code, err = _twin_cli(str(source), "--output", str(output), "--force", capsys=capsys)
+    assert code == 2 and "overlap the source" in err and len(err.strip().splitlines()) == 1
+    assert _tree(source) == before and sorted(p.name for p in tmp_path.iterdir()) == ["source"]
+
+
+def test_twin_refuses_home_and_root_as_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "keep.txt").write_text("mine")
+    monkeypatch.setenv("HOME", str(home))
+    for output in ("~", str(home), "/"):
+        code, err = _twin_cli(str(family_twin_dir("bloom")), "--output", output, "--force", capsys=capsys)
+        assert code == 2 and ("home directory" in err or "root" in err), err
+    assert sorted(p.name for p in home.iterdir()) == ["keep.txt"]
 
 
 @pytest.mark.parametrize(

@@ -83,9 +83,11 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
     from import_model.port.catalog import build_spec
     from import_model.port.scaffold import check_slug, check_target, default_slug, port_names
     from import_model.recon import registry
+    from import_model.safe_io import check_output_root
     from import_model.source import load_checkpoint, load_config, open_source, user_path
 
     out_dir = user_path(args.output_dir, "--output-dir").resolve()
+    check_output_root(out_dir, "--output-dir")  # before the model is read: `/` and ~ are refused at once
     report.progress(f"reading {args.model}")
     source = open_source(args.model, args.revision)
     config = load_config(source)
@@ -102,7 +104,7 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
     if args.weights == "full" and source.kind != "local":
         raise UserError("--weights full needs the checkpoint on disk: download it (hf download) and pass the folder")
     slug = check_slug(args.slug or default_slug(config), out_dir)
-    check_target(out_dir, slug, args.force)
+    check_target(out_dir, slug, args.force, getattr(source, "root", None))
     checkpoint = load_checkpoint(source, progress=report.progress)
     _walls(source, config, checkpoint, run)
     report.progress("planning: anatomy, donor ranking, delta list")

@@ -20,6 +20,7 @@ Exit 1 while any Lie or Stale remains; a clean audit prints the seed's attestati
 from __future__ import annotations
 
 import ast
+import bisect
 import io
 import re
 import tokenize
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from import_model.port.native_copy import registered_names, stem_of
+from import_model.safe_io import MAX_PORT_FILE_BYTES, read_bounded_text
 
 OK, LIE, STALE = "OK", "Lie", "Stale"
 
@@ -112,7 +114,7 @@ class _Unit:
 
 
 def audit_port(port_dir: Path) -> AuditResult:
-    files = sorted(p for p in port_dir.glob("*.py") if p.is_file())
+    files = sorted(p for p in port_dir.glob("*.py") if not p.is_dir())  # a FIFO or device is refused when read
     result = AuditResult(port_dir, [p.name for p in files])
     own = own_families(port_dir)
     for path in files:
@@ -128,11 +130,12 @@ def own_families(port_dir: Path) -> set[str]:
 
 
 def audit_file(path: Path, own: set[str]) -> list[Hit]:
-    text = path.read_text(errors="replace")
+    text = read_bounded_text(path, MAX_PORT_FILE_BYTES, "port file", errors="replace")
     units, code = _units(text)
+    evidence = _Evidence(code)
     hits: list[Hit] = []
     for unit in units:
-        hits.extend(_classify_unit(path.name, unit, code, own))
+        hits.extend(_classify_unit(path.name, unit, evidence, own))
     return sorted(hits, key=lambda h: h.line)
 
 
@@ -164,7 +167,7 @@ def _units(text: str) -> tuple[list[_Unit], str]:
 def _strings(text: str) -> Iterator[tuple[int, int, str]]:
     try:
         tree = ast.parse(text)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return
     for node in ast.walk(tree):
         for stmt in getattr(node, "body", []) if isinstance(getattr(node, "body", None), list) else []:
@@ -176,7 +179,7 @@ def _strings(text: str) -> Iterator[tuple[int, int, str]]:
 def _comments(text: str) -> list[tuple[int, int, str]]:
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
-    except (tokenize.TokenError, IndentationError, SyntaxError):
+    except (tokenize.TokenError, SyntaxError, RecursionError):
         return []
     return [(t.start[0], t.start[1], t.string.lstrip("#").strip()) for t in tokens if t.type == tokenize.COMMENT]
 
@@ -210,16 +213,75 @@ _FAMILY_WORD = re.compile(r"(" + "|".join(FAMILIES) + r")(v?\d+(?:\.\d+)?)?", re
 _CLAIM_PATTERNS = [(claim, re.compile(claim.pattern, re.I)) for claim in CLAIMS]
 
 
-def _classify_unit(file: str, unit: _Unit, code: str, own: set[str]) -> Iterator[Hit]:
-    for match in _matches(unit.text):
-        start, end, what, claim = match
-        line = unit.line + unit.text[:start].count("\n")
-        excerpt = _excerpt(unit.text, start, end)
+class _UnitText:
+    """One unit's text with its line breaks and sentence breaks found once.
+
+    Every hit looks up its line, sentence and excerpt by bisection here, so a
+    unit with many hits (a long comment block naming the donor on every line)
+    costs time in proportion to its length, not to its length times its hits.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.newlines = [i for i, char in enumerate(text) if char == "\n"]
+        breaks = list(_SENTENCE.finditer(text))
+        self.break_starts = [m.start() for m in breaks]
+        self.break_ends = [m.end() for m in breaks]
+        self.open_delta = bool(OPEN_DELTA.search(text))
+        self._sentences: dict[int, tuple[bool, bool]] = {}
+
+    def line_offset(self, at: int) -> int:
+        """How many lines into the unit ``at`` is."""
+        return bisect.bisect_left(self.newlines, at)
+
+    def sentence_index(self, at: int) -> int:
+        """The sentence holding ``at``: it ends at the first break starting at or after ``at``."""
+        return bisect.bisect_left(self.break_starts, at)
+
+    def sentence(self, index: int) -> str:
+        start = self.break_ends[index - 1] if index else 0
+        end = self.break_starts[index] if index < len(self.break_starts) else len(self.text)
+        return self.text[start:end]
+
+    def lineage_and_negation(self, index: int) -> tuple[bool, bool]:
+        """Whether sentence ``index`` states lineage and whether it negates (each searched once)."""
+        if index not in self._sentences:
+            sentence = self.sentence(index)
+            self._sentences[index] = (bool(LINEAGE.search(sentence)), bool(NEGATION.search(sentence)))
+        return self._sentences[index]
+
+    def excerpt(self, start: int, width: int = 90) -> str:
+        """The stripped line holding ``start``, cut to ``width``."""
+        k = bisect.bisect_left(self.newlines, start)
+        line_start = self.newlines[k - 1] + 1 if k else 0
+        line_end = self.newlines[k] if k < len(self.newlines) else len(self.text)
+        line = self.text[line_start:line_end].strip()
+        return line if len(line) <= width else line[: width - 3] + "..."
+
+
+class _Evidence:
+    """Whether the file's code backs each claim, searched once per claim per file."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self._found: dict[str, bool] = {}
+
+    def has(self, claim: Claim) -> bool:
+        if claim.name not in self._found:
+            self._found[claim.name] = bool(re.search(claim.evidence, self.code))
+        return self._found[claim.name]
+
+
+def _classify_unit(file: str, unit: _Unit, evidence: _Evidence, own: set[str]) -> Iterator[Hit]:
+    text = _UnitText(unit.text)
+    for start, _end, what, claim in _matches(unit.text):
+        line = unit.line + text.line_offset(start)
+        excerpt = text.excerpt(start)
         if unit.kind == "code":
             reason = "import line" if unit.text.lstrip().startswith(("import ", "from ")) else "code reference"
             yield Hit(file, line, OK, what, reason, unit.kind, excerpt)
             continue
-        verdict, reason = _verdict(unit.text, start, what, claim, code, own)
+        verdict, reason = _verdict(text, start, what, claim, evidence, own)
         yield Hit(file, line, verdict, what, reason, unit.kind, excerpt)
 
 
@@ -233,20 +295,21 @@ def _matches(text: str) -> Iterator[tuple[int, int, str, Claim | None]]:
             yield match.start(), match.end(), match.group(0), claim
 
 
-def _verdict(text: str, at: int, what: str, claim: Claim | None, code: str, own: set[str]) -> tuple[str, str]:
-    sentence = _sentence(text, at)
-    if OPEN_DELTA.search(text):
+def _verdict(text: _UnitText, at: int, what: str, claim: Claim | None, evidence: _Evidence,
+             own: set[str]) -> tuple[str, str]:
+    if text.open_delta:
         return OK, "open delta (TODO)"
     if what == "copyright banner":
-        if ATTRIBUTION.search(text):
+        if ATTRIBUTION.search(text.text):
             return OK, "attribution of the donor's license"
         return STALE, "the donor's file banner: replace it with the attribution line"
-    if LINEAGE.search(sentence):
+    lineage, negated = text.lineage_and_negation(text.sentence_index(at))
+    if lineage:
         return OK, "lineage: names the donor"
     if claim is not None:
-        if NEGATION.search(sentence):
+        if negated:
             return OK, f"says the port does not (yet) have {claim.name}"
-        if re.search(claim.evidence, code):
+        if evidence.has(claim):
             return OK, f"the code has {claim.name}"
         return LIE, f"claims {claim.name}, which this file's code does not have"
     word = _FAMILY_WORD.match(what)
@@ -257,19 +320,3 @@ def _verdict(text: str, at: int, what: str, claim: Claim | None, code: str, own:
 
 def _is_own(word: str, own: set[str]) -> bool:
     return any(word == name or name.startswith(word) for name in own)
-
-
-def _sentence(text: str, at: int) -> str:
-    start = 0
-    for match in _SENTENCE.finditer(text):
-        if match.start() >= at:
-            return text[start: match.start()]
-        start = match.end()
-    return text[start:]
-
-
-def _excerpt(text: str, start: int, end: int, width: int = 90) -> str:
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", end)
-    line = text[line_start: line_end if line_end != -1 else len(text)].strip()
-    return line if len(line) <= width else line[: width - 3] + "..."

@@ -11,7 +11,9 @@ a port) and the full-copy scaffold both start here.
 from __future__ import annotations
 
 import ast
+import json
 import keyword
+import os
 import re
 import shutil
 import tempfile
@@ -19,9 +21,15 @@ from pathlib import Path
 
 from import_model.errors import UserError
 from import_model.recon import registry
+from import_model.safe_io import MAX_MARKER_BYTES, MAX_PORT_FILE_BYTES, read_bounded_text
 
 SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SKIP = {"__pycache__", "recipes"}
+#: The file import-model leaves in every port package it writes: which files there are its own.
+PORT_MANIFEST = ".import-model-port.json"
+#: What a port written before the manifest existed may hold (besides ``<slug>.py`` and ``__pycache__``).
+LEGACY_PORT_FILES = frozenset({"__init__.py", "arch.py", "model_config.py", "model.py", "weight_adapters.py",
+                               "layers.py"})
 
 
 #: Suffixes of HF class names; what is left is the family stem (PhiForCausalLM -> Phi).
@@ -52,8 +60,10 @@ def copy_native_port(donor_slug: str, output_dir: Path, *, class_name: str, port
     entry = _donor_entry(donor_slug)
     source = registry.architectures_dir() / donor_slug
     target = output_dir / port_slug
-    if target.exists() and any(target.iterdir()) and not force:
-        raise UserError(f"{target} already exists; pass --force to replace it (your edits there would be lost)")
+    if target.exists() and any(target.iterdir()):
+        if not force:
+            raise UserError(f"{target} already exists; pass --force to replace it (your edits there would be lost)")
+        check_replaceable(target)
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{port_slug}.", dir=output_dir))
     try:
@@ -66,13 +76,79 @@ def copy_native_port(donor_slug: str, output_dir: Path, *, class_name: str, port
         _rename_registration(staging, entry.symbol, class_name)
         init = staging / "__init__.py"
         init.write_text(init.read_text() + f"\nARCHITECTURES = [{entry.symbol}]\n")
+        write_manifest(staging)
         if target.exists():
+            check_replaceable(target)
             shutil.rmtree(target)
         staging.rename(target)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
     return target
+
+
+def write_manifest(package: Path) -> None:
+    """Record every file of the staged ``package`` (and the manifest itself) as the tool's own."""
+    files = sorted(p.relative_to(package).as_posix() for p in package.rglob("*")
+                   if p.is_file() and "__pycache__" not in p.relative_to(package).parts)
+    manifest = {"written_by": "import-model", "files": sorted({*files, PORT_MANIFEST})}
+    (package / PORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _manifest_files(package: Path) -> frozenset[str] | None:
+    """The files the package's manifest lists, or None without a manifest (a port older than it)."""
+    path = package / PORT_MANIFEST
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        manifest = json.loads(read_bounded_text(path, MAX_MARKER_BYTES, "port manifest"))
+    except ValueError:
+        manifest = None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
+        raise UserError(f"{path} is damaged; refusing to replace {package} with --force "
+                        "(move the package away, or delete it yourself if nothing in it is yours)")
+    return frozenset(files) | {PORT_MANIFEST}
+
+
+def _entries(package: Path) -> list[tuple[str, bool]]:
+    """Every entry under ``package`` as (relative path, is a plain file), without following links."""
+    found: list[tuple[str, bool]] = []
+    for dirpath, dirnames, filenames in os.walk(package):
+        base = Path(dirpath).relative_to(package)
+        for name in dirnames:
+            if (Path(dirpath) / name).is_symlink():
+                found.append(((base / name).as_posix(), False))
+        for name in filenames:
+            found.append(((base / name).as_posix(), (Path(dirpath) / name).is_file() and
+                          not (Path(dirpath) / name).is_symlink()))
+    return found
+
+
+def _is_bytecode(relative: str) -> bool:
+    parts = relative.split("/")
+    return len(parts) >= 2 and parts[-2] == "__pycache__" and parts[-1].endswith(".pyc")
+
+
+def check_replaceable(package: Path) -> None:
+    """Refuse to replace ``package`` unless import-model wrote it and it holds nothing else.
+
+    A port carries the tool's manifest (or, written before the manifest,
+    registers an architecture and has only the port layout's file names).
+    Python's ``__pycache__`` bytecode is never foreign; any other file, a link
+    or a missing registration makes ``--force`` stop with one line.
+    """
+    own = _manifest_files(package)
+    if own is None:
+        if not registered_names(package) or not (package / "__init__.py").is_file():
+            raise UserError(f"{package} is not a port import-model wrote (no {PORT_MANIFEST}, no registration); "
+                            "--force only replaces the tool's own ports, so choose another --output-dir or --slug")
+        own = LEGACY_PORT_FILES | {f"{package.name}.py"}
+    foreign = [name for name, plain in _entries(package) if not plain or (name not in own and not _is_bytecode(name))]
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise UserError(f"{package} holds {foreign[0]!r}{more}, which import-model did not write; refusing to "
+                        "replace it with --force (move those files out of the package first)")
 
 
 def _donor_entry(donor_slug: str) -> registry.NativeArch:
@@ -125,13 +201,20 @@ def _rename_registration(package: Path, symbol: str, class_name: str) -> None:
     raise UserError(f"could not find the registration {symbol} in the donor's files; the MAX install is unusual")
 
 
+def read_port_file(path: Path) -> str:
+    """A file of an existing port, bounded (a device, a FIFO or a huge file is refused with one line)."""
+    return read_bounded_text(path, MAX_PORT_FILE_BYTES, "port file", errors="replace")
+
+
 def registered_names(port_dir: Path) -> list[str]:
     """The ``name=`` of every ``SupportedArchitecture(...)`` in a port, read without importing it."""
     names = []
     for path in sorted(port_dir.glob("*.py")):
+        if path.is_dir():
+            continue
         try:
-            tree = ast.parse(path.read_text())
-        except (SyntaxError, ValueError, OSError):
+            tree = ast.parse(read_port_file(path))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == \
@@ -144,7 +227,8 @@ def registered_names(port_dir: Path) -> list[str]:
 
 def unmodified_donor(port_dir: Path) -> str | None:
     """The native slug whose code the port still is, file for file (ignoring imports, docstrings, names)."""
-    port_files = {p.name: _shape(p.read_text()) for p in port_dir.glob("*.py") if p.name not in ("__init__.py", "arch.py")}
+    port_files = {p.name: _shape(read_port_file(p)) for p in port_dir.glob("*.py")
+                  if p.name not in ("__init__.py", "arch.py") and not p.is_dir()}
     if not port_files:
         return None
     root = registry.architectures_dir()

@@ -50,6 +50,7 @@ from import_model.errors import UserError
 from import_model.max_cpu import one_device_collective_patches, patched
 from import_model.plan.anatomy import explained_key
 from import_model.recon.keys import key_pattern
+from import_model.safe_io import MAX_CONFIG_BYTES, MAX_PORT_FILE_BYTES, read_bounded_text
 
 UNEXPLAINED = "unexplained_weights"
 
@@ -659,8 +660,8 @@ def safetensors_adapter_name(port_dir: Path) -> str:
 
     arch = port_dir / ARCH_FILE
     try:
-        tree = ast.parse(arch.read_text())
-    except (OSError, SyntaxError, ValueError) as exc:
+        tree = ast.parse(read_bounded_text(arch, MAX_PORT_FILE_BYTES, "registration file"))
+    except (SyntaxError, ValueError, RecursionError) as exc:
         raise UserError(f"cannot read {arch}: {exc}") from None
     for node in ast.walk(tree):
         if isinstance(node, ast.Dict):
@@ -679,9 +680,9 @@ def write_adapter_table(port_dir: Path, mapping: WeightMapping) -> Path:
     block at the end, after the adapter function it wraps.
     """
     path = port_dir / ADAPTER_FILE
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path} does not exist; is {port_dir} a port (<output_dir>/<slug>)?")
-    text = path.read_text()
+    text = read_bounded_text(path, MAX_PORT_FILE_BYTES, "weight adapter file")
     block = render_table_block(adapter_table(mapping), safetensors_adapter_name(port_dir))
     begin, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
     if (begin < 0) != (end < 0) or text.count(BEGIN_MARKER) > 1 or text.count(END_MARKER) > 1 or end < begin:
@@ -748,6 +749,18 @@ _COMPILE_METHODS = ("compile", "compile_async", "compile_reusing_mefs", "load", 
 _MISSING_ATTR = re.compile(r"object has no attribute '(\w+)'")
 
 
+def _checkpoint_config(checkpoint: Path) -> dict[str, Any]:
+    """The checkpoint directory's config.json, bounded, as a JSON object (one line if it is not one)."""
+    path = checkpoint / "config.json"
+    try:
+        config = json.loads(read_bounded_text(path, MAX_CONFIG_BYTES, "checkpoint config"))
+    except (ValueError, RecursionError):
+        config = None
+    if not isinstance(config, dict):
+        raise UserError(f"{path} is not a JSON object; re-download or repair the checkpoint's config.json")
+    return config
+
+
 def dry_build(checkpoint: Path, port_dir: Path, *, max_length: int = 512, in_child: bool = False) -> GraphWeights:
     """Build the port's pipeline on the CPU up to its first ``load_state_dict`` and read both sides.
 
@@ -758,7 +771,7 @@ def dry_build(checkpoint: Path, port_dir: Path, *, max_length: int = 512, in_chi
     (and reported) so the module tree can still be built.
     """
     start = time.perf_counter()
-    config = json.loads((checkpoint / "config.json").read_text())
+    config = _checkpoint_config(checkpoint)
     archs = _register_port(port_dir)
     if not in_child and any("float32" not in arch.supported_encodings for arch in archs):
         return _dry_build_in_child(checkpoint, port_dir, max_length)

@@ -43,8 +43,16 @@ from typing import Any
 from import_model.cache import atomic_write
 from import_model.errors import UserError
 from import_model.plan.donors import Delta
-from import_model.port.native_copy import copy_native_port, stem_of, validate_slug
+from import_model.port.native_copy import (
+    check_replaceable,
+    copy_native_port,
+    read_port_file,
+    stem_of,
+    validate_slug,
+    write_manifest,
+)
 from import_model.recon import registry
+from import_model.safe_io import check_output_root
 
 ARCH_PACKAGE = "max.pipelines.architectures"
 #: The five files of a port (plus ``<slug>.py``, the graph), by role.
@@ -1047,7 +1055,7 @@ def full_copy_files(ctx: Context, index: SourceIndex, scratch: Path) -> CopyStat
     """The donor's files copied, renamed, normalised to the port layout, and made honest."""
     n, d = ctx.names, ctx.facts
     package = copy_native_port(d.slug, scratch, class_name=n.architecture, port_slug=n.slug, force=True)
-    state = CopyState({p.name: p.read_text() for p in sorted(package.glob("*.py"))})
+    state = CopyState({p.name: read_port_file(p) for p in sorted(package.glob("*.py"))})
     shutil.rmtree(package)
     normalise_layout(state, d, n)
     kept = {Path(name).stem for name in state.files}
@@ -1129,8 +1137,16 @@ def _drop_import(text: str, name: str) -> str:
 # --------------------------------------------------------------------------- writing
 
 
-def check_target(out_dir: Path, slug: str, force: bool) -> Path:
-    """``out_dir/slug``, refused when it exists (unless ``force``) or would lead outside ``out_dir``."""
+def check_target(out_dir: Path, slug: str, force: bool, source: Path | None = None) -> Path:
+    """``out_dir/slug``, refused when it exists (unless ``force``) or would lead outside ``out_dir``.
+
+    ``out_dir`` may not be the file-system root or the home directory; the
+    package may not overlap ``source`` (the local checkpoint the command reads);
+    ``force`` replaces only a package import-model wrote that holds nothing else.
+    """
+    check_output_root(out_dir, "--output-dir")
+    if source is not None:
+        check_output_root(out_dir / slug, "--output-dir", source=source)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--output-dir {out_dir} is a file; name a directory")
     target = out_dir / slug
@@ -1142,6 +1158,8 @@ def check_target(out_dir: Path, slug: str, force: bool) -> Path:
         raise UserError(f"{target} exists and is not a directory; move it away first")
     if target.exists() and not force:
         raise UserError(f"{target} already exists; pass --force to replace it (your edits there would be lost)")
+    if target.exists() and any(target.iterdir()):
+        check_replaceable(target)
     return target
 
 
@@ -1157,7 +1175,10 @@ def write_package(out_dir: Path, slug: str, files: dict[str, str]) -> Path:
     try:
         for name, text in files.items():
             (staging / name).write_text(text)
+        write_manifest(staging)
         if target.exists():
+            if any(target.iterdir()):
+                check_replaceable(target)  # again: the user may have added files while the port was built
             target.rename(backup)
         staging.rename(target)
     except BaseException:
@@ -1305,6 +1326,7 @@ def scaffold_port(request: ScaffoldRequest, progress: Callable[[str], None] | No
     from import_model.source import load_checkpoint, load_config, open_source, user_path
 
     out_dir = user_path(str(request.output_dir), "--output-dir").resolve()
+    check_output_root(out_dir, "--output-dir")  # before the model is read: `/` and ~ are refused at once
     entry = donor_entry(request.start_from)
     source = open_source(request.model, request.revision)
     config = load_config(source)
@@ -1316,7 +1338,7 @@ def scaffold_port(request: ScaffoldRequest, progress: Callable[[str], None] | No
         raise UserError(f"MAX registers {architecture} natively (slug {natives[0].slug}): no port needed; "
                         f"serve it with: {registry.serve_command(source.display)}")
     slug = check_slug(request.slug or default_slug(config), out_dir)
-    check_target(out_dir, slug, request.force)
+    check_target(out_dir, slug, request.force, getattr(source, "root", None))
     tracking_path = out_dir / "PORT.md"
     if tracking_path.is_symlink():
         raise UserError(f"{tracking_path} is a symbolic link; refusing to write through it")
@@ -1384,5 +1406,5 @@ def _todos(files: dict[str, str]) -> dict[str, list[str]]:
 
 def open_delta_markers(port_dir: Path) -> list[str]:
     """Rule ids of the ``TODO(delta ...)`` markers still present in a port's Python files."""
-    files = {str(path): path.read_text(errors="replace") for path in sorted(port_dir.rglob("*.py"))}
+    files = {str(path): read_port_file(path) for path in sorted(port_dir.rglob("*.py")) if not path.is_dir()}
     return list(dict.fromkeys(rule for rules in _todos(files).values() for rule in rules))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from import_model.cache import atomic_write
 from import_model.errors import UserError
+from import_model.safe_io import MAX_DOCUMENT_BYTES, read_bounded_text
 
 #: The template's sections, in document order: (marker name, heading).
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -99,10 +100,7 @@ def update_text(text: str, sections: dict[str, str], origin: str = "PORT.md") ->
 
 def update_sections(path: Path, sections: dict[str, str]) -> None:
     """Replace only the marked ``sections`` of the document at ``path``, atomically."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise TrackingError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    text = read_document(path)
     atomic_write(path, update_text(text, sections, str(path)).encode())
 
 
@@ -112,11 +110,16 @@ def planned_text(path: Path, title: str, sections: dict[str, str]) -> str:
         raise TrackingError(f"{path} is a symbolic link; refusing to write through it")
     if not path.exists():
         return render_document(title, sections)
-    text = path.read_text()
+    text = read_document(path)
     first = next((line for line in text.split("\n") if line.startswith("# ")), None)
     if first is not None and first != f"# {title}":
         raise TrackingError(f"{path} tracks another port ({first[2:][:80]!r}); give each port its own --output-dir")
     return update_text(text, sections, str(path))
+
+
+def read_document(path: Path) -> str:
+    """An existing tracking document, bounded: a device, a FIFO or a huge file is refused with one line."""
+    return read_bounded_text(path, MAX_DOCUMENT_BYTES, "tracking document")
 
 
 def write_tracking(path: Path, title: str, sections: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from import_model.errors import UserError
+from import_model.safe_io import FileRefused, open_regular, read_bounded
 from import_model.source.base import MAX_SMALL_FILE_BYTES, ModelSource
 from import_model.source.safetensors_header import (
     SafetensorsHeader,
@@ -48,19 +49,25 @@ class LocalSource(ModelSource):
 
     def read_bytes(self, name: str) -> bytes | None:
         path = self._path(name)
-        if not path.is_file():
+        if not path.exists():
             return None
-        size = path.stat().st_size
-        if size > MAX_SMALL_FILE_BYTES:
-            raise UserError(f"{self.display}: {name} is {size} bytes, too large for a metadata file; it is corrupt")
-        return path.read_bytes()
+        try:
+            return read_bounded(path, MAX_SMALL_FILE_BYTES, f"metadata file {name} of {self.display}")
+        except FileRefused as exc:
+            if exc.missing:  # removed between the look and the read
+                return None
+            raise
 
     def safetensors_header(self, name: str) -> SafetensorsHeader:
         path = self._path(name)
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"{self.display}: {name} is listed in the shard index but absent; re-download the checkpoint")
-        size = path.stat().st_size
-        with path.open("rb") as handle:
+        with open_regular(path, f"safetensors file {name} of {self.display}") as handle:
+            size = os.fstat(handle.fileno()).st_size
             length = declared_header_length(handle.read(8), name, size)
             raw = handle.read(length)
+        if len(raw) < length:
+            raise UserError(f"{self.display}: {name} ended inside its safetensors header; re-download the checkpoint")
         return parse_header_json(raw, name, data_size=size - 8 - length)
+
+

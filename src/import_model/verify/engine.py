@@ -20,6 +20,7 @@ from import_model.errors import UserError
 from import_model.port.native_copy import registered_names, unmodified_donor
 from import_model.recon import registry
 from import_model.recon.native_caveats import longrope_original
+from import_model.safe_io import MAX_CONFIG_BYTES, FileRefused, read_bounded_text
 from import_model.verify import parity
 from import_model.verify.hf_reference import HFReference, tap_names
 
@@ -73,8 +74,12 @@ def preflight(checkpoint: Path, port_dir: Path) -> tuple[dict[str, Any], str]:
         raise UserError(f"{port_dir} is not a port: it has no __init__.py (pass the <output_dir>/<slug> folder)")
     config_path = checkpoint / "config.json"
     try:
-        config = json.loads(config_path.read_text())
-    except (OSError, ValueError):
+        config = json.loads(read_bounded_text(config_path, MAX_CONFIG_BYTES, "checkpoint config"))
+    except FileRefused as exc:
+        if not exc.missing:
+            raise
+        raise UserError(f"{config_path} is missing or not valid JSON") from None
+    except ValueError:
         raise UserError(f"{config_path} is missing or not valid JSON") from None
     archs = config.get("architectures") if isinstance(config, dict) else None
     architecture = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None

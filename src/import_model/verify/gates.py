@@ -33,6 +33,7 @@ from import_model.port import renames
 from import_model.port.native_copy import registered_names, unmodified_donor
 from import_model.port.registration import port_encodings
 from import_model.recon import registry
+from import_model.safe_io import MAX_PORT_FILE_BYTES, FileRefused, read_bounded_text
 from import_model.source import Checkpoint, ModelSource, load_checkpoint, load_config, open_source
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
@@ -322,9 +323,12 @@ def _by_rule(pending: dict[str, list[str]]) -> str:
 
 def _adapter_text(port_dir: Path) -> str:
     try:
-        return (port_dir / renames.ADAPTER_FILE).read_text(errors="replace")
-    except OSError:
-        return ""
+        return read_bounded_text(port_dir / renames.ADAPTER_FILE, MAX_PORT_FILE_BYTES, "weight adapter file",
+                                 errors="replace")
+    except FileRefused as exc:
+        if exc.missing:
+            return ""
+        raise
 
 
 def _patterns(names: list[str], limit: int = 3) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from import_model.errors import UserError
+from import_model.safe_io import MAX_CONFIG_BYTES, FileRefused, read_bounded_text
 
 #: Where each tap's module lives, by attribute path, first match wins.
 TAP_ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -119,9 +120,13 @@ def refuse_remote_code(checkpoint: Path, trusted: bool) -> None:
     import json
 
     try:
-        config = json.loads((checkpoint / "config.json").read_text())
-    except (OSError, ValueError):
-        return  # transformers reports a missing or broken config itself
+        config = json.loads(read_bounded_text(checkpoint / "config.json", MAX_CONFIG_BYTES, "checkpoint config"))
+    except FileRefused as exc:
+        if exc.missing:
+            return  # transformers reports a missing config itself
+        raise  # a device, a FIFO or a huge file: transformers must not open it either
+    except ValueError:
+        return  # transformers reports a broken config itself
     auto_map = config.get("auto_map") if isinstance(config, dict) else None
     if auto_map and not trusted:
         raise UserError(f"{checkpoint}: config.json maps the model to Python files in the repository (auto_map); "

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from import_model.errors import UserError
+from import_model.safe_io import MAX_MARKER_BYTES, check_output_root, read_bounded_text
 
 # Twin sizes. Hidden size is derived: heads * HEAD_DIM, so a source with hidden == heads * head_dim keeps that.
 HEAD_DIM = 16
@@ -692,15 +693,57 @@ def _build_tokenizer(twin_config: Any) -> Any:
 # --------------------------------------------------------------------------- disk
 
 
+#: What a twin directory holds when transformers of any supported version wrote it; a ``twin.json``
+#: written before the marker listed its files is trusted with these names only.
+KNOWN_TWIN_FILES = frozenset({
+    "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "chat_template.jinja", MARKER,
+})
+
+
+def _own_files(output_dir: Path) -> frozenset[str] | None:
+    """The files ``output_dir``'s ``twin.json`` says a twin wrote there, or None if it has no readable marker."""
+    if not (output_dir / MARKER).exists():
+        return None
+    try:
+        marker = json.loads(read_bounded_text(output_dir / MARKER, MAX_MARKER_BYTES, "twin marker"))
+    except ValueError:
+        return None
+    if not isinstance(marker, dict):
+        return None
+    listed = marker.get("files")
+    if listed is None:
+        return KNOWN_TWIN_FILES
+    if not isinstance(listed, list) or not all(isinstance(name, str) for name in listed):
+        return None
+    return frozenset(listed) | {MARKER}
+
+
+def _foreign_entries(output_dir: Path, own: frozenset[str]) -> list[str]:
+    """Entries of ``output_dir`` a twin did not write: other names, and anything that is not a plain file."""
+    return sorted(entry.name for entry in os.scandir(output_dir)
+                  if entry.name not in own or not entry.is_file(follow_symlinks=False))
+
+
 def _check_target(output_dir: Path, force: bool) -> None:
+    """Refuse an output a twin may not fill: ``--force`` replaces only a directory an earlier twin wrote, whole."""
     if output_dir.is_symlink() or (output_dir.exists() and not output_dir.is_dir()):
         raise UserError(f"{output_dir} exists and is not a directory; choose another output directory")
     if not output_dir.is_dir() or not any(output_dir.iterdir()):
         return
     if not force:
         raise UserError(f"{output_dir} is not empty; pass force=True (--force) to replace it")
-    if not ((output_dir / "config.json").exists() or (output_dir / MARKER).exists()):
-        raise UserError(f"{output_dir} does not look like a model directory (no config.json); refusing to replace it")
+    own = _own_files(output_dir)
+    if own is None:
+        what = "a checkpoint (config.json) no twin wrote" if (output_dir / "config.json").exists() else \
+            "files no twin wrote"
+        raise UserError(f"{output_dir} holds {what} (no {MARKER}); --force only replaces an earlier twin, "
+                        "so choose another output directory")
+    foreign = _foreign_entries(output_dir, own)
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise UserError(f"{output_dir} is a twin directory that also holds {foreign[0]!r}{more}, which no twin "
+                        "wrote; refusing to replace it (move those files away, or choose another output directory)")
 
 
 def _swap_in(tmp: Path, output_dir: Path) -> None:
@@ -749,6 +792,9 @@ def _write_files(tmp: Path, model: Any, tokenizer: Any, marker: dict[str, Any]) 
     saved["dtype"] = saved["torch_dtype"] = "float32"  # torch_dtype for readers older than transformers 5
     saved["architectures"] = [marker["architecture"]]  # the declared class, even one transformers does not name
     config_path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+    # The marker lists what the twin wrote, so a later --force knows which files are the tool's own.
+    written = sorted(entry.name for entry in os.scandir(tmp) if entry.is_file(follow_symlinks=False))
+    marker = marker | {"files": sorted({*written, MARKER})}
     (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -783,18 +829,18 @@ def config_fingerprint(config: dict[str, Any], seed: int, num_layers: int | None
 def read_twin_info(path: Path) -> TwinInfo | None:
     """TwinInfo of a complete twin directory, or None if it is not one."""
     try:
-        marker = json.loads((path / MARKER).read_text())
-    except (OSError, ValueError):
+        marker = json.loads(read_bounded_text(path / MARKER, MAX_MARKER_BYTES, "twin marker"))
+        shrunk = {k: tuple(v) for k, v in marker.get("shrunk", {}).items()}
+        return TwinInfo(
+            path=path,
+            model_type=marker["model_type"],
+            architecture=marker["architecture"],
+            num_layers=marker["num_layers"],
+            num_parameters=marker["num_parameters"],
+            shrunk=shrunk,
+        )
+    except (UserError, ValueError, TypeError, KeyError, AttributeError):
         return None
-    shrunk = {k: tuple(v) for k, v in marker.get("shrunk", {}).items()}
-    return TwinInfo(
-        path=path,
-        model_type=marker["model_type"],
-        architecture=marker["architecture"],
-        num_layers=marker["num_layers"],
-        num_parameters=marker["num_parameters"],
-        shrunk=shrunk,
-    )
 
 
 def make_twin(
@@ -805,14 +851,20 @@ def make_twin(
     num_layers: int | None = None,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    source: Path | None = None,
 ) -> TwinInfo:
-    """Build a tiny random-weight twin of a causal-LM config into ``output_dir`` (atomically)."""
+    """Build a tiny random-weight twin of a causal-LM config into ``output_dir`` (atomically).
+
+    ``output_dir`` may not be the file-system root or the home directory, nor
+    overlap ``source`` (the checkpoint directory the config was read from).
+    """
     say = progress or (lambda _msg: None)
     if not isinstance(config, dict):
         raise UserError("config must be a dict read from a config.json")
     fingerprint = config_fingerprint(config, seed, num_layers)
     config = copy.deepcopy(config)  # transformers fills nested dicts (rope) in place; keep the caller's intact
     output_dir = Path(output_dir).absolute()
+    check_output_root(output_dir, "--output", source=source)
     _check_target(output_dir, force)
     twin_config, arch, model_cls, changed = build_twin_config(config, num_layers)
     layers = getattr(twin_config, "num_hidden_layers", None) or num_layers or 0
