@@ -6,7 +6,10 @@ commit, and ``HEAD``/``GET /{repo}/resolve/{rev}/{path}`` (with ``Range``) for
 files. Files are real (a directory, or bytes) or *virtual*: a header plus a
 declared size, the rest zeros made on the fly, so a test can serve a
 "150 GB" checkpoint without disk. Every body byte sent is counted, and
-:class:`Fault` rules make chosen requests fail in chosen ways::
+:class:`Fault` rules make chosen requests fail in chosen ways. The mirror can
+also be hostile: ``add_repo(..., sha="../x")`` lists any commit sha, file
+names may be anything (``"../evil"``, ``"/abs"``, ``"a\x1b[31m"``), and the
+``trickle`` and ``chunked`` faults send bodies slowly or without a length::
 
     with HubMirror({"org/tiny": tmp_path}) as mirror:
         mirror.inject(Fault.server_error("*.safetensors", times=2))
@@ -49,6 +52,7 @@ __all__ = [
 CHUNK = 64 * 1024
 SEND_BUFFER = 64 * 1024
 _ZEROS = bytes(CHUNK)
+_SPACES = b" " * CHUNK
 
 #: Bytes per element for the dtypes tests use in synthetic headers.
 DTYPE_BYTES: dict[str, int] = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "I16": 2, "U8": 1, "I8": 1}
@@ -69,7 +73,7 @@ class VirtualFile:
 #: What a mirrored file holds: a file on disk, literal bytes, or a virtual file.
 FileContent = Path | bytes | VirtualFile
 
-FaultKind = Literal["status", "slow", "cut", "ignore_range", "wrong_length"]
+FaultKind = Literal["status", "slow", "cut", "ignore_range", "wrong_length", "trickle", "chunked", "redirect"]
 
 
 @dataclass
@@ -92,6 +96,9 @@ class Fault:
     delay_s: float = 0.0
     cut_after: int = 0
     length_delta: int = 0
+    bytes_per_second: float = 0.0
+    pad_bytes: int = 0
+    location: str = ""
     hits: int = field(default=0, init=False)
 
     @classmethod
@@ -135,6 +142,25 @@ class Fault:
     def wrong_length(cls, pattern: str = "*", delta: int = 100, **kw: object) -> Fault:
         """Declare ``Content-Length`` off by ``delta``; the real body follows and the connection closes."""
         return cls("wrong_length", pattern, length_delta=delta, **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def trickle(cls, pattern: str = "*", bytes_per_second: float = 1.0, **kw: object) -> Fault:
+        """Send the body at ``bytes_per_second`` (in pieces ten times a second, at least a byte each)."""
+        return cls("trickle", pattern, bytes_per_second=bytes_per_second, **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def chunked(cls, pattern: str = "*", pad_bytes: int = 0, **kw: object) -> Fault:
+        """Answer with ``Transfer-Encoding: chunked`` and no length, the body followed by ``pad_bytes`` spaces.
+
+        A client cannot see the size up front, so only a budget counted while reading stops it.
+        Spaces after a JSON document keep it valid JSON.
+        """
+        return cls("chunked", pattern, pad_bytes=pad_bytes, **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def redirect(cls, pattern: str = "*", location: str = "", **kw: object) -> Fault:
+        """Answer 302 to ``location`` (default: the same URL again, so a rule without ``times`` loops)."""
+        return cls("redirect", pattern, location=location, **kw)  # type: ignore[arg-type]
 
     def matches(self, method: str, path: str) -> bool:
         active = self.times is None or self.hits < self.times
@@ -236,11 +262,14 @@ class HubMirror:
         *,
         revision: str = "main",
         gated_token: str | None = None,
+        sha: str | None = None,
     ) -> str:
         """Serve ``content`` as ``repo_id`` at ``revision``; returns the commit sha.
 
         With ``gated_token`` the repo answers 401 ``GatedRepo`` unless the
-        request carries ``Authorization: Bearer <gated_token>``.
+        request carries ``Authorization: Bearer <gated_token>``. ``sha`` sets
+        the commit sha the listing gives (by default a made-up 40-hex one);
+        any string goes, for tests of a hostile hub.
         """
         if isinstance(content, (str, Path)):
             root = Path(content)
@@ -251,7 +280,8 @@ class HubMirror:
             }
         else:
             files = dict(content)
-        sha = hashlib.sha1(f"{repo_id}@{revision}#{next(self._sha_counter)}".encode()).hexdigest()
+        if sha is None:
+            sha = hashlib.sha1(f"{repo_id}@{revision}#{next(self._sha_counter)}".encode()).hexdigest()
         with self._lock:
             repo = self._repos.setdefault(repo_id, _Repo())
             if gated_token is not None:
@@ -397,6 +427,8 @@ class _Handler(BaseHTTPRequestHandler):
             return  # the mirror is shutting down
         if fault and fault.kind == "status":
             return self._error(fault.status, fault.error_code, f"injected HTTP {fault.status}")
+        if fault and fault.kind == "redirect":
+            return self._error(302, None, "moved", {"Location": fault.location or self.path})
         segments = raw_path.split("/")
         if segments[:2] == ["api", "models"] and len(segments) > 2:
             rest = segments[2:]
@@ -484,12 +516,33 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.kind == "cut":
             limit = min(length, fault.cut_after)
             self.close_connection = True
+        if fault and fault.kind == "chunked":
+            return self._answer_chunked(status, headers, body, length, fault.pad_bytes)
         self._start(status, {**headers, "Content-Length": str(declared)})
         if self.command == "HEAD":
             return
+        if fault and fault.kind == "trickle":
+            body = _paced(body, fault.bytes_per_second, self.mirror._stopping)
         self._send_chunks(body, limit)
         if self.close_connection:
             self._hang_up()
+
+    def _answer_chunked(
+        self, status: int, headers: Mapping[str, str], body: Iterator[bytes], length: int, pad: int
+    ) -> None:
+        """The answer without ``Content-Length``, in HTTP/1.1 chunks, ``pad`` spaces after the body."""
+        self._start(status, {**headers, "Transfer-Encoding": "chunked"})
+        if self.command == "HEAD":
+            return
+        padding = (_SPACES[: min(CHUNK, pad - done)] for done in range(0, pad, CHUNK))
+        for chunk in itertools.chain(body, padding):
+            if self.mirror._stopping.is_set():
+                return
+            if not chunk:
+                continue  # an empty chunk would end the body
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self._sent += len(chunk)
+        self.wfile.write(b"0\r\n\r\n")
 
     def _start(self, status: int, headers: Mapping[str, str]) -> None:
         self._status = status
@@ -522,6 +575,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _hang_up(self) -> None:
         with contextlib.suppress(OSError):
             self.request.shutdown(socket.SHUT_WR)
+
+
+def _paced(chunks: Iterator[bytes], rate: float, stopping: threading.Event) -> Iterator[bytes]:
+    """``chunks`` re-cut into pieces sent ten times a second at ``rate`` bytes per second."""
+    piece = max(1, int(rate / 10))
+    pause = piece / rate
+    for chunk in chunks:
+        for at in range(0, len(chunk), piece):
+            if stopping.wait(pause):
+                return
+            yield chunk[at : at + piece]
 
 
 def _size(content: FileContent) -> int:

@@ -9,9 +9,10 @@ Import them into a conftest (or a test module) with
   ``IMPORT_MODEL_CACHE`` are fresh temp dirs, no token, online, few retries
   and a short timeout. ``huggingface_hub`` reads its settings into
   ``huggingface_hub.constants`` at import, and ``import_model.source.hub``
-  reads ``HUB_RETRIES`` / ``HUB_TIMEOUT_S`` at import, so both the env vars
-  (for subprocesses: ``hub_env.subprocess_env()``) and those module globals
-  (for this process) are patched. Returns a :class:`HubEnv`.
+  takes ``HUB_RETRIES`` / ``HUB_TIMEOUT_S`` / ``HUB_DEADLINE_S`` over the
+  environment when they are set, so both the env vars (for subprocesses:
+  ``hub_env.subprocess_env()``) and those module globals (for this process)
+  are patched. Returns a :class:`HubEnv`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = ["HubEnv", "hub_env", "hub_mirror", "point_hub_at"]
 #: Settings every ``hub_env`` test starts with; fault tests may tighten them with ``hub_env.fast_failures()``.
 DEFAULT_RETRIES = 1
 DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_DEADLINE_S = 60.0
 
 
 @dataclass
@@ -64,6 +66,20 @@ class HubEnv:
         """Few retries and a short timeout, so fault tests fail in about a second."""
         _set_hub_limits(self.monkeypatch, retries, timeout_s)
 
+    def deadline(self, seconds: float) -> None:
+        """Set the per-source deadline for all hub traffic (``IMPORT_MODEL_HUB_DEADLINE``)."""
+        from import_model.source import hub
+
+        self.monkeypatch.setenv("IMPORT_MODEL_HUB_DEADLINE", str(seconds))
+        self.monkeypatch.setattr(hub, "HUB_DEADLINE_S", seconds)
+
+    def use_env_limits(self) -> None:
+        """Drop the module-global overrides so ``import_model.source.hub`` reads the env vars again."""
+        from import_model.source import hub
+
+        for name in ("HUB_RETRIES", "HUB_TIMEOUT_S", "HUB_DEADLINE_S"):
+            self.monkeypatch.setattr(hub, name, None)
+
     def subprocess_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """An environment for a child process that sees the same mirror, caches and limits."""
         from huggingface_hub import constants
@@ -79,8 +95,9 @@ class HubEnv:
             HF_HUB_OFFLINE="1" if constants.HF_HUB_OFFLINE else "0",
             HF_HUB_DISABLE_PROGRESS_BARS="1",
             HF_HUB_DISABLE_TELEMETRY="1",
-            IMPORT_MODEL_HUB_RETRIES=str(hub.HUB_RETRIES),
-            IMPORT_MODEL_HUB_TIMEOUT=str(hub.HUB_TIMEOUT_S),
+            IMPORT_MODEL_HUB_RETRIES=str(hub.hub_retries()),
+            IMPORT_MODEL_HUB_TIMEOUT=str(hub.hub_timeout_s()),
+            IMPORT_MODEL_HUB_DEADLINE=str(hub.hub_deadline_s()),
         )
         return env
 
@@ -138,7 +155,7 @@ def _set_hub_limits(monkeypatch: pytest.MonkeyPatch, retries: int, timeout_s: fl
     monkeypatch.setenv("IMPORT_MODEL_HUB_TIMEOUT", str(timeout_s))
     monkeypatch.setattr(hub, "HUB_RETRIES", retries)
     monkeypatch.setattr(hub, "HUB_TIMEOUT_S", timeout_s)
-    # hf_hub_download's body GET uses this (not our timeout); keep it short too.
+    # huggingface_hub's own downloads (verify's snapshot_download) use this, not ours; keep it short too.
     timeout = max(1, int(timeout_s + 0.999))
     monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", str(timeout))
     monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", timeout)
@@ -161,11 +178,13 @@ def hub_env(
     root = tmp_path_factory.mktemp("hub-env")
     point_hub_at(monkeypatch, hub_mirror.endpoint, root)
     _set_hub_limits(monkeypatch, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S)
-    yield HubEnv(
+    env = HubEnv(
         mirror=hub_mirror,
         monkeypatch=monkeypatch,
         hf_home=root / "hf-home",
         hub_cache=root / "hf-home" / "hub",
         import_model_cache=root / "import-model-cache",
     )
+    env.deadline(DEFAULT_DEADLINE_S)
+    yield env
     close_session()
