@@ -2,13 +2,18 @@
 
 Every case goes through ``import_model.cli.main`` as the console script does. The inputs are the
 ones a hostile-input probe found reaching "internal error": a Python keyword as slug, a config nested
-900 levels deep, seeds outside torch's range, ``~nouser`` paths, 5,000-character names, a symlink loop.
+900 levels deep, seeds outside torch's range, ``~nouser`` paths, 5,000-character names, a symlink loop;
+and numbers and names the commands took silently (a NaN timeout, a negative tolerance, an empty
+prompt, port 0, a directory as ``--json-out``). Numbers and names are refused by argparse itself
+(its usage, then one ``error: argument --flag: ...`` line); paths by the command, before any work.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,10 +57,36 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     port = root / "port"
     port.mkdir()
     (port / "__init__.py").write_text("")
-    return {"root": root, "model": model, "deep": deep, "deep_index": deep_index, "loop": loop, "port": port}
+    return {"root": root, "model": model, "deep": deep, "deep_index": deep_index, "loop": loop, "port": port,
+            "file": model / "config.json"}
 
 
 Argv = Callable[[dict[str, Path]], list[str]]
+
+
+def _GATES(d: dict[str, Path]) -> list[str]:  # noqa: N802 - reads as a constant prefix in the table
+    return ["gates", str(d["model"]), "--port-dir", str(d["port"]), "--phase", "preflight"]
+
+
+def _SERVE(d: dict[str, Path]) -> list[str]:  # noqa: N802
+    return ["serve", str(d["model"]), "--port-dir", str(d["port"])]
+
+
+def _COMPARE(d: dict[str, Path]) -> list[str]:  # noqa: N802
+    return ["compare", str(d["model"]), "--port", "1"]
+
+
+def _VERIFY(d: dict[str, Path]) -> list[str]:  # noqa: N802
+    return ["verify", str(d["model"]), "--port-dir", str(d["port"])]
+
+
+def _main(argv: list[str]) -> tuple[int, bool]:
+    """``cli.main``'s exit code, and whether argparse (not the command) refused the arguments."""
+    try:
+        return cli.main(argv), False
+    except SystemExit as exc:
+        return int(exc.code or 0), True
+
 
 CASES: dict[str, Argv] = {
     # a Python keyword as slug, wherever a slug is accepted
@@ -101,6 +132,72 @@ CASES: dict[str, Argv] = {
     # empty paths (an empty --output meant the working directory)
     "empty-model": lambda d: ["inspect", ""],
     "empty-twin-output": lambda d: ["twin", str(d["model"]), "--output", ""],
+    # gates --json-out: refused before any gate runs (it was an internal error after the gates)
+    "gates-json-out-directory": lambda d: [*_GATES(d), "--json-out", str(d["root"])],
+    "gates-json-out-slash": lambda d: [*_GATES(d), "--json-out", str(d["root"] / "new") + "/"],
+    "gates-json-out-long": lambda d: [*_GATES(d), "--json-out", str(d["root"] / ("j" * 300))],
+    "gates-json-out-under-a-file": lambda d: [*_GATES(d), "--json-out", str(d["file"] / "x.json")],
+    "gates-json-out-device": lambda d: [*_GATES(d), "--json-out", os.devnull],
+    "gates-json-out-empty": lambda d: [*_GATES(d), "--json-out", ""],
+    "gates-json-out-tilde": lambda d: [*_GATES(d), "--json-out", "~nouser/x.json"],
+    "gates-revision-empty": lambda d: [*_GATES(d), "--revision", ""],
+    "inspect-revision-empty": lambda d: ["inspect", str(d["model"]), "--revision", ""],  # was taken as no revision
+    "gates-port-dir-file": lambda d: ["gates", str(d["model"]), "--port-dir", str(d["file"])],
+    # serve: numbers and names checked before max serve starts
+    "serve-timeout-nan": lambda d: [*_SERVE(d), "--timeout", "nan"],
+    "serve-timeout-inf": lambda d: [*_SERVE(d), "--timeout", "inf"],
+    "serve-timeout-zero": lambda d: [*_SERVE(d), "--timeout", "0"],
+    "serve-timeout-over-a-day": lambda d: [*_SERVE(d), "--timeout", "1e9"],
+    "serve-max-length-negative": lambda d: [*_SERVE(d), "--max-length", "-5"],
+    "serve-max-length-huge": lambda d: [*_SERVE(d), "--max-length", str(2**40)],
+    "serve-max-batch-size-zero": lambda d: [*_SERVE(d), "--max-batch-size", "0"],
+    "serve-port-zero": lambda d: [*_SERVE(d), "--port", "0"],
+    "serve-port-70000": lambda d: [*_SERVE(d), "--port", "70000"],
+    "serve-host-empty": lambda d: [*_SERVE(d), "--host", ""],
+    "serve-host-markup": lambda d: [*_SERVE(d), "--host", "[/x]\x1b[31m"],
+    "serve-host-ipv6": lambda d: [*_SERVE(d), "--host", "::1"],  # max serve is bound over IPv4 here
+    "serve-host-not-local": lambda d: [*_SERVE(d), "--host", "203.0.113.7"],
+    "serve-encoding-empty": lambda d: [*_SERVE(d), "--encoding", ""],
+    "serve-served-model-name-blank": lambda d: [*_SERVE(d), "--served-model-name", "  "],
+    "serve-log-directory": lambda d: [*_SERVE(d), "--log", str(d["root"])],
+    "serve-log-under-a-file": lambda d: [*_SERVE(d), "--log", str(d["file"] / "serve.log")],
+    "serve-port-dir-not-a-port": lambda d: ["serve", str(d["model"]), "--port-dir", str(d["model"])],
+    "serve-port-dir-file": lambda d: ["serve", str(d["model"]), "--port-dir", str(d["file"])],
+    # compare: checked before any request
+    "compare-timeout-negative": lambda d: [*_COMPARE(d), "--timeout", "-1"],
+    "compare-timeout-nan": lambda d: [*_COMPARE(d), "--timeout", "nan"],
+    "compare-port-zero": lambda d: ["compare", str(d["model"]), "--port", "0"],
+    "compare-port-70000": lambda d: ["compare", str(d["model"]), "--port", "70000"],
+    "compare-port-negative": lambda d: ["compare", str(d["model"]), "--port", "-1"],
+    "compare-port-not-a-number": lambda d: ["compare", str(d["model"]), "--port", "http"],
+    "compare-tokens-zero": lambda d: [*_COMPARE(d), "--tokens", "0"],
+    "compare-tokens-too-many": lambda d: [*_COMPARE(d), "--tokens", "513"],
+    "compare-tolerance-nan": lambda d: [*_COMPARE(d), "--tolerance", "nan"],
+    "compare-tolerance-negative": lambda d: [*_COMPARE(d), "--tol", "-1e-3"],
+    "compare-tolerance-inf": lambda d: [*_COMPARE(d), "--tolerance", "inf"],
+    "compare-prompt-empty": lambda d: [*_COMPARE(d), "--prompt", ""],
+    "compare-prompt-blank": lambda d: [*_COMPARE(d), "--prompt", "hello", "--prompt", " \t "],
+    "compare-slug-empty": lambda d: [*_COMPARE(d), "--slug", ""],
+    "compare-host-control": lambda d: [*_COMPARE(d), "--host", "local\x1bhost"],  # was InvalidURL, exit 3
+    "compare-host-long-label": lambda d: [*_COMPARE(d), "--host", "a" * 64],  # was an idna UnicodeError
+    "compare-host-dots": lambda d: [*_COMPARE(d), "--host", ".."],
+    # verify: checked in the supervising parent, before a child starts or a twin is built
+    "verify-rel-tol-nan": lambda d: [*_VERIFY(d), "--rel-tol", "nan"],
+    "verify-rel-tol-negative": lambda d: [*_VERIFY(d), "--rel-tol", "-1e-4"],
+    "verify-rel-tol-inf": lambda d: [*_VERIFY(d), "--rel-tol", "inf"],
+    "verify-rel-tol-above-one": lambda d: [*_VERIFY(d), "--rel-tol", "2"],
+    "verify-prompt-empty": lambda d: [*_VERIFY(d), "--prompt", ""],
+    "verify-prompt-blank": lambda d: [*_VERIFY(d), "--prompt", "  \n\t"],
+    "verify-decode-steps-negative": lambda d: [*_VERIFY(d), "--decode-steps", "-1"],
+    "verify-decode-steps-65": lambda d: [*_VERIFY(d), "--decode-steps", "65"],
+    "verify-decode-steps-5000-digits": lambda d: [*_VERIFY(d), "--decode-steps", "9" * 5000],
+    "verify-revision-empty": lambda d: [*_VERIFY(d), "--revision", " "],
+    "verify-report-dir-file": lambda d: [*_VERIFY(d), "--report-dir", str(d["file"])],
+    "verify-report-dir-under-a-file": lambda d: [*_VERIFY(d), "--report-dir", str(d["file"] / "r")],
+    "verify-report-dir-root": lambda d: [*_VERIFY(d), "--report-dir", "/"],
+    "verify-report-dir-long": lambda d: [*_VERIFY(d), "--report-dir", str(d["root"] / LONG)],
+    "verify-port-dir-file": lambda d: ["verify", str(d["model"]), "--port-dir", str(d["file"])],
+    "verify-port-dir-missing": lambda d: ["verify", str(d["model"]), "--port-dir", str(d["root"] / "no-port")],
 }
 
 
@@ -111,14 +208,20 @@ def test_bad_input_exits_2_with_one_line(case: str, dirs: dict[str, Path], capfd
 
     monkeypatch.delenv("IMPORT_MODEL_DEBUG", raising=False)
     monkeypatch.setenv(CHILD_FLAG, "1")  # verify in this process (the supervising parent only relays the child)
-    code = cli.main(CASES[case](dirs))
-    err = capfd.readouterr().err
+    code, by_argparse = _main(CASES[case](dirs))
+    captured = capfd.readouterr()
+    err = captured.err
     lines = [line for line in err.splitlines() if line.strip() and not line.lstrip().startswith("…")]
     assert code == 2, err
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
     assert "internal error" not in err and "Traceback" not in err
-    assert len(lines[0]) < 400, "a 5,000-character argument is cut in the message"
+    if by_argparse:  # argparse's usage block, then its one error line naming the flag
+        assert all(line.startswith(("usage:", " ")) for line in lines[:-1]), err
+        assert re.match(r"import-model [\w-]+: error: argument ", lines[-1]), err
+    else:
+        assert len(lines) == 1, err
+        assert lines[0].startswith("error: ")
+        assert captured.out == "", "refused before any work was shown"
+    assert len(lines[-1]) < 400, "a 5,000-character argument is cut in the message"
     assert not (dirs["root"].parent / "~nouser").exists() and not Path("~nouser").exists()
 
 
@@ -168,3 +271,72 @@ def test_user_path_names_a_permission_problem(tmp_path: Path) -> None:
             user_path(str(locked / "inner"), "--port-dir")
     finally:
         locked.chmod(0o755)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    return cli.build_parser().parse_args(argv)
+
+
+def test_numeric_flags_keep_their_edge_values() -> None:
+    """The checks refuse only nonsense: the edges of each range still parse."""
+    args = _parse(["compare", "m", "--port", "65535", "--tokens", "512", "--tolerance", "0", "--timeout", "0.5",
+                   "--host", "::1", "--prompt", " hi "])
+    assert (args.port, args.tokens, args.tolerance, args.timeout, args.host, args.prompt) == (
+        65535, 512, 0.0, 0.5, "::1", [" hi "])
+    args = _parse(["serve", "m", "--port-dir", "p", "--port", "1", "--max-length", "1", "--max-batch-size", "1",
+                   "--timeout", "86400", "--host", "0.0.0.0"])
+    assert (args.port, args.max_length, args.max_batch_size, args.timeout) == (1, 1, 1, 86400.0)
+    args = _parse(["verify", "m", "--port-dir", "p", "--rel-tol", "0", "--decode-steps", "0"])
+    assert (args.rel_tol, args.decode_steps) == (0.0, 0)
+    assert _parse(["verify", "m", "--port-dir", "p", "--rel-tol", "1", "--decode-steps", "64"]).decode_steps == 64
+    assert _parse(["compare", "m", "--port", "8000", "--host", "my-box.local"]).host == "my-box.local"
+
+
+def test_gates_json_out_is_refused_before_any_gate_runs(dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    from import_model.verify import gates
+
+    def no_gates(*_args: object, **_kw: object) -> None:
+        raise AssertionError("the gates ran before --json-out was checked")
+
+    monkeypatch.setattr(gates, "open_context", no_gates)
+    assert cli.main(CASES["gates-json-out-directory"](dirs)) == 2
+    assert "is a directory; name a file to write" in capfd.readouterr().err
+
+
+def test_gates_json_out_into_a_new_directory_is_written(dirs: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "new" / "gates.json"
+    code = cli.main([*_GATES(dirs), "--json-out", str(target)])
+    payload = json.loads(target.read_text())
+    assert payload["exit_code"] == code and payload["phase"] == "preflight" and payload["gates"]
+
+
+def test_output_paths(tmp_path: Path) -> None:
+    from import_model.arg_types import output_dir, output_file
+
+    existing = tmp_path / "old.json"
+    existing.write_text("{}")
+    assert output_file(str(existing), "--json-out") == existing  # an existing file is replaced
+    assert output_file(str(tmp_path / "a" / "b.json"), "--json-out") == tmp_path / "a" / "b.json"
+    assert output_file(os.devnull, "--log", devices_ok=True) == Path(os.devnull)  # `--log /dev/null` is fine
+    assert output_dir(str(tmp_path / "reports"), "--report-dir") == tmp_path / "reports"
+    with pytest.raises(UserError, match="is a file, not a directory"):
+        output_dir(str(existing), "--report-dir")
+    with pytest.raises(UserError, match="refusing to write into the file-system root"):
+        output_dir("/", "--report-dir")
+
+
+def test_compare_puts_an_ipv6_host_in_brackets(dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from import_model.verify import compare
+
+    seen: list[str] = []
+
+    class Client:
+        def __init__(self, host: str, port: int, timeout: float) -> None:
+            seen.append(f"{host}:{port}")
+            raise UserError("stop here")
+
+    monkeypatch.setattr(compare, "ServerClient", Client)
+    assert cli.main(["compare", str(dirs["model"]), "--port", "8000", "--host", "::1"]) == 2
+    assert cli.main(["compare", str(dirs["model"]), "--port", "8000"]) == 2
+    assert seen == ["[::1]:8000", "127.0.0.1:8000"]

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from import_model import __version__
+from import_model.arg_types import nonblank
 from import_model.errors import UserError
 from import_model.safe_output import VisibleArgumentParser
 
@@ -79,7 +80,7 @@ def _command(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="hub ID (org/name) or local checkpoint directory")
-    parser.add_argument("--revision", default=None, help="hub branch, tag or commit (hub models only)")
+    parser.add_argument("--revision", type=nonblank, default=None, help="hub branch, tag or commit (hub models only)")
 
 
 def _handlers() -> dict[str, Handler]:

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from import_model import report
+from import_model.arg_types import nonblank, output_file, port_directory
 from import_model.cache import atomic_write
 from import_model.errors import UserError
 from import_model.safe_output import strict_json
-from import_model.source import load_checkpoint, load_config, open_source, user_path
+from import_model.source import load_checkpoint, load_config, open_source, shown, user_path
 
 
 def add_gates_parsers(sub: Any, command: Any) -> None:
@@ -33,7 +34,7 @@ def add_gates_parsers(sub: Any, command: Any) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="hub ID or local checkpoint directory")
-    p.add_argument("--revision", default=None, help="hub branch, tag or commit (hub models only)")
+    p.add_argument("--revision", type=nonblank, default=None, help="hub branch, tag or commit (hub models only)")
     p.add_argument("--port-dir", required=True, metavar="DIR", help="the port package: <output_dir>/<slug>")
 
 
@@ -43,27 +44,41 @@ def _common(p: argparse.ArgumentParser) -> None:
 def cmd_gates(args: argparse.Namespace) -> int:
     from import_model.verify import gates
 
-    port_dir = user_path(args.port_dir, "--port-dir").resolve()
+    port_dir = port_directory(args.port_dir)
+    json_out = output_file(args.json_out, "--json-out") if args.json_out is not None else None  # refused before any gate runs
     ctx = gates.open_context(args.model, port_dir, args.revision, progress=report.progress)
     results = gates.run_gates(ctx, args.phase)
     code = gates.exit_code(results)
     payload = {"model": ctx.model, "port_dir": str(port_dir), "phase": args.phase,
                "passed": code == 0, "exit_code": code, "gates": [g.as_dict() for g in results]}
-    if args.json_out:
-        atomic_write(Path(args.json_out), (strict_json(payload, default=str) + "\n").encode())
     if args.json:
         report.emit_json(payload)
-        return code
+    else:
+        _print_gates(port_dir, ctx.model, results, code)
+    if json_out is not None:
+        _write_json_out(json_out, args.json_out, payload)
+        if not args.json:
+            report.line(f"results written to {args.json_out}")
+    return code
+
+
+def _print_gates(port_dir: Path, model: str, results: list[Any], code: int) -> None:
     counts = {s: sum(g.status == s for g in results) for s in ("PASS", "WARN", "FAIL", "SKIP")}
-    report.table(f"gates for {port_dir.name} against {ctx.model}: "
+    report.table(f"gates for {port_dir.name} against {model}: "
                  + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
                  ["phase", "gate", "status", "detail"],
                  [(g.phase, g.name, g.status, g.detail) for g in results])
     if code:
         report.line("FAIL: fix the rows marked FAIL before serving (exit 1).")
-    if args.json_out:
-        report.line(f"results written to {args.json_out}")
-    return code
+
+
+def _write_json_out(path: Path, text: str, payload: dict[str, Any]) -> None:
+    """Write the results file; a failure the pre-check could not foresee (disk full) is one line, exit 2."""
+    try:
+        atomic_write(path, (strict_json(payload, default=str) + "\n").encode())
+    except OSError as exc:
+        raise UserError(f"--json-out {shown(text)}: could not write the results ({exc.strerror or exc}); "
+                        "the gates ran, see above") from None
 
 
 # -- renames -------------------------------------------------------------------------

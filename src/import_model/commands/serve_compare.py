@@ -9,44 +9,60 @@ from pathlib import Path
 from typing import Any
 
 from import_model import report
+from import_model.arg_types import (
+    count,
+    float_in,
+    host_name,
+    int_in,
+    nonblank,
+    output_file,
+    port_directory,
+    tcp_port,
+    timeout_s,
+)
 from import_model.errors import UserError
 
 #: CPU serving defaults: a short context and one sequence keep the KV cache small on the host.
 CPU_MAX_LENGTH = 512
 CPU_MAX_BATCH_SIZE = 1
+#: Most greedy tokens ``compare`` asks the server for per prompt.
+MAX_COMPARE_TOKENS = 512
 
 
 def add_parsers(sub: Any, command: Any) -> None:
     p = command(sub, "compare", "per-position logprobs of a running `max serve` vs the HF reference (exit 0/1/2)")
     p.add_argument("model", metavar="MODEL", help="the HF checkpoint the server runs: local directory or hub ID")
-    p.add_argument("--revision", default=None, help="hub branch, tag or commit (hub models only)")
-    p.add_argument("--slug", default=None, metavar="NAME",
+    p.add_argument("--revision", type=nonblank, default=None, help="hub branch, tag or commit (hub models only)")
+    p.add_argument("--slug", type=nonblank, default=None, metavar="NAME",
                    help="model name the server was started with (default: the one it lists under /v1/models)")
-    p.add_argument("--port", type=int, required=True, metavar="N", help="port of the running max serve")
-    p.add_argument("--host", default="127.0.0.1", help="host of the running max serve (default 127.0.0.1)")
-    p.add_argument("--prompt", action="append", metavar="TEXT", help="prompt to complete (repeatable; default: two)")
-    p.add_argument("--tokens", type=int, default=8, metavar="K", help="greedy tokens per prompt (default 8)")
-    p.add_argument("--tolerance", "--tol", type=float, default=1e-3, metavar="T",
+    p.add_argument("--port", type=tcp_port, required=True, metavar="N", help="port of the running max serve")
+    p.add_argument("--host", type=host_name, default="127.0.0.1", help="host of the running max serve (default 127.0.0.1)")
+    p.add_argument("--prompt", action="append", type=nonblank, metavar="TEXT",
+                   help="prompt to complete (repeatable; default: two)")
+    p.add_argument("--tokens", type=int_in(1, MAX_COMPARE_TOKENS), default=8, metavar="K",
+                   help=f"greedy tokens per prompt (default 8, at most {MAX_COMPARE_TOKENS})")
+    p.add_argument("--tolerance", "--tol", type=float_in(0.0, math.inf), default=1e-3, metavar="T",
                    help="largest |logprob diff| that still matches (default 1e-3, for float32)")
-    p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds per request (default 300)")
+    p.add_argument("--timeout", type=timeout_s, default=300.0, metavar="S", help="seconds per request (default 300)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = command(sub, "serve", "start `max serve` with a port's custom architecture and keep it in the foreground")
     p.add_argument("model", metavar="MODEL", help="checkpoint to serve: local directory or hub ID")
     p.add_argument("--port-dir", required=True, metavar="DIR", help="the port package: <output_dir>/<slug>")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="cpu (default) or gpu")
-    p.add_argument("--encoding", default=None, metavar="ENC",
+    p.add_argument("--encoding", type=nonblank, default=None, metavar="ENC",
                    help="--quantization-encoding (default: float32 on cpu, bfloat16 on gpu)")
-    p.add_argument("--port", type=int, default=None, metavar="N", help="HTTP port (default: a free one)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--max-length", type=int, default=None, metavar="L",
+    p.add_argument("--port", type=tcp_port, default=None, metavar="N", help="HTTP port (default: a free one)")
+    p.add_argument("--host", type=host_name, default="127.0.0.1",
+                   help="IPv4 interface to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--max-length", type=count, default=None, metavar="L",
                    help=f"longest sequence (default on cpu: {CPU_MAX_LENGTH}; on gpu: MAX's default)")
-    p.add_argument("--max-batch-size", type=int, default=None, metavar="B",
+    p.add_argument("--max-batch-size", type=count, default=None, metavar="B",
                    help=f"largest batch (default on cpu: {CPU_MAX_BATCH_SIZE}; on gpu: MAX's default)")
-    p.add_argument("--served-model-name", default=None, metavar="NAME",
+    p.add_argument("--served-model-name", type=nonblank, default=None, metavar="NAME",
                    help="name clients request (default: the port's slug, the directory name)")
     p.add_argument("--log", default=None, metavar="FILE", help="server log (default: under the import-model cache)")
-    p.add_argument("--timeout", type=float, default=900.0, metavar="S",
+    p.add_argument("--timeout", type=timeout_s, default=900.0, metavar="S",
                    help="seconds to wait for the server to be ready (default 900; a cold CPU compile takes minutes)")
 
 
@@ -56,8 +72,8 @@ def add_parsers(sub: Any, command: Any) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from import_model.verify.compare import DEFAULT_PROMPTS, ServerClient, run_compare
 
-    _check_compare_args(args)
-    client = ServerClient(args.host, args.port, timeout=args.timeout)
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
+    client = ServerClient(host, args.port, timeout=args.timeout)
     try:
         result = run_compare(args.model, args.revision, client, args.slug, tuple(args.prompt or DEFAULT_PROMPTS),
                              args.tokens, args.tolerance, progress=report.progress)
@@ -68,17 +84,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         _print_compare(result)
     return 0 if result.passed else 1
-
-
-def _check_compare_args(args: argparse.Namespace) -> None:
-    if not 1 <= args.port <= 65535:
-        raise UserError(f"--port {args.port}: not a TCP port")
-    if not 1 <= args.tokens <= 512:
-        raise UserError(f"--tokens {args.tokens}: choose between 1 and 512")
-    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
-        raise UserError(f"--tolerance {args.tolerance}: must be a finite number >= 0")
-    if args.prompt and any(not p for p in args.prompt):
-        raise UserError("--prompt: an empty prompt cannot be compared")
 
 
 def _print_compare(result: Any) -> None:
@@ -153,25 +158,38 @@ def _interrupt(_signum: int, _frame: Any) -> None:
 
 
 def _serve_options(args: argparse.Namespace) -> Any:
-    from import_model.source import user_path
+    from import_model.source import shown
     from import_model.verify.serve import ServeOptions
 
-    port_dir = user_path(args.port_dir, "--port-dir").resolve()
-    if not port_dir.is_dir():
-        raise UserError(f"--port-dir {args.port_dir}: no such directory")
-    if args.port is not None and not 1 <= args.port <= 65535:
-        raise UserError(f"--port {args.port}: not a TCP port")
-    if args.timeout <= 0:
-        raise UserError("--timeout must be positive")
+    port_dir = port_directory(args.port_dir)
+    if not (port_dir / "__init__.py").is_file():
+        raise UserError(f"--port-dir {shown(args.port_dir)}: not a port (no __init__.py); pass <output_dir>/<slug>")
+    _check_listen(args.host)
+    log_path = output_file(args.log, "--log", example="serve.log", devices_ok=True) if args.log is not None else None
     model = _model_argument(args.model)
     cpu = args.device == "cpu"
     return ServeOptions(
         model=model, port_dir=port_dir, device=args.device, encoding=args.encoding, host=args.host, port=args.port,
         max_length=args.max_length if args.max_length is not None else (CPU_MAX_LENGTH if cpu else None),
         max_batch_size=args.max_batch_size if args.max_batch_size is not None else (CPU_MAX_BATCH_SIZE if cpu else None),
-        served_model_name=_served_name(args), log_path=user_path(args.log, "--log") if args.log else None,
+        served_model_name=_served_name(args), log_path=log_path,
         startup_timeout=args.timeout,
     )
+
+
+def _check_listen(host: str) -> None:
+    """``--host`` must be an IPv4 address of this machine (or a name for one): the server binds it."""
+    import socket
+
+    from import_model.source import shown
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise UserError(f"--host {shown(host)}: cannot listen there ({reason}); use 127.0.0.1, 0.0.0.0 or an "
+                        "IPv4 address of this machine") from None
 
 
 def _model_argument(model: str) -> str:

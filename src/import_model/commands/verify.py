@@ -7,21 +7,28 @@ from pathlib import Path
 from typing import Any
 
 from import_model import report
+from import_model.arg_types import float_in, int_in, nonblank, output_dir, port_directory
 from import_model.errors import UserError
-from import_model.source import load_config, open_source, user_path
+from import_model.source import load_config, open_source, shown, user_path
+
+#: Most greedy decode steps after prefill.
+MAX_DECODE_STEPS = 64
 
 
 def add_verify_parser(sub: Any, command: Any) -> None:
     p = command(sub, "verify", "prove a port computes what HF computes: taps per layer, prefill and decode (exit 0/1)")
     p.add_argument("model", metavar="MODEL", help="hub ID or local checkpoint directory")
-    p.add_argument("--revision", default=None, help="hub branch, tag or commit (hub models only)")
+    p.add_argument("--revision", type=nonblank, default=None, help="hub branch, tag or commit (hub models only)")
     p.add_argument("--port-dir", required=True, metavar="DIR", help="the port package: <output_dir>/<slug>")
     p.add_argument("--weights", choices=["twin", "full"], default="twin",
                    help="twin (default): a tiny seeded twin of MODEL (MODEL itself if it is a twin); "
                         "full: MODEL's real weights (local directory)")
-    p.add_argument("--prompt", action="append", metavar="TEXT", help="prompt to check (repeatable; default: three)")
-    p.add_argument("--decode-steps", type=int, default=3, help="greedy decode steps after prefill (default 3)")
-    p.add_argument("--rel-tol", type=float, default=None, help="relative L2 tolerance per tap (default 1e-4)")
+    p.add_argument("--prompt", action="append", type=nonblank, metavar="TEXT",
+                   help="prompt to check (repeatable; default: three)")
+    p.add_argument("--decode-steps", type=int_in(0, MAX_DECODE_STEPS), default=3, metavar="N",
+                   help=f"greedy decode steps after prefill (default 3, at most {MAX_DECODE_STEPS})")
+    p.add_argument("--rel-tol", type=float_in(0.0, 1.0), default=None, metavar="T",
+                   help="relative L2 tolerance per tap (default 1e-4; from 0 to 1)")
     p.add_argument("--report-dir", metavar="DIR", help="where report.md/.json/.svg go (default: beside the port)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let the HF reference import modeling code shipped in the checkpoint (auto_map); that "
@@ -36,9 +43,18 @@ CHILD_FLAG = "IMPORT_MODEL_VERIFY_CHILD"
 def cmd_verify(args: argparse.Namespace) -> int:
     import os
 
+    port_dir, report_dir = _checked_paths(args)  # before a child starts or a twin is built
     if os.environ.get(CHILD_FLAG) != "1":
-        return _supervise(args)
-    return _verify_here(args)
+        return _supervise(args, port_dir, report_dir)
+    return _verify_here(args, port_dir, report_dir)
+
+
+def _checked_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The port directory (it must be one) and the report directory (given or beside the port), both refusable."""
+    port_dir = port_directory(args.port_dir)
+    if args.report_dir is not None:
+        return port_dir, output_dir(args.report_dir, "--report-dir")
+    return port_dir, port_dir.parent / f"verify-{port_dir.name}"
 
 
 def child_argv(args: argparse.Namespace) -> list[str]:
@@ -54,16 +70,14 @@ def child_argv(args: argparse.Namespace) -> list[str]:
     return argv + (["--json"] if args.json else [])
 
 
-def _supervise(args: argparse.Namespace) -> int:
+def _supervise(args: argparse.Namespace, port_dir: Path, report_dir: Path) -> int:
     """Run the verify in a child process; a signal death inside MAX becomes one line, a report and exit 2."""
     import signal
     import subprocess
     import sys
 
     from import_model.procs import child_env
-    from import_model.verify.report_files import write_reports
 
-    port_dir = Path(args.port_dir).resolve()
     proc = subprocess.run([sys.executable, "-m", "import_model", *child_argv(args)], env=child_env(**{CHILD_FLAG: "1"}),
                           check=False)
     if proc.returncode >= 0:
@@ -74,29 +88,22 @@ def _supervise(args: argparse.Namespace) -> int:
         name = f"signal {-proc.returncode}"
     if -proc.returncode in (signal.SIGINT, signal.SIGTERM):
         raise UserError(f"verify was interrupted ({name}); nothing was compared")
-    report_dir = Path(args.report_dir) if args.report_dir else port_dir.parent / f"verify-{port_dir.name}"
     details = (f"The verify process was killed by {name} while MAX built or ran the port's graph. "
                "This is a crash inside MAX's compiler or runtime, not a parity result: try the port with "
                "`max serve --devices cpu` to see MAX's own output, and check the port's shapes and dtypes.")
-    paths = write_reports({"architecture": "?", "checkpoint": args.model, "port_dir": str(port_dir), "passed": False,
-                           "error": {"step": "running MAX", "details": details}}, report_dir)
+    paths = _write_reports({"architecture": "?", "checkpoint": args.model, "port_dir": str(port_dir), "passed": False,
+                            "error": {"step": "running MAX", "details": details}}, report_dir)
     raise UserError(f"MAX crashed ({name}) while building or running the port; no parity result. "
                     f"Report: {paths['markdown']}")
 
 
-def _verify_here(args: argparse.Namespace) -> int:
+def _verify_here(args: argparse.Namespace, port_dir: Path, report_dir: Path) -> int:
     from import_model.verify import parity
     from import_model.verify.engine import VerifyOptions, preflight, run_verify
     from import_model.verify.max_runner import MaxBuildError
-    from import_model.verify.report_files import worst_by_tap, write_reports
+    from import_model.verify.report_files import worst_by_tap
 
-    port_dir = user_path(args.port_dir, "--port-dir").resolve()
-    if not port_dir.is_dir():
-        raise UserError(f"--port-dir {args.port_dir}: no such directory")
-    if not 0 <= args.decode_steps <= 64:
-        raise UserError("--decode-steps must be between 0 and 64")
     checkpoint = _checkpoint_for(args)
-    report_dir = user_path(args.report_dir, "--report-dir") if args.report_dir else port_dir.parent / f"verify-{port_dir.name}"
     options = VerifyOptions(decode_steps=args.decode_steps, trust_remote_code=args.trust_remote_code)
     if args.prompt:
         options.prompts = tuple(args.prompt)
@@ -112,14 +119,14 @@ def _verify_here(args: argparse.Namespace) -> int:
     try:
         result = run_verify(checkpoint, port_dir, options, progress=report.progress)
     except MaxBuildError as exc:
-        paths = write_reports({"architecture": "?", "checkpoint": str(checkpoint), "port_dir": str(port_dir),
-                               "passed": False, "error": {"step": exc.step, "details": exc.details}}, report_dir)
+        paths = _write_reports({"architecture": "?", "checkpoint": str(checkpoint), "port_dir": str(port_dir),
+                                "passed": False, "error": {"step": exc.step, "details": exc.details}}, report_dir)
         raise UserError(f"{exc.message}; report: {paths['markdown']}") from None
     payload = result.as_dict()
     payload["notes"] = notes + payload["notes"]
     payload["per_tap"] = worst_by_tap(result.verdict.diffs, result.tap_order)
     payload["tolerance"] = {"rel_l2": options.rel_l2, "min_cosine": parity.DEFAULT_MIN_COSINE}
-    paths = write_reports(payload, report_dir)
+    paths = _write_reports(payload, report_dir)
     if args.json:
         report.emit_json({k: v for k, v in payload.items() if k != "diffs"})
     else:
@@ -127,12 +134,23 @@ def _verify_here(args: argparse.Namespace) -> int:
     return 0 if result.verdict.passed else 1
 
 
+def _write_reports(payload: dict[str, Any], report_dir: Path) -> dict[str, Path]:
+    """report.md/.json/.svg in ``report_dir``; a write the path checks could not foresee (disk full) is one line."""
+    from import_model.verify.report_files import write_reports
+
+    try:
+        return write_reports(payload, report_dir)
+    except OSError as exc:
+        raise UserError(f"could not write the verify report into {shown(str(report_dir))} "
+                        f"({exc.strerror or exc}); choose another --report-dir") from None
+
+
 def _checkpoint_for(args: argparse.Namespace) -> Path:
     source = open_source(args.model, args.revision)
     if args.weights == "full":
         if source.kind != "local":
             raise UserError("--weights full needs the checkpoint on disk: download it (hf download) and pass the folder")
-        return Path(args.model).resolve()
+        return user_path(args.model, "MODEL").resolve()
     from import_model.verify.twin import twin_of
 
     return twin_of(source, load_config(source), report.progress)
