@@ -20,7 +20,7 @@ from import_model.source.local import LocalSource
 __all__ = ["Checkpoint", "ModelSource", "load_checkpoint", "load_config", "open_source", "shown", "user_path"]
 
 #: ``org/name`` as the hub accepts it (letters, digits, ``-``, ``_``, ``.``).
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}", re.ASCII)
 #: Longest file name (one path component) and whole path, in bytes, that Linux and macOS accept.
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
@@ -69,7 +69,7 @@ def open_source(model: str, revision: str | None = None) -> ModelSource:
         return LocalSource(path)
     if path.exists():
         raise UserError(f"{shown(model)} is a file; pass the checkpoint directory that holds config.json")
-    if _looks_like_path(model) or not HUB_ID.match(model) or ".." in model:
+    if _looks_like_path(model) or not HUB_ID.fullmatch(model) or ".." in model:
         raise UserError(f"{shown(model)}: no such directory, and not a hub ID of the form org/name")
     from import_model.source.hub import HubSource  # huggingface_hub is imported only for hub models
 
