@@ -132,6 +132,14 @@ CASES: dict[str, Argv] = {
     # empty paths (an empty --output meant the working directory)
     "empty-model": lambda d: ["inspect", ""],
     "empty-twin-output": lambda d: ["twin", str(d["model"]), "--output", ""],
+    "empty-scaffold-output-dir": lambda d: ["scaffold", str(d["model"]), "--start-from", "llama3",
+                                            "--output-dir", ""],  # meant the working directory
+    "empty-port-output-dir": lambda d: ["port", str(d["model"]), "--output-dir", " ", "--no-verify"],
+    "empty-scaffold-slug": lambda d: ["scaffold", str(d["model"]), "--start-from", "llama3",
+                                      "--output-dir", str(d["root"] / "o3"), "--slug", ""],
+    "empty-port-revision": lambda d: ["port", str(d["model"]), "--revision", "", "--no-verify"],
+    "empty-plan-markdown": lambda d: ["plan", str(d["model"]), "--markdown", ""],  # was quietly ignored
+    "empty-list-archs-match": lambda d: ["list-archs", "--match", ""],
     # gates --json-out: refused before any gate runs (it was an internal error after the gates)
     "gates-json-out-directory": lambda d: [*_GATES(d), "--json-out", str(d["root"])],
     "gates-json-out-slash": lambda d: [*_GATES(d), "--json-out", str(d["root"] / "new") + "/"],

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
     p = _command(sub, "list-archs", "architectures the installed MAX serves natively (HF class -> MAX slug)")
-    p.add_argument("--match", metavar="CLASS", help="exit 0 and print the rows if MAX registers CLASS, else exit 1")
+    p.add_argument("--match", type=nonblank, metavar="CLASS", help="exit 0 and print the rows if MAX registers CLASS, else exit 1")
     p.add_argument("--donors", action="store_true", help="only text-generation models a port can start from")
     p.add_argument("--all-tasks", action="store_true", help="include embedding, image and audio pipelines")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("--donor", metavar="SLUG", help="compare against this MAX donor instead of the closest one")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("--markdown", metavar="FILE", help="also write the plan as a Markdown tracking section to FILE")
+    p.add_argument("--markdown", type=nonblank, metavar="FILE", help="also write the plan as a Markdown tracking section to FILE")
 
     p = _command(sub, "twin", "write a tiny seeded random-weight twin of MODEL (same architecture, small widths)")
     _model_args(p)

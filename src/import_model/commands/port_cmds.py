@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from import_model import report
+from import_model.arg_types import nonblank
 from import_model.errors import UserError
 
 
@@ -14,12 +15,12 @@ def add_port_parsers(sub: Any, command: Any) -> None:
     """Register ``scaffold`` and ``audit`` on the CLI's subparsers."""
     p = command(sub, "scaffold", "write DIR/<slug>/: the five port files plus <slug>.py from a MAX donor (2: refused)")
     p.add_argument("model", metavar="MODEL", help="hub ID (org/name) or local checkpoint directory")
-    p.add_argument("--revision", default=None, help="hub branch, tag or commit (hub models only)")
-    p.add_argument("--start-from", required=True, metavar="SLUG", help="the MAX donor architecture (see `plan`)")
-    p.add_argument("--output-dir", required=True, metavar="DIR", help="the port goes to DIR/<slug>, PORT.md to DIR")
+    p.add_argument("--revision", type=nonblank, default=None, help="hub branch, tag or commit (hub models only)")
+    p.add_argument("--start-from", type=nonblank, required=True, metavar="SLUG", help="the MAX donor architecture (see `plan`)")
+    p.add_argument("--output-dir", type=nonblank, required=True, metavar="DIR", help="the port goes to DIR/<slug>, PORT.md to DIR")
     p.add_argument("--full-copy", action="store_true",
                    help="copy and rename the donor's code instead of subclassing it")
-    p.add_argument("--slug", default=None, help="package name of the port (default: from model_type)")
+    p.add_argument("--slug", type=nonblank, default=None, help="package name of the port (default: from model_type)")
     p.add_argument("--force", action="store_true", help="replace an existing port (PORT.md notes are kept)")
     p.add_argument("--json", action="store_true", help="print JSON")
 

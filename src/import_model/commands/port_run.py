@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from import_model import report
+from import_model.arg_types import nonblank
 from import_model.cache import atomic_write
 from import_model.errors import UserError
 
@@ -29,10 +30,10 @@ def add_port_run_parser(sub: Any, command: Any) -> None:
     p = command(sub, "port", "all phases: plan, write the port from the delta catalog, renames, gates, verify "
                              "(0 verified, 1 partial or diverging, 2 refused)")
     p.add_argument("model", metavar="MODEL", help="hub ID (org/name) or local checkpoint directory")
-    p.add_argument("--revision", default=None, help="hub branch, tag or commit (hub models only)")
-    p.add_argument("--output-dir", default="ports", metavar="DIR",
+    p.add_argument("--revision", type=nonblank, default=None, help="hub branch, tag or commit (hub models only)")
+    p.add_argument("--output-dir", type=nonblank, default="ports", metavar="DIR",
                    help="the port goes to DIR/<slug>, PORT.md and reports to DIR (default: ./ports)")
-    p.add_argument("--slug", default=None, help="package name of the port (default: from model_type)")
+    p.add_argument("--slug", type=nonblank, default=None, help="package name of the port (default: from model_type)")
     p.add_argument("--weights", choices=["twin", "full"], default="twin",
                    help="verify on a tiny twin (default) or on MODEL's real weights (local directory)")
     p.add_argument("--force", action="store_true", help="replace an existing port (PORT.md notes are kept)")
