@@ -16,6 +16,16 @@ server is a stranger, so:
 
 Listings, small files and header bytes are cached by commit, so
 ``HF_HUB_OFFLINE=1`` works after one online run.
+
+:meth:`HubSource.download` fetches whole files (config, tokenizer, weights) for
+``compare``'s HF reference into ``<cache>/hub/<host>/<repo>/<sha>/snapshot/``.
+Each file streams to a temporary file beside its target and is renamed into
+place when whole; a safetensors file may be exactly as long as its header
+declares (8 + header + tensor data), any other file at most
+``MAX_SMALL_FILE_BYTES``. Weights take long, so the transfers run under their
+own deadline, ``IMPORT_MODEL_HUB_DOWNLOAD_DEADLINE`` (default: one hour plus a
+second per 10 MiB of weights), instead of ``IMPORT_MODEL_HUB_DEADLINE``, which
+still bounds the listing and the header reads before them.
 """
 
 from __future__ import annotations
@@ -25,13 +35,17 @@ import json
 import math
 import os
 import re
+import shutil
 import stat
+import tempfile
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
@@ -80,6 +94,17 @@ HUB_RETRIES: int | None = None
 HUB_TIMEOUT_S: float | None = None
 HUB_DEADLINE_S: float | None = None
 
+#: What :meth:`HubSource.download` fetches by default: config, tokenizer and safetensors files (no pickles, no code).
+SNAPSHOT_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken")
+#: Default ``IMPORT_MODEL_HUB_DOWNLOAD_DEADLINE``: this many seconds, plus one per ``DOWNLOAD_MIN_RATE`` bytes of weights.
+DOWNLOAD_BASE_S = 3600.0
+DOWNLOAD_MIN_RATE = 10 * 1024 * 1024
+#: Override of ``IMPORT_MODEL_HUB_DOWNLOAD_DEADLINE`` for this process (tests set it); None reads the environment.
+HUB_DOWNLOAD_DEADLINE_S: float | None = None
+#: Seconds between progress lines while one file streams.
+PROGRESS_EVERY_S = 10.0
+_MIB = 1024 * 1024
+
 _SHA = re.compile(r"[0-9a-f]{40}")
 #: Characters git refuses in a ref name (plus whitespace); a revision with one cannot exist.
 _REVISION_FORBIDDEN = re.compile(r"[\s~^:?*\[\\]")
@@ -109,6 +134,16 @@ def hub_deadline_s() -> float:
     if HUB_DEADLINE_S is not None:
         return HUB_DEADLINE_S
     return _env_number("IMPORT_MODEL_HUB_DEADLINE", DEFAULT_DEADLINE_S, whole=False, zero_ok=False)
+
+
+def hub_download_deadline_s(fetch_bytes: int) -> float:
+    """All file transfers of one :meth:`HubSource.download`: ``HUB_DOWNLOAD_DEADLINE_S`` or
+    ``$IMPORT_MODEL_HUB_DOWNLOAD_DEADLINE``; by default an hour plus a second per 10 MiB of weights to fetch
+    (so a large model still fits at about 10 MiB/s, and a trickling server fails within hours, not days)."""
+    if HUB_DOWNLOAD_DEADLINE_S is not None:
+        return HUB_DOWNLOAD_DEADLINE_S
+    default = DOWNLOAD_BASE_S + math.ceil(fetch_bytes / DOWNLOAD_MIN_RATE)
+    return _env_number("IMPORT_MODEL_HUB_DOWNLOAD_DEADLINE", default, whole=False, zero_ok=False)
 
 
 def _env_number(name: str, default: float, *, whole: bool, zero_ok: bool) -> float:
@@ -194,6 +229,7 @@ class HubSource(ModelSource):
         self._timeout_s = hub_timeout_s()
         self._deadline_s = hub_deadline_s()
         self._deadline_at: float | None = None
+        self._deadline_name = "IMPORT_MODEL_HUB_DEADLINE"
         self._files: list[str] | None = None
         self._sha: str | None = None
 
@@ -207,9 +243,19 @@ class HubSource(ModelSource):
         if left <= 0:
             raise UserError(
                 f"{self.display}: hub traffic exceeded the {self._deadline_s:g} s deadline "
-                f"(IMPORT_MODEL_HUB_DEADLINE); the server at {constants.ENDPOINT} is too slow, retry later"
+                f"({self._deadline_name}); the server at {constants.ENDPOINT} is too slow, retry later"
             )
         return left
+
+    @contextmanager
+    def _own_deadline(self, seconds: float, name: str) -> Iterator[None]:
+        """Run a phase (a download's transfers) under a deadline of its own, starting now; the old one after."""
+        saved = (self._deadline_s, self._deadline_at, self._deadline_name)
+        self._deadline_s, self._deadline_at, self._deadline_name = seconds, time.monotonic() + seconds, name
+        try:
+            yield
+        finally:
+            self._deadline_s, self._deadline_at, self._deadline_name = saved
 
     def _request_timeout(self) -> float:
         return min(self._timeout_s, self._time_left())
@@ -385,6 +431,167 @@ class HubSource(ModelSource):
 
         return self._call(lambda: self._retrying(fetch_once))
 
+    # -- whole files ---------------------------------------------------------------------
+    def download(
+        self, patterns: Sequence[str] = SNAPSHOT_PATTERNS, progress: Callable[[str], None] | None = None
+    ) -> Path:
+        """The listed files matching ``patterns``, whole, in a local directory (for loading with transformers).
+
+        Files already there and complete are kept; the rest stream under their byte budgets and the
+        download deadline. Refused before any file is fetched when the cache's disk lacks the room.
+        """
+        say = progress or _quiet
+        root = self._commit_path("snapshot")
+        plan = [self._plan(root, name) for name in self.files() if any(fnmatchcase(name, p) for p in patterns)]
+        missing = [item for item in plan if not item.complete()]
+        self._mkdir(root)
+        if not missing:
+            return root
+        if constants.HF_HUB_OFFLINE:
+            raise UserError(
+                f"{self.display}: HF_HUB_OFFLINE is set and {missing[0].name} (of {len(missing)} missing files) "
+                "was never downloaded; go online once"
+            )
+        weights = sum(item.size or 0 for item in missing)
+        self._check_room(root, weights, sum(1 for item in missing if item.size is None))
+        deadline = hub_download_deadline_s(weights)
+        say(f"{self.display}: downloading {len(missing)} of {len(plan)} files ({_mib(weights)} of weights) into {root}")
+        with self._own_deadline(deadline, "IMPORT_MODEL_HUB_DOWNLOAD_DEADLINE"):
+            for item in missing:
+                self._download_file(item, say)
+        return root
+
+    def _plan(self, root: Path, name: str) -> _Planned:
+        """Where ``name`` goes and how long it may be: exact for safetensors (from its header), else capped."""
+        parent = self._in_cache((root / name).parent)
+        target = parent / name.rsplit("/", 1)[-1]  # the last part unresolved: a link there is replaced, not followed
+        if not name.endswith(".safetensors"):
+            return _Planned(name, target, None)
+        header = self.safetensors_header(name)
+        return _Planned(name, target, 8 + header.header_bytes + sum(t.nbytes for t in header.tensors.values()))
+
+    def _check_room(self, root: Path, weights: int, small: int) -> None:
+        need = weights + small * MAX_SMALL_FILE_BYTES
+        try:
+            free = shutil.disk_usage(root).free
+        except OSError as exc:
+            raise self._disk_error(root, exc) from None
+        if need > free:
+            raise UserError(
+                f"{self.display}: the download needs up to {_mib(need)} ({_mib(weights)} of weights as their headers "
+                f"declare, and {small} other files of at most {_mib(MAX_SMALL_FILE_BYTES)} each) but {root} has "
+                f"{_mib(free)} free; free some space or point IMPORT_MODEL_CACHE at a larger disk"
+            )
+
+    def _download_file(self, item: _Planned, say: Callable[[str], None]) -> None:
+        """Stream ``item`` into a temporary file beside its target, check it, and rename it into place."""
+        self._mkdir(item.target.parent)
+        size = _mib(item.size) if item.size is not None else f"at most {_mib(MAX_SMALL_FILE_BYTES)}"
+        say(f"{self.display}: {item.name} ({size})")
+        url = hf_hub_url(self.repo_id, item.name, revision=self.commit, endpoint=constants.ENDPOINT)
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=item.target.parent, prefix=f".{_cache_name(item.name)[:120]}.", suffix=".part")
+        except OSError as exc:
+            raise self._disk_error(item.target.parent, exc) from None
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "w+b") as out:
+                self._call(lambda: self._retrying(lambda: self._stream_into(url, item, out, say)))
+                if item.size is not None:
+                    _check_stored_header(out, item)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, item.target)
+        except OSError as exc:
+            raise self._disk_error(item.target, exc) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _stream_into(self, url: str, item: _Planned, out: BinaryIO, say: Callable[[str], None]) -> None:
+        """One attempt: the body into ``out``, resuming (HTTP range) after what an earlier attempt wrote."""
+        have = out.seek(0, os.SEEK_END)
+        if item.size is not None and have == item.size:
+            return  # an earlier attempt got every byte and broke off after them
+        start = have if item.size is not None and 0 < have < item.size else 0
+        extra = {"Accept-Encoding": "identity", **({"Range": f"bytes={start}-"} if start else {})}
+        with self._get(url, extra) as response:
+            start = self._resume_point(response, start, item)
+            out.seek(start)
+            out.truncate()
+            self._check_length(response, start, item)
+            got = self._copy_body(response, out, start, item, say)
+        if item.size is not None and got < item.size:
+            raise UserError(self._truncated(item, got))
+
+    def _resume_point(self, response: httpx.Response, start: int, item: _Planned) -> int:
+        """Where the body starts: ``start`` for a matching 206, 0 when the server sent the whole file."""
+        if not start or response.status_code == 200:
+            return 0
+        if response.status_code == 206 and response.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+            return start
+        raise UserError(
+            f"{self.display}: asked to resume {item.name} at byte {start}, the server answered HTTP "
+            f"{response.status_code} {_shown(response.headers.get('Content-Range', ''))}; retry later"
+        )
+
+    def _check_length(self, response: httpx.Response, start: int, item: _Planned) -> None:
+        """Refuse before reading when the declared ``Content-Length`` already breaks the budget."""
+        declared = response.headers.get("Content-Length", "")
+        encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+        if encoded or not declared.isdigit():
+            return
+        total = start + int(declared)
+        if total > (item.size if item.size is not None else MAX_SMALL_FILE_BYTES):
+            raise UserError(self._too_big(item))
+        if item.size is not None and total < item.size:
+            raise UserError(self._truncated(item, total))
+
+    def _copy_body(self, response: httpx.Response, out: BinaryIO, got: int, item: _Planned, say: Callable[[str], None]) -> int:
+        """Body bytes appended to ``out`` within the budget and the deadline; returns the file's length so far."""
+        limit = item.size if item.size is not None else MAX_SMALL_FILE_BYTES
+        next_note = time.monotonic() + PROGRESS_EVERY_S
+        try:
+            for chunk in response.iter_bytes():
+                self.bytes_fetched += len(chunk)
+                if got + len(chunk) > limit:
+                    raise UserError(self._too_big(item))  # nothing past the budget is written
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise self._disk_error(item.target, exc) from None
+                got += len(chunk)
+                self._time_left()
+                if time.monotonic() >= next_note:
+                    next_note = time.monotonic() + PROGRESS_EVERY_S
+                    say(f"{self.display}: {item.name}: {_mib(got)} of {_mib(limit) if item.size is not None else '?'}")
+        except httpx.TransportError as exc:
+            raise _BodyInterrupted() from exc
+        return got
+
+    def _too_big(self, item: _Planned) -> str:
+        if item.size is None:
+            return (f"{self.display}: {item.name} is more than {MAX_SMALL_FILE_BYTES} bytes, too large for a "
+                    "metadata file; it is corrupt")
+        return (f"{self.display}: the server sent more of {item.name} than the {item.size} bytes its header declares; "
+                "refusing it (the file is corrupt or the server hostile)")
+
+    def _truncated(self, item: _Planned, got: int) -> str:
+        return (f"{self.display}: the server sent {got} bytes of {item.name}, whose header declares {item.size}; "
+                "the file is truncated, retry later")
+
+    def _mkdir(self, path: Path) -> None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._disk_error(path, exc) from None
+        self._in_cache(path)
+
+    def _disk_error(self, path: Path, exc: OSError) -> UserError:
+        return UserError(
+            f"{self.display}: cannot write {_shown(str(path), 160)} in the import-model cache ({_first_line(exc)}); "
+            "free some space or set IMPORT_MODEL_CACHE to a writable directory"
+        )
+
     # -- transfers -------------------------------------------------------------------
     def _fetch(self, url: str, budget: int, too_big: str) -> bytes:
         """A whole body of at most ``budget`` bytes; a longer one is refused with ``too_big`` as it streams."""
@@ -525,6 +732,44 @@ def _bounded_read(path: Path, cap: int) -> bytes | None:
             return None
         data = handle.read(cap + 1)
     return data if len(data) <= cap else None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One file of a download: its repo name, where it goes, its exact size (safetensors) or None (capped)."""
+
+    name: str
+    target: Path
+    size: int | None
+
+    def complete(self) -> bool:
+        """True when a regular file of the right size (or, for a capped file, any allowed size) is in place.
+
+        Files are renamed into place only when whole, so one that is there and fits was written whole.
+        """
+        try:
+            info = os.lstat(self.target)
+        except OSError:
+            return False
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        return info.st_size == self.size if self.size is not None else info.st_size <= MAX_SMALL_FILE_BYTES
+
+
+def _check_stored_header(out: BinaryIO, item: _Planned) -> None:
+    """The downloaded file's own header must be valid and tile the data up to the file's end exactly."""
+    assert item.size is not None
+    out.seek(0)
+    length = declared_header_length(out.read(8), item.name, item.size)
+    parse_header_json(out.read(length), item.name, item.size - 8 - length)
+
+
+def _mib(count: int) -> str:
+    return f"{count / _MIB:.1f} MiB"
+
+
+def _quiet(_message: str) -> None:
+    """The default progress callable: say nothing."""
 
 
 class _BodyInterrupted(Exception):

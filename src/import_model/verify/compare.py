@@ -334,21 +334,21 @@ def layer_stats(taps: dict[str, np.ndarray], num_layers: int) -> list[LayerStat]
     return stats
 
 
-def resolve_checkpoint(model: str, revision: str | None) -> Path:
-    """MODEL as a local directory: itself, or a snapshot of the hub repo (config, tokenizer, safetensors)."""
+def resolve_checkpoint(model: str, revision: str | None, progress: Any = None) -> Path:
+    """MODEL as a local directory: itself, or the hub repo's config, tokenizer and safetensors files.
+
+    A hub repo is fetched by :meth:`HubSource.download` into the import-model cache (by commit): every
+    file under its byte budget, all of them within ``IMPORT_MODEL_HUB_DOWNLOAD_DEADLINE``.
+    """
     from import_model.source import open_source
 
     source = open_source(model, revision)
     if source.kind == "local":
         return Path(model).expanduser().resolve()
-    from huggingface_hub import snapshot_download
+    from import_model.source.hub import HubSource  # huggingface_hub is imported only for hub models
 
-    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
-    try:
-        return Path(snapshot_download(model, revision=revision, allow_patterns=patterns))
-    except Exception as exc:  # noqa: BLE001 - huggingface_hub raises many types
-        raise UserError(f"could not download {model}: {str(exc).splitlines()[0][:200] if str(exc) else exc!r}") \
-            from None
+    assert isinstance(source, HubSource)
+    return source.download(progress=progress)
 
 
 def run_compare(model: str, revision: str | None, client: ServerClient, slug: str | None,
@@ -360,7 +360,7 @@ def run_compare(model: str, revision: str | None, client: ServerClient, slug: st
         if progress:
             progress(f"max serve: {tokens} greedy tokens for {prompt!r}")
         completions.append(client.complete(served, prompt, tokens))
-    checkpoint = resolve_checkpoint(model, revision)
+    checkpoint = resolve_checkpoint(model, revision, progress)
     if progress:
         progress(f"loading the HF reference from {checkpoint} (float32, CPU)")
     reference = Reference(checkpoint)
