@@ -147,18 +147,12 @@ def point_hub_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, root: Path) -> 
 
 
 def _set_hub_limits(monkeypatch: pytest.MonkeyPatch, retries: int, timeout_s: float) -> None:
-    from huggingface_hub import constants
-
     from import_model.source import hub
 
     monkeypatch.setenv("IMPORT_MODEL_HUB_RETRIES", str(retries))
     monkeypatch.setenv("IMPORT_MODEL_HUB_TIMEOUT", str(timeout_s))
     monkeypatch.setattr(hub, "HUB_RETRIES", retries)
     monkeypatch.setattr(hub, "HUB_TIMEOUT_S", timeout_s)
-    # huggingface_hub's own downloads (verify's snapshot_download) use this, not ours; keep it short too.
-    timeout = max(1, int(timeout_s + 0.999))
-    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", str(timeout))
-    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", timeout)
 
 
 @pytest.fixture

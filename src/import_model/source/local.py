@@ -69,5 +69,3 @@ class LocalSource(ModelSource):
         if len(raw) < length:
             raise UserError(f"{self.display}: {name} ended inside its safetensors header; re-download the checkpoint")
         return parse_header_json(raw, name, data_size=size - 8 - length)
-
-
