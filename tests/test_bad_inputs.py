@@ -132,6 +132,9 @@ CASES: dict[str, Argv] = {
     # empty paths (an empty --output meant the working directory)
     "empty-model": lambda d: ["inspect", ""],
     "empty-twin-output": lambda d: ["twin", str(d["model"]), "--output", ""],
+    # an output on a file system that takes no new entries (was exit 3, after the twin was built)
+    "twin-output-proc": lambda d: ["twin", str(d["model"]), "--output", "/proc/self/x"],
+    "twin-output-a-file": lambda d: ["twin", str(d["model"]), "--output", str(d["file"])],
     "empty-scaffold-output-dir": lambda d: ["scaffold", str(d["model"]), "--start-from", "llama3",
                                             "--output-dir", ""],  # meant the working directory
     "empty-port-output-dir": lambda d: ["port", str(d["model"]), "--output-dir", " ", "--no-verify"],

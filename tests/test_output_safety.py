@@ -246,3 +246,28 @@ def test_fuzz_progress_error_heading_line(sinks: tuple[io.StringIO, io.StringIO]
     report.line(message, style="yellow")
     text = _drain(out)
     assert not RAW_CONTROL.search(text.replace("\t", " "))
+
+
+def test_audit_table_is_bounded_and_json_lists_every_hit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from import_model.commands.port_cmds import AUDIT_TABLE_ROWS
+
+    port = tmp_path / "port"
+    port.mkdir()
+    (port / "arch.py").write_text(("# Llama " * 20 + "\n") * 50)  # 1,000 stale donor words
+    code, out, _err = run(capsys, "audit", str(port))
+    assert code == 1
+    assert out.count("arch.py:") == AUDIT_TABLE_ROWS
+    assert f"and {1000 - AUDIT_TABLE_ROWS} more" in out
+    code, out, _err = run(capsys, "audit", str(port), "--json")
+    assert code == 1
+    assert sum(1 for hit in strict_loads(out)["hits"] if hit["verdict"] == "Stale") == 1000
+
+
+@pytest.mark.parametrize("columns", ["abc", "-40", "0", "100000000", ""])
+def test_any_columns_value_gives_a_table(hostile: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch, columns: str) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    monkeypatch.setattr(report, "_console", None)  # the console reads COLUMNS when it is first made
+    code, out, _err = run(capsys, "list-keys", str(hostile))
+    assert code == 0
+    assert "model.norm.weight" in out and "[/x]weight" in out

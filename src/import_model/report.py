@@ -29,9 +29,15 @@ _err_console: Console | None = None
 def console() -> Console:
     global _console
     if _console is None:
-        width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
+        width = None if sys.stdout.isatty() else _columns()
         _console = Console(width=width, highlight=False, soft_wrap=False)
     return _console
+
+
+def _columns() -> int:
+    """Table width when stdout is not a terminal: ``$COLUMNS`` if it is a sensible number, else 160."""
+    raw = os.environ.get("COLUMNS", "").strip()
+    return int(raw) if raw.isdigit() and 20 <= int(raw) <= 10_000 else 160
 
 
 def err_console() -> Console:

@@ -10,6 +10,9 @@ from import_model import report
 from import_model.arg_types import nonblank
 from import_model.errors import UserError
 
+#: Rows of failing hits the audit table prints; ``--json`` lists every hit.
+AUDIT_TABLE_ROWS = 200
+
 
 def add_port_parsers(sub: Any, command: Any) -> None:
     """Register ``scaffold`` and ``audit`` on the CLI's subparsers."""
@@ -63,9 +66,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
         report.emit_json(result.as_dict() | {"exit_code": code})
         return code
     if result.failures:
+        shown_hits = result.failures[:AUDIT_TABLE_ROWS]
         report.table(f"audit of {port_dir}: {len(result.failures)} of {len(result.hits)} hits to rewrite",
                      ["verdict", "where", "match", "reason", "text"],
-                     [(h.verdict, f"{h.file}:{h.line}", h.match, h.reason, h.text) for h in result.failures])
+                     [(h.verdict, f"{h.file}:{h.line}", h.match, h.reason, h.text) for h in shown_hits])
+        if len(result.failures) > len(shown_hits):
+            report.line(f"... and {len(result.failures) - len(shown_hits)} more (--json lists every hit)")
     counts = result.counts()
     report.line(f"{counts.get(LIE, 0)} lie(s), {counts.get(STALE, 0)} stale, {counts.get('OK', 0)} OK "
                 "(imports, lineage, open deltas; --json lists every hit)")

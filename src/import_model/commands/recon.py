@@ -6,10 +6,11 @@ import argparse
 from typing import Any
 
 from import_model import report
+from import_model.arg_types import output_dir
 from import_model.errors import UserError
 from import_model.recon import config_map, keys, registry
 from import_model.recon.native_caveats import native_entries
-from import_model.source import Checkpoint, ModelSource, load_checkpoint, load_config, open_source, shown, user_path
+from import_model.source import Checkpoint, ModelSource, load_checkpoint, load_config, open_source, shown
 
 #: Seeds the twin builder accepts: torch's generators take an unsigned 64-bit seed.
 MAX_SEED = 2**64 - 1
@@ -278,10 +279,14 @@ def cmd_twin(args: argparse.Namespace) -> int:
         raise UserError(f"--seed {shown(str(args.seed))}: choose a whole number from 0 to 2**64-1")
     if args.layers is not None and not 1 <= args.layers <= 64:
         raise UserError(f"--layers {args.layers}: choose between 1 and 64")
-    output = user_path(args.output, "--output")
+    output = output_dir(args.output, "--output")
     _source, config = _open(args)
-    info = make_twin(config, output, seed=args.seed, num_layers=args.layers, force=args.force,
-                     progress=report.progress, source=getattr(_source, "root", None))
+    try:
+        info = make_twin(config, output, seed=args.seed, num_layers=args.layers, force=args.force,
+                         progress=report.progress, source=getattr(_source, "root", None))
+    except OSError as exc:  # the output's file system refused a write (a read-only or virtual one, a full disk)
+        raise UserError(f"--output {shown(args.output)}: cannot write the twin there "
+                        f"({exc.strerror or type(exc).__name__}); choose another directory") from None
     payload = {
         "path": str(info.path), "architecture": info.architecture, "model_type": info.model_type,
         "num_layers": info.num_layers, "parameters": info.num_parameters, "shrunk": info.shrunk,
