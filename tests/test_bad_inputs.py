@@ -56,8 +56,11 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     loop.symlink_to(loop)
     port = root / "port"
     port.mkdir()
+    linked_doc = root / "linked_doc"
+    linked_doc.mkdir()
+    (linked_doc / "PORT.md").symlink_to(os.devnull)
     (port / "__init__.py").write_text("")
-    return {"root": root, "model": model, "deep": deep, "deep_index": deep_index, "loop": loop, "port": port,
+    return {"root": root, "model": model, "deep": deep, "deep_index": deep_index, "loop": loop, "port": port, "linked_doc": linked_doc,
             "file": model / "config.json"}
 
 
@@ -133,6 +136,9 @@ CASES: dict[str, Argv] = {
     "empty-model": lambda d: ["inspect", ""],
     "empty-twin-output": lambda d: ["twin", str(d["model"]), "--output", ""],
     # an output on a file system that takes no new entries (was exit 3, after the twin was built)
+    # PORT.md is written last: a link there is refused before any work (it was refused after the package was written)
+    "port-tracking-document-link": lambda d: ["port", str(d["model"]), "--output-dir", str(d["linked_doc"]),
+                                              "--no-verify"],
     "twin-output-proc": lambda d: ["twin", str(d["model"]), "--output", "/proc/self/x"],
     "twin-output-a-file": lambda d: ["twin", str(d["model"]), "--output", str(d["file"])],
     "empty-scaffold-output-dir": lambda d: ["scaffold", str(d["model"]), "--start-from", "llama3",
@@ -238,8 +244,9 @@ def test_bad_input_exits_2_with_one_line(case: str, dirs: dict[str, Path], capfd
 
 def test_no_bad_input_wrote_anything(dirs: dict[str, Path]) -> None:
     """The refused commands created none of their output directories."""
-    made = {p.name for p in dirs["root"].iterdir()} - {"model", "deep", "deep_index", "loop", "port"}
+    made = {p.name for p in dirs["root"].iterdir()} - {"model", "deep", "deep_index", "loop", "port", "linked_doc"}
     assert made == set()
+    assert [p.name for p in dirs["linked_doc"].iterdir()] == ["PORT.md"]
 
 
 def test_keyword_slug_message_names_a_way_out(dirs: dict[str, Path], capfd: pytest.CaptureFixture[str]) -> None:

@@ -81,6 +81,7 @@ def cmd_port(args: argparse.Namespace) -> int:
 
 def _port(args: argparse.Namespace, run: PortRun) -> int:
     from import_model.plan.planner import architecture_of, make_plan, top
+    from import_model.port import tracking
     from import_model.port.catalog import build_spec
     from import_model.port.scaffold import check_slug, check_target, default_slug, port_names
     from import_model.recon import registry
@@ -106,6 +107,8 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
         raise UserError("--weights full needs the checkpoint on disk: download it (hf download) and pass the folder")
     slug = check_slug(args.slug or default_slug(config), out_dir)
     check_target(out_dir, slug, args.force, getattr(source, "root", None))
+    # PORT.md is written last; a link, a device or another port's document there is refused before any work.
+    tracking.planned_text(out_dir / "PORT.md", f"Port of {source.display} to MAX", {})
     checkpoint = load_checkpoint(source, progress=report.progress)
     _walls(source, config, checkpoint, run)
     report.progress("planning: anatomy, donor ranking, delta list")
