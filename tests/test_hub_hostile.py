@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -297,6 +299,79 @@ def test_trickling_server_hits_the_deadline(hub_env: HubEnv, repo_files: dict[st
     elapsed = time.monotonic() - started
     _one_line(str(info.value))
     assert fault.hits == 1 and 1.4 < elapsed < 3.5, elapsed
+
+
+SLOW_HEADER_TIMEOUT_S = 5.0
+
+
+@pytest.mark.parametrize("pattern", ["api/*", "*/config.json", "*.safetensors"])
+def test_trickled_response_headers_hit_the_deadline(hub_env: HubEnv, repo_files: dict[str, bytes], pattern: str) -> None:
+    """One header byte every 0.25 s never trips the per-read timeout; the deadline must still end the request.
+
+    Without a deadline on the wait for headers this takes 60 bytes x 0.25 s = 15 s, over the 5 s timeout.
+    """
+    hub_env.mirror.add_repo("org/slow", repo_files)
+    hub_env.fast_failures(retries=2, timeout_s=SLOW_HEADER_TIMEOUT_S)
+    hub_env.deadline(1.5)
+    fault = hub_env.mirror.inject(Fault.slow_headers(pattern, seconds_per_byte=0.25, header_bytes=60))
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"exceeded the 1\.5 s deadline \(IMPORT_MODEL_HUB_DEADLINE\)") as info:
+        source = open_source("org/slow")
+        load_config(source), load_checkpoint(source)
+    elapsed = time.monotonic() - started
+    _one_line(str(info.value))
+    assert fault.hits == 1 and 1.4 < elapsed < SLOW_HEADER_TIMEOUT_S, elapsed
+
+
+def test_cli_inspect_with_trickled_headers_exits_2_at_the_deadline(
+    hub_env: HubEnv, repo_files: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub_env.mirror.add_repo("org/slow", repo_files)
+    hub_env.fast_failures(retries=2, timeout_s=SLOW_HEADER_TIMEOUT_S)
+    hub_env.deadline(1.5)
+    hub_env.mirror.inject(Fault.slow_headers("api/*", seconds_per_byte=0.25, header_bytes=60))
+    started = time.monotonic()
+    assert cli.main(["inspect", "org/slow"]) == 2
+    elapsed = time.monotonic() - started
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "exceeded the 1.5 s deadline (IMPORT_MODEL_HUB_DEADLINE)" in lines[0], lines
+    assert elapsed < SLOW_HEADER_TIMEOUT_S, elapsed
+
+
+def test_deadline_alarm_keeps_an_earlier_alarm_and_restores_a_later_one(hub_env: HubEnv, repo_files: dict[str, bytes]) -> None:
+    """The hub's timer never clobbers one the caller set: its handler and remaining time come back."""
+    hub_env.mirror.add_repo("org/tiny", repo_files)
+    fired: list[int] = []
+
+    def theirs(signum: int, _frame: object) -> None:
+        fired.append(signum)
+
+    previous = signal.signal(signal.SIGALRM, theirs)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 100.0)
+        assert load_config(open_source("org/tiny")) == CONFIG  # 60 s deadline: ours fires first, then theirs is back
+        assert signal.getsignal(signal.SIGALRM) is theirs
+        assert 90.0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 100.0
+        signal.setitimer(signal.ITIMER_REAL, 0.3)  # fires before our 60 s one: ours is skipped, theirs kept
+        assert load_config(open_source("org/tiny")) == CONFIG
+        assert signal.getsignal(signal.SIGALRM) is theirs
+        time.sleep(0.6)
+        assert fired == [signal.SIGALRM]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0.0
+
+
+def test_outside_the_main_thread_requests_still_work(hub_env: HubEnv, repo_files: dict[str, bytes]) -> None:
+    """No timer can be armed off the main thread; the old per-read checks apply and nothing breaks."""
+    hub_env.mirror.add_repo("org/tiny", repo_files)
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(load_config(open_source("org/tiny"))))
+    worker.start()
+    worker.join(30)
+    assert result == [CONFIG]
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0.0
 
 
 def test_slow_answer_is_cut_at_the_deadline_not_the_timeout(hub_env: HubEnv, repo_files: dict[str, bytes]) -> None:

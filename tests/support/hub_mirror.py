@@ -9,7 +9,8 @@ declared size, the rest zeros made on the fly, so a test can serve a
 :class:`Fault` rules make chosen requests fail in chosen ways. The mirror can
 also be hostile: ``add_repo(..., sha="../x")`` lists any commit sha, file
 names may be anything (``"../evil"``, ``"/abs"``, ``"a\x1b[31m"``), and the
-``trickle`` and ``chunked`` faults send bodies slowly or without a length::
+``trickle`` and ``chunked`` faults send bodies slowly or without a length
+(``slow_headers`` trickles the response headers themselves)::
 
     with HubMirror({"org/tiny": tmp_path}) as mirror:
         mirror.inject(Fault.server_error("*.safetensors", times=2))
@@ -73,7 +74,9 @@ class VirtualFile:
 #: What a mirrored file holds: a file on disk, literal bytes, or a virtual file.
 FileContent = Path | bytes | VirtualFile
 
-FaultKind = Literal["status", "slow", "cut", "ignore_range", "wrong_length", "trickle", "chunked", "redirect"]
+FaultKind = Literal[
+    "status", "slow", "cut", "ignore_range", "wrong_length", "trickle", "chunked", "redirect", "slow_headers"
+]
 
 
 @dataclass
@@ -99,6 +102,7 @@ class Fault:
     bytes_per_second: float = 0.0
     pad_bytes: int = 0
     location: str = ""
+    header_bytes: int = 0
     hits: int = field(default=0, init=False)
 
     @classmethod
@@ -161,6 +165,16 @@ class Fault:
     def redirect(cls, pattern: str = "*", location: str = "", **kw: object) -> Fault:
         """Answer 302 to ``location`` (default: the same URL again, so a rule without ``times`` loops)."""
         return cls("redirect", pattern, location=location, **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def slow_headers(cls, pattern: str = "*", seconds_per_byte: float = 1.0, header_bytes: int = 60, **kw: object) -> Fault:
+        """Send ``HTTP/1.1 200 OK``, then one byte of a header every ``seconds_per_byte``.
+
+        A per-read timeout restarts on every byte, so only an overall deadline stops a client. After
+        ``header_bytes`` bytes (or when the mirror stops) the headers end with an empty body and the
+        connection closes, so the mirror's thread is bounded.
+        """
+        return cls("slow_headers", pattern, delay_s=seconds_per_byte, header_bytes=header_bytes, **kw)  # type: ignore[arg-type]
 
     def matches(self, method: str, path: str) -> bool:
         active = self.times is None or self.hits < self.times
@@ -383,6 +397,12 @@ class _Handler(BaseHTTPRequestHandler):
         with self.mirror._lock:
             self.mirror._connections.add(self.request)
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+            self.close_connection = True  # the client reset a kept-alive connection (e.g. after a deadline)
+
     def finish(self) -> None:
         with self.mirror._lock:
             self.mirror._connections.discard(self.request)
@@ -425,6 +445,8 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self._fault
         if fault and fault.kind == "slow" and self.mirror._stopping.wait(fault.delay_s):
             return  # the mirror is shutting down
+        if fault and fault.kind == "slow_headers":
+            return self._trickle_headers(fault)
         if fault and fault.kind == "status":
             return self._error(fault.status, fault.error_code, f"injected HTTP {fault.status}")
         if fault and fault.kind == "redirect":
@@ -552,6 +574,18 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
+
+    def _trickle_headers(self, fault: Fault) -> None:
+        """The status line at once, then a header one byte per ``fault.delay_s``; an empty body after."""
+        self._status = 200
+        self.close_connection = True
+        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        for byte in b"X-Slow: " + b"a" * max(0, fault.header_bytes - 8):
+            if self.mirror._stopping.wait(fault.delay_s):
+                return
+            self.wfile.write(bytes([byte]))
+        self.wfile.write(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        self._hang_up()
 
     def _error(self, status: int, code: str | None, message: str, extra: Mapping[str, str] | None = None) -> None:
         body = json.dumps({"error": message}).encode()

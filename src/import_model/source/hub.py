@@ -9,7 +9,10 @@ server is a stranger, so:
   ``MAX_LISTING_BYTES``, small files ``MAX_SMALL_FILE_BYTES``, headers their
   declared length), never downloaded first and measured after;
 * every command's hub traffic shares one deadline (``IMPORT_MODEL_HUB_DEADLINE``),
-  no request's timeout exceeds the time left, and every read loop checks it;
+  no request's timeout exceeds the time left, and every read loop checks it; in
+  the main thread a one-shot ``SIGALRM`` timer armed at the deadline also ends a
+  request that blocks inside one read (a server trickling its response headers,
+  which restarts httpx's per-read timeout on every byte), see :func:`_alarm_after`;
 * values the server chooses that become paths (the commit sha, file names) are
   checked against their format, and every cache path must resolve inside
   :func:`import_model.cache.cache_root`.
@@ -36,8 +39,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from types import FrameType
 from typing import BinaryIO, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -241,11 +247,14 @@ class HubSource(ModelSource):
             self._deadline_at = now + self._deadline_s
         left = self._deadline_at - now
         if left <= 0:
-            raise UserError(
-                f"{self.display}: hub traffic exceeded the {self._deadline_s:g} s deadline "
-                f"({self._deadline_name}); the server at {constants.ENDPOINT} is too slow, retry later"
-            )
+            raise self._deadline_error()
         return left
+
+    def _deadline_error(self) -> UserError:
+        return UserError(
+            f"{self.display}: hub traffic exceeded the {self._deadline_s:g} s deadline "
+            f"({self._deadline_name}); the server at {constants.ENDPOINT} is too slow, retry later"
+        )
 
     @contextmanager
     def _own_deadline(self, seconds: float, name: str) -> Iterator[None]:
@@ -650,9 +659,12 @@ class HubSource(ModelSource):
 
     # -- errors --------------------------------------------------------------
     def _call(self, fn: Callable[[], T], missing_ok: bool = False) -> T:
-        """Run one hub operation and turn every hub failure into one clear line."""
+        """Run one hub operation under the deadline's alarm and turn every hub failure into one clear line."""
         try:
-            return fn()
+            with _alarm_after(self._time_left()):
+                return fn()
+        except _DeadlineAlarm:
+            raise self._deadline_error() from None
         except UserError:
             raise
         except GatedRepoError:
@@ -708,6 +720,57 @@ def _stream(url: str, headers: dict[str, str], timeout: Callable[[], float]) -> 
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         url = target
     raise httpx.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
+
+
+class _DeadlineAlarm(BaseException):
+    """Raised by the ``SIGALRM`` handler at the deadline, wherever the main thread is blocked.
+
+    A ``BaseException`` (not an ``OSError``) so that httpx, httpcore and ``huggingface_hub`` neither wrap
+    it nor swallow it in an ``except Exception``; httpcore still closes the connection on its way out.
+    :meth:`HubSource._call` turns it into the deadline's one line.
+    """
+
+
+def _on_alarm(_signum: int, _frame: FrameType | None) -> None:
+    raise _DeadlineAlarm()
+
+
+@contextmanager
+def _alarm_after(seconds: float) -> Iterator[None]:
+    """Raise :class:`_DeadlineAlarm` in the body if it is still running after ``seconds``.
+
+    httpx's timeouts bound each read, not a request: a server that sends one header byte per second
+    restarts them forever, and the deadline checks between body chunks never run. A one-shot
+    ``ITIMER_REAL`` timer interrupts the blocked read itself (PEP 475 lets the handler's exception out).
+
+    The caller's own alarm is never clobbered: when a timer is already armed to fire no later than
+    ours, ours is skipped (theirs ends the wait first; their handler runs as they meant). When theirs
+    fires later, ours replaces it for the body, and afterwards their handler and timer are restored,
+    less the time that passed. A handler not set from Python (``getsignal`` gives None) cannot be put
+    back, so then no timer is armed either.
+
+    Signals can only be handled in the main thread, and not on every platform: elsewhere this does
+    nothing, and the deadline is kept as before, by the per-read timeouts (each at most the time left)
+    and the checks between chunks, which a server trickling its headers can outlast.
+    """
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    their_handler = signal.getsignal(signal.SIGALRM) if usable else None
+    their_delay, their_interval = signal.getitimer(signal.ITIMER_REAL) if usable else (0.0, 0.0)
+    if their_handler is None or (their_delay and their_delay <= seconds):
+        yield
+        return
+    started = time.monotonic()
+    signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+        yield
+    finally:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # the alarm is one-shot: once it fired, it cannot fire here again
+        finally:
+            signal.signal(signal.SIGALRM, their_handler)
+            if their_delay:
+                signal.setitimer(signal.ITIMER_REAL, max(their_delay - (time.monotonic() - started), 1e-6), their_interval)
 
 
 def _parse_json(raw: bytes) -> object:
