@@ -224,6 +224,56 @@ def test_twin_force_onto_a_directory_whose_marker_is_a_fifo_is_refused(tmp_path:
     assert (out / "config.json").read_text() == "{}"
 
 
+# ------------------------------------------------------------------------------------------ the tool's own files
+
+
+def test_a_directory_keeps_its_identity_when_renamed_and_a_copy_has_another(tmp_path: Path) -> None:
+    staging = tmp_path / ".staging"
+    staging.mkdir()
+    (staging / "a.txt").write_text("a")
+    recorded = safe_io.directory_identity(staging)
+    staging.rename(tmp_path / "final")
+    assert safe_io.is_written_here(recorded, tmp_path / "final")
+    shutil.copytree(tmp_path / "final", tmp_path / "copy")
+    assert not safe_io.is_written_here(recorded, tmp_path / "copy")
+    for bad in (None, "0:0", [True, 1], [recorded[0]], [*recorded, 0], [float(recorded[0]), recorded[1]]):
+        assert not safe_io.is_written_here(bad, tmp_path / "final"), bad
+    assert not safe_io.is_written_here(recorded, tmp_path / "gone")
+
+
+def test_foreign_entries_names_all_that_is_not_the_tools_own(tmp_path: Path) -> None:
+    (tmp_path / "own.py").write_text("x")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "inner.py").write_text("x")
+    (tmp_path / "pkg" / "extra.txt").write_text("mine")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link.py").symlink_to(tmp_path / "own.py")
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "own.cpython-311.pyc").write_bytes(b"")
+    own = {"own.py", "pkg/inner.py", "link.py", "pipe"}
+    found = safe_io.foreign_entries(tmp_path, own)
+    assert found == ["__pycache__", "empty", "link.py", "pipe", "pkg/extra.txt"]
+
+    def bytecode(relative: str) -> bool:
+        return relative == "__pycache__/" or relative.startswith("__pycache__/") and relative.endswith(".pyc")
+
+    assert safe_io.foreign_entries(tmp_path, own, bytecode) == ["empty", "link.py", "pipe", "pkg/extra.txt"]
+    (tmp_path / "__pycache__" / "notes.txt").write_text("mine")
+    assert "__pycache__/notes.txt" in safe_io.foreign_entries(tmp_path, own, bytecode)
+
+
+def test_file_sha256_streams_a_regular_file_and_refuses_a_fifo(tmp_path: Path) -> None:
+    import hashlib
+
+    data = os.urandom(3 * safe_io.MIB + 5)
+    (tmp_path / "blob").write_bytes(data)
+    assert safe_io.file_sha256(tmp_path / "blob", "blob") == (len(data), hashlib.sha256(data).hexdigest())
+    os.mkfifo(tmp_path / "pipe")
+    with deadline(10), pytest.raises(FileRefused, match="FIFO"):
+        safe_io.file_sha256(tmp_path / "pipe", "twin file")
+
+
 # ------------------------------------------------------------------------------------------ audit is linear
 
 

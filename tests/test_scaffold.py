@@ -354,6 +354,46 @@ def test_force_on_a_port_without_manifest_needs_its_registration_and_layout(tmp_
     assert _files(port) == {"mine.py": b"VALUE = 1\n"}
 
 
+def test_force_refuses_a_forged_port_manifest_and_keeps_the_file(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from import_model.port.native_copy import PORT_MANIFEST
+
+    port = tmp_path / "out" / "helium"
+    port.mkdir(parents=True)
+    (port / "secrets.txt").write_text("mine")
+    (port / PORT_MANIFEST).write_text(json.dumps({"written_by": "import-model",
+                                                  "files": ["secrets.txt", PORT_MANIFEST], "directory": [0, 0]}))
+    before = _files(port)
+    code, out, err = run(*scaffold_args("helium", tmp_path / "out"), "--force", capsys=capsys)
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1
+    assert "not written in this directory" in err
+    assert _files(port) == before
+    (port / PORT_MANIFEST).write_text(json.dumps({"written_by": "import-model",  # an identity-less manifest
+                                                  "files": ["secrets.txt", PORT_MANIFEST]}))
+    code, _, err = run(*scaffold_args("helium", tmp_path / "out"), "--force", capsys=capsys)
+    assert code == 2 and "not a port import-model wrote" in err and (port / "secrets.txt").read_text() == "mine"
+
+
+def test_force_refuses_a_copy_of_a_port_and_replaces_the_original(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from import_model.port.native_copy import PORT_MANIFEST
+
+    original = tmp_path / "a"
+    assert run(*scaffold_args("helium", original), capsys=capsys)[0] == 0
+    manifest = json.loads((original / "helium" / PORT_MANIFEST).read_text())
+    stat = (original / "helium").lstat()
+    assert manifest["directory"] == [stat.st_dev, stat.st_ino]
+    shutil.copytree(original / "helium", tmp_path / "b" / "helium")  # a port shipped in a cloned repo
+    before = _files(tmp_path / "b")
+    code, _, err = run(*scaffold_args("helium", tmp_path / "b"), "--force", capsys=capsys)
+    assert code == 2 and "not written in this directory" in err and _files(tmp_path / "b") == before
+    graph = original / "helium" / "helium.py"
+    graph.write_text(graph.read_text() + "# edited\n")  # users edit ports; --force replacing one is documented
+    code, _, err = run(*scaffold_args("helium", original), "--force", capsys=capsys)
+    assert code == 0, err
+    assert "# edited" not in graph.read_text()
+
+
 def test_force_never_replaces_the_source_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "helium"
     shutil.copytree(family_twin_dir("helium"), source)

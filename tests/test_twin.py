@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -282,18 +283,89 @@ def test_force_refuses_a_twin_holding_a_user_file_and_keeps_it(tmp_path: Path) -
     assert _marker(out)["seed"] == 1
 
 
-def test_force_trusts_an_older_marker_only_with_the_known_twin_files(tmp_path: Path) -> None:
+def test_force_refuses_an_older_marker_that_cannot_name_its_directory(tmp_path: Path) -> None:
     out = tmp_path / "twin"
     make_family_twin("bloom", out)
     marker = _marker(out)
-    del marker["files"]  # a twin.json written before the marker listed its files
+    del marker["directory"], marker["digests"]  # a twin.json written before markers named their directory
     (out / "twin.json").write_text(json.dumps(marker))
-    (out / "weights-backup.safetensors").write_bytes(b"x")
-    with pytest.raises(UserError, match="weights-backup.safetensors"):
+    before = _tree(out)
+    with pytest.raises(UserError, match="older import-model.*delete the directory yourself") as caught:
+        make_family_twin("bloom", out, seed=2, force=True)
+    assert "\n" not in caught.value.message and _tree(out) == before
+
+
+def test_the_marker_names_its_directory_and_each_file_digest(tmp_path: Path) -> None:
+    import hashlib
+
+    info = make_family_twin("bloom", tmp_path / "twin")
+    marker = _marker(info.path)
+    stat = info.path.lstat()
+    assert marker["directory"] == [stat.st_dev, stat.st_ino]  # the staging directory's, kept by the rename
+    assert sorted(marker["digests"]) == [name for name in marker["files"] if name != "twin.json"]
+    config = (info.path / "config.json").read_bytes()
+    assert marker["digests"]["config.json"] == [len(config), hashlib.sha256(config).hexdigest()]
+
+
+def test_force_refuses_a_forged_marker_and_keeps_the_users_files(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    (out / "twin.json").write_text(json.dumps({"architecture": "X", "files": ["notes.txt", "twin.json"],
+                                               "fingerprint": "0"}))
+    before = _tree(out)
+    code, err = _twin_cli(str(family_twin_dir("bloom")), "--output", str(out), "--force", capsys=capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "twin.json" in err, err
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_force_refuses_a_marker_forged_with_a_guessed_identity_and_digests(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    stat = out.lstat()
+    forged = {"directory": [stat.st_dev, stat.st_ino + 1], "digests": {"notes.txt": [8, "0" * 64]},
+              "files": ["notes.txt", "twin.json"]}
+    (out / "twin.json").write_text(json.dumps(forged))
+    with pytest.raises(UserError, match="not written in this directory"):
         make_family_twin("bloom", out, force=True)
-    (out / "weights-backup.safetensors").unlink()
-    make_family_twin("bloom", out, seed=2, force=True)
-    assert _marker(out)["seed"] == 2
+    assert (out / "notes.txt").read_text() == "my notes"
+
+
+def test_force_refuses_a_copy_of_a_real_twin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    original = tmp_path / "twin"
+    make_family_twin("bloom", original)
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)  # a cloned repo or cp -r: the same files, another directory
+    before = _tree(copy)
+    code, err = _twin_cli(str(family_twin_dir("bloom")), "--output", str(copy), "--force", capsys=capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not written in this directory" in err, err
+    assert _tree(copy) == before
+    make_family_twin("bloom", original, seed=3, force=True)  # the original is still the tool's own
+    assert _marker(original)["seed"] == 3
+
+
+def test_force_refuses_a_twin_whose_files_were_edited(tmp_path: Path) -> None:
+    out = tmp_path / "twin"
+    make_family_twin("bloom", out)
+    config = json.loads((out / "config.json").read_text())
+    config["my_note"] = "tuned by hand"
+    (out / "config.json").write_text(json.dumps(config))
+    before = _tree(out)
+    with pytest.raises(UserError, match="config.json changed since the twin was written") as caught:
+        make_family_twin("bloom", out, seed=1, force=True)
+    assert "\n" not in caught.value.message and _tree(out) == before
+
+
+def test_force_replaces_the_tools_own_twin_even_with_a_file_missing(tmp_path: Path) -> None:
+    out = tmp_path / "twin"
+    make_family_twin("bloom", out)
+    (out / "generation_config.json").unlink()  # nothing of the user's is lost by replacing it
+    make_family_twin("bloom", out, seed=4, force=True)
+    assert _marker(out)["seed"] == 4 and (out / "generation_config.json").is_file()
+    make_family_twin("bloom", out, seed=5, force=True)  # and the new one is the tool's own in turn
+    assert _marker(out)["seed"] == 5
 
 
 def test_force_refuses_a_twin_with_a_subdirectory_or_link(tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ This module imports only :mod:`import_model.errors`, so any layer can use it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import BinaryIO
 
@@ -182,3 +184,76 @@ def check_output_root(path: Path | str, what: str, *, source: Path | str | None 
             raise UserError(f"{what} {given}: the output would overlap the source directory {src}; "
                             "write it somewhere outside the source")
     return resolved
+
+
+# ------------------------------------------------------------------------------------------ the tool's own files
+
+
+def directory_identity(path: Path | str) -> list[int]:
+    """``[st_dev, st_ino]`` of the directory ``path`` itself (a link is not followed).
+
+    A marker the tool leaves records the identity of the directory it was
+    written in; ``os.rename`` on one file system keeps it, while a copy (``cp
+    -r``, a clone, an unpacked archive) is a new directory with another one. So
+    a marker whose identity is not its directory's was not left there by the tool.
+    """
+    info = os.lstat(path)
+    return [info.st_dev, info.st_ino]
+
+
+def is_written_here(recorded: object, path: Path | str) -> bool:
+    """True when ``recorded`` (a marker's identity field) is the current identity of the directory ``path``."""
+    if not (isinstance(recorded, list) and len(recorded) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in recorded)):
+        return False
+    try:
+        return recorded == directory_identity(path)
+    except OSError:
+        return False
+
+
+def _nothing_else(_relative: str) -> bool:
+    return False
+
+
+def foreign_entries(root: Path | str, own: Collection[str],
+                    also_own: Callable[[str], bool] = _nothing_else) -> list[str]:
+    """Relative paths under ``root`` (``/``-separated, sorted) that are not the tool's own.
+
+    Own: a plain file whose path is in ``own``, and a real directory that holds
+    one of them; ``also_own`` may accept further paths (a port's Python
+    bytecode), a directory's with a trailing ``/``. Anything else is foreign: another file, a link, a FIFO or
+    device, a directory of no own file (reported once, not descended into).
+    """
+    prefixes = {name.rsplit("/", 1)[0] for name in own if "/" in name}
+    parents = {"/".join(p.split("/")[:i]) for p in prefixes for i in range(1, p.count("/") + 2)}
+    found: list[str] = []
+
+    def walk(directory: Path, base: str) -> None:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                relative = f"{base}{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    if relative in parents or also_own(f"{relative}/"):
+                        walk(Path(entry.path), f"{relative}/")
+                    else:
+                        found.append(relative)
+                elif not entry.is_file(follow_symlinks=False) or not (relative in own or also_own(relative)):
+                    found.append(relative)
+
+    walk(Path(root), "")
+    return sorted(found)
+
+
+def file_sha256(path: Path | str, what: str) -> tuple[int, str]:
+    """``(size, sha256 hex)`` of the regular file ``path``, read in chunks (refused like :func:`open_regular`)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open_regular(path, what) as handle:
+        try:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            raise _os_error(Path(path), exc, what) from None
+    return size, digest.hexdigest()

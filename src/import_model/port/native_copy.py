@@ -13,15 +13,22 @@ from __future__ import annotations
 import ast
 import json
 import keyword
-import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from import_model.errors import UserError
 from import_model.recon import registry
-from import_model.safe_io import MAX_MARKER_BYTES, MAX_PORT_FILE_BYTES, read_bounded_text
+from import_model.safe_io import (
+    MAX_MARKER_BYTES,
+    MAX_PORT_FILE_BYTES,
+    directory_identity,
+    foreign_entries,
+    is_written_here,
+    read_bounded_text,
+)
 
 SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SKIP = {"__pycache__", "recipes"}
@@ -88,15 +95,21 @@ def copy_native_port(donor_slug: str, output_dir: Path, *, class_name: str, port
 
 
 def write_manifest(package: Path) -> None:
-    """Record every file of the staged ``package`` (and the manifest itself) as the tool's own."""
+    """Record every file of the staged ``package`` (and the manifest itself) as the tool's own.
+
+    The manifest also names the staging directory itself (device and inode,
+    kept when it is renamed into place), so a manifest copied or shipped in
+    with someone else's files does not let ``--force`` delete them.
+    """
     files = sorted(p.relative_to(package).as_posix() for p in package.rglob("*")
                    if p.is_file() and "__pycache__" not in p.relative_to(package).parts)
-    manifest = {"written_by": "import-model", "files": sorted({*files, PORT_MANIFEST})}
+    manifest = {"written_by": "import-model", "files": sorted({*files, PORT_MANIFEST}),
+                "directory": directory_identity(package)}
     (package / PORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def _manifest_files(package: Path) -> frozenset[str] | None:
-    """The files the package's manifest lists, or None without a manifest (a port older than it)."""
+def _read_manifest(package: Path) -> dict[str, Any] | None:
+    """The package's manifest, None without one; a damaged one is refused (exit 2)."""
     path = package / PORT_MANIFEST
     if not path.exists() and not path.is_symlink():
         return None
@@ -105,46 +118,53 @@ def _manifest_files(package: Path) -> frozenset[str] | None:
     except ValueError:
         manifest = None
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
+    if not isinstance(manifest, dict) or not isinstance(files, list) or \
+            not all(isinstance(name, str) for name in files):
         raise UserError(f"{path} is damaged; refusing to replace {package} with --force "
                         "(move the package away, or delete it yourself if nothing in it is yours)")
-    return frozenset(files) | {PORT_MANIFEST}
+    return manifest
 
 
-def _entries(package: Path) -> list[tuple[str, bool]]:
-    """Every entry under ``package`` as (relative path, is a plain file), without following links."""
-    found: list[tuple[str, bool]] = []
-    for dirpath, dirnames, filenames in os.walk(package):
-        base = Path(dirpath).relative_to(package)
-        for name in dirnames:
-            if (Path(dirpath) / name).is_symlink():
-                found.append(((base / name).as_posix(), False))
-        for name in filenames:
-            found.append(((base / name).as_posix(), (Path(dirpath) / name).is_file() and
-                          not (Path(dirpath) / name).is_symlink()))
-    return found
+def _manifest_files(package: Path) -> frozenset[str] | None:
+    """The files the package's manifest lists, or None when it has no manifest the tool wrote there.
+
+    A manifest without the directory's identity (written before it was
+    recorded) proves nothing, so the package is judged like a port older than
+    the manifest. One naming another directory was copied in and is refused.
+    """
+    manifest = _read_manifest(package)
+    if manifest is None or "directory" not in manifest:
+        return None
+    if not is_written_here(manifest["directory"], package):
+        raise UserError(f"{package / PORT_MANIFEST} was not written in this directory (copied or moved in from "
+                        "elsewhere); --force only replaces a port the tool wrote here, so choose another "
+                        "--output-dir or --slug, or delete the package yourself")
+    return frozenset(manifest["files"]) | {PORT_MANIFEST}
 
 
 def _is_bytecode(relative: str) -> bool:
+    """Python's own entries in a port: ``__pycache__`` folders (``.../__pycache__/``) and ``.pyc`` files in them."""
     parts = relative.split("/")
-    return len(parts) >= 2 and parts[-2] == "__pycache__" and parts[-1].endswith(".pyc")
+    return len(parts) >= 2 and parts[-2] == "__pycache__" and (parts[-1] == "" or parts[-1].endswith(".pyc"))
 
 
 def check_replaceable(package: Path) -> None:
     """Refuse to replace ``package`` unless import-model wrote it and it holds nothing else.
 
-    A port carries the tool's manifest (or, written before the manifest,
-    registers an architecture and has only the port layout's file names).
-    Python's ``__pycache__`` bytecode is never foreign; any other file, a link
-    or a missing registration makes ``--force`` stop with one line.
+    A port carries the tool's manifest, written in this very directory (or,
+    written before that, registers an architecture and has only the port
+    layout's file names). Python's ``__pycache__`` bytecode is never foreign;
+    any other file, a link or a missing registration makes ``--force`` stop
+    with one line. Port files are meant to be edited, so edits are not checked.
     """
     own = _manifest_files(package)
     if own is None:
         if not registered_names(package) or not (package / "__init__.py").is_file():
-            raise UserError(f"{package} is not a port import-model wrote (no {PORT_MANIFEST}, no registration); "
-                            "--force only replaces the tool's own ports, so choose another --output-dir or --slug")
-        own = LEGACY_PORT_FILES | {f"{package.name}.py"}
-    foreign = [name for name, plain in _entries(package) if not plain or (name not in own and not _is_bytecode(name))]
+            raise UserError(f"{package} is not a port import-model wrote (no {PORT_MANIFEST} written there, no "
+                            "registration); --force only replaces the tool's own ports, so choose another "
+                            "--output-dir or --slug")
+        own = LEGACY_PORT_FILES | {f"{package.name}.py", PORT_MANIFEST}
+    foreign = foreign_entries(package, own, _is_bytecode)
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise UserError(f"{package} holds {foreign[0]!r}{more}, which import-model did not write; refusing to "

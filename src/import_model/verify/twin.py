@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from import_model.errors import UserError
-from import_model.safe_io import MAX_MARKER_BYTES, check_output_root, read_bounded_text
+from import_model.safe_io import (
+    MAX_MARKER_BYTES,
+    check_output_root,
+    directory_identity,
+    file_sha256,
+    foreign_entries,
+    is_written_here,
+    read_bounded_text,
+)
 
 # Twin sizes. Hidden size is derived: heads * HEAD_DIM, so a source with hidden == heads * head_dim keeps that.
 HEAD_DIM = 16
@@ -693,36 +701,83 @@ def _build_tokenizer(twin_config: Any) -> Any:
 # --------------------------------------------------------------------------- disk
 
 
-#: What a twin directory holds when transformers of any supported version wrote it; a ``twin.json``
-#: written before the marker listed its files is trusted with these names only.
+#: Names transformers of the supported versions write into a twin (with ``twin.json``): what a test may expect.
 KNOWN_TWIN_FILES = frozenset({
     "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "chat_template.jinja", MARKER,
 })
 
 
-def _own_files(output_dir: Path) -> frozenset[str] | None:
-    """The files ``output_dir``'s ``twin.json`` says a twin wrote there, or None if it has no readable marker."""
-    if not (output_dir / MARKER).exists():
+def _read_marker(output_dir: Path) -> dict[str, Any] | None:
+    """``output_dir``'s ``twin.json``, None without one; a FIFO or oversized one is refused (exit 2)."""
+    path = output_dir / MARKER
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        marker = json.loads(read_bounded_text(output_dir / MARKER, MAX_MARKER_BYTES, "twin marker"))
+        marker = json.loads(read_bounded_text(path, MAX_MARKER_BYTES, "twin marker"))
     except ValueError:
-        return None
+        marker = None
     if not isinstance(marker, dict):
-        return None
-    listed = marker.get("files")
-    if listed is None:
-        return KNOWN_TWIN_FILES
-    if not isinstance(listed, list) or not all(isinstance(name, str) for name in listed):
-        return None
-    return frozenset(listed) | {MARKER}
+        raise UserError(f"{path} is not a twin marker import-model wrote; --force only replaces the tool's own "
+                        "twins, so choose another output directory")
+    return marker
 
 
-def _foreign_entries(output_dir: Path, own: frozenset[str]) -> list[str]:
-    """Entries of ``output_dir`` a twin did not write: other names, and anything that is not a plain file."""
-    return sorted(entry.name for entry in os.scandir(output_dir)
-                  if entry.name not in own or not entry.is_file(follow_symlinks=False))
+def _recorded_digests(marker: dict[str, Any], output_dir: Path) -> dict[str, tuple[int, str]]:
+    """The size and SHA-256 the marker records for each twin file, refused unless well formed."""
+    recorded = marker.get("digests")
+    if isinstance(recorded, dict) and all(
+            isinstance(name, str) and isinstance(entry, list) and len(entry) == 2
+            and isinstance(entry[0], int) and isinstance(entry[1], str) for name, entry in recorded.items()):
+        return {name: (entry[0], entry[1]) for name, entry in recorded.items()}
+    raise UserError(f"{output_dir / MARKER} is damaged (no file digests); refusing to replace {output_dir} "
+                    "with --force (delete the directory yourself if nothing in it is yours)")
+
+
+def _changed_files(output_dir: Path, recorded: dict[str, tuple[int, str]]) -> list[str]:
+    """Twin files whose size or SHA-256 differ from the marker's: a twin is never edited, so the user did."""
+    changed = []
+    for name, (size, sha) in sorted(recorded.items()):
+        path = output_dir / name
+        if not path.exists():
+            continue  # a missing file loses nothing of the user's
+        if path.lstat().st_size != size or file_sha256(path, "twin file") != (size, sha):
+            changed.append(name)
+    return changed
+
+
+def _check_replaceable(output_dir: Path) -> None:
+    """Refuse to replace ``output_dir`` unless the tool's own twin fills it, unedited and alone.
+
+    The marker must name this very directory (its device and inode: a marker
+    copied in from elsewhere names another), every other entry must be a file
+    the marker lists, and each must still have the size and SHA-256 recorded.
+    """
+    marker = _read_marker(output_dir)
+    if marker is None:
+        what = "a checkpoint (config.json) no twin wrote" if (output_dir / "config.json").exists() else \
+            "files no twin wrote"
+        raise UserError(f"{output_dir} holds {what} (no {MARKER}); --force only replaces an earlier twin, "
+                        "so choose another output directory")
+    if "directory" not in marker:
+        raise UserError(f"{output_dir} has a {MARKER} of an older import-model that cannot prove the tool wrote it; "
+                        "if it is an old twin, delete the directory yourself, then run the command again")
+    if not is_written_here(marker["directory"], output_dir):
+        raise UserError(f"{output_dir / MARKER} was not written in this directory (copied or moved in from "
+                        "elsewhere); --force only replaces a twin the tool wrote here, so choose another output "
+                        "directory or delete this one yourself")
+    recorded = _recorded_digests(marker, output_dir)
+    foreign = foreign_entries(output_dir, {*recorded, MARKER})
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise UserError(f"{output_dir} is a twin directory that also holds {foreign[0]!r}{more}, which no twin "
+                        "wrote; refusing to replace it (move those files away, or choose another output directory)")
+    changed = _changed_files(output_dir, recorded)
+    if changed:
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise UserError(f"{output_dir / changed[0]}{more} changed since the twin was written, so it holds your "
+                        "edits; refusing to replace it with --force (copy your changes away, or choose another "
+                        "output directory)")
 
 
 def _check_target(output_dir: Path, force: bool) -> None:
@@ -733,17 +788,7 @@ def _check_target(output_dir: Path, force: bool) -> None:
         return
     if not force:
         raise UserError(f"{output_dir} is not empty; pass force=True (--force) to replace it")
-    own = _own_files(output_dir)
-    if own is None:
-        what = "a checkpoint (config.json) no twin wrote" if (output_dir / "config.json").exists() else \
-            "files no twin wrote"
-        raise UserError(f"{output_dir} holds {what} (no {MARKER}); --force only replaces an earlier twin, "
-                        "so choose another output directory")
-    foreign = _foreign_entries(output_dir, own)
-    if foreign:
-        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise UserError(f"{output_dir} is a twin directory that also holds {foreign[0]!r}{more}, which no twin "
-                        "wrote; refusing to replace it (move those files away, or choose another output directory)")
+    _check_replaceable(output_dir)
 
 
 def _swap_in(tmp: Path, output_dir: Path) -> None:
@@ -792,9 +837,12 @@ def _write_files(tmp: Path, model: Any, tokenizer: Any, marker: dict[str, Any]) 
     saved["dtype"] = saved["torch_dtype"] = "float32"  # torch_dtype for readers older than transformers 5
     saved["architectures"] = [marker["architecture"]]  # the declared class, even one transformers does not name
     config_path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
-    # The marker lists what the twin wrote, so a later --force knows which files are the tool's own.
+    # The marker names the directory it is written in (kept by the rename into place) and every file with
+    # its size and SHA-256, so a later --force replaces only this twin, unedited, and nothing copied in.
     written = sorted(entry.name for entry in os.scandir(tmp) if entry.is_file(follow_symlinks=False))
-    marker = marker | {"files": sorted({*written, MARKER})}
+    digests = {name: list(file_sha256(tmp / name, "twin file")) for name in written if name != MARKER}
+    marker = marker | {"files": sorted({*written, MARKER}), "digests": digests,
+                       "directory": directory_identity(tmp)}
     (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True, default=str) + "\n")
 
 
