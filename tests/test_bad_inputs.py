@@ -56,11 +56,14 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     loop.symlink_to(loop)
     port = root / "port"
     port.mkdir()
+    nan = root / "nan"
+    nan.mkdir()
+    (nan / "config.json").write_text(json.dumps(CONFIG | {"rms_norm_eps": float("nan")}))  # json writes NaN
     linked_doc = root / "linked_doc"
     linked_doc.mkdir()
     (linked_doc / "PORT.md").symlink_to(os.devnull)
     (port / "__init__.py").write_text("")
-    return {"root": root, "model": model, "deep": deep, "deep_index": deep_index, "loop": loop, "port": port, "linked_doc": linked_doc,
+    return {"root": root, "model": model, "deep": deep, "deep_index": deep_index, "loop": loop, "port": port, "linked_doc": linked_doc, "nan": nan,
             "file": model / "config.json"}
 
 
@@ -139,6 +142,8 @@ CASES: dict[str, Argv] = {
     # PORT.md is written last: a link there is refused before any work (it was refused after the package was written)
     "port-tracking-document-link": lambda d: ["port", str(d["model"]), "--output-dir", str(d["linked_doc"]),
                                               "--no-verify"],
+    # a NaN eps would give a twin that computes NaN (and a marker no strict parser reads)
+    "twin-config-nan": lambda d: ["twin", str(d["nan"]), "--output", str(d["root"] / "t4")],
     "twin-output-proc": lambda d: ["twin", str(d["model"]), "--output", "/proc/self/x"],
     "twin-output-a-file": lambda d: ["twin", str(d["model"]), "--output", str(d["file"])],
     "empty-scaffold-output-dir": lambda d: ["scaffold", str(d["model"]), "--start-from", "llama3",
@@ -244,7 +249,8 @@ def test_bad_input_exits_2_with_one_line(case: str, dirs: dict[str, Path], capfd
 
 def test_no_bad_input_wrote_anything(dirs: dict[str, Path]) -> None:
     """The refused commands created none of their output directories."""
-    made = {p.name for p in dirs["root"].iterdir()} - {"model", "deep", "deep_index", "loop", "port", "linked_doc"}
+    made = {p.name for p in dirs["root"].iterdir()} - {"model", "deep", "deep_index", "loop", "port", "linked_doc",
+                                                     "nan"}
     assert made == set()
     assert [p.name for p in dirs["linked_doc"].iterdir()] == ["PORT.md"]
 

@@ -24,7 +24,7 @@ from rich.console import Console
 
 from import_model import report
 from import_model.cli import main
-from import_model.safe_output import finite, strict_json, visible
+from import_model.safe_output import finite, first_non_finite, strict_json, visible
 from import_model.verify.report_files import write_reports
 from tests.support.hub_mirror import safetensors_header
 
@@ -271,3 +271,9 @@ def test_any_columns_value_gives_a_table(hostile: Path, capsys: pytest.CaptureFi
     code, out, _err = run(capsys, "list-keys", str(hostile))
     assert code == 0
     assert "model.norm.weight" in out and "[/x]weight" in out
+
+
+def test_first_non_finite_names_the_path() -> None:
+    assert first_non_finite({"a": 1.0, "b": [0.5, {"c": math.inf}]}) == "b[1].c"
+    assert first_non_finite({"eps": math.nan}) == "eps"
+    assert first_non_finite({"a": [1, 2.5, "nan"], "b": None}) is None

@@ -96,6 +96,20 @@ def _finite_and_depth(value: Any) -> tuple[Any, int]:
     return holder[0], deepest
 
 
+def first_non_finite(value: Any) -> str | None:
+    """The path (``a.b[2]``) of the first NaN or infinite float in a JSON-like tree, or None if there is none."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where or "(top level)"
+        if isinstance(item, dict):
+            stack.extend((child, f"{where}.{key}" if where else str(key)) for key, child in reversed(item.items()))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, f"{where}[{index}]") for index, child in reversed(list(enumerate(item))))
+    return None
+
+
 def _key(key: Any) -> Any:
     if isinstance(key, float):
         return float(key) if math.isfinite(key) else "null"

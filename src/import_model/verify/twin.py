@@ -33,6 +33,7 @@ from import_model.safe_io import (
     is_written_here,
     read_bounded_text,
 )
+from import_model.safe_output import first_non_finite, strict_json, visible
 
 # Twin sizes. Hidden size is derived: heads * HEAD_DIM, so a source with hidden == heads * head_dim keeps that.
 HEAD_DIM = 16
@@ -843,7 +844,7 @@ def _write_files(tmp: Path, model: Any, tokenizer: Any, marker: dict[str, Any]) 
     digests = {name: list(file_sha256(tmp / name, "twin file")) for name in written if name != MARKER}
     marker = marker | {"files": sorted({*written, MARKER}), "digests": digests,
                        "directory": directory_identity(tmp)}
-    (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True, default=str) + "\n")
+    (tmp / MARKER).write_text(strict_json(marker, sort_keys=True) + "\n")
 
 
 def cached_twin(config: dict[str, Any], progress: Callable[[str], None] | None = None,
@@ -909,6 +910,10 @@ def make_twin(
     say = progress or (lambda _msg: None)
     if not isinstance(config, dict):
         raise UserError("config must be a dict read from a config.json")
+    bad = first_non_finite(config)
+    if bad is not None:
+        raise UserError(f"config.json sets {visible(bad)[:100]} to NaN or Infinity; a twin of it would compute NaN "
+                        "(fix the value: no real model is configured that way)")
     fingerprint = config_fingerprint(config, seed, num_layers)
     config = copy.deepcopy(config)  # transformers fills nested dicts (rope) in place; keep the caller's intact
     output_dir = Path(output_dir).absolute()
