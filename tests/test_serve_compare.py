@@ -230,3 +230,16 @@ def test_compare_flags_a_different_model_and_a_wrong_slug(served: Served, tmp_pa
                             capture_output=True, text=True, env=_env(), timeout=300)
     assert script.returncode == 2 and len(script.stderr.strip().splitlines()) == 1, script.stderr
     assert SLUG in script.stderr and "Traceback" not in script.stderr
+
+
+def test_log_tail_reads_only_the_end_of_a_huge_log_and_never_a_fifo(tmp_path: Path) -> None:
+    log = tmp_path / "huge.log"
+    with log.open("wb") as handle:  # 2 GiB, sparse: reading it whole would take the machine's memory
+        handle.write(b"ValueError: early\n")
+        handle.truncate(2 * 1024**3)
+        handle.seek(0, 2)
+        handle.write(b"\nRuntimeError: the last one\n")
+    assert log_tail(log) == "RuntimeError: the last one"
+    fifo = tmp_path / "pipe.log"
+    os.mkfifo(fifo)
+    assert log_tail(fifo) == "(no log)"  # would block forever on open

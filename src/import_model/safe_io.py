@@ -32,6 +32,10 @@ MAX_PORT_FILE_BYTES = 8 * MIB
 MAX_CONFIG_BYTES = 32 * MIB
 #: A twin's ``twin.json`` and a port's manifest: a few KiB when the tool writes them.
 MAX_MARKER_BYTES = 1 * MIB
+#: import-model's own caches read back (the MAX registry, donor anatomies): a few hundred KiB when written.
+MAX_CACHE_BYTES = 16 * MIB
+#: How much of the end of a server log is read for its last error line.
+MAX_LOG_TAIL_BYTES = 256 * 1024
 
 _CHUNK = 1 * MIB
 

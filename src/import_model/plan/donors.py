@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from import_model.cache import atomic_write, cache_root
+from import_model.errors import UserError
 from import_model.plan.anatomy import DEFAULT, Anatomy, _quiet, build_anatomy, describe
 from import_model.plan.modeling import (
     SourceTree,
@@ -32,6 +33,7 @@ from import_model.plan.modeling import (
     transformers_version,
 )
 from import_model.recon import registry
+from import_model.safe_io import MAX_CACHE_BYTES, read_bounded_text
 
 #: Bump when the cached donor anatomy format changes.
 SCHEMA = 1
@@ -302,8 +304,8 @@ def load_donors(use_cache: bool = True) -> list[DonorInfo]:
     infos = donor_infos()
     cache = _cache_file()
     if use_cache and cache is not None and cache.is_file():
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            stored = json.loads(cache.read_text())
+        with contextlib.suppress(UserError, OSError, ValueError, KeyError, TypeError):
+            stored = json.loads(read_bounded_text(cache, MAX_CACHE_BYTES, "donor cache"))
             for info in infos:
                 entry = stored.get(f"{info.slug}|{info.architecture}")
                 if entry is not None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from import_model.cache import atomic_write, cache_root
 from import_model.errors import UserError
+from import_model.safe_io import MAX_CACHE_BYTES, read_bounded_text
 
 #: Name fragments of registrations that are draft / speculative decoders, not models to port from.
 SPECULATIVE_MARKERS = ("Eagle", "DFlash", "Dflash", "DSpark", "MTP", "NextN", "Draft")
@@ -81,8 +82,8 @@ def native_architectures(use_cache: bool = True) -> list[NativeArch]:
     cache = _cache_file(root)
     if use_cache and cache is not None and cache.is_file():
         try:
-            return [NativeArch(**row) for row in json.loads(cache.read_text())]
-        except (OSError, ValueError, TypeError):
+            return [NativeArch(**row) for row in json.loads(read_bounded_text(cache, MAX_CACHE_BYTES, "registry cache"))]
+        except (UserError, OSError, ValueError, TypeError):
             pass
     archs = _scan(root)
     if cache is not None:

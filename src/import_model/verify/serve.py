@@ -28,6 +28,7 @@ import httpx
 
 from import_model.cache import cache_root
 from import_model.errors import UserError
+from import_model.safe_io import MAX_LOG_TAIL_BYTES, open_regular
 
 DEVICES = ("cpu", "gpu")
 #: The encoding each device tier serves at unless told otherwise.
@@ -118,8 +119,11 @@ def server_env(model: str) -> dict[str, str]:
 def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     """The last exception line of a log if it has one, else its last non-blank lines, as one line."""
     try:
-        text = path.read_text(errors="replace")
-    except OSError:
+        with open_regular(path, "server log") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(0, size - MAX_LOG_TAIL_BYTES))
+            text = handle.read(MAX_LOG_TAIL_BYTES).decode("utf-8", errors="replace")
+    except (OSError, UserError):
         return "(no log)"
     kept = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in kept if _EXCEPTION_LINE.match(line)]
