@@ -122,6 +122,7 @@ CASES: dict[str, Argv] = {
     "tilde-verify-port-dir": lambda d: ["verify", str(d["model"]), "--port-dir", "~nouser/x"],
     "tilde-serve-port-dir": lambda d: ["serve", str(d["model"]), "--port-dir", "~nouser/x"],
     "tilde-serve-log": lambda d: ["serve", str(d["model"]), "--port-dir", str(d["port"]), "--log", "~nouser/x"],
+    "audit-no-python-files": lambda d: ["audit", str(d["linked_doc"])],  # an attestation over nothing
     "tilde-audit": lambda d: ["audit", "~nouser/x"],
     # names longer than the file system allows (OSError: File name too long from stat)
     "long-model": lambda d: ["inspect", LONG],

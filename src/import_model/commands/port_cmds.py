@@ -61,6 +61,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if not port_dir.is_dir():
         raise UserError(f"{args.port_dir}: no such directory (pass <output_dir>/<slug>)")
     result = audit_port(port_dir)
+    if not result.files:  # an attestation over no files would be a claim nothing checked
+        raise UserError(f"{args.port_dir}: no Python files to audit; pass the port package <output_dir>/<slug>")
     code = 1 if result.failures else 0
     if args.json:
         report.emit_json(result.as_dict() | {"exit_code": code})
