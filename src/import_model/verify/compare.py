@@ -212,8 +212,8 @@ class CompareResult:
         return {
             "model": self.model, "server": self.server, "served_model": self.served_model,
             "tolerance": self.tolerance, "passed": self.passed, "positions": len(self.positions),
-            "max_abs_logprob_diff": _json_float(self.max_abs_diff),
-            "prompts": [_finite(r.as_dict()) for r in self.prompts],
+            "max_abs_logprob_diff": self.max_abs_diff,  # infinite (a token the server did not return): null in JSON
+            "prompts": [r.as_dict() for r in self.prompts],
         }
 
 
@@ -366,18 +366,3 @@ def run_compare(model: str, revision: str | None, client: ServerClient, slug: st
     reference = Reference(checkpoint)
     results = [reference.judge(p, c, tolerance) for p, c in zip(prompts, completions, strict=True)]
     return CompareResult(model=model, server=client.base, served_model=served, tolerance=tolerance, prompts=results)
-
-
-def _json_float(value: float) -> float | str:
-    return value if math.isfinite(value) else str(value)
-
-
-def _finite(value: Any) -> Any:
-    """Non-finite floats as strings, so the JSON stays strict."""
-    if isinstance(value, float):
-        return _json_float(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
