@@ -14,6 +14,7 @@ This module imports only :mod:`import_model.errors`, so any layer can use it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from collections.abc import Callable, Collection
@@ -151,6 +152,23 @@ def read_bounded_text(path: Path | str, limit: int, what: str, *, errors: str = 
     except UnicodeDecodeError as exc:
         raise FileRefused(f"{path}: the {what} is not UTF-8 text (byte {exc.start}); "
                           "point at the right file or re-save it as UTF-8") from None
+
+
+def read_marker(path: Path, what: str, damaged: str) -> dict | None:
+    """A JSON object the tool left as a marker (``twin.json``, a port manifest); None when there is none.
+
+    A marker that is not a regular file or is over :data:`MAX_MARKER_BYTES` is refused as any
+    bounded read is; one that does not hold a JSON object raises ``damaged`` (one line, exit 2).
+    """
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        marker = json.loads(read_bounded_text(path, MAX_MARKER_BYTES, what))
+    except ValueError:
+        marker = None
+    if not isinstance(marker, dict):
+        raise UserError(damaged)
+    return marker
 
 
 def _home() -> Path | None:

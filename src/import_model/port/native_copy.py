@@ -22,12 +22,12 @@ from typing import Any
 from import_model.errors import UserError
 from import_model.recon import registry
 from import_model.safe_io import (
-    MAX_MARKER_BYTES,
     MAX_PORT_FILE_BYTES,
     directory_identity,
     foreign_entries,
     is_written_here,
     read_bounded_text,
+    read_marker,
 )
 
 SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -110,18 +110,12 @@ def write_manifest(package: Path) -> None:
 
 def _read_manifest(package: Path) -> dict[str, Any] | None:
     """The package's manifest, None without one; a damaged one is refused (exit 2)."""
-    path = package / PORT_MANIFEST
-    if not path.exists() and not path.is_symlink():
-        return None
-    try:
-        manifest = json.loads(read_bounded_text(path, MAX_MARKER_BYTES, "port manifest"))
-    except ValueError:
-        manifest = None
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(manifest, dict) or not isinstance(files, list) or \
-            not all(isinstance(name, str) for name in files):
-        raise UserError(f"{path} is damaged; refusing to replace {package} with --force "
-                        "(move the package away, or delete it yourself if nothing in it is yours)")
+    damaged = (f"{package / PORT_MANIFEST} is damaged; refusing to replace {package} with --force "
+               "(move the package away, or delete it yourself if nothing in it is yours)")
+    manifest = read_marker(package / PORT_MANIFEST, "port manifest", damaged)
+    files = None if manifest is None else manifest.get("files")
+    if manifest is not None and not (isinstance(files, list) and all(isinstance(name, str) for name in files)):
+        raise UserError(damaged)
     return manifest
 
 

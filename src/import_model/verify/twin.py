@@ -32,6 +32,7 @@ from import_model.safe_io import (
     foreign_entries,
     is_written_here,
     read_bounded_text,
+    read_marker,
 )
 from import_model.safe_output import first_non_finite, strict_json, visible
 
@@ -710,18 +711,10 @@ KNOWN_TWIN_FILES = frozenset({
 
 
 def _read_marker(output_dir: Path) -> dict[str, Any] | None:
-    """``output_dir``'s ``twin.json``, None without one; a FIFO or oversized one is refused (exit 2)."""
-    path = output_dir / MARKER
-    if not path.exists() and not path.is_symlink():
-        return None
-    try:
-        marker = json.loads(read_bounded_text(path, MAX_MARKER_BYTES, "twin marker"))
-    except ValueError:
-        marker = None
-    if not isinstance(marker, dict):
-        raise UserError(f"{path} is not a twin marker import-model wrote; --force only replaces the tool's own "
-                        "twins, so choose another output directory")
-    return marker
+    """``output_dir``'s ``twin.json``, None without one; a FIFO, an oversized or a damaged one is refused (exit 2)."""
+    return read_marker(output_dir / MARKER, "twin marker",
+                       f"{output_dir / MARKER} is not a twin marker import-model wrote; --force only replaces the "
+                       "tool's own twins, so choose another output directory")
 
 
 def _recorded_digests(marker: dict[str, Any], output_dir: Path) -> dict[str, tuple[int, str]]:
