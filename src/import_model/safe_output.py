@@ -96,18 +96,26 @@ def _finite_and_depth(value: Any) -> tuple[Any, int]:
     return holder[0], deepest
 
 
+def walk_json(value: Any) -> Iterator[tuple[Any, str, int]]:
+    """Every value of a JSON-like tree in document order, with its path (``a.b[2]``) and depth (the top is 1).
+
+    Walked with a stack, lazily: a 900-deep config is valid JSON, and a caller may stop early.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while stack:
+        item, where, depth = stack.pop()
+        yield item, where, depth
+        if isinstance(item, dict):
+            stack.extend((child, f"{where}.{key}" if where else str(key), depth + 1)
+                         for key, child in reversed(item.items()))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, f"{where}[{index}]", depth + 1) for index, child in reversed(list(enumerate(item))))
+
+
 def first_non_finite(value: Any) -> str | None:
     """The path (``a.b[2]``) of the first NaN or infinite float in a JSON-like tree, or None if there is none."""
-    stack: list[tuple[Any, str]] = [(value, "")]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return where or "(top level)"
-        if isinstance(item, dict):
-            stack.extend((child, f"{where}.{key}" if where else str(key)) for key, child in reversed(item.items()))
-        elif isinstance(item, (list, tuple)):
-            stack.extend((child, f"{where}[{index}]") for index, child in reversed(list(enumerate(item))))
-    return None
+    return next((where or "(top level)" for item, where, _depth in walk_json(value)
+                 if isinstance(item, float) and not math.isfinite(item)), None)
 
 
 def _key(key: Any) -> Any:

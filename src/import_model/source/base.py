@@ -6,6 +6,7 @@ import json
 from abc import ABC, abstractmethod
 
 from import_model.errors import UserError
+from import_model.safe_output import walk_json
 from import_model.source.safetensors_header import SafetensorsHeader
 
 #: Cap for small JSON and text files (config, index, tokenizer config, card).
@@ -79,16 +80,11 @@ class ModelSource(ABC):
 
 
 def json_depth(doc: object) -> int:
-    """How deeply objects and arrays nest in a parsed JSON value (a scalar is 0), without recursion."""
+    """How deeply objects and arrays nest in a parsed JSON value (a scalar is 0); stops once past the limit."""
     deepest = 0
-    pending: list[tuple[object, int]] = [(doc, 1)]
-    while pending:
-        value, depth = pending.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > MAX_JSON_DEPTH:
-            return deepest
-        pending.extend((child, depth + 1) for child in children)
+    for value, _where, depth in walk_json(doc):
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                break
     return deepest
