@@ -69,6 +69,7 @@ from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_st
 
 from import_model.cache import atomic_write, cache_root
 from import_model.errors import UserError
+from import_model.safe_io import FileRefused, read_bounded
 from import_model.source.base import MAX_SMALL_FILE_BYTES, ModelSource
 from import_model.source.safetensors_header import (
     MAX_HEADER_BYTES,
@@ -784,17 +785,11 @@ def _cache_name(name: str, suffix: str = "") -> str:
 
 
 def _bounded_read(path: Path, cap: int) -> bytes | None:
-    """A regular file's bytes if it holds at most ``cap`` of them; None otherwise (never blocks on a FIFO)."""
+    """A cached regular file's bytes if it holds at most ``cap`` of them; None otherwise (never blocks on a FIFO)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
+        return read_bounded(path, cap, "cached hub file")
+    except FileRefused:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > cap:
-            return None
-        data = handle.read(cap + 1)
-    return data if len(data) <= cap else None
 
 
 @dataclass(frozen=True)

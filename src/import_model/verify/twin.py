@@ -25,13 +25,11 @@ from typing import Any
 
 from import_model.errors import UserError
 from import_model.safe_io import (
-    MAX_MARKER_BYTES,
     check_output_root,
     directory_identity,
     file_sha256,
     foreign_entries,
     is_written_here,
-    read_bounded_text,
     read_marker,
 )
 from import_model.safe_output import first_non_finite, strict_json, visible
@@ -871,7 +869,9 @@ def config_fingerprint(config: dict[str, Any], seed: int, num_layers: int | None
 def read_twin_info(path: Path) -> TwinInfo | None:
     """TwinInfo of a complete twin directory, or None if it is not one."""
     try:
-        marker = json.loads(read_bounded_text(path / MARKER, MAX_MARKER_BYTES, "twin marker"))
+        marker = _read_marker(path)
+        if marker is None:
+            return None
         shrunk = {k: tuple(v) for k, v in marker.get("shrunk", {}).items()}
         return TwinInfo(
             path=path,
