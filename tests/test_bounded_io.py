@@ -23,6 +23,7 @@ from import_model import safe_io
 from import_model.errors import UserError
 from import_model.procs import child_env
 from import_model.safe_io import FileRefused, check_output_root, read_bounded, read_bounded_text
+from import_model.source.base import MAX_SMALL_FILE_BYTES
 from import_model.verify.twin import read_twin_info
 from tests.support.families import family_twin_dir
 
@@ -136,7 +137,7 @@ def test_directories_missing_files_and_bad_text_are_one_line_errors(tmp_path: Pa
 def test_limits_are_a_few_mib() -> None:
     assert safe_io.MAX_DOCUMENT_BYTES == 4 * safe_io.MIB
     assert safe_io.MAX_PORT_FILE_BYTES == 8 * safe_io.MIB
-    assert safe_io.MAX_CONFIG_BYTES == 32 * safe_io.MIB
+    assert MAX_SMALL_FILE_BYTES == 32 * safe_io.MIB  # a checkpoint's config.json, read as a local source's file
     assert safe_io.MAX_MARKER_BYTES == 1 * safe_io.MIB
 
 

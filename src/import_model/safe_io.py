@@ -29,8 +29,6 @@ MAX_DOCUMENT_BYTES = 4 * MIB
 #: One Python file of a port (``weight_adapters.py`` with its weight table, ``arch.py``, the graph), as
 #: ``audit``, ``gates``, ``renames`` and ``scaffold`` read them back.
 MAX_PORT_FILE_BYTES = 8 * MIB
-#: A checkpoint's config.json read from a directory (verify, renames, the HF reference).
-MAX_CONFIG_BYTES = 32 * MIB
 #: A twin's ``twin.json`` and a port's manifest: a few KiB when the tool writes them.
 MAX_MARKER_BYTES = 1 * MIB
 #: import-model's own caches read back (the MAX registry, donor anatomies): a few hundred KiB when written.

@@ -50,7 +50,8 @@ from import_model.errors import UserError
 from import_model.max_cpu import one_device_collective_patches, patched
 from import_model.plan.anatomy import explained_key
 from import_model.recon.keys import key_pattern
-from import_model.safe_io import MAX_CONFIG_BYTES, MAX_PORT_FILE_BYTES, read_bounded_text
+from import_model.safe_io import MAX_PORT_FILE_BYTES, read_bounded_text
+from import_model.source import LocalSource, load_config
 
 UNEXPLAINED = "unexplained_weights"
 
@@ -749,18 +750,6 @@ _COMPILE_METHODS = ("compile", "compile_async", "compile_reusing_mefs", "load", 
 _MISSING_ATTR = re.compile(r"object has no attribute '(\w+)'")
 
 
-def _checkpoint_config(checkpoint: Path) -> dict[str, Any]:
-    """The checkpoint directory's config.json, bounded, as a JSON object (one line if it is not one)."""
-    path = checkpoint / "config.json"
-    try:
-        config = json.loads(read_bounded_text(path, MAX_CONFIG_BYTES, "checkpoint config"))
-    except (ValueError, RecursionError):
-        config = None
-    if not isinstance(config, dict):
-        raise UserError(f"{path} is not a JSON object; re-download or repair the checkpoint's config.json")
-    return config
-
-
 def dry_build(checkpoint: Path, port_dir: Path, *, max_length: int = 512, in_child: bool = False) -> GraphWeights:
     """Build the port's pipeline on the CPU up to its first ``load_state_dict`` and read both sides.
 
@@ -771,7 +760,7 @@ def dry_build(checkpoint: Path, port_dir: Path, *, max_length: int = 512, in_chi
     (and reported) so the module tree can still be built.
     """
     start = time.perf_counter()
-    config = _checkpoint_config(checkpoint)
+    config = load_config(LocalSource(checkpoint))
     archs = _register_port(port_dir)
     if not in_child and any("float32" not in arch.supported_encodings for arch in archs):
         return _dry_build_in_child(checkpoint, port_dir, max_length)

@@ -8,7 +8,6 @@ sane text, and only then is the port's graph compiled and compared.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from import_model.errors import UserError
 from import_model.port.native_copy import registered_names, unmodified_donor
 from import_model.recon import registry
 from import_model.recon.native_caveats import longrope_original
-from import_model.safe_io import MAX_CONFIG_BYTES, FileRefused, read_bounded_text
+from import_model.source import LocalSource, load_config
 from import_model.verify import parity
 from import_model.verify.hf_reference import HFReference, tap_names
 
@@ -73,15 +72,8 @@ def preflight(checkpoint: Path, port_dir: Path) -> tuple[dict[str, Any], str]:
     if not (port_dir / "__init__.py").is_file():
         raise UserError(f"{port_dir} is not a port: it has no __init__.py (pass the <output_dir>/<slug> folder)")
     config_path = checkpoint / "config.json"
-    try:
-        config = json.loads(read_bounded_text(config_path, MAX_CONFIG_BYTES, "checkpoint config"))
-    except FileRefused as exc:
-        if not exc.missing:
-            raise
-        raise UserError(f"{config_path} is missing or not valid JSON") from None
-    except ValueError:
-        raise UserError(f"{config_path} is missing or not valid JSON") from None
-    archs = config.get("architectures") if isinstance(config, dict) else None
+    config = load_config(LocalSource(checkpoint))  # bounded, a JSON object, or one line naming the problem
+    archs = config.get("architectures")
     architecture = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
     if architecture is None:
         raise UserError(f"{config_path} names no architectures[0]; MAX could not pick the port")

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from import_model.errors import UserError
-from import_model.safe_io import MAX_CONFIG_BYTES, FileRefused, read_bounded_text
+from import_model.safe_io import FileRefused
+from import_model.source import LocalSource
 
 #: Where each tap's module lives, by attribute path, first match wins.
 TAP_ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -117,17 +118,14 @@ def _capture(taps: dict[str, np.ndarray], name: str):  # noqa: ANN202 - a torch 
 
 def refuse_remote_code(checkpoint: Path, trusted: bool) -> None:
     """Stop before transformers would import Python shipped in the model repository, unless the user said so."""
-    import json
 
     try:
-        config = json.loads(read_bounded_text(checkpoint / "config.json", MAX_CONFIG_BYTES, "checkpoint config"))
-    except FileRefused as exc:
-        if exc.missing:
-            return  # transformers reports a missing config itself
+        config = LocalSource(checkpoint).read_json("config.json")  # {} when missing: transformers reports that
+    except FileRefused:
         raise  # a device, a FIFO or a huge file: transformers must not open it either
-    except ValueError:
+    except UserError:
         return  # transformers reports a broken config itself
-    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    auto_map = config.get("auto_map")
     if auto_map and not trusted:
         raise UserError(f"{checkpoint}: config.json maps the model to Python files in the repository (auto_map); "
                         "the HF reference would import and run them with your user's rights. Read them first; "
