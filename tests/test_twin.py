@@ -270,14 +270,19 @@ def test_force_refuses_a_real_checkpoint_and_deletes_nothing(tmp_path: Path) -> 
     assert _tree(checkpoint) == before and sorted(p.name for p in tmp_path.iterdir()) == ["my-model"]
 
 
+def _force_is_refused(out: Path, match: str) -> None:
+    """``--force`` onto ``out`` is refused with one line matching ``match``, and nothing in ``out`` changes."""
+    before = _tree(out)
+    with pytest.raises(UserError, match=match) as caught:
+        make_family_twin("bloom", out, seed=1, force=True)
+    assert "\n" not in caught.value.message and _tree(out) == before
+
+
 def test_force_refuses_a_twin_holding_a_user_file_and_keeps_it(tmp_path: Path) -> None:
     out = tmp_path / "twin"
     make_family_twin("bloom", out)
     (out / "experiment.log").write_text("mine")
-    before = _tree(out)
-    with pytest.raises(UserError, match="'experiment.log'.*no twin wrote"):
-        make_family_twin("bloom", out, seed=1, force=True)
-    assert _tree(out) == before
+    _force_is_refused(out, "'experiment.log'.*no twin wrote")
     (out / "experiment.log").unlink()
     make_family_twin("bloom", out, seed=1, force=True)  # its own earlier twin, nothing else: replaced
     assert _marker(out)["seed"] == 1
@@ -289,10 +294,7 @@ def test_force_refuses_an_older_marker_that_cannot_name_its_directory(tmp_path: 
     marker = _marker(out)
     del marker["directory"], marker["digests"]  # a twin.json written before markers named their directory
     (out / "twin.json").write_text(json.dumps(marker))
-    before = _tree(out)
-    with pytest.raises(UserError, match="older import-model.*delete the directory yourself") as caught:
-        make_family_twin("bloom", out, seed=2, force=True)
-    assert "\n" not in caught.value.message and _tree(out) == before
+    _force_is_refused(out, "older import-model.*delete the directory yourself")
 
 
 def test_the_marker_names_its_directory_and_each_file_digest(tmp_path: Path) -> None:
@@ -352,10 +354,7 @@ def test_force_refuses_a_twin_whose_files_were_edited(tmp_path: Path) -> None:
     config = json.loads((out / "config.json").read_text())
     config["my_note"] = "tuned by hand"
     (out / "config.json").write_text(json.dumps(config))
-    before = _tree(out)
-    with pytest.raises(UserError, match="config.json changed since the twin was written") as caught:
-        make_family_twin("bloom", out, seed=1, force=True)
-    assert "\n" not in caught.value.message and _tree(out) == before
+    _force_is_refused(out, "config.json changed since the twin was written")
 
 
 def test_force_replaces_the_tools_own_twin_even_with_a_file_missing(tmp_path: Path) -> None:
