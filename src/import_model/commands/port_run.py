@@ -52,6 +52,7 @@ class PortRun:
     deltas: list[dict[str, Any]] = field(default_factory=list)
     missing: list[dict[str, Any]] = field(default_factory=list)
     spec: dict[str, Any] = field(default_factory=dict)
+    mode: str | None = None
     verify: dict[str, Any] | None = None
     serve_command: str | None = None
     exit_code: int = 0
@@ -82,8 +83,9 @@ def cmd_port(args: argparse.Namespace) -> int:
 def _port(args: argparse.Namespace, run: PortRun) -> int:
     from import_model.plan.planner import architecture_of, make_plan, top
     from import_model.port import tracking
-    from import_model.port.catalog import build_spec
+    from import_model.port.catalog import build_spec, entry_rows
     from import_model.port.scaffold import check_slug, check_target, default_slug, port_names
+    from import_model.port.writer import PortRequest, write_port
     from import_model.recon import registry
     from import_model.safe_io import check_output_root
     from import_model.source import load_checkpoint, load_config, open_source, user_path
@@ -119,18 +121,22 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
     result = build_spec(plan.anatomy, config, list(rules))
     run.spec = result.spec
     run.missing = [m.as_dict() for m in result.missing]
-    from import_model.port.catalog_port import CatalogPortRequest, entry_rows, write_catalog_port
-
     run.deltas = entry_rows(result, rules)
     run.step("plan", "done", f"{len(rules)} delta(s) from a Llama block; closest native donor: "
                              f"{best.donor.slug if best else '?'}; catalog covers "
                              f"{sum(r['status'] == 'implemented' for r in run.deltas)}")
-    names = port_names(architecture, slug)
-    example = source.display if source.kind == "hub" else architecture
-    port_dir = write_catalog_port(out_dir, CatalogPortRequest(names, result, example, rules))
+    request = PortRequest(port_names(architecture, slug), result.traits, config,
+                          example_repo_ids=(source.display,) if source.kind == "hub" else (),
+                          missing=tuple((m.rule, m.reason) for m in result.missing), rules=rules,
+                          deltas=tuple((d.rule, d.hf, d.donor) for d in plan.deltas),
+                          model_source=source.display if source.kind == "hub" else str(Path(args.model).resolve()))
+    port_dir, where = write_port(out_dir, request)
+    for row in run.deltas:
+        row["where"] = where.get(row["rule"], [])
     run.port_dir = str(port_dir)
+    run.mode = request.mode
     run.step("write port", "done" if result.complete else "partial",
-             f"{port_dir} ({len(result.applied)} catalog entries" +
+             f"{port_dir} ({_mode_text(request.mode)}, {len(result.applied)} catalog entries" +
              (f"; missing: {', '.join(m.rule for m in result.missing)})" if result.missing else ")"))
     _weight_table(source, config, checkpoint, port_dir, run)
     _smoke_gates(source.display if source.kind == "hub" else str(Path(args.model).resolve()), port_dir, run,
@@ -146,6 +152,10 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
     if any(s["status"] == "FAIL" for s in run.steps):
         return 1
     return 0 if verified in (True, None) else 1
+
+
+def _mode_text(mode: str) -> str:
+    return "MAX's own Llama3 graph with this family's switches" if mode == "donor" else "decoder written out"
 
 
 def _walls(source: Any, config: dict, checkpoint: Any, run: PortRun) -> None:
@@ -225,9 +235,10 @@ def catalog_section(run: PortRun) -> str:
     """PORT.md's record of the catalog run: each delta, how it is implemented, and the verify verdict."""
     from import_model.port.scaffold import md_table
 
-    lines = ["Written by `import-model port` from the delta catalog.", "",
-             md_table(["delta", "catalog entry", "status", "how"],
-                      [(r["rule"], r["entry"] or "-", r["status"], r["how"]) for r in run.deltas])]
+    lines = [f"Written by `import-model port` from the delta catalog: {_mode_text(run.mode or 'catalog')}.", "",
+             md_table(["delta", "catalog entry", "status", "how", "where in the port"],
+                      [(r["rule"], r["entry"] or "-", r["status"], r["how"],
+                        ", ".join(f"`{w}`" for w in r.get("where", [])) or "-") for r in run.deltas])]
     if run.missing:
         lines += ["", "Not implemented (marked `TODO(delta ...)` in the graph module):", ""]
         lines += [f"- `{m['rule']}`: {m['reason']}" for m in run.missing]

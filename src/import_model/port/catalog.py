@@ -18,6 +18,7 @@ from typing import Any
 
 from import_model.plan.anatomy import Anatomy
 from import_model.plan.donors import DELTA_RULES
+from import_model.plan.traits import Traits, traits_from
 
 #: Norm attribute names per block wiring: role -> the HF module name the checkpoint uses.
 NORM_LAYOUTS: dict[tuple[str, str], dict[str, str]] = {
@@ -99,6 +100,37 @@ CATALOG: tuple[CatalogEntry, ...] = (
 
 BY_RULE: dict[str, CatalogEntry] = {rule: entry for entry in CATALOG for rule in entry.rules}
 
+#: Where each entry lives in a written port: names of ``port/template`` (``Port*`` classes take the family's name).
+PIECES: dict[str, tuple[str, ...]] = {
+    "attention_bias": ("PortAttention.__init__",),
+    "fused_qkv": ("WEIGHT_SPLITS",),
+    "fused_gate_up": ("WEIGHT_SPLITS",),
+    "qk_norm": ("make_qk_norm", "PortAttention.__call__"),
+    "head_dim": ("head_dim_of",),
+    "partial_rotary": ("rotary_width", "PortAttention._rotate"),
+    "rotary_style": ("interleaved_rotary", "PortAttention._rotate"),
+    "rope_scaling": ("RotaryTable",),
+    "local_theta": ("rotary_tables",),
+    "nope_layers": ("rotary_layers",),
+    "sliding_window": ("sliding_layers", "PortAttention.__call__"),
+    "attention_scale": ("attention_scale",),
+    "clip_qkv": ("PortAttention.__call__",),
+    "attention_softcap": ("PortAttention._softcapped", "CachePerKVHead"),
+    "final_softcap": ("PortHead.finish",),
+    "logit_scale": ("PortHead.finish",),
+    "logits_divisor": ("PortHead.finish",),
+    "embedding_scale": ("embedding_multiplier", "ScaledEmbedding"),
+    "tied_head": ("WEIGHT_TIES", "PortDecoder.__init__"),
+    "head_bias": ("PortDecoder.__init__",),
+    "norm_style": ("make_norm", "OffsetLayerNorm"),
+    "block_norms": ("PortBlock._sequential",),
+    "residual": ("PortBlock._parallel",),
+    "residual_multiplier": ("PortBlock._sequential",),
+    "mlp_kind": ("PortMLP",),
+    "activation": ("activation",),
+    "mlp_bias": ("PortMLP.__init__",),
+}
+
 
 @dataclass(frozen=True)
 class MissingDelta:
@@ -119,9 +151,14 @@ class MissingDelta:
 
 @dataclass
 class SpecResult:
-    spec: dict[str, Any]
+    traits: Traits
     applied: list[CatalogEntry] = field(default_factory=list)
     missing: list[MissingDelta] = field(default_factory=list)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The traits as a plain mapping (reports, JSON)."""
+        return self.traits.as_dict()
 
     @property
     def complete(self) -> bool:
@@ -170,7 +207,7 @@ def build_spec(anatomy: Anatomy, config: dict[str, Any], rules: list[str] | None
     missing = [_stand_in(m, spec) for m in missing]
     rules = list(rules or [])
     applied = [BY_RULE[r] for r in dict.fromkeys(rules) if r in BY_RULE]
-    return SpecResult(spec, applied, missing + _uncovered(rules, missing))
+    return SpecResult(traits_from(spec), applied, missing + _uncovered(rules, missing))
 
 
 def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
@@ -274,3 +311,15 @@ def _uncovered(rules: list[str], missing: list[MissingDelta]) -> list[MissingDel
     return [MissingDelta(rule, None, f"delta `{rule}` has no catalog entry") for rule in dict.fromkeys(rules)
             if rule not in covered and not (named & set(traits.get(rule, ())))
             and rule not in {t.split(".")[0] for t in named}]
+
+
+def entry_rows(result: SpecResult, rules: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One row per plan delta: the catalog entry that implements it, or why none does."""
+    rows = []
+    for rule in dict.fromkeys(rules):
+        entry = BY_RULE.get(rule)
+        missing = next((m for m in result.missing if m.rule == rule), None)
+        rows.append({"rule": rule, "entry": entry.id if entry else None,
+                     "status": "implemented" if entry and missing is None else "missing",
+                     "how": entry.summary if entry else (missing.reason if missing else "no catalog entry")})
+    return rows

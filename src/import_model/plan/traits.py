@@ -1,0 +1,88 @@
+"""The structural choices of a decoder family, as one typed value: the vocabulary plan, catalog and writer share.
+
+Every field's default is what MAX's llama3 block does, so ``Traits()`` is the
+donor and a family's traits read as a diff against it. Numbers that differ
+between sizes of one family (widths, eps, rope base, windows) are not traits:
+the written port reads them from ``config.json`` at build time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+NormKind = Literal["rms", "layernorm"]
+Residual = Literal["sequential", "parallel"]
+QKNorm = Literal["none", "per_head", "whole_projection"]
+RotaryStyle = Literal["half_split", "interleaved", "none"]
+NoPE = Literal["none", "no_rope_layers", "global_layers", "all"]
+SlidingWindow = Literal["none", "all", "interleaved"]
+AttentionScale = Literal["default", "query_pre_attn_scalar", "attention_multiplier"]
+MLPKind = Literal["gated", "plain"]
+Activation = Literal["silu", "gelu", "gelu_tanh", "relu", "relu2", "quick_gelu", "tanh"]
+EmbeddingScale = Literal["none", "sqrt_hidden", "config"]
+
+#: The donor's norm placement: role -> the HF module name the checkpoint uses.
+PRE_NORMS: tuple[tuple[str, str], ...] = (("pre_attention", "input_layernorm"), ("pre_mlp", "post_attention_layernorm"))
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What the port's decoder computes, field by field; defaults are MAX's llama3."""
+
+    norm: NormKind = "rms"
+    norm_offset: bool = False  # scale by (1 + w)
+    norm_bias: bool = False
+    residual: Residual = "sequential"
+    block_norms: tuple[tuple[str, str], ...] = PRE_NORMS
+    residual_multiplier: bool = False
+    qkv_bias: bool = False
+    o_bias: bool = False
+    qk_norm: QKNorm = "none"
+    qk_norm_type: NormKind = "rms"
+    qk_norm_after_rope: bool = False
+    rotary_style: RotaryStyle = "half_split"
+    nope: NoPE = "none"
+    rope_per_layer_type: bool = False
+    sliding_window: SlidingWindow = "none"
+    pattern_period: int | None = None
+    attention_scale: AttentionScale = "default"
+    clip_qkv: bool = False
+    mlp: MLPKind = "gated"
+    activation: Activation = "silu"
+    mlp_bias: bool = False
+    embedding_scale: EmbeddingScale = "none"
+    embedding_scale_in_module: bool = False
+    head_bias: bool = False
+    logit_scale: bool = False
+    logits_divisor: bool = False
+    final_softcap: bool = False
+    attention_softcap: bool = False
+
+    @property
+    def norms(self) -> dict[str, str]:
+        """Norm role -> module name, in block order."""
+        return dict(self.block_norms)
+
+    def differences(self) -> dict[str, Any]:
+        """The fields that differ from the donor's, by name."""
+        donor = Traits()
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(donor, f.name)}
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``block_norms`` as a role -> name mapping."""
+        data = asdict(self)
+        data["block_norms"] = self.norms
+        return data
+
+
+def traits_from(values: dict[str, Any]) -> Traits:
+    """:class:`Traits` from a field dict (``block_norms`` as a mapping or pairs); unknown names are refused."""
+    known = {f.name for f in fields(Traits)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"not trait fields: {', '.join(unknown)}")
+    norms = values.get("block_norms")
+    if isinstance(norms, dict):
+        values = {**values, "block_norms": tuple(norms.items())}
+    return Traits(**values)

@@ -1,0 +1,579 @@
+"""The decoder template of a catalog port: every delta of the catalog, each a small named piece.
+
+``import-model port`` specialises this module for one model
+(:mod:`import_model.port.specialise`): every ``if TRAITS...`` is decided by the
+model's traits, so the written ``<slug>.py`` holds only the branches and pieces
+that model uses. Imported as it is, the module is the llama3 donor's block
+(``Traits()``), which tests build and run.
+
+Numbers that differ between sizes of one family (widths, eps, rope base and
+scaling, windows, which layers slide) are read from ``config.json`` at build
+time through ``CONFIG_KEYS``, so one port serves every size of the family.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from max.dtype import DType
+from max.graph import DeviceRef, Graph, TensorValue, ops
+from max.nn.attention.mask_config import MHAMaskVariant
+from max.nn.clamp import clamp
+from max.nn.embedding import Embedding
+from max.nn.kernels import (
+    flash_attention_ragged,
+    kv_cache_gather_rows_ragged,
+    rope_ragged,
+    store_k_cache_ragged,
+    store_v_cache_ragged,
+)
+from max.nn.kv_cache import KVCacheParams, PagedCacheValues
+from max.nn.layer import Module
+from max.nn.linear import Linear
+from max.nn.norm import LayerNorm, RMSNorm
+from max.nn.transformer import Transformer
+from max.nn.transformer.transformer import logits_postprocess
+from max.pipelines.architectures.llama3.llama3 import Llama3
+from typing_extensions import override
+
+from import_model.plan.traits import Traits
+from import_model.source.config_keys import CONFIG_ALIASES
+
+#: The model's structural choices; the writer evaluates every read of it.
+TRAITS = Traits()
+
+#: ``config.json`` keys each number may live under, first present wins.
+CONFIG_KEYS: dict[str, tuple[str, ...]] = CONFIG_ALIASES
+
+
+def config_value(config: Any, name: str, default: Any = None) -> Any:
+    """The first of ``CONFIG_KEYS[name]`` set on ``config`` (or in its ``rope_parameters``)."""
+    for key in CONFIG_KEYS.get(name, (name,)):
+        value = getattr(config, key, None)
+        if value is None and isinstance(getattr(config, "rope_parameters", None), dict):
+            value = config.rope_parameters.get(key)
+        if value is not None:
+            return value
+    return default
+
+
+def head_dim_of(config: Any) -> int:
+    explicit = getattr(config, "head_dim", None)
+    return int(explicit) if explicit else int(config.hidden_size // config.num_attention_heads)
+
+
+def rotary_width(config: Any, head_dim: int) -> int:
+    """Channels of each head that rotate: an absolute ``rotary_dim`` (GPT-J, CodeGen) or a fraction of head_dim."""
+    absolute = getattr(config, "rotary_dim", None)
+    width = int(absolute) if absolute else int(head_dim * float(config_value(config, "rotary_fraction", 1.0)))
+    return width - width % 2
+
+
+# --------------------------------------------------------------------------- which layers slide, which rotate
+
+
+def sliding_layers(config: Any) -> list[bool]:
+    """Whether each layer attends through a sliding window: the config's ``layer_types``, else the family's rule."""
+    layers = int(config.num_hidden_layers)
+    if not config_value(config, "window"):
+        return [False] * layers
+    types = getattr(config, "layer_types", None)
+    if isinstance(types, (list, tuple)) and len(types) == layers:
+        return ["sliding" in str(kind) for kind in types]
+    if TRAITS.sliding_window == "all":
+        return [True] * layers
+    else:
+        fallback = TRAITS.pattern_period or 2
+        period = int(getattr(config, "sliding_window_pattern", 0) or fallback)
+        return [(i + 1) % period != 0 for i in range(layers)]
+
+
+def rotary_layers(config: Any, sliding: list[bool]) -> list[bool]:
+    """Whether each layer applies rotary embeddings (NoPE layers do not)."""
+    layers = int(config.num_hidden_layers)
+    if TRAITS.nope == "no_rope_layers":
+        flags = getattr(config, "no_rope_layers", None) or [1] * layers
+        return [bool(flag) for flag in flags][:layers]
+    else:
+        return list(sliding) if any(sliding) else [True] * layers
+
+
+# --------------------------------------------------------------------------- rotary
+
+
+class RotaryTable:
+    """The ``[cos, sin]`` table MAX's rope kernel reads, built once per graph.
+
+    Frequencies come from transformers' own initializer for the config's rope
+    type (default, linear, yarn and every other type it knows), so scaling
+    matches the reference by construction; the table is ``rot_dim`` wide, and
+    attention rotates only the leading ``rot_dim`` columns of each head.
+    """
+
+    def __init__(self, config: Any, rot_dim: int, max_seq_len: int, layer_type: str | None = None) -> None:
+        self.rot_dim = rot_dim
+        inv_freq, attention_factor = _inverse_frequencies(config, rot_dim, max_seq_len, layer_type)
+        positions = np.arange(max_seq_len, dtype=np.float32)
+        angles = np.outer(positions, inv_freq.astype(np.float32))
+        table = np.stack([np.cos(angles), np.sin(angles)], axis=-1) * np.float32(attention_factor)
+        self.table = table.reshape(max_seq_len, rot_dim).astype(np.float32)
+        self._values: dict[int, TensorValue] = {}
+
+    def value(self, device: DeviceRef) -> TensorValue:
+        """The table as a constant of the graph being built (one per graph, shared by its layers)."""
+        graph = id(Graph.current)
+        if graph not in self._values:
+            self._values[graph] = ops.constant(self.table, DType.float32, device=device)
+        return self._values[graph]
+
+
+def _inverse_frequencies(config: Any, rot_dim: int, max_seq_len: int,
+                         layer_type: str | None) -> tuple[np.ndarray, float]:
+    try:
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+        params = getattr(config, "rope_parameters", None) or {}
+        if layer_type is not None and isinstance(params.get(layer_type), dict):
+            params = params[layer_type]
+        else:
+            layer_type = None
+        kind = params.get("rope_type", "default") if isinstance(params, dict) else "default"
+        if kind != "default":
+            init = ROPE_INIT_FUNCTIONS[kind]
+            try:
+                inv, factor = init(config, None, seq_len=max_seq_len, layer_type=layer_type)
+            except TypeError:
+                inv, factor = init(config, None, seq_len=max_seq_len)
+            return inv.double().numpy()[: rot_dim // 2], float(factor)
+        base = float(params.get("rope_theta") or config_value(config, "rope_theta", 10000.0))
+    except ImportError:
+        base = float(config_value(config, "rope_theta", 10000.0))
+    exponents = np.arange(0, rot_dim, 2, dtype=np.int64).astype(np.float32) / np.float32(rot_dim)
+    return 1.0 / (np.float32(base) ** exponents), 1.0
+
+
+def rotary_tables(config: Any, rot_dim: int, max_seq_len: int, sliding: list[bool]) -> list[RotaryTable]:
+    """One table per layer, shared between layers of one kind."""
+    if TRAITS.rope_per_layer_type:
+        local = RotaryTable(config, rot_dim, max_seq_len, "sliding_attention")
+        full = RotaryTable(config, rot_dim, max_seq_len, "full_attention")
+        return [local if slides else full for slides in sliding]
+    else:
+        table = RotaryTable(config, rot_dim, max_seq_len)
+        return [table] * len(sliding)
+
+
+# --------------------------------------------------------------------------- norms
+
+
+class OffsetLayerNorm(LayerNorm):
+    """LayerNorm that scales by ``1 + weight`` (Nemotron's LayerNorm1P), in float32 like MAX's own."""
+
+    def __call__(self, x: TensorValue) -> TensorValue:
+        width = x.shape[-1]
+        beta = (ops.cast(self.bias, DType.float32) if self.bias is not None
+                else ops.broadcast_to(ops.constant(0.0, DType.float32, self.weight.device), shape=(width,)))
+        gamma = ops.cast(self.weight, DType.float32) + 1.0
+        return ops.layer_norm(x.cast(DType.float32), gamma=gamma, beta=beta, epsilon=self.eps).cast(x.dtype)
+
+
+def make_norm(dim: int, eps: float, dtype: DType, device: DeviceRef) -> Module:
+    """The family's norm over ``dim`` channels."""
+    if TRAITS.norm == "layernorm" and TRAITS.norm_offset:
+        return OffsetLayerNorm(dim, [device], dtype, eps=eps, use_bias=TRAITS.norm_bias)
+    elif TRAITS.norm == "layernorm":
+        return LayerNorm(dim, [device], dtype, eps=eps, use_bias=TRAITS.norm_bias)
+    elif TRAITS.norm_offset:
+        return RMSNorm(dim, dtype, eps, weight_offset=1.0, multiply_before_cast=False)
+    else:
+        return RMSNorm(dim, dtype, eps, multiply_before_cast=False)
+
+
+def make_qk_norm(dim: int, eps: float, dtype: DType, device: DeviceRef) -> Module:
+    """The norm QK-norm applies to queries and keys."""
+    if TRAITS.qk_norm_type == "layernorm" and TRAITS.norm_offset:
+        return OffsetLayerNorm(dim, [device], dtype, eps=eps, use_bias=TRAITS.norm_bias)
+    elif TRAITS.qk_norm_type == "layernorm":
+        return LayerNorm(dim, [device], dtype, eps=eps, use_bias=TRAITS.norm_bias)
+    elif TRAITS.norm_offset:
+        return RMSNorm(dim, dtype, eps, weight_offset=1.0, multiply_before_cast=False)
+    else:
+        return RMSNorm(dim, dtype, eps, multiply_before_cast=False)
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def attention_scale(config: Any, head_dim: int) -> float:
+    """The scale of the attention scores."""
+    if TRAITS.attention_scale == "query_pre_attn_scalar":
+        return float(config_value(config, "query_pre_attn_scalar", head_dim)) ** -0.5
+    elif TRAITS.attention_scale == "attention_multiplier":
+        return float(config_value(config, "attention_multiplier", head_dim ** -0.5))
+    else:
+        return 1.0 / math.sqrt(head_dim)
+
+
+class PortAttention(Module):
+    """Self-attention over MAX's paged KV cache: projections, rotary, flash attention, output projection."""
+
+    def __init__(self, *, config: Any, kv_params: KVCacheParams, dtype: DType, device: DeviceRef,
+                 rotary: RotaryTable | None, sliding: bool) -> None:
+        super().__init__()
+        hidden = int(config.hidden_size)
+        self.heads = int(config.num_attention_heads)
+        self.kv_heads = int(getattr(config, "num_key_value_heads", None) or self.heads)
+        self.head_dim = head_dim_of(config)
+        self.kv_params = kv_params
+        self.rotary = rotary
+        self.window = int(config_value(config, "window")) if sliding else -1
+        self.scale = attention_scale(config, self.head_dim)
+        if TRAITS.attention_softcap:
+            self.softcap = float(config_value(config, "attention_softcap"))
+        if TRAITS.clip_qkv:
+            self.clip = float(config_value(config, "clip_qkv"))
+        self.q_proj = Linear(hidden, self.heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
+        self.k_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
+        self.v_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
+        self.o_proj = Linear(self.heads * self.head_dim, hidden, dtype, device, has_bias=TRAITS.o_bias)
+        if TRAITS.qk_norm == "per_head":
+            eps = float(config_value(config, "norm_eps", 1e-6))
+            self.q_norm = make_qk_norm(self.head_dim, eps, dtype, device)
+            self.k_norm = make_qk_norm(self.head_dim, eps, dtype, device)
+        elif TRAITS.qk_norm == "whole_projection":
+            eps = float(config_value(config, "norm_eps", 1e-6))
+            self.q_norm = make_qk_norm(self.heads * self.head_dim, eps, dtype, device)
+            self.k_norm = make_qk_norm(self.kv_heads * self.head_dim, eps, dtype, device)
+
+    def __call__(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
+                 freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        if TRAITS.clip_qkv:
+            q, k, v = (clamp(t, -self.clip, self.clip) for t in (q, k, v))
+        if TRAITS.qk_norm == "whole_projection":
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.reshape((-1, self.heads, self.head_dim))
+        k = k.reshape((-1, self.kv_heads, self.head_dim))
+        v = v.reshape((-1, self.kv_heads, self.head_dim))
+        if TRAITS.qk_norm == "per_head" and not TRAITS.qk_norm_after_rope:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if self.rotary is not None:
+            q, k = self._rotate(q, input_row_offsets, kv_collection), self._rotate(k, input_row_offsets, kv_collection)
+        if TRAITS.qk_norm == "per_head" and TRAITS.qk_norm_after_rope:  # HunYuan normalises the rotated heads
+            q, k = self.q_norm(q), self.k_norm(k)
+        if TRAITS.attention_softcap:
+            out = self._softcapped(layer_idx, q, k, v, kv_collection, input_row_offsets)
+        else:
+            store_k_cache_ragged(kv_collection, k, input_row_offsets, layer_idx)
+            store_v_cache_ragged(kv_collection, v, input_row_offsets, layer_idx)
+            mask = MHAMaskVariant.SLIDING_WINDOW_CAUSAL_MASK if self.window > 0 else MHAMaskVariant.CAUSAL_MASK
+            out = flash_attention_ragged(self.kv_params, q, input_row_offsets, kv_collection, layer_idx,
+                                         mask_variant=mask, scale=self.scale, local_window_size=self.window)
+        return self.o_proj(out.reshape((-1, self.heads * self.head_dim)))
+
+    def _rotate(self, x: TensorValue, input_row_offsets: TensorValue, kv_collection: PagedCacheValues) -> TensorValue:
+        """Rotary on the leading ``rot_dim`` columns of each head (all of them unless partial)."""
+        assert self.rotary is not None
+        table = ops.cast(self.rotary.value(x.device), x.dtype)
+        start = kv_collection.cache_lengths
+        interleaved = TRAITS.rotary_style == "interleaved"
+        rot = self.rotary.rot_dim
+        if rot == self.head_dim:
+            return rope_ragged(x, input_row_offsets, start, table, interleaved=interleaved)
+        rotated = rope_ragged(x[:, :, :rot], input_row_offsets, start, table, interleaved=interleaved)
+        return ops.concat((rotated, x[:, :, rot:]), axis=-1)
+
+    def _softcapped(self, layer_idx: TensorValue, q: TensorValue, k: TensorValue, v: TensorValue,
+                    kv_collection: PagedCacheValues, input_row_offsets: TensorValue) -> TensorValue:
+        """Attention with a logit soft-cap ``cap * tanh(scores / cap)``, written out over the cached K/V.
+
+        MAX 26.7's flash attention takes no soft-cap, so the cache holds one KV
+        head per cache layer (:class:`CachePerKVHead`): KV head ``h`` of layer
+        ``i`` lives in cache layer ``i * kv_heads + h``, which MAX's row-gather
+        kernel can read back. Each request's keys and values are gathered as
+        one row of ``longest`` positions (a shorter request repeats its last
+        slot; the mask hides it), then each new token attends to the rows of
+        its own request. Memory grows with new tokens x context length: right
+        for parity and short prompts; long-context serving needs a fused kernel.
+        """
+        device, index = q.device, DType.int64
+        starts = ops.cast(input_row_offsets[:-1], index)
+        ends = ops.cast(input_row_offsets[1:], index)
+        cached = ops.rebind(ops.cast(kv_collection.cache_lengths, index), [starts.shape[0]])
+        totals = cached + ends - starts
+        longest = ops.max(totals, axis=0).reshape(()).to(DeviceRef.CPU())  # range bounds live on the host
+        kv_pos = ops.range(0, longest, 1, out_dim="softcap_kv_len", dtype=index, device=device)
+        slots = ops.cast(ops.min(kv_pos.reshape((1, -1)), (totals - 1).reshape((-1, 1))), DType.int32)
+        rows = ops.cast(ops.range(0, ends.shape[0] + 1, 1, out_dim=input_row_offsets.shape[0], dtype=index,
+                                  device=device), DType.uint32)
+        keys, values = [], []
+        for head in range(self.kv_heads):
+            cache_layer = layer_idx * self.kv_heads + head
+            store_k_cache_ragged(kv_collection, k[:, head:head + 1, :], input_row_offsets, cache_layer)
+            store_v_cache_ragged(kv_collection, v[:, head:head + 1, :], input_row_offsets, cache_layer)
+            keys.append(kv_cache_gather_rows_ragged(kv_collection, slots, rows, cache_layer, key_or_value=0))
+            values.append(kv_cache_gather_rows_ragged(kv_collection, slots, rows, cache_layer, key_or_value=1))
+        token = ops.range(0, q.shape[0], 1, out_dim=q.shape[0], dtype=index, device=device)
+        request = ops.sum(ops.cast(token.reshape((-1, 1)) >= ends.reshape((1, -1)), index), axis=1).reshape((-1,))
+        position = ops.gather(cached, request, axis=0) + token - ops.gather(starts, request, axis=0)
+        visible = kv_pos.reshape((1, -1)) <= position.reshape((-1, 1))
+        if self.window > 0:
+            visible = visible & (kv_pos.reshape((1, -1)) > (position - self.window).reshape((-1, 1)))
+        # [tokens, kv_heads, positions, head_dim], each token's own request
+        k_rows = ops.gather(ops.stack(keys, axis=2), request, axis=0).permute([0, 2, 1, 3])
+        v_rows = ops.gather(ops.stack(values, axis=2), request, axis=0).permute([0, 2, 1, 3])
+        group = self.heads // self.kv_heads
+        queries = q.reshape((-1, self.kv_heads, group, self.head_dim))
+        scores = ops.cast(queries @ k_rows.permute([0, 1, 3, 2]), DType.float32) * self.scale
+        scores = ops.tanh(scores / self.softcap) * self.softcap
+        hidden = ops.constant(-1e30, DType.float32, device=device)
+        scores = ops.where(visible.reshape((-1, 1, 1, visible.shape[1])), scores, hidden)
+        probs = ops.cast(ops.softmax(scores, axis=-1), q.dtype)
+        return (probs @ v_rows).reshape((-1, self.heads, self.head_dim))
+
+
+class CachePerKVHead:
+    """A config view whose KV cache holds one KV head per cache layer (``layers x kv_heads`` of them)."""
+
+    def __init__(self, config: Any) -> None:
+        self._config = config
+
+    def __getattr__(self, name: str) -> Any:
+        config = self._config
+        if name == "num_key_value_heads":
+            return 1
+        if name == "num_hidden_layers":
+            return int(config.num_hidden_layers) * int(getattr(config, "num_key_value_heads", None)
+                                                       or config.num_attention_heads)
+        return getattr(config, name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._config
+
+
+# --------------------------------------------------------------------------- MLP
+
+
+def activation(x: TensorValue) -> TensorValue:
+    """The MLP's activation."""
+    if TRAITS.activation == "gelu":
+        return ops.gelu(x)
+    elif TRAITS.activation == "gelu_tanh":
+        return ops.gelu(x, approximate="tanh")
+    elif TRAITS.activation == "relu":
+        return ops.relu(x)
+    elif TRAITS.activation == "relu2":
+        return ops.relu(x) * ops.relu(x)
+    elif TRAITS.activation == "quick_gelu":
+        return x * ops.sigmoid(x * 1.702)
+    elif TRAITS.activation == "tanh":
+        return ops.tanh(x)
+    else:
+        return ops.silu(x)
+
+
+class PortMLP(Module):
+    """The feed-forward block."""
+
+    def __init__(self, *, config: Any, dtype: DType, device: DeviceRef) -> None:
+        super().__init__()
+        hidden = int(config.hidden_size)
+        inner = int(config_value(config, "intermediate_size", 4 * hidden))
+        if TRAITS.mlp == "gated":
+            self.gate_proj = Linear(hidden, inner, dtype, device, has_bias=TRAITS.mlp_bias)
+        self.up_proj = Linear(hidden, inner, dtype, device, has_bias=TRAITS.mlp_bias)
+        self.down_proj = Linear(inner, hidden, dtype, device, has_bias=TRAITS.mlp_bias)
+
+    def __call__(self, x: TensorValue) -> TensorValue:
+        if TRAITS.mlp == "gated":
+            return self.down_proj(activation(self.gate_proj(x)) * self.up_proj(x))
+        else:
+            return self.down_proj(activation(self.up_proj(x)))
+
+
+# --------------------------------------------------------------------------- block
+
+
+class PortBlock(Module):
+    """One decoder layer: norms, attention, MLP and the residual adds."""
+
+    def __init__(self, *, config: Any, attention: PortAttention, mlp: PortMLP, dtype: DType,
+                 device: DeviceRef) -> None:
+        super().__init__()
+        self.self_attn = attention
+        self.mlp = mlp
+        if TRAITS.residual_multiplier:
+            self.multiplier = float(config_value(config, "residual_multiplier", 1.0))
+        eps = float(config_value(config, "norm_eps", 1e-5))
+        for name in NORM_NAMES:
+            setattr(self, name, make_norm(int(config.hidden_size), eps, dtype, device))
+
+    def __call__(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
+                 freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
+        if TRAITS.residual == "parallel":
+            return self._parallel(layer_idx, x, kv_collection, freqs_cis, input_row_offsets)
+        else:
+            return self._sequential(layer_idx, x, kv_collection, freqs_cis, input_row_offsets)
+
+    def _sequential(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
+                    freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
+        """``h = x + post_attention(attn(pre_attention(x)))``, then ``h + post_mlp(mlp(pre_mlp(h)))``."""
+        normed = self._norm("pre_attention", x) if "pre_attention" in TRAITS.norms else x
+        attn = self.self_attn(layer_idx, normed, kv_collection, freqs_cis, input_row_offsets)
+        if "post_attention" in TRAITS.norms:
+            attn = self._norm("post_attention", attn)
+        if TRAITS.residual_multiplier:
+            attn = attn * self.multiplier
+        h = x + attn
+        mlp = self.mlp(self._norm("pre_mlp", h) if "pre_mlp" in TRAITS.norms else h)
+        if "post_mlp" in TRAITS.norms:
+            mlp = self._norm("post_mlp", mlp)
+        if TRAITS.residual_multiplier:
+            mlp = mlp * self.multiplier
+        return h + mlp
+
+    def _parallel(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
+                  freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
+        """``x + attn(pre_attention(x)) + mlp(pre_mlp(x))``; with one shared norm the MLP reads the same input."""
+        normed = self._norm("pre_attention", x)
+        attn = self.self_attn(layer_idx, normed, kv_collection, freqs_cis, input_row_offsets)
+        if "pre_mlp" in TRAITS.norms:
+            return x + attn + self.mlp(self._norm("pre_mlp", x))
+        else:
+            return x + attn + self.mlp(normed)
+
+    def _norm(self, role: str, x: TensorValue) -> TensorValue:
+        return getattr(self, NORM_ROLES[role])(x)
+
+
+#: Norm role -> the module name the checkpoint uses for it, in block order.
+NORM_ROLES: dict[str, str] = TRAITS.norms
+
+#: The block's norm modules.
+NORM_NAMES: tuple[str, ...] = tuple(NORM_ROLES.values())
+
+
+# --------------------------------------------------------------------------- embedding and head
+
+
+def embedding_multiplier(config: Any) -> float:
+    """What the embeddings are multiplied by."""
+    if TRAITS.embedding_scale == "sqrt_hidden":
+        return float(np.float32(math.sqrt(int(config.hidden_size))))
+    elif TRAITS.embedding_scale == "config":
+        return float(config_value(config, "embedding_multiplier", 1.0))
+    else:
+        return 1.0
+
+
+class ScaledEmbedding(Embedding):
+    """Token embedding that scales its own output, as the HF embedding module does (its output is the embed tap)."""
+
+    def __init__(self, vocab: int, hidden: int, dtype: DType, device: DeviceRef, *, scale: float) -> None:
+        super().__init__(vocab, hidden, dtype, device)
+        self.scale = scale
+
+    def __call__(self, indices: Any) -> TensorValue:
+        return super().__call__(indices) * self.scale
+
+
+class PortHead(Linear):
+    """The LM head; :meth:`finish` applies what HF applies after its ``lm_head`` module, in the ``ForCausalLM``."""
+
+    def __init__(self, *, config: Any, dtype: DType, device: DeviceRef) -> None:
+        super().__init__(int(config.hidden_size), int(config.vocab_size), dtype, device, has_bias=TRAITS.head_bias)
+        if TRAITS.logit_scale:
+            self.logit_scale = float(config_value(config, "logit_scale", 1.0))
+        if TRAITS.logits_divisor:
+            self.divisor = float(config_value(config, "logits_divisor", 1.0))
+        if TRAITS.final_softcap:
+            self.softcap = float(config_value(config, "final_softcap"))
+
+    def finish(self, logits: TensorValue) -> TensorValue:
+        if TRAITS.logit_scale:
+            logits = logits * self.logit_scale
+        if TRAITS.logits_divisor:
+            logits = logits / self.divisor
+        if TRAITS.final_softcap:
+            logits = ops.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+
+class _NoRope:
+    """Stands in for ``Transformer.rope``: each attention layer holds its own rotary table."""
+
+    freqs_cis: TensorValue | None = None
+
+
+# --------------------------------------------------------------------------- decoder
+
+
+class PortDecoder(Transformer):
+    """Embedding, ``num_hidden_layers`` blocks, final norm and head."""
+
+    def __init__(self, config: Any, *, kv_params: KVCacheParams, dtype: DType, devices: Sequence[DeviceRef],
+                 max_seq_len: int, return_logits: Any, tie_word_embeddings: bool) -> None:
+        device = devices[0]
+        sliding = [False] * int(config.num_hidden_layers) if TRAITS.sliding_window == "none" else sliding_layers(config)
+        if TRAITS.nope == "all":
+            tables: list[RotaryTable | None] = [None] * len(sliding)
+        elif TRAITS.nope == "none":
+            tables = list(rotary_tables(config, rotary_width(config, head_dim_of(config)), max_seq_len, sliding))
+        else:
+            with_rope = rotary_layers(config, sliding)
+            tables = [table if rope else None for table, rope in
+                      zip(rotary_tables(config, rotary_width(config, head_dim_of(config)), max_seq_len, sliding),
+                          with_rope, strict=True)]
+        layers = [
+            PortBlock(config=config, dtype=dtype, device=device,
+                      attention=PortAttention(config=config, kv_params=kv_params, dtype=dtype, device=device,
+                                              rotary=tables[index], sliding=sliding[index]),
+                      mlp=PortMLP(config=config, dtype=dtype, device=device))
+            for index in range(len(sliding))
+        ]
+        if TRAITS.embedding_scale_in_module:
+            embedding = ScaledEmbedding(int(config.vocab_size), int(config.hidden_size), dtype, device,
+                                        scale=embedding_multiplier(config))
+            multiplier = 1.0
+        elif TRAITS.embedding_scale != "none":
+            embedding = Embedding(int(config.vocab_size), int(config.hidden_size), dtype, device)
+            multiplier = embedding_multiplier(config)
+        else:
+            embedding = Embedding(int(config.vocab_size), int(config.hidden_size), dtype, device)
+            multiplier = 1.0
+        if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
+            head: Linear = PortHead(config=config, dtype=dtype, device=device)
+        else:
+            head = Linear(int(config.hidden_size), int(config.vocab_size), dtype, device, has_bias=TRAITS.head_bias)
+        if tie_word_embeddings:
+            head.set_shared_weight("weight", embedding.weight)
+        eps = float(config_value(config, "norm_eps", 1e-5))
+        super().__init__(
+            dim=int(config.hidden_size), n_heads=int(config.num_attention_heads), layers=layers,
+            norm=make_norm(int(config.hidden_size), eps, dtype, device), output=head, embedding=embedding,
+            kv_params=kv_params, rope=_NoRope(), return_logits=return_logits, embedding_multiplier=multiplier,
+        )
+
+    if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
+        @override
+        def _postprocess_logits(self, h: TensorValue, input_row_offsets: TensorValue, return_n_logits: TensorValue,
+                                capture_hidden_states: Any = None) -> tuple[TensorValue, ...]:
+            head = self.lm_head
+            assert isinstance(head, PortHead)
+            return logits_postprocess(h, input_row_offsets, return_n_logits, norm=self.norm,
+                                      lm_head=lambda x: head.finish(head(x)), return_logits=self.return_logits,
+                                      return_hidden_states=self.return_hidden_states,
+                                      capture_hidden_states=capture_hidden_states)
+
+    # Graph inputs and tracing are the donor's (ragged tokens, row offsets, paged KV cache).
+    def input_tree(self, kv_params: KVCacheParams, needs_hidden_state_input: bool = False) -> Any:
+        return Llama3.input_tree(self, kv_params, needs_hidden_state_input)  # type: ignore[arg-type]
+
+    def input_types(self, kv_params: KVCacheParams, needs_hidden_state_input: bool = False) -> Any:
+        return Llama3.input_types(self, kv_params, needs_hidden_state_input)  # type: ignore[arg-type]
+
+    def trace(self, *input_types: Any, **kwargs: Any) -> Any:
+        return Llama3.trace(self, *input_types, **kwargs)  # type: ignore[arg-type]

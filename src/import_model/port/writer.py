@@ -1,0 +1,316 @@
+"""The port writer: the template package (``port/template/``) specialised for one model.
+
+Two modes, chosen from the model's traits:
+
+- **donor**: every difference from MAX's llama3 is a switch its own config
+  class already has (interleaved rotary, for one), so the port reuses MAX's
+  ``Llama3`` graph and pipeline model and sets that switch in a small named
+  override; the fused kernels and the donor's speed stay.
+- **catalog**: the decoder is written out from ``template/decoder.py``, every
+  ``if TRAITS...`` decided for this model, so ``<slug>.py`` holds only the
+  pieces the model uses; the rest of the pipeline is the donor's.
+
+Missing deltas (what neither covers) are named in the graph module's docstring
+and as ``TODO(delta ...)`` comments; the stand-in the catalog chose keeps the
+port buildable so verify can show where it diverges.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+from dataclasses import dataclass, field
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from import_model.plan.traits import Traits
+from import_model.port.catalog import BY_RULE, PIECES
+from import_model.port.scaffold import PortNames, check_files, write_package
+from import_model.port.specialise import literal, specialise
+from import_model.source.config_keys import CONFIG_ALIASES, rows_for
+
+Mode = Literal["donor", "catalog"]
+
+#: Plan deltas MAX's own llama3 graph covers, each by a switch of its config (applied in ``model.py``).
+#: rotary_style: Helium, ERNIE 4.5 (interleaved pairs); tied_head: the donor reads tie_word_embeddings itself.
+DONOR_RULES = frozenset({"rotary_style", "tied_head"})
+
+#: Trait fields the donor graph follows without a switch, and the one value of each switchable field it has.
+DONOR_SWITCHES: dict[str, Any] = {"rotary_style": "interleaved"}
+
+#: Names the donor reads from the HF config, each answered from the family's own keys when config.json lacks it.
+DONOR_NAMES = ("num_key_value_heads", "rms_norm_eps", "intermediate_size", "rope_theta")
+
+
+@dataclass(frozen=True)
+class ConfigView:
+    """What a family's ``config.json`` lacks of the names the donor's config class reads."""
+
+    multi_query: bool = False  # falcon and gpt_bigcode flag a single KV head
+    intermediate_default: bool = False  # no intermediate size anywhere: 4 x hidden
+    donor_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    donor_defaults: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def needed(self) -> bool:
+        return bool(self.multi_query or self.intermediate_default or self.donor_keys or self.donor_defaults)
+
+
+def config_view(config: dict[str, Any]) -> ConfigView:
+    """The view this config needs: aliases for donor names it keeps under its own keys, defaults for the rest."""
+    present = {k for k, v in config.items() if v is not None}
+    params = config.get("rope_parameters") if isinstance(config.get("rope_parameters"), dict) else {}
+    keys, defaults = [], []
+    intermediate_default = False
+    for name in DONOR_NAMES:
+        if name in present:
+            continue
+        aliases = tuple(k for k in CONFIG_ALIASES.get(name, ()) if k != name and k in present)
+        if aliases:
+            keys.append((name, aliases))
+        elif name == "intermediate_size":
+            intermediate_default = True
+        elif name == "rope_theta" and "rope_theta" not in params:
+            defaults.append(("rope_theta", 10000.0))  # GPT-J's base is fixed in its modeling code
+    return ConfigView("multi_query" in config, intermediate_default, tuple(keys), tuple(defaults))
+
+
+def mode_for(traits: Traits, config: dict[str, Any], rules: tuple[str, ...], missing: bool) -> Mode:
+    """``donor`` when every delta of the plan is a switch of MAX's own llama3 graph, else ``catalog``."""
+    if missing or config_view(config).needed or not set(rules) <= DONOR_RULES:
+        return "catalog"
+    differences = traits.differences()
+    return "donor" if all(DONOR_SWITCHES.get(k) == v for k, v in differences.items()) else "catalog"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What ``arch.py`` registers: the HF class name and the hub repositories the port is known to serve."""
+
+    architecture: str = "PortForCausalLM"
+    example_repo_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PortRequest:
+    """Everything the writer needs: names, traits, what is missing, and the config the port will read."""
+
+    names: PortNames
+    traits: Traits
+    config: dict[str, Any]
+    example_repo_ids: tuple[str, ...] = ()
+    missing: tuple[tuple[str, str], ...] = ()  # (rule, reason)
+    rules: tuple[str, ...] = ()  # the plan's delta rules
+    deltas: tuple[tuple[str, str, str], ...] = ()  # (rule, what HF does, what the donor does), from the plan
+    model_source: str = ""  # what the port's own test makes its twin from
+
+    @property
+    def mode(self) -> Mode:
+        return mode_for(self.traits, self.config, self.rules, bool(self.missing))
+
+
+def _template(name: str) -> str:
+    return resources.files("import_model.port.template").joinpath(name).read_text()
+
+
+def _class_renames(names: PortNames) -> dict[str, str]:
+    camel = names.camel
+    return {"PortDecoder": names.graph, "PortConfig": names.config, "PortModel": names.model,
+            "PortAttention": f"{camel}Attention", "PortMLP": f"{camel}MLP", "PortBlock": f"{camel}Block",
+            "PortHead": f"{camel}Head", "port_arch": names.symbol}
+
+
+def _module(text: str, names: PortNames, doc: str) -> str:
+    """A specialised template as the port's file: its classes named for the family, its own docstring."""
+    for old, new in _class_renames(names).items():
+        text = re.sub(rf"\b{old}\b", new, text)
+    text = _sorted_relative_imports(text.replace("from .decoder import", f"from .{names.slug} import"))
+    return _with_docstring(text, doc)
+
+
+def _sorted_relative_imports(text: str) -> str:
+    """Re-sort the one-line relative imports once the graph module has its slug's name."""
+    lines = text.splitlines(keepends=True)
+    rows = [i for i, line in enumerate(lines) if line.startswith("from .") and not line.rstrip().endswith("(")]
+    if rows and rows == list(range(rows[0], rows[0] + len(rows))):
+        lines[rows[0]:rows[-1] + 1] = sorted(lines[rows[0]:rows[-1] + 1])
+    return "".join(lines)
+
+
+def _imported_from(text: str, module: str) -> set[str]:
+    """Names ``text`` imports from the port's own ``module``."""
+    return {alias.name for node in ast.parse(text).body if isinstance(node, ast.ImportFrom) and node.level == 1
+            and node.module == module for alias in node.names}
+
+
+def _wrapped(doc: str) -> str:
+    """Docstring lines wrapped at 110 columns (list items keep a hanging indent)."""
+    out = []
+    for line in doc.splitlines():
+        indent = "  " if line.startswith("- ") else ""
+        out.append(textwrap.fill(line, 110, subsequent_indent=indent, break_on_hyphens=False) if line else "")
+    return "\n".join(out)
+
+
+def _with_docstring(text: str, doc: str) -> str:
+    doc = _wrapped(doc)
+    tree = ast.parse(text)
+    first = tree.body[0]
+    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)):
+        return f'"""{doc}\n"""\n\n{text}'
+    lines = text.splitlines(keepends=True)
+    body = "".join(lines[first.end_lineno or 1:])
+    closing = "\n" if "\n" in doc else ""
+    return f'"""{doc}{closing}"""\n{body}'
+
+
+def _literal_block(name: str, annotation: str, rows: dict[str, Any]) -> str:
+    if not rows:
+        return f"{name}: {annotation} = {{}}"
+    body = "".join(f"    {literal(key)}: {literal(value)},\n" for key, value in rows.items())
+    return f"{name}: {annotation} = {{\n{body}}}"
+
+
+
+
+# --------------------------------------------------------------------------- docstrings
+
+
+def _deltas_lines(request: PortRequest) -> list[str]:
+    """One line per plan delta, naming the piece of this port that implements it."""
+    if not request.deltas:
+        return ["It computes what the llama3 donor computes; only the class name differs."]
+    lines = ["Where it differs from the llama3 donor:"]
+    for rule, hf, donor in request.deltas:
+        where = ", ".join(f"``{name}``" for name in piece_names(request, rule))
+        lines.append(f"- {rule}: {hf} (donor: {donor})" + (f"; see {where}" if where else ""))
+    return lines
+
+
+def piece_names(request: PortRequest, rule: str) -> list[str]:
+    """The port's names for the template pieces that implement ``rule`` in this request's mode."""
+    entry = BY_RULE.get(rule)
+    if entry is None or rule in {r for r, _ in request.missing}:
+        return []
+    names = PIECES.get(entry.id, ())
+    if request.mode == "donor":
+        names = tuple(n for n in names if "." not in n and n.islower()) or ()
+    renames = _class_renames(request.names)
+    return [re.sub(r"\bPort\w+", lambda m: renames.get(m.group(0), m.group(0)), n) for n in names]
+
+
+def delta_locations(files: dict[str, str], request: PortRequest) -> dict[str, list[str]]:
+    """Rule -> ``file: name`` for every piece of it that the written files define."""
+    defined: dict[str, str] = {}
+    for file, text in files.items():
+        for node in ast.parse(text).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defined[node.name] = file
+                for member in node.body if isinstance(node, ast.ClassDef) else ():
+                    if isinstance(member, ast.FunctionDef):
+                        defined[f"{node.name}.{member.name}"] = file
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    if isinstance(target, ast.Name):
+                        defined[target.id] = file
+    return {rule: [f"{defined[n]}: {n}" for n in piece_names(request, rule) if n in defined]
+            for rule, _hf, _donor in request.deltas}
+
+
+def _missing_lines(request: PortRequest) -> list[str]:
+    if not request.missing:
+        return []
+    return ["", "NOT implemented (this port does not yet compute what the reference computes):",
+            *(f"- {rule}: {reason}" for rule, reason in request.missing)]
+
+
+def _graph_doc(request: PortRequest) -> str:
+    names = request.names
+    lines = [f"The {names.architecture} decoder for MAX, written by import-model ({date.today().year}).", "",
+             *_deltas_lines(request)]
+    lines += _missing_lines(request)
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def port_files(request: PortRequest) -> dict[str, str]:
+    """The port's files: the templates specialised for this model, in the request's mode."""
+    names, traits, mode = request.names, request.traits, request.mode
+    view = config_view(request.config)
+    statics = {"TRAITS": traits, "VIEW": view, "MODE": mode}
+    model = specialise(_template("model.py"), statics, keep={"PortModel"})
+    config = specialise(_template("model_config.py"), statics, keep={"PortConfig"} | _imported_from(model, "model_config"),
+                        data=_view_data(view))
+    files = {
+        "__init__.py": _module(specialise(_template("__init__.py"), statics), names,
+                               f"{names.architecture} for MAX, written by `import-model port`."),
+        "arch.py": _arch(request, statics),
+        "model_config.py": _module(config, names, _config_doc(request, view)),
+        "model.py": _module(model, names, _model_doc(request)),
+        "weight_adapters.py": _template("weight_adapters.py"),
+    }
+    if mode == "catalog":
+        keep = _imported_from(model, "decoder") | _imported_from(config, "decoder")
+        decoder = specialise(_template("decoder.py"), statics, keep=keep)
+        decoder = specialise(decoder, statics, keep=keep, data={"CONFIG_KEYS": _config_keys_data(decoder, request.config)})
+        graph = _module(decoder, names, _graph_doc(request))
+        todos = "".join(f"# TODO(delta {rule}): {reason}\n" for rule, reason in request.missing)
+        files[names.graph_file] = _after_imports(graph, todos) if todos else graph
+    check_files(files)
+    return files
+
+
+def _config_doc(request: PortRequest, view: ConfigView) -> str:
+    head = f"Config of the {request.names.architecture} port: the llama3 donor's config class"
+    if request.mode == "donor":
+        return head + " (MAX's own Llama3 graph reads it); the family's switches are set in model.py."
+    return head + (", answering the donor's names from this family's own config keys." if view.needed else ".")
+
+
+def _model_doc(request: PortRequest) -> str:
+    names = request.names
+    if request.mode == "donor":
+        return "\n".join([f"Pipeline model of the {names.architecture} port: MAX's llama3 pipeline and its Llama3 graph.",
+                          "", *_deltas_lines(request), "",
+                          f"Each is a switch MAX's Llama3 graph already has, set in ``{names.model}._create_model_config``,",
+                          "so the donor's fused kernels stay in play."])
+    return (f"Pipeline model of the {names.architecture} port: the llama3 donor's inputs, KV cache, batching and "
+            f"execution,\nwith the port's config and decoder ({names.graph_file}).")
+
+
+def _arch(request: PortRequest, statics: dict[str, Any]) -> str:
+    names = request.names
+    registration = Registration(names.architecture, list(request.example_repo_ids))
+    text = specialise(_template("arch.py"), {**statics, "REGISTRATION": registration}, keep={"port_arch"})
+    return _module(text, names, f"Registration of the {names.architecture} port.")
+
+
+def _config_keys_data(decoder: str, config: dict[str, Any]) -> str:
+    """The alias rows the specialised decoder reads (``config_value(config, "name")``), cut to this family's keys."""
+    used = {node.args[1].value for node in ast.walk(ast.parse(decoder))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "config_value"
+            and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)}
+    return _literal_block("CONFIG_KEYS", "dict[str, tuple[str, ...]]", rows_for(used, config))
+
+
+def _view_data(view: ConfigView) -> dict[str, str]:
+    return {"DONOR_KEYS": _literal_block("DONOR_KEYS", "dict[str, tuple[str, ...]]", dict(view.donor_keys)),
+            "DONOR_DEFAULTS": _literal_block("DONOR_DEFAULTS", "dict[str, Any]", dict(view.donor_defaults))}
+
+
+def _after_imports(text: str, block: str) -> str:
+    tree = ast.parse(text)
+    last = max((n.end_lineno or 0) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[:last]) + "\n" + block + "".join(lines[last:])
+
+
+def write_port(out_dir: Path, request: PortRequest) -> tuple[Path, dict[str, list[str]]]:
+    """Write ``out_dir/<slug>`` atomically (the caller has checked it may be replaced); where each delta went."""
+    files = port_files(request)
+    return write_package(out_dir, request.names.slug, files), delta_locations(files, request)

@@ -1,0 +1,57 @@
+"""The one table of config-key aliases: where each number a port reads may live in a family's ``config.json``.
+
+Rows are read by the catalog (which numbers a trait needs), by the port writer
+(which rows it writes into a port, filtered to the keys that model's config
+has) and, through the written rows, by the port at build time. The first key
+present wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
+    # every family; layer_norm_eps: GPT-NeoX, Phi, StableLM; layer_norm_epsilon: Falcon, GPT-J, CodeGen
+    "norm_eps": ("rms_norm_eps", "layer_norm_eps", "norm_eps", "layer_norm_epsilon", "norm_epsilon"),
+    # the donor's own name for the same number (the llama3 config class reads rms_norm_eps)
+    "rms_norm_eps": ("rms_norm_eps", "layer_norm_eps", "norm_eps", "layer_norm_epsilon", "norm_epsilon"),
+    # partial rotary: Phi, StableLM, Persimmon, GLM (partial_rotary_factor); GPT-NeoX (rotary_pct)
+    "rotary_fraction": ("partial_rotary_factor", "rotary_pct"),
+    # GPT-NeoX keeps its base as rotary_emb_base
+    "rope_theta": ("rope_theta", "rotary_emb_base"),
+    # Mistral-style windows: Starcoder2, Gemma 2, Cohere 2, EXAONE 4
+    "window": ("sliding_window",),
+    # Gemma 2, VaultGemma
+    "query_pre_attn_scalar": ("query_pre_attn_scalar",),
+    # Granite, HyperCLOVA X
+    "attention_multiplier": ("attention_multiplier",),
+    "embedding_multiplier": ("embedding_multiplier",),
+    "residual_multiplier": ("residual_multiplier",),
+    "logits_divisor": ("logits_scaling",),
+    # Gemma 2, VaultGemma
+    "final_softcap": ("final_logit_softcapping",),
+    "attention_softcap": ("attn_logit_softcapping", "attention_logit_softcapping"),
+    # Cohere, Cohere 2
+    "logit_scale": ("logit_scale",),
+    # OLMo
+    "clip_qkv": ("clip_qkv",),
+    # GPT-J, CodeGen, Falcon (n_inner / ffn_hidden_size)
+    "intermediate_size": ("intermediate_size", "n_inner", "ffn_hidden_size"),
+    # Falcon (num_kv_heads, n_head_kv); multi-head families without the key fall back to the query heads
+    "num_key_value_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "num_attention_heads"),
+}
+
+
+def rows_for(names: set[str] | list[str], config: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The rows a port needs, each cut to the keys ``config`` sets (the first key when it sets none).
+
+    Every size of a family writes the same keys, so the cut rows serve the
+    twin and the real checkpoint alike.
+    """
+    params = config.get("rope_parameters") if isinstance(config.get("rope_parameters"), dict) else {}
+    rows = {}
+    for name in sorted(set(names)):
+        keys = CONFIG_ALIASES.get(name, (name,))
+        present = tuple(k for k in keys if k in config or k in params)
+        rows[name] = present or keys[:1]
+    return rows
