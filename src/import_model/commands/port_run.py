@@ -85,7 +85,7 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
     from import_model.port import tracking
     from import_model.port.catalog import build_spec, entry_rows
     from import_model.port.scaffold import check_slug, check_target, default_slug, port_names
-    from import_model.port.writer import PortRequest, write_port
+    from import_model.port.writer import TEST_PREFIX, PortRequest, check_test_file, port_test_file, write_port
     from import_model.recon import registry
     from import_model.safe_io import check_output_root
     from import_model.source import load_checkpoint, load_config, open_source, user_path
@@ -109,6 +109,7 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
         raise UserError("--weights full needs the checkpoint on disk: download it (hf download) and pass the folder")
     slug = check_slug(args.slug or default_slug(config), out_dir)
     check_target(out_dir, slug, args.force, getattr(source, "root", None))
+    check_test_file(out_dir / f"{TEST_PREFIX}{slug}.py")
     # PORT.md is written last; a link, a device or another port's document there is refused before any work.
     tracking.planned_text(out_dir / "PORT.md", f"Port of {source.display} to MAX", {})
     checkpoint = load_checkpoint(source, progress=report.progress)
@@ -131,6 +132,8 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
                           deltas=tuple((d.rule, d.hf, d.donor) for d in plan.deltas),
                           model_source=source.display if source.kind == "hub" else str(Path(args.model).resolve()))
     port_dir, where = write_port(out_dir, request)
+    test_name, test_text = port_test_file(request)
+    atomic_write(out_dir / test_name, test_text.encode())
     for row in run.deltas:
         row["where"] = where.get(row["rule"], [])
     run.port_dir = str(port_dir)

@@ -28,6 +28,7 @@ lines of runtime code that apply them in front of the donor's adapter.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import importlib.util
@@ -490,159 +491,55 @@ END_MARKER = "# <<< import-model weight table <<<"
 ADAPTER_FILE = "weight_adapters.py"
 ARCH_FILE = "arch.py"
 
-#: Applies the tables in front of the donor's safetensors adapter. Written verbatim between the markers.
-RUNTIME_CODE = '''
-import re as _im_re
-
-import numpy as _im_np
-from max.dtype import DType as _ImDType
-from max.graph.weights import WeightData as _ImWeightData
-
-_IM_NUMBER = _im_re.compile(r"(?<![^.])\\d+(?![^.])")
+#: The adapter MAX's llama3 registers; it strips every ``model.`` from a name itself, so the table need not.
+LLAMA3_ADAPTER = "from max.pipelines.architectures.llama3.weight_adapters import convert_safetensor_state_dict"
 
 
-def _im_fill(value, numbers):
-    if isinstance(value, str):
-        for number in numbers:
-            value = value.replace("*", number, 1)
-        return value
-    if isinstance(value, tuple):
-        return tuple(_im_fill(item, numbers) for item in value)
-    return value
+@dataclass(frozen=True)
+class TableShape:
+    """Which tables a block holds: the template's code for an empty one is left out."""
+
+    renames: bool = True
+    splits: bool = True
+    concats: bool = True
+    ties: bool = True
+    drops: bool = True
 
 
-def _im_lookup(name, table):
-    if name in table:
-        return table[name]
-    value = table.get(_IM_NUMBER.sub("*", name))
-    return None if value is None else _im_fill(value, _IM_NUMBER.findall(name))
-
-
-class _ImDerived:
-    """A tensor cut from, or stacked out of, checkpoint tensors; read when the adapter asks for it."""
-
-    def __init__(self, name, make):
-        self.name = name
-        self._make = make
-
-    def data(self):
-        return self._make()
-
-
-def _im_array(weight):
-    data = weight.data()
-    dtype = data.dtype
-    if dtype == _ImDType.bfloat16:
-        data = data.astype(_ImDType.float32)
-    return _im_np.from_dlpack(data.data), dtype
-
-
-def _im_weight(array, dtype, name):
-    data = _ImWeightData.from_numpy(_im_np.ascontiguousarray(array), name)
-    return data if data.dtype == dtype else data.astype(dtype)
-
-
-def _im_split(weight, layout, ratio, index, heads, name):
-    def make():
-        array, dtype = _im_array(weight)
-        rest = array.shape[1:]
-        if layout == "four_shards":
-            part = array.reshape(4, len(ratio), -1, *rest)[:, index].reshape(-1, *rest)
-        elif layout == "per_head":
-            # Grouped by KV head: each group holds its queries' heads, then one K and one V head (MHA:
-            # a group per head; multi-query: one group, which is plain blocks).
-            groups = heads // ratio[0]
-            first = sum(ratio[:index])
-            part = array.reshape(groups, sum(ratio), -1, *rest)[:, first:first + ratio[index]].reshape(-1, *rest)
-        else:
-            unit = array.shape[0] // sum(ratio)
-            start = unit * sum(ratio[:index])
-            part = array[start:start + unit * ratio[index]]
-        return _im_weight(part, dtype, name)
-    return _ImDerived(name, make)
-
-
-def _im_concat(weights, layout, heads, name):
-    def make():
-        arrays = [_im_array(w) for w in weights]
-        dtype = arrays[0][1]
-        parts = [a for a, _ in arrays]
-        if layout == "per_head":
-            rest = parts[0].shape[1:]
-            whole = _im_np.stack([p.reshape(heads, -1, *rest) for p in parts], axis=1).reshape(-1, *rest)
-        else:
-            whole = _im_np.concatenate(parts, axis=0)
-        return _im_weight(whole, dtype, name)
-    return _ImDerived(name, make)
-
-
-def _im_concats(state_dict, heads):
-    out, used = {}, set()
-    for target, (layout, sources) in WEIGHT_CONCATS.items():
-        for name in state_dict:
-            if name != sources[0] and _IM_NUMBER.sub("*", name) != sources[0]:
-                continue
-            numbers = _IM_NUMBER.findall(name) if name != sources[0] else []
-            names = _im_fill(sources, numbers)
-            if all(n in state_dict for n in names):
-                full = _im_fill(target, numbers)
-                out[full] = _im_concat([state_dict[n] for n in names], layout, heads, full)
-                used.update(names)
-    return out, used
-
-
-def apply_weight_table(state_dict, huggingface_config=None):
-    """Checkpoint names -> graph names through the tables above; names no table knows pass unchanged."""
-    heads = getattr(huggingface_config, "num_attention_heads", None)
-    out, used = _im_concats(state_dict, heads)
-    for name, weight in state_dict.items():
-        if name in used or _im_lookup(name, WEIGHT_DROPS) is not None:
-            continue
-        split = _im_lookup(name, WEIGHT_SPLITS)
-        if split is not None:
-            layout, targets, ratio = split
-            for index, target in enumerate(targets):
-                out[target] = _im_split(weight, layout, ratio, index, heads, target)
-            continue
-        renamed = _im_lookup(name, WEIGHT_RENAMES)
-        out[renamed if renamed is not None else name] = weight
-    for name, weight in state_dict.items():
-        target = _im_lookup(name, {v: k for k, v in WEIGHT_TIES.items()})
-        if target is not None:
-            out.setdefault(target, weight)
-    return out
-
-
-_im_donor_{adapter} = {adapter}
-
-
-def {adapter}(state_dict, *args, **kwargs):
-    """The donor's adapter, fed checkpoint tensors already renamed by ``apply_weight_table``."""
-    huggingface_config = kwargs.get("huggingface_config", args[0] if args else None)
-    return _im_donor_{adapter}(apply_weight_table(state_dict, huggingface_config), *args, **kwargs)
-'''
+def _without_prefix_strips(table: AdapterTable) -> AdapterTable:
+    """The table without renames the llama3 adapter makes anyway (``model.layers.*.x`` -> ``layers.*.x``)."""
+    renames = {k: v for k, v in table.renames.items() if k.replace("model.", "") != v}
+    return AdapterTable(renames, table.splits, table.concats, table.ties, table.drops)
 
 
 def render_table_block(table: AdapterTable, adapter: str) -> str:
-    """The text between (and including) the markers."""
-    sections = [
-        ("WEIGHT_RENAMES", "Checkpoint name -> graph name.", "dict[str, str]", table.renames),
-        ("WEIGHT_SPLITS", "Fused checkpoint tensor -> (layout, graph names, relative sizes).",
-         "dict[str, tuple[str, tuple[str, ...], tuple[int, ...]]]", table.splits),
-        ("WEIGHT_CONCATS", "Graph name -> (layout, checkpoint tensors stacked along dim 0).",
-         "dict[str, tuple[str, tuple[str, ...]]]", table.concats),
-        ("WEIGHT_TIES", "Graph name -> checkpoint tensor it shares (tied embeddings).", "dict[str, str]", table.ties),
-        ("WEIGHT_DROPS", "Checkpoint tensors the graph does not use -> why.", "dict[str, str]", table.drops),
-    ]
-    lines = [BEGIN_MARKER, "# `*` stands for a layer (or expert) number.", ""]
-    for name, comment, annotation, values in sections:
-        lines.append(f"#: {comment}")
-        lines.append(f"{name}: {annotation} = {{")
-        lines += [f"    {_literal(key)}: {_literal(value)}," for key, value in values.items()]
-        lines.append("}")
-    lines.append(RUNTIME_CODE.replace("{adapter}", adapter).rstrip("\n"))
-    lines.append(END_MARKER)
-    return "\n".join(lines) + "\n"
+    """The text between (and including) the markers: the tables and the code they need, nothing more."""
+    from importlib import resources
+
+    from import_model.port.specialise import specialise
+
+    shape = TableShape(bool(table.renames), bool(table.splits), bool(table.concats), bool(table.ties),
+                       bool(table.drops))
+    if not any(vars(shape).values()):
+        body = "# The checkpoint's names are the graph's: the donor's adapter reads them as they are.\n"
+        return f"{BEGIN_MARKER}\n{body}{END_MARKER}\n"
+    sections = {
+        "WEIGHT_RENAMES": ("dict[str, str]", table.renames),
+        "WEIGHT_SPLITS": ("dict[str, tuple[str, tuple[str, ...], tuple[int, ...]]]", table.splits),
+        "WEIGHT_CONCATS": ("dict[str, tuple[str, tuple[str, ...]]]", table.concats),
+        "WEIGHT_TIES": ("dict[str, str]", table.ties),
+        "WEIGHT_DROPS": ("dict[str, str]", table.drops),
+    }
+    data = {name: f"{name}: {annotation} = {{\n" + "".join(f"    {_literal(k)}: {_literal(v)},\n"
+                                                            for k, v in values.items()) + "}"
+            for name, (annotation, values) in sections.items()}
+    template = resources.files("import_model.port.template").joinpath("weight_table.py").read_text()
+    text = specialise(template, {"TABLE": shape}, keep={"convert_safetensor_state_dict"}, data=data)
+    tree = ast.parse(text)
+    last_import = max(n.end_lineno or n.lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
+    body = "".join(text.splitlines(keepends=True)[last_import:]).strip("\n")
+    body = re.sub(r"\bconvert_safetensor_state_dict\b", adapter, body)
+    return f"{BEGIN_MARKER}\n\n{body}\n{END_MARKER}\n"
 
 
 def _literal(value: Any) -> str:
@@ -684,7 +581,10 @@ def write_adapter_table(port_dir: Path, mapping: WeightMapping) -> Path:
     if not path.exists():
         raise UserError(f"{path} does not exist; is {port_dir} a port (<output_dir>/<slug>)?")
     text = read_bounded_text(path, MAX_PORT_FILE_BYTES, "weight adapter file")
-    block = render_table_block(adapter_table(mapping), safetensors_adapter_name(port_dir))
+    table = adapter_table(mapping)
+    if LLAMA3_ADAPTER in text:
+        table = _without_prefix_strips(table)
+    block = render_table_block(table, safetensors_adapter_name(port_dir))
     begin, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
     if (begin < 0) != (end < 0) or text.count(BEGIN_MARKER) > 1 or text.count(END_MARKER) > 1 or end < begin:
         raise UserError(f"{path}: the import-model markers are broken (one missing, repeated or out of order); "

@@ -26,10 +26,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from import_model.errors import UserError
 from import_model.plan.traits import Traits
 from import_model.port.catalog import BY_RULE, PIECES
 from import_model.port.scaffold import PortNames, check_files, write_package
 from import_model.port.specialise import literal, specialise
+from import_model.safe_io import MAX_PORT_FILE_BYTES, read_bounded_text
 from import_model.source.config_keys import CONFIG_ALIASES, rows_for
 
 Mode = Literal["donor", "catalog"]
@@ -95,6 +97,14 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class PortCheck:
+    """What the port's own test file needs: the package beside it and the model it was written for."""
+
+    slug: str = "port"
+    model: str = "."
+
+
+@dataclass(frozen=True)
 class PortRequest:
     """Everything the writer needs: names, traits, what is missing, and the config the port will read."""
 
@@ -123,12 +133,11 @@ def _class_renames(names: PortNames) -> dict[str, str]:
             "PortHead": f"{camel}Head", "port_arch": names.symbol}
 
 
-def _module(text: str, names: PortNames, doc: str) -> str:
-    """A specialised template as the port's file: its classes named for the family, its own docstring."""
+def _named(text: str, names: PortNames) -> str:
+    """A specialised template with its classes named for the family and its graph module for the slug."""
     for old, new in _class_renames(names).items():
         text = re.sub(rf"\b{old}\b", new, text)
-    text = _sorted_relative_imports(text.replace("from .decoder import", f"from .{names.slug} import"))
-    return _with_docstring(text, doc)
+    return _sorted_relative_imports(text.replace("from .decoder import", f"from .{names.slug} import"))
 
 
 def _sorted_relative_imports(text: str) -> str:
@@ -179,13 +188,13 @@ def _literal_block(name: str, annotation: str, rows: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- docstrings
 
 
-def _deltas_lines(request: PortRequest) -> list[str]:
-    """One line per plan delta, naming the piece of this port that implements it."""
+def _deltas_lines(request: PortRequest, defined: dict[str, str]) -> list[str]:
+    """One line per plan delta, naming the pieces of this port (``defined``: name -> file) that implement it."""
     if not request.deltas:
         return ["It computes what the llama3 donor computes; only the class name differs."]
     lines = ["Where it differs from the llama3 donor:"]
     for rule, hf, donor in request.deltas:
-        where = ", ".join(f"``{name}``" for name in piece_names(request, rule))
+        where = ", ".join(f"``{name}``" for name in piece_names(request, rule) if name in defined)
         lines.append(f"- {rule}: {hf} (donor: {donor})" + (f"; see {where}" if where else ""))
     return lines
 
@@ -204,6 +213,13 @@ def piece_names(request: PortRequest, rule: str) -> list[str]:
 
 def delta_locations(files: dict[str, str], request: PortRequest) -> dict[str, list[str]]:
     """Rule -> ``file: name`` for every piece of it that the written files define."""
+    defined = _defined_names(files)
+    return {rule: [f"{defined[n]}: {n}" for n in piece_names(request, rule) if n in defined]
+            for rule, _hf, _donor in request.deltas}
+
+
+def _defined_names(files: dict[str, str]) -> dict[str, str]:
+    """Top-level names, ``Class.method`` names and module constants of ``files`` -> the file defining them."""
     defined: dict[str, str] = {}
     for file, text in files.items():
         for node in ast.parse(text).body:
@@ -216,8 +232,7 @@ def delta_locations(files: dict[str, str], request: PortRequest) -> dict[str, li
                 for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
                     if isinstance(target, ast.Name):
                         defined[target.id] = file
-    return {rule: [f"{defined[n]}: {n}" for n in piece_names(request, rule) if n in defined]
-            for rule, _hf, _donor in request.deltas}
+    return defined
 
 
 def _missing_lines(request: PortRequest) -> list[str]:
@@ -227,10 +242,10 @@ def _missing_lines(request: PortRequest) -> list[str]:
             *(f"- {rule}: {reason}" for rule, reason in request.missing)]
 
 
-def _graph_doc(request: PortRequest) -> str:
+def _graph_doc(request: PortRequest, defined: dict[str, str]) -> str:
     names = request.names
     lines = [f"The {names.architecture} decoder for MAX, written by import-model ({date.today().year}).", "",
-             *_deltas_lines(request)]
+             *_deltas_lines(request, defined)]
     lines += _missing_lines(request)
     return "\n".join(lines)
 
@@ -239,28 +254,35 @@ def _graph_doc(request: PortRequest) -> str:
 
 
 def port_files(request: PortRequest) -> dict[str, str]:
-    """The port's files: the templates specialised for this model, in the request's mode."""
+    """The port's files: the templates specialised for this model, in the request's mode, each with its docstring."""
     names, traits, mode = request.names, request.traits, request.mode
     view = config_view(request.config)
     statics = {"TRAITS": traits, "VIEW": view, "MODE": mode}
     model = specialise(_template("model.py"), statics, keep={"PortModel"})
     config = specialise(_template("model_config.py"), statics, keep={"PortConfig"} | _imported_from(model, "model_config"),
                         data=_view_data(view))
-    files = {
-        "__init__.py": _module(specialise(_template("__init__.py"), statics), names,
-                               f"{names.architecture} for MAX, written by `import-model port`."),
+    texts = {
+        "__init__.py": specialise(_template("__init__.py"), statics),
         "arch.py": _arch(request, statics),
-        "model_config.py": _module(config, names, _config_doc(request, view)),
-        "model.py": _module(model, names, _model_doc(request)),
-        "weight_adapters.py": _template("weight_adapters.py"),
+        "model_config.py": config,
+        "model.py": model,
     }
     if mode == "catalog":
         keep = _imported_from(model, "decoder") | _imported_from(config, "decoder")
         decoder = specialise(_template("decoder.py"), statics, keep=keep)
-        decoder = specialise(decoder, statics, keep=keep, data={"CONFIG_KEYS": _config_keys_data(decoder, request.config)})
-        graph = _module(decoder, names, _graph_doc(request))
-        todos = "".join(f"# TODO(delta {rule}): {reason}\n" for rule, reason in request.missing)
-        files[names.graph_file] = _after_imports(graph, todos) if todos else graph
+        texts[names.graph_file] = specialise(decoder, statics, keep=keep,
+                                             data={"CONFIG_KEYS": _config_keys_data(decoder, request.config)})
+    texts = {file: _named(text, names) for file, text in texts.items()}
+    defined = _defined_names(texts)
+    docs = {"__init__.py": f"{names.architecture} for MAX, written by `import-model port`.",
+            "arch.py": f"Registration of the {names.architecture} port.",
+            "model_config.py": _config_doc(request, view), "model.py": _model_doc(request, defined),
+            names.graph_file: _graph_doc(request, defined)}
+    files = {file: _with_docstring(text, docs[file]) for file, text in texts.items()}
+    files["weight_adapters.py"] = _template("weight_adapters.py")
+    todos = "".join(f"# TODO(delta {rule}): {reason}\n" for rule, reason in request.missing)
+    if todos and names.graph_file in files:
+        files[names.graph_file] = _after_imports(files[names.graph_file], todos)
     check_files(files)
     return files
 
@@ -272,11 +294,11 @@ def _config_doc(request: PortRequest, view: ConfigView) -> str:
     return head + (", answering the donor's names from this family's own config keys." if view.needed else ".")
 
 
-def _model_doc(request: PortRequest) -> str:
+def _model_doc(request: PortRequest, defined: dict[str, str]) -> str:
     names = request.names
     if request.mode == "donor":
         return "\n".join([f"Pipeline model of the {names.architecture} port: MAX's llama3 pipeline and its Llama3 graph.",
-                          "", *_deltas_lines(request), "",
+                          "", *_deltas_lines(request, defined), "",
                           f"Each is a switch MAX's Llama3 graph already has, set in ``{names.model}._create_model_config``,",
                           "so the donor's fused kernels stay in play."])
     return (f"Pipeline model of the {names.architecture} port: the llama3 donor's inputs, KV cache, batching and "
@@ -286,8 +308,7 @@ def _model_doc(request: PortRequest) -> str:
 def _arch(request: PortRequest, statics: dict[str, Any]) -> str:
     names = request.names
     registration = Registration(names.architecture, list(request.example_repo_ids))
-    text = specialise(_template("arch.py"), {**statics, "REGISTRATION": registration}, keep={"port_arch"})
-    return _module(text, names, f"Registration of the {names.architecture} port.")
+    return specialise(_template("arch.py"), {**statics, "REGISTRATION": registration}, keep={"port_arch"})
 
 
 def _config_keys_data(decoder: str, config: dict[str, Any]) -> str:
@@ -308,6 +329,46 @@ def _after_imports(text: str, block: str) -> str:
     last = max((n.end_lineno or 0) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
     lines = text.splitlines(keepends=True)
     return "".join(lines[:last]) + "\n" + block + "".join(lines[last:])
+
+
+def port_test_file(request: PortRequest) -> tuple[str, str]:
+    """``test_<slug>.py``, written beside the package: the port's twin parity as a pytest module."""
+    names = request.names
+    check = PortCheck(names.slug, request.model_source)
+    template = _template("port_test.py")
+    tests = {n.name for n in ast.parse(template).body if isinstance(n, ast.FunctionDef)}  # pytest calls them all
+    text = specialise(template, {"CHECK": check}, keep=tests)
+    doc = (f"Twin parity of the {names.architecture} port (``{names.slug}/``), as ``import-model port`` proved it.\n\n"
+           f"Run ``pytest {TEST_PREFIX}{names.slug}.py``. " + _first_paragraph_after_title(_template("port_test.py")))
+    if request.missing:
+        doc += ("\n\nThe port is partial (missing: " + ", ".join(rule for rule, _ in request.missing)
+                + "), so these tests fail until its TODO(delta ...) rows are written.")
+    return f"{TEST_PREFIX}{names.slug}.py", _with_docstring(text, doc)
+
+
+#: Prefix of the port's own test file (pytest collects ``test_*.py``).
+TEST_PREFIX = "test_"
+
+#: Words of the test file's first line that say import-model wrote it (so a rerun may replace it).
+TEST_SIGNATURE = "as ``import-model port`` proved it"
+
+
+def check_test_file(path: Path) -> None:
+    """Refuse to replace a ``test_<slug>.py`` that import-model did not write (a user's own tests)."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    try:
+        head = read_bounded_text(path, MAX_PORT_FILE_BYTES, "port test file")[:400]
+    except (OSError, UserError):
+        head = ""
+    if path.is_symlink() or TEST_SIGNATURE not in head:
+        raise UserError(f"{path} exists and was not written by `import-model port`; move it or choose another "
+                        "--output-dir")
+
+
+def _first_paragraph_after_title(text: str) -> str:
+    doc = ast.get_docstring(ast.parse(text)) or ""
+    return doc.split("\n\n", 1)[1] if "\n\n" in doc else ""
 
 
 def write_port(out_dir: Path, request: PortRequest) -> tuple[Path, dict[str, list[str]]]:
