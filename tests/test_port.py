@@ -61,14 +61,26 @@ def test_family_ports_and_passes(family: str, ported: Callable[[str], tuple[int,
     assert payload["missing"] == [] and all(r["status"] == "implemented" for r in payload["deltas"])
     assert payload["verify"]["passed"] and payload["verify"]["worst_rel_l2"] < 1e-4
     port_dir = Path(payload["port_dir"])
-    assert (port_dir / "layers.py").is_file() and (port_dir / "weight_adapters.py").read_text().count(
-        "import-model weight table") == 2
+    assert payload["mode"] == ("donor" if family == "helium" else "catalog")  # helium: MAX's Llama3, one switch
+    assert (port_dir / f"{family}.py").is_file() == (payload["mode"] == "catalog")
+    assert not (port_dir / "layers.py").exists()
+    assert (port_dir / "weight_adapters.py").read_text().count("import-model weight table") == 2
+    assert all(row["where"] for row in payload["deltas"] if row["rule"] != "tied_head")
     tracking = (tmp_path / "PORT.md").read_text()
     assert "Tier 6 (logit parity)" in tracking and "implemented" in tracking
     assert payload["serve_command"].startswith("max serve") and str(port_dir) in payload["serve_command"]
 
 
 @pytest.mark.slow
+def test_the_port_s_own_test_file_reruns_its_parity(ported: Callable[[str], tuple[int, dict, str, Path]]) -> None:
+    code, _payload, _stderr, out = ported("helium")
+    assert code == 0
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(out / "test_helium.py")],
+                            capture_output=True, text=True, env=child_env(), timeout=1500, cwd=out)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "4 passed" in result.stdout
+
+
 def test_family_outside_the_catalog_is_an_honest_partial_port(tmp_path: Path) -> None:
     code, payload, stderr = run_port(family_twin_dir("apertus"), tmp_path)
     assert code == 1, stderr[-2000:]

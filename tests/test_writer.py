@@ -143,7 +143,7 @@ def test_the_template_package_imports_as_the_donor_block() -> None:
     from import_model.port.template import decoder, model, model_config
 
     assert package.ARCHITECTURES[0].name == "PortForCausalLM"
-    assert decoder.TRAITS == Traits() and model.MODE == "catalog" and not model_config.VIEW.needed
+    assert Traits() == decoder.TRAITS and model.MODE == "catalog" and not model_config.VIEW.needed
     assert issubclass(model.PortModel, Llama3Model) and issubclass(decoder.PortDecoder, decoder.Transformer)
 
 
@@ -223,7 +223,7 @@ def test_every_implemented_delta_is_a_named_piece_of_the_port(
             continue  # weight-table deltas live in the table renames writes; head_dim is read from the config
         assert places, f"{family}: delta {rule} has no named piece in the port"
     doc = ast.get_docstring(ast.parse(files[request.names.graph_file if request.mode == "catalog" else "model.py"]))
-    for rule, places in where.items():
+    for places in where.values():
         for place in places:
             assert place.split(": ")[1] in (doc or ""), f"{family}: the docstring does not point to {place}"
 

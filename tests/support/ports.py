@@ -63,11 +63,11 @@ BREAKAGES: dict[str, Breakage] = {
 }
 
 
-#: Bugs planted in a catalog port written by `import-model port` (its ``layers.py``).
+#: Bugs planted in a catalog port written by `import-model port` (its graph module, ``gpt_neox.py``).
 CATALOG_BREAKAGES: dict[str, Breakage] = {
     # Q, K and V computed without their biases (the weights still load): every attention layer is off.
     "qkv_bias_dropped": Breakage(
-        "layers.py",
+        "gpt_neox.py",
         "q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)",
         "q, k, v = (x @ p.weight.to(x.device).T for p in (self.q_proj, self.k_proj, self.v_proj))",
         "layer_0",

@@ -131,17 +131,16 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
                           missing=tuple((m.rule, m.reason) for m in result.missing), rules=rules,
                           deltas=tuple((d.rule, d.hf, d.donor) for d in plan.deltas),
                           model_source=source.display if source.kind == "hub" else str(Path(args.model).resolve()))
-    port_dir, where = write_port(out_dir, request)
+    port_dir, _where = write_port(out_dir, request)
     test_name, test_text = port_test_file(request)
     atomic_write(out_dir / test_name, test_text.encode())
-    for row in run.deltas:
-        row["where"] = where.get(row["rule"], [])
     run.port_dir = str(port_dir)
     run.mode = request.mode
     run.step("write port", "done" if result.complete else "partial",
              f"{port_dir} ({_mode_text(request.mode)}, {len(result.applied)} catalog entries" +
              (f"; missing: {', '.join(m.rule for m in result.missing)})" if result.missing else ")"))
     _weight_table(source, config, checkpoint, port_dir, run)
+    _locate_deltas(port_dir, request, run)  # again: the weight table holds the splits and ties
     _smoke_gates(source.display if source.kind == "hub" else str(Path(args.model).resolve()), port_dir, run,
                  args.revision)
     verified = None
@@ -155,6 +154,16 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
     if any(s["status"] == "FAIL" for s in run.steps):
         return 1
     return 0 if verified in (True, None) else 1
+
+
+def _locate_deltas(port_dir: Path, request: Any, run: PortRun) -> None:
+    from import_model.port.native_copy import read_port_file
+    from import_model.port.writer import delta_locations
+
+    files = {path.name: read_port_file(path) for path in sorted(port_dir.glob("*.py")) if path.is_file()}
+    where = delta_locations(files, request)
+    for row in run.deltas:
+        row["where"] = where.get(row["rule"], [])
 
 
 def _mode_text(mode: str) -> str:

@@ -297,7 +297,8 @@ def _config_doc(request: PortRequest, view: ConfigView) -> str:
 def _model_doc(request: PortRequest, defined: dict[str, str]) -> str:
     names = request.names
     if request.mode == "donor":
-        return "\n".join([f"Pipeline model of the {names.architecture} port: MAX's llama3 pipeline and its Llama3 graph.",
+        return "\n".join([f"Pipeline model of the {names.architecture} port: the llama3 donor's pipeline and graph,",
+                          "with this family's switches set.",
                           "", *_deltas_lines(request, defined), "",
                           f"Each is a switch MAX's Llama3 graph already has, set in ``{names.model}._create_model_config``,",
                           "so the donor's fused kernels stay in play."])

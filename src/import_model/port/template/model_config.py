@@ -61,7 +61,7 @@ def donor_view(config: Any) -> Any:
 
 
 def interleaved_rotary(config: Llama3Config) -> Llama3Config:
-    """Rotary over adjacent channel pairs ``(2i, 2i + 1)`` where Llama rotates halves: MAX's interleaved rope."""
+    """Rotary over adjacent channel pairs ``(2i, 2i + 1)`` where the donor rotates halves: MAX's interleaved rope."""
     config.interleaved_rope_weights = True
     return config
 
