@@ -57,8 +57,16 @@ def _row(name: str, payload: dict, code: int, seconds: float, note: str = "") ->
     verify = payload.get("verify") or {}
     verdict = {0: "PASS", 1: "PARTIAL" if payload.get("missing") else "FAIL"}.get(code, f"ERROR {code}")
     first = (verify.get("first_divergence") or {}).get("tap", "-")
-    return (f"| {name} | {donor} | {applied} | {missing} | {_taps(verify)} | {first} | {verdict} | "
-            f"{seconds:.0f} | {note} |")
+    return (f"| {name} | {donor} | {payload.get('mode') or '-'} | {_port_lines(payload)} | {applied} | {missing} | "
+            f"{_taps(verify)} | {first} | {verdict} | {seconds:.0f} | {note} |")
+
+
+def _port_lines(payload: dict) -> str:
+    """Lines of Python in the written package (weight table included)."""
+    port = payload.get("port_dir")
+    if not port or not Path(port).is_dir():
+        return "-"
+    return str(sum(path.read_text().count("\n") for path in Path(port).glob("*.py")))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -70,10 +78,13 @@ def results_table():
         "family's tiny twin (float32, CPU, tolerance rel. L2 1e-4), and on the real SmolLM2-135M weights.",
         "Max error per tap is the largest absolute difference over prompts, prefill and decode. "
         "PARTIAL: the port is written, the missing delta is named and verify shows where it diverges (exit 1).",
-        "Time is the whole `port` run (plan, port, weight table, gates, verify) with the graph already in MAX's compile cache; a cold compile adds 1.5 to 3 minutes per family (see docs/benchmarks.md).", "",
-        "| family | closest native donor | deltas implemented | missing deltas | max abs error per tap "
+        "Time is the whole `port` run (plan, port, weight table, gates, verify); a row whose graph was not yet in "
+        "MAX's compile cache includes its compile, 1.5 to 3 minutes (see docs/benchmarks.md).",
+        "Mode: `donor` reuses MAX's own Llama3 graph with the family's switches set; `catalog` writes the decoder out. "
+        "Lines: Python in the written package, weight table included.", "",
+        "| family | closest native donor | mode | lines | deltas implemented | missing deltas | max abs error per tap "
         "| first divergence | verdict | time s | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     RESULTS.write_text("\n".join(header + merged_rows(RESULTS, _rows)) + "\n")
 

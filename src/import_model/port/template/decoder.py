@@ -193,15 +193,14 @@ def make_norm(dim: int, eps: float, dtype: DType, device: DeviceRef) -> Module:
 
 
 def make_qk_norm(dim: int, eps: float, dtype: DType, device: DeviceRef) -> Module:
-    """The norm QK-norm applies to queries and keys."""
-    if TRAITS.qk_norm_type == "layernorm" and TRAITS.norm_offset:
-        return OffsetLayerNorm(dim, [device], dtype, eps=eps, use_bias=TRAITS.norm_bias)
+    """The norm QK-norm applies to queries and keys: the block's own kind unless the family picks the other."""
+    if TRAITS.qk_norm_type == TRAITS.norm:
+        return make_norm(dim, eps, dtype, device)
     elif TRAITS.qk_norm_type == "layernorm":
-        return LayerNorm(dim, [device], dtype, eps=eps, use_bias=TRAITS.norm_bias)
-    elif TRAITS.norm_offset:
-        return RMSNorm(dim, dtype, eps, weight_offset=1.0, multiply_before_cast=False)
+        layer_norm = OffsetLayerNorm if TRAITS.norm_offset else LayerNorm
+        return layer_norm(dim, [device], dtype, eps=eps, use_bias=TRAITS.norm_bias)
     else:
-        return RMSNorm(dim, dtype, eps, multiply_before_cast=False)
+        return RMSNorm(dim, dtype, eps, weight_offset=1.0 if TRAITS.norm_offset else 0.0, multiply_before_cast=False)
 
 
 # --------------------------------------------------------------------------- attention
