@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from import_model import report
@@ -33,11 +32,24 @@ def add_port_parsers(sub: Any, command: Any) -> None:
 
 
 def cmd_scaffold(args: argparse.Namespace) -> int:
-    from import_model.port.scaffold import ScaffoldRequest, scaffold_port
+    from import_model.commands.port_run import claim_package, open_target
+    from import_model.plan.planner import make_plan
+    from import_model.port.scaffold import ScaffoldRequest, donor_entry, port_names, write_scaffold
+    from import_model.recon import registry
+    from import_model.source import load_checkpoint
 
-    request = ScaffoldRequest(args.model, args.start_from, Path(args.output_dir), full_copy=args.full_copy,
-                              slug=args.slug, force=args.force, revision=args.revision)
-    result = scaffold_port(request, progress=report.progress)
+    target = open_target(args.model, args.revision, args.output_dir)
+    donor = donor_entry(args.start_from)
+    source = target.source
+    if target.natives:
+        raise UserError(f"MAX registers {target.architecture} natively (slug {target.natives[0].slug}): no port "
+                        f"needed; serve it with: {registry.serve_command(source.display)}")
+    slug = claim_package(target, args.slug, args.force)
+    checkpoint = load_checkpoint(source, progress=report.progress)
+    plan = make_plan(source.display, target.config, checkpoint, donor=donor.slug)
+    request = ScaffoldRequest(source, target.config, checkpoint, plan, donor, port_names(target.architecture, slug),
+                              target.out_dir, full_copy=args.full_copy)
+    result = write_scaffold(request, progress=report.progress)
     if args.json:
         report.emit_json(result.as_dict())
         return 0

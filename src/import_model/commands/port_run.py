@@ -80,38 +80,69 @@ def cmd_port(args: argparse.Namespace) -> int:
     return code
 
 
-def _port(args: argparse.Namespace, run: PortRun) -> int:
-    from import_model.plan.planner import architecture_of, make_plan, top
-    from import_model.port import tracking
-    from import_model.port.catalog import build_spec, entry_rows
-    from import_model.port.scaffold import check_slug, check_target, default_slug, port_names
-    from import_model.port.writer import TEST_PREFIX, PortRequest, check_test_file, port_test_file, write_port
+@dataclass
+class Target:
+    """What a port is of and where it goes: the checks ``port`` and ``scaffold`` make before any work."""
+
+    out_dir: Path
+    source: Any
+    config: dict[str, Any]
+    architecture: str
+    natives: list[Any]
+
+
+def open_target(model: str, revision: str | None, output_dir: str, *, announce: bool = False) -> Target:
+    """Refuse a bad output root at once, then read the model's config and check MAX's registry."""
+    from import_model.plan.planner import architecture_of
     from import_model.recon import registry
     from import_model.safe_io import check_output_root
-    from import_model.source import load_checkpoint, load_config, open_source, user_path
+    from import_model.source import load_config, open_source, user_path
 
-    out_dir = user_path(args.output_dir, "--output-dir").resolve()
+    out_dir = user_path(output_dir, "--output-dir").resolve()
     check_output_root(out_dir, "--output-dir")  # before the model is read: `/` and ~ are refused at once
-    report.progress(f"reading {args.model}")
-    source = open_source(args.model, args.revision)
+    if announce:
+        report.progress(f"reading {model}")
+    source = open_source(model, revision)
     config = load_config(source)
-    run.model = source.display
-    run.architecture = architecture = architecture_of(config)
+    architecture = architecture_of(config)
     if architecture is None:
         raise UserError(f"{source.display}: config.json declares no usable architectures[0]; cannot name the port")
-    natives = registry.find_native(architecture)
-    if natives:
+    return Target(out_dir, source, config, architecture, registry.find_native(architecture))
+
+
+def claim_package(target: Target, slug: str | None, force: bool) -> str:
+    """The package name, once ``DIR/<slug>`` may be (re)written and ``DIR/PORT.md`` is a document import-model may update."""
+    from import_model.port import tracking
+    from import_model.port.scaffold import check_slug, check_target, default_slug
+
+    name = check_slug(slug or default_slug(target.config), target.out_dir)
+    check_target(target.out_dir, name, force, getattr(target.source, "root", None))
+    # PORT.md is written last; a link, a device or another port's document there is refused before any work.
+    tracking.planned_text(target.out_dir / "PORT.md", f"Port of {target.source.display} to MAX", {})
+    return name
+
+
+def _port(args: argparse.Namespace, run: PortRun) -> int:
+    from import_model.plan.planner import make_plan, top
+    from import_model.port.catalog import build_spec, entry_rows
+    from import_model.port.scaffold import port_names
+    from import_model.port.writer import TEST_PREFIX, PortRequest, check_test_file, port_test_file, write_port
+    from import_model.recon import registry
+    from import_model.source import load_checkpoint
+
+    target = open_target(args.model, args.revision, args.output_dir, announce=True)
+    source, config, out_dir = target.source, target.config, target.out_dir
+    run.model = source.display
+    run.architecture = architecture = target.architecture
+    if target.natives:
         run.serve_command = registry.serve_command(source.display)
-        run.step("native check", "done", f"MAX serves {architecture} natively (slug {natives[0].slug}): no port")
+        run.step("native check", "done", f"MAX serves {architecture} natively (slug {target.natives[0].slug}): no port")
         return 0
     run.step("native check", "done", f"{architecture} is not registered in MAX")
     if args.weights == "full" and source.kind != "local":
         raise UserError("--weights full needs the checkpoint on disk: download it (hf download) and pass the folder")
-    slug = check_slug(args.slug or default_slug(config), out_dir)
-    check_target(out_dir, slug, args.force, getattr(source, "root", None))
+    slug = claim_package(target, args.slug, args.force)
     check_test_file(out_dir / f"{TEST_PREFIX}{slug}.py")
-    # PORT.md is written last; a link, a device or another port's document there is refused before any work.
-    tracking.planned_text(out_dir / "PORT.md", f"Port of {source.display} to MAX", {})
     checkpoint = load_checkpoint(source, progress=report.progress)
     _walls(source, config, checkpoint, run)
     report.progress("planning: anatomy, donor ranking, delta list")

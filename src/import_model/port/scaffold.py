@@ -1310,55 +1310,40 @@ def _delta_section(plan: object) -> str:
 
 @dataclass(frozen=True)
 class ScaffoldRequest:
-    model: str
-    start_from: str
-    output_dir: Path
+    """A scaffold to write: the model read and planned, the package name claimed (``commands.port_run``)."""
+
+    source: Any
+    config: dict[str, Any]
+    checkpoint: Any
+    plan: Any
+    donor: registry.NativeArch
+    names: PortNames
+    out_dir: Path
     full_copy: bool = False
-    slug: str | None = None
-    force: bool = False
-    revision: str | None = None
 
 
-def scaffold_port(request: ScaffoldRequest, progress: Callable[[str], None] | None = None) -> ScaffoldResult:
-    """Write ``DIR/<slug>/`` and ``DIR/PORT.md``; refuse (UserError, exit 2) before writing anything."""
-    from import_model.plan.planner import architecture_of, make_plan
+def write_scaffold(request: ScaffoldRequest, progress: Callable[[str], None] | None = None) -> ScaffoldResult:
+    """Write ``DIR/<slug>/`` and ``DIR/PORT.md`` for a request the orchestrator has checked."""
     from import_model.port import tracking
-    from import_model.source import load_checkpoint, load_config, open_source, user_path
 
-    out_dir = user_path(str(request.output_dir), "--output-dir").resolve()
-    check_output_root(out_dir, "--output-dir")  # before the model is read: `/` and ~ are refused at once
-    entry = donor_entry(request.start_from)
-    source = open_source(request.model, request.revision)
-    config = load_config(source)
-    architecture = architecture_of(config)
-    if architecture is None:
-        raise UserError(f"{source.display}: config.json declares no usable architectures[0]; cannot name the port")
-    natives = registry.find_native(architecture)
-    if natives:
-        raise UserError(f"MAX registers {architecture} natively (slug {natives[0].slug}): no port needed; "
-                        f"serve it with: {registry.serve_command(source.display)}")
-    slug = check_slug(request.slug or default_slug(config), out_dir)
-    check_target(out_dir, slug, request.force, getattr(source, "root", None))
-    tracking_path = out_dir / "PORT.md"
-    if tracking_path.is_symlink():
-        raise UserError(f"{tracking_path} is a symbolic link; refusing to write through it")
-    checkpoint = load_checkpoint(source, progress=progress)
-    plan = make_plan(source.display, config, checkpoint, donor=entry.slug)
+    source, names, out_dir = request.source, request.names, request.out_dir
     index = SourceIndex()
-    facts = analyse_donor(index, entry)
-    ctx = Context(port_names(architecture, slug), facts, list(plan.deltas),
-                  source.display if source.kind == "hub" else None, request.full_copy)
+    facts = analyse_donor(index, request.donor)
+    ctx = Context(names, facts, list(request.plan.deltas), source.display if source.kind == "hub" else None,
+                  request.full_copy)
     files, borrowed, generated = _build(ctx, index, out_dir)
     check_files(files)
-    result = ScaffoldResult(out_dir / slug, tracking_path, "full-copy" if request.full_copy else "default",
-                            facts.slug, architecture, slug, _ordered(files, ctx.names), _todos(files),
+    tracking_path = out_dir / "PORT.md"
+    result = ScaffoldResult(out_dir / names.slug, tracking_path, "full-copy" if request.full_copy else "default",
+                            facts.slug, names.architecture, names.slug, _ordered(files, names), _todos(files),
                             ctx.rehomed, borrowed, generated)
     card = source.read_card()[0]
-    sections = plan_sections(plan, config, card) | {"scaffold": scaffold_section(result)}
+    sections = plan_sections(request.plan, request.config, card) | {"scaffold": scaffold_section(result)}
     text = tracking.planned_text(tracking_path, f"Port of {source.display} to MAX", sections)
-    write_package(out_dir, slug, files)
+    write_package(out_dir, names.slug, files)
     atomic_write(tracking_path, text.encode())
-    result.weight_table = _weight_table(source, config, checkpoint, result.port_dir, plan, progress)
+    result.weight_table = _weight_table(source, request.config, request.checkpoint, result.port_dir, request.plan,
+                                        progress)
     return result
 
 
