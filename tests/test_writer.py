@@ -76,6 +76,8 @@ def test_static_expressions_and_partial_tests_are_evaluated() -> None:
         def kept(x, n):
             flag = C.mode == "b"
             value = 1 if C.on else 2
+            kept_test = 3 if C.on and n else 4
+            decided = 5 if C.off and n else 6
             if C.on and n > 1:
                 return flag, value
             if C.off or n < 0:
@@ -83,6 +85,7 @@ def test_static_expressions_and_partial_tests_are_evaluated() -> None:
             return x
         ''', C=_Choices())
     assert "flag = True" in out and "value = 1" in out
+    assert "kept_test = 3 if n else 4" in out and "decided = 6" in out
     assert "if n > 1:" in out and "if n < 0:" in out
 
 

@@ -114,6 +114,14 @@ def _static_edits(tree: ast.Module, lines: list[str], statics: dict[str, Any]) -
             branch = node.body if _value(node.test, statics) else node.orelse
             edits.append(_Edit(*_span(node), _segment(lines, branch)))
             return
+        if isinstance(node, ast.IfExp) and isinstance(node.test, ast.BoolOp):
+            decided = _decided(node.test, statics)
+            if decided is not None:
+                edits.append(_Edit(*_span(node), _segment(lines, node.body if decided else node.orelse)))
+                return
+            if any(_is_static(v, statics) for v in node.test.values):
+                edits.append(_cut_test(node.test, lines, statics))
+                return
         if isinstance(node, (ast.Name, ast.Attribute, ast.Compare, ast.BoolOp, ast.UnaryOp)) \
                 and isinstance(getattr(node, "ctx", ast.Load()), ast.Load) and _is_static(node, statics):
             value = _value(node, statics)
@@ -131,17 +139,28 @@ def _partial_test(node: ast.If, lines: list[str], statics: dict[str, Any], paren
     """``if STATIC and rest:`` decided or cut to ``if rest:`` (and the same for ``or``)."""
     test = node.test
     assert isinstance(test, ast.BoolOp)
-    known = [bool(_value(v, statics)) for v in test.values if _is_static(v, statics)]
-    if not known:
+    if not any(_is_static(v, statics) for v in test.values):
         return None
-    deciding = isinstance(test.op, ast.Or)  # the value that decides the whole test
-    if deciding in known:
-        return _if_edit(node, lines, deciding, parents)
+    decided = _decided(test, statics)
+    if decided is not None:
+        return _if_edit(node, lines, decided, parents)
+    return _cut_test(test, lines, statics)
+
+
+def _cut_test(test: ast.BoolOp, lines: list[str], statics: dict[str, Any]) -> _Edit:
+    """The test without its static operands (each of which leaves the result to the others)."""
     rest = [v for v in test.values if not _is_static(v, statics)]
     joiner = " and " if isinstance(test.op, ast.And) else " or "
     parts = [f"({_segment(lines, v)})" if isinstance(v, ast.BoolOp) and len(rest) > 1 else _segment(lines, v)
              for v in rest]
     return _Edit(*_span(test), joiner.join(parts))
+
+
+def _decided(test: ast.BoolOp, statics: dict[str, Any]) -> bool | None:
+    """The test's value when one static operand decides it (``False and ...``, ``True or ...``), else None."""
+    deciding = isinstance(test.op, ast.Or)
+    known = [bool(_value(v, statics)) for v in test.values if _is_static(v, statics)]
+    return deciding if deciding in known else None
 
 
 def _span(node: ast.AST) -> tuple[tuple[int, int], tuple[int, int]]:

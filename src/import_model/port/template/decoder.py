@@ -228,7 +228,7 @@ class PortAttention(Module):
         self.head_dim = head_dim_of(config)
         self.kv_params = kv_params
         self.rotary = rotary
-        self.window = int(config_value(config, "window")) if sliding else -1
+        self.window = int(config_value(config, "window")) if TRAITS.sliding_window != "none" and sliding else -1
         self.scale = attention_scale(config, self.head_dim)
         if TRAITS.attention_softcap:
             self.softcap = float(config_value(config, "attention_softcap"))
