@@ -162,7 +162,7 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
                           missing=tuple((m.rule, m.reason) for m in result.missing), rules=rules,
                           deltas=tuple((d.rule, d.hf, d.donor) for d in plan.deltas),
                           model_source=source.display if source.kind == "hub" else str(Path(args.model).resolve()))
-    port_dir, _where = write_port(out_dir, request)
+    port_dir = write_port(out_dir, request)
     test_name, test_text = port_test_file(request)
     atomic_write(out_dir / test_name, test_text.encode())
     run.port_dir = str(port_dir)

@@ -40,7 +40,7 @@ Mode = Literal["donor", "catalog"]
 #: rotary_style: Helium, ERNIE 4.5 (interleaved pairs); tied_head: the donor reads tie_word_embeddings itself.
 DONOR_RULES = frozenset({"rotary_style", "tied_head"})
 
-#: Trait fields the donor graph follows without a switch, and the one value of each switchable field it has.
+#: The trait values MAX's Llama3 graph has a switch for: field -> value (the switch is set in ``model.py``).
 DONOR_SWITCHES: dict[str, Any] = {"rotary_style": "interleaved"}
 
 #: Names the donor reads from the HF config, each answered from the family's own keys when config.json lacks it.
@@ -372,7 +372,6 @@ def _first_paragraph_after_title(text: str) -> str:
     return doc.split("\n\n", 1)[1] if "\n\n" in doc else ""
 
 
-def write_port(out_dir: Path, request: PortRequest) -> tuple[Path, dict[str, list[str]]]:
-    """Write ``out_dir/<slug>`` atomically (the caller has checked it may be replaced); where each delta went."""
-    files = port_files(request)
-    return write_package(out_dir, request.names.slug, files), delta_locations(files, request)
+def write_port(out_dir: Path, request: PortRequest) -> Path:
+    """Write ``out_dir/<slug>`` atomically (the caller has checked it may be replaced)."""
+    return write_package(out_dir, request.names.slug, port_files(request))
