@@ -96,6 +96,13 @@ class Registration:
     example_repo_ids: list[str] = field(default_factory=list)
 
 
+#: Prefix of the port's own test file (pytest collects ``test_*.py``).
+TEST_PREFIX = "test_"
+
+#: Words of the test file's first line that say import-model wrote it (so a rerun may replace it).
+TEST_SIGNATURE = "as ``import-model port`` proved it"
+
+
 @dataclass(frozen=True)
 class PortCheck:
     """What the port's own test file needs: the package beside it and the model it was written for."""
@@ -183,8 +190,6 @@ def _literal_block(name: str, annotation: str, rows: dict[str, Any]) -> str:
     return f"{name}: {annotation} = {{\n{body}}}"
 
 
-
-
 # --------------------------------------------------------------------------- docstrings
 
 
@@ -206,7 +211,7 @@ def piece_names(request: PortRequest, rule: str) -> list[str]:
         return []
     names = PIECES.get(entry.id, ())
     if request.mode == "donor":
-        names = tuple(n for n in names if "." not in n and n.islower()) or ()
+        names = tuple(n for n in names if "." not in n and n.islower())  # functions of model_config.py
     renames = _class_renames(request.names)
     return [re.sub(r"\bPort\w+", lambda m: renames.get(m.group(0), m.group(0)), n) for n in names]
 
@@ -345,13 +350,6 @@ def port_test_file(request: PortRequest) -> tuple[str, str]:
         doc += ("\n\nThe port is partial (missing: " + ", ".join(rule for rule, _ in request.missing)
                 + "), so these tests fail until its TODO(delta ...) rows are written.")
     return f"{TEST_PREFIX}{names.slug}.py", _with_docstring(text, doc)
-
-
-#: Prefix of the port's own test file (pytest collects ``test_*.py``).
-TEST_PREFIX = "test_"
-
-#: Words of the test file's first line that say import-model wrote it (so a rerun may replace it).
-TEST_SIGNATURE = "as ``import-model port`` proved it"
 
 
 def check_test_file(path: Path) -> None:
