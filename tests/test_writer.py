@@ -287,3 +287,16 @@ def test_weight_table_block_carries_only_the_code_its_tables_need(tmp_path: Path
     stripped = _without_prefix_strips(AdapterTable(renames={"model.norm.weight": "norm.weight",
                                                             "model.layers.*.x": "layers.*.y"}))
     assert stripped.renames == {"model.layers.*.x": "layers.*.y"}
+
+
+def test_the_config_view_keeps_every_alias_and_reads_nested_rope() -> None:
+    from import_model.port.writer import config_view
+
+    # CodeGen's config.json says n_head; its config class answers num_attention_heads through attribute_map.
+    codegen = config_view({"n_head": 4, "layer_norm_epsilon": 1e-5, "n_inner": None, "rotary_dim": 4})
+    rows = dict(codegen.donor_keys)
+    assert "num_attention_heads" in rows["num_key_value_heads"] and "layer_norm_epsilon" in rows["rms_norm_eps"]
+    assert codegen.intermediate_default and dict(codegen.donor_defaults) == {"rope_theta": 10000.0}
+    llama = config_view({"num_key_value_heads": 3, "rms_norm_eps": 1e-5, "intermediate_size": 64,
+                         "rope_parameters": {"rope_theta": 1e5, "rope_type": "default"}})
+    assert not llama.needed  # transformers 5 nests rope_theta: nothing to answer

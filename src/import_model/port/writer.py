@@ -62,22 +62,18 @@ class ConfigView:
 
 
 def config_view(config: dict[str, Any]) -> ConfigView:
-    """The view this config needs: aliases for donor names it keeps under its own keys, defaults for the rest."""
-    present = {k for k, v in config.items() if v is not None}
+    """The view this config needs: for each donor name its config.json lacks, the family's aliases and a default.
+
+    Rows keep every alias: a config class may answer one through its ``attribute_map`` (CodeGen's ``n_head``)
+    while config.json holds another name, so only the HF config object at build time knows which is set.
+    """
     params = config.get("rope_parameters") if isinstance(config.get("rope_parameters"), dict) else {}
-    keys, defaults = [], []
-    intermediate_default = False
-    for name in DONOR_NAMES:
-        if name in present:
-            continue
-        aliases = tuple(k for k in CONFIG_ALIASES.get(name, ()) if k != name and k in present)
-        if aliases:
-            keys.append((name, aliases))
-        elif name == "intermediate_size":
-            intermediate_default = True
-        elif name == "rope_theta" and "rope_theta" not in params:
-            defaults.append(("rope_theta", 10000.0))  # GPT-J's base is fixed in its modeling code
-    return ConfigView("multi_query" in config, intermediate_default, tuple(keys), tuple(defaults))
+    present = {k for k, v in {**params, **config}.items() if v is not None}  # transformers 5 nests rope_theta
+    missing = [name for name in DONOR_NAMES if name not in present]
+    keys = tuple((name, tuple(k for k in CONFIG_ALIASES.get(name, ()) if k != name)) for name in missing
+                 if len(CONFIG_ALIASES.get(name, ())) > 1)
+    defaults = (("rope_theta", 10000.0),) if "rope_theta" in missing else ()  # GPT-J fixes its base in code
+    return ConfigView("multi_query" in config, "intermediate_size" in missing, keys, defaults)
 
 
 def mode_for(traits: Traits, config: dict[str, Any], rules: tuple[str, ...], missing: bool) -> Mode:
@@ -276,7 +272,7 @@ def port_files(request: PortRequest) -> dict[str, str]:
         keep = _imported_from(model, "decoder") | _imported_from(config, "decoder")
         decoder = specialise(_template("decoder.py"), statics, keep=keep)
         texts[names.graph_file] = specialise(decoder, statics, keep=keep,
-                                             data={"CONFIG_KEYS": _config_keys_data(decoder, request.config)})
+                                             data={"CONFIG_KEYS": _config_keys_data(decoder)})
     texts = {file: _named(text, names) for file, text in texts.items()}
     defined = _defined_names(texts)
     docs = {"__init__.py": f"{names.architecture} for MAX, written by `import-model port`.",
@@ -317,12 +313,12 @@ def _arch(request: PortRequest, statics: dict[str, Any]) -> str:
     return specialise(_template("arch.py"), {**statics, "REGISTRATION": registration}, keep={"port_arch"})
 
 
-def _config_keys_data(decoder: str, config: dict[str, Any]) -> str:
-    """The alias rows the specialised decoder reads (``config_value(config, "name")``), cut to this family's keys."""
+def _config_keys_data(decoder: str) -> str:
+    """The alias rows the specialised decoder reads (``config_value(config, "name")``)."""
     used = {node.args[1].value for node in ast.walk(ast.parse(decoder))
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "config_value"
             and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)}
-    return _literal_block("CONFIG_KEYS", "dict[str, tuple[str, ...]]", rows_for(used, config))
+    return _literal_block("CONFIG_KEYS", "dict[str, tuple[str, ...]]", rows_for(used))
 
 
 def _view_data(view: ConfigView) -> dict[str, str]:

@@ -1,14 +1,11 @@
 """The one table of config-key aliases: where each number a port reads may live in a family's ``config.json``.
 
-Rows are read by the catalog (which numbers a trait needs), by the port writer
-(which rows it writes into a port, filtered to the keys that model's config
-has) and, through the written rows, by the port at build time. The first key
-present wins.
+Rows are read by the port writer (which rows it writes into a port: those the
+port's code reads) and, through the written rows, by the port at build time.
+The first key the HF config object answers wins.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     # every family; layer_norm_eps: GPT-NeoX, Phi, StableLM; layer_norm_epsilon: Falcon, GPT-J, CodeGen
@@ -42,16 +39,7 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-def rows_for(names: set[str] | list[str], config: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    """The rows a port needs, each cut to the keys ``config`` sets (the first key when it sets none).
-
-    Every size of a family writes the same keys, so the cut rows serve the
-    twin and the real checkpoint alike.
-    """
-    params = config.get("rope_parameters") if isinstance(config.get("rope_parameters"), dict) else {}
-    rows = {}
-    for name in sorted(set(names)):
-        keys = CONFIG_ALIASES.get(name, (name,))
-        present = tuple(k for k in keys if k in config or k in params)
-        rows[name] = present or keys[:1]
-    return rows
+def rows_for(names: set[str] | list[str]) -> dict[str, tuple[str, ...]]:
+    """The rows a port reads, whole: which key a model sets is known only to its HF config object at build time
+    (a config class may answer a name through its ``attribute_map``)."""
+    return {name: CONFIG_ALIASES.get(name, (name,)) for name in sorted(set(names))}
