@@ -300,3 +300,15 @@ def test_the_config_view_keeps_every_alias_and_reads_nested_rope() -> None:
     llama = config_view({"num_key_value_heads": 3, "rms_norm_eps": 1e-5, "intermediate_size": 64,
                          "rope_parameters": {"rope_theta": 1e5, "rope_type": "default"}})
     assert not llama.needed  # transformers 5 nests rope_theta: nothing to answer
+
+
+def test_an_explicit_head_dim_keeps_the_decoder_written_out() -> None:
+    from import_model.port.writer import mode_for
+
+    interleaved = Traits(rotary_style="interleaved")
+    base = {"hidden_size": 128, "num_attention_heads": 8, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+            "intermediate_size": 256, "rope_theta": 1e4}
+    assert mode_for(interleaved, base, ("rotary_style",), False) == "donor"
+    assert mode_for(interleaved, {**base, "head_dim": 16}, ("rotary_style",), False) == "donor"
+    # MAX's Llama3 rotates hidden_size / heads channels: ERNIE 4.5's head_dim 32 over 8 heads of a 128 model.
+    assert mode_for(interleaved, {**base, "head_dim": 32}, ("rotary_style",), False) == "catalog"

@@ -76,9 +76,17 @@ def config_view(config: dict[str, Any]) -> ConfigView:
     return ConfigView("multi_query" in config, "intermediate_size" in missing, keys, defaults)
 
 
+def _head_dim_is_derived(config: dict[str, Any]) -> bool:
+    """MAX's Llama3 graph sizes its rotary table as hidden_size / heads, whatever head_dim says (ERNIE 4.5's twin)."""
+    head_dim, hidden, heads = config.get("head_dim"), config.get("hidden_size"), config.get("num_attention_heads")
+    if not head_dim:
+        return True
+    return isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and head_dim == hidden // heads
+
+
 def mode_for(traits: Traits, config: dict[str, Any], rules: tuple[str, ...], missing: bool) -> Mode:
     """``donor`` when every delta of the plan is a switch of MAX's own llama3 graph, else ``catalog``."""
-    if missing or config_view(config).needed or not set(rules) <= DONOR_RULES:
+    if missing or config_view(config).needed or not set(rules) <= DONOR_RULES or not _head_dim_is_derived(config):
         return "catalog"
     differences = traits.differences()
     return "donor" if all(DONOR_SWITCHES.get(k) == v for k, v in differences.items()) else "catalog"
