@@ -10,8 +10,9 @@ apart on the same machine:
 - verify: ``import-model verify`` on a 2-layer Llama twin with a native-copy
   port, MAX's compile cache empty (cold) then warm, compile and run split;
 - port: ``import-model port`` on the Helium twin, cold then warm;
-- speed: a catalog port against MAX's native llama3 on a checkpoint of the
-  same shape (time to first token of a 128-token prompt, decode tokens/s over
+- speed: a port written by ``import-model port`` (donor mode, MAX's own
+  Llama3 graph, for SmolLM2 and Helium; catalog mode, the decoder written out,
+  for GPT-NeoX) against MAX's native llama3 on a checkpoint of the same shape (time to first token of a 128-token prompt, decode tokens/s over
   32 greedy steps through the KV cache, median of 3 runs after a warm-up, each
   model in its own process, measured port, native, native, port and averaged
   per side), on SmolLM2-135M's real weights under a class MAX
@@ -277,13 +278,14 @@ def speed_rows(work: Path) -> list[Row]:
 
     smol = smollm2_float32("SmolBenchForCausalLM")
     _, smol_port = run_port(smol, work / "smol-ports", child_env(), "--no-verify")
-    pairs = [("SmolLM2-135M real weights, Llama in all but its class name", smol, Path(smol_port["port_dir"]),
-              renamed_checkpoint(smol, work / "smol-native", "LlamaForCausalLM"))]
+    pairs = [(f"SmolLM2-135M real weights, Llama in all but its class name ({smol_port['mode']} mode)", smol,
+              Path(smol_port["port_dir"]), renamed_checkpoint(smol, work / "smol-native", "LlamaForCausalLM"))]
     llama_wide = wide_twin("llama", work / "llama-wide")
     for family in ("helium", "gpt_neox"):
         twin = wide_twin(family, work / f"{family}-wide")
         _, ported = run_port(twin, work / f"{family}-ports", child_env(), "--no-verify")
-        pairs.append((f"{family} twin at SmolLM2's shape", twin, Path(ported["port_dir"]), llama_wide))
+        pairs.append((f"{family} twin at SmolLM2's shape ({ported['mode']} mode)", twin, Path(ported["port_dir"]),
+                      llama_wide))
     rows, smol_figures = [], {}
     for name, checkpoint, port_dir, native_checkpoint in pairs:
         port, native = abba(partial(measured, "--measure", checkpoint, port_dir),
