@@ -516,7 +516,7 @@ def render_table_block(table: AdapterTable, adapter: str) -> str:
     """The text between (and including) the markers: the tables and the code they need, nothing more."""
     from importlib import resources
 
-    from import_model.port.specialise import specialise
+    from import_model.port.specialise import literal_assignment, specialise
 
     shape = TableShape(bool(table.renames), bool(table.splits), bool(table.concats), bool(table.ties),
                        bool(table.drops))
@@ -530,9 +530,7 @@ def render_table_block(table: AdapterTable, adapter: str) -> str:
         "WEIGHT_TIES": ("dict[str, str]", table.ties),
         "WEIGHT_DROPS": ("dict[str, str]", table.drops),
     }
-    data = {name: f"{name}: {annotation} = {{\n" + "".join(f"    {_literal(k)}: {_literal(v)},\n"
-                                                            for k, v in values.items()) + "}"
-            for name, (annotation, values) in sections.items()}
+    data = {name: literal_assignment(name, annotation, values) for name, (annotation, values) in sections.items()}
     template = resources.files("import_model.port.template").joinpath("weight_table.py").read_text()
     text = specialise(template, {"TABLE": shape}, keep={"convert_safetensor_state_dict"}, data=data)
     tree = ast.parse(text)
@@ -540,16 +538,6 @@ def render_table_block(table: AdapterTable, adapter: str) -> str:
     body = "".join(text.splitlines(keepends=True)[last_import:]).strip("\n")
     body = re.sub(r"\bconvert_safetensor_state_dict\b", adapter, body)
     return f"{BEGIN_MARKER}\n\n{body}\n{END_MARKER}\n"
-
-
-def _literal(value: Any) -> str:
-    """A Python literal in the house style (double quotes)."""
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, tuple):
-        items = ", ".join(_literal(item) for item in value)
-        return f"({items},)" if len(value) == 1 else f"({items})"
-    return repr(value)
 
 
 def safetensors_adapter_name(port_dir: Path) -> str:

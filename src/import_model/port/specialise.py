@@ -189,6 +189,14 @@ def literal(value: Any) -> str:
     return repr(value)
 
 
+def literal_assignment(name: str, annotation: str, rows: dict[str, Any]) -> str:
+    """``NAME: annotation = {...}``, one row a line, for ``data`` (the tables a template is filled with)."""
+    if not rows:
+        return f"{name}: {annotation} = {{}}"
+    body = "".join(f"    {literal(key)}: {literal(value)},\n" for key, value in rows.items())
+    return f"{name}: {annotation} = {{\n{body}}}"
+
+
 def _if_edit(node: ast.If, lines: list[str], taken: bool, parents: dict[int, ast.AST]) -> _Edit:
     """Replace the whole ``if`` statement by its taken branch, one indent level out."""
     if (node.test.end_lineno or node.lineno) != node.lineno:

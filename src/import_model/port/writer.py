@@ -30,7 +30,7 @@ from import_model.errors import UserError
 from import_model.plan.traits import Traits
 from import_model.port.catalog import BY_RULE, PIECES
 from import_model.port.scaffold import PortNames, check_files, write_package
-from import_model.port.specialise import literal, specialise
+from import_model.port.specialise import literal_assignment, specialise
 from import_model.safe_io import MAX_PORT_FILE_BYTES, read_bounded_text
 from import_model.source.config_keys import CONFIG_ALIASES, rows_for
 
@@ -187,13 +187,6 @@ def _with_docstring(text: str, doc: str) -> str:
     return f'"""{doc}{closing}"""\n{body}'
 
 
-def _literal_block(name: str, annotation: str, rows: dict[str, Any]) -> str:
-    if not rows:
-        return f"{name}: {annotation} = {{}}"
-    body = "".join(f"    {literal(key)}: {literal(value)},\n" for key, value in rows.items())
-    return f"{name}: {annotation} = {{\n{body}}}"
-
-
 # --------------------------------------------------------------------------- docstrings
 
 
@@ -291,7 +284,7 @@ def port_files(request: PortRequest) -> dict[str, str]:
     files["weight_adapters.py"] = _template("weight_adapters.py")
     todos = "".join(f"# TODO(delta {rule}): {reason}\n" for rule, reason in request.missing)
     if todos and names.graph_file in files:
-        files[names.graph_file] = _after_imports(files[names.graph_file], todos)
+        files[names.graph_file] = _insert_after_imports(files[names.graph_file], todos)
     check_files(files)
     return files
 
@@ -326,15 +319,15 @@ def _config_keys_data(decoder: str) -> str:
     used = {node.args[1].value for node in ast.walk(ast.parse(decoder))
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "config_value"
             and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)}
-    return _literal_block("CONFIG_KEYS", "dict[str, tuple[str, ...]]", rows_for(used))
+    return literal_assignment("CONFIG_KEYS", "dict[str, tuple[str, ...]]", rows_for(used))
 
 
 def _view_data(view: ConfigView) -> dict[str, str]:
-    return {"DONOR_KEYS": _literal_block("DONOR_KEYS", "dict[str, tuple[str, ...]]", dict(view.donor_keys)),
-            "DONOR_DEFAULTS": _literal_block("DONOR_DEFAULTS", "dict[str, Any]", dict(view.donor_defaults))}
+    return {"DONOR_KEYS": literal_assignment("DONOR_KEYS", "dict[str, tuple[str, ...]]", dict(view.donor_keys)),
+            "DONOR_DEFAULTS": literal_assignment("DONOR_DEFAULTS", "dict[str, Any]", dict(view.donor_defaults))}
 
 
-def _after_imports(text: str, block: str) -> str:
+def _insert_after_imports(text: str, block: str) -> str:
     tree = ast.parse(text)
     last = max((n.end_lineno or 0) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
     lines = text.splitlines(keepends=True)
