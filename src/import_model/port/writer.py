@@ -342,7 +342,7 @@ def port_test_file(request: PortRequest) -> tuple[str, str]:
     tests = {n.name for n in ast.parse(template).body if isinstance(n, ast.FunctionDef)}  # pytest calls them all
     text = specialise(template, {"CHECK": check}, keep=tests)
     doc = (f"Twin parity of the {names.architecture} port (``{names.slug}/``), as ``import-model port`` proved it.\n\n"
-           f"Run ``pytest {TEST_PREFIX}{names.slug}.py``. " + _first_paragraph_after_title(_template("port_test.py")))
+           f"Run ``pytest {TEST_PREFIX}{names.slug}.py``. " + _first_paragraph_after_title(template))
     if request.missing:
         doc += ("\n\nThe port is partial (missing: " + ", ".join(rule for rule, _ in request.missing)
                 + "), so these tests fail until its TODO(delta ...) rows are written.")
