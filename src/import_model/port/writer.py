@@ -202,13 +202,11 @@ def _deltas_lines(request: PortRequest, defined: dict[str, str]) -> list[str]:
 
 
 def piece_names(request: PortRequest, rule: str) -> list[str]:
-    """The port's names for the template pieces that implement ``rule`` in this request's mode."""
+    """The port's names for the template pieces that implement ``rule`` (callers keep those the port defines)."""
     entry = BY_RULE.get(rule)
     if entry is None or rule in {r for r, _ in request.missing}:
         return []
     names = PIECES.get(entry.id, ())
-    if request.mode == "donor":
-        names = tuple(n for n in names if "." not in n and n.islower())  # functions of model_config.py
     renames = _class_renames(request.names)
     return [re.sub(r"\bPort\w+", lambda m: renames.get(m.group(0), m.group(0)), n) for n in names]
 
