@@ -888,21 +888,26 @@ def _stem_pattern(facts: DonorFacts, names: PortNames) -> tuple[re.Pattern[str],
     return re.compile("|".join(map(re.escape, alternatives))), pairs
 
 
-def _defined_names(files: dict[str, str]) -> set[str]:
-    names: set[str] = set()
-    for text in files.values():
+def defined_names(files: dict[str, str], *, members: bool = False) -> dict[str, str]:
+    """Top-level names ``files`` define (classes, functions, assigned names) -> the file defining each;
+    with ``members``, also ``Class.method`` for every method."""
+    defined: dict[str, str] = {}
+    for file, text in files.items():
         for stmt in ast.parse(text).body:
             if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                names.add(stmt.name)
+                defined[stmt.name] = file
+                for member in stmt.body if members and isinstance(stmt, ast.ClassDef) else ():
+                    if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        defined[f"{stmt.name}.{member.name}"] = file
             elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
-                names |= _assigned(stmt)
-    return names
+                defined |= dict.fromkeys(_assigned(stmt), file)
+    return defined
 
 
 def rename_identifiers(state: CopyState, facts: DonorFacts, names: PortNames) -> None:
     """Rename every name the copy defines that carries the donor's name (Llama3Config -> HeliumConfig)."""
     pattern, pairs = _stem_pattern(facts, names)
-    defined = _defined_names(state.files)
+    defined = set(defined_names(state.files))
     for old in sorted(defined):
         new = pattern.sub(lambda m: pairs[m.group(0)], old)
         if new != old and new not in defined and new not in state.renamed.values():

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from import_model.errors import UserError
 from import_model.plan.traits import Traits
 from import_model.port.catalog import BY_RULE, PIECES
-from import_model.port.scaffold import PortNames, check_files, write_package
+from import_model.port.scaffold import PortNames, check_files, defined_names, write_package
 from import_model.port.specialise import literal_assignment, specialise
 from import_model.safe_io import MAX_PORT_FILE_BYTES, read_bounded_text
 from import_model.source.config_keys import CONFIG_ALIASES, rows_for
@@ -213,26 +213,9 @@ def piece_names(request: PortRequest, rule: str) -> list[str]:
 
 def delta_locations(files: dict[str, str], request: PortRequest) -> dict[str, list[str]]:
     """Rule -> ``file: name`` for every piece of it that the written files define."""
-    defined = _defined_names(files)
+    defined = defined_names(files, members=True)
     return {rule: [f"{defined[n]}: {n}" for n in piece_names(request, rule) if n in defined]
             for rule, _hf, _donor in request.deltas}
-
-
-def _defined_names(files: dict[str, str]) -> dict[str, str]:
-    """Top-level names, ``Class.method`` names and module constants of ``files`` -> the file defining them."""
-    defined: dict[str, str] = {}
-    for file, text in files.items():
-        for node in ast.parse(text).body:
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                defined[node.name] = file
-                for member in node.body if isinstance(node, ast.ClassDef) else ():
-                    if isinstance(member, ast.FunctionDef):
-                        defined[f"{node.name}.{member.name}"] = file
-            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                    if isinstance(target, ast.Name):
-                        defined[target.id] = file
-    return defined
 
 
 def _missing_lines(request: PortRequest) -> list[str]:
@@ -273,7 +256,7 @@ def port_files(request: PortRequest) -> dict[str, str]:
         texts[names.graph_file] = specialise(decoder, statics, keep=keep,
                                              data={"CONFIG_KEYS": _config_keys_data(decoder)})
     texts = {file: _named(text, names) for file, text in texts.items()}
-    defined = _defined_names(texts)
+    defined = defined_names(texts, members=True)
     docs = {"__init__.py": f"{names.architecture} for MAX, written by `import-model port`.",
             "arch.py": f"Registration of the {names.architecture} port.",
             "model_config.py": _config_doc(request, view), "model.py": _model_doc(request, defined),
