@@ -15,7 +15,7 @@ import pytest
 
 from import_model.plan import make_plan
 from import_model.port.catalog import CATALOG, NORM_LAYOUTS, build_spec, entry_rows
-from import_model.port.scaffold import port_names
+from import_model.port.package import port_names
 from import_model.port.writer import PortRequest, port_files
 from import_model.source import load_checkpoint, load_config, open_source
 from tests.support.families import family_twin_dir
@@ -92,7 +92,7 @@ def test_moe_is_named_outside_the_catalog(family: str) -> None:
 
 def test_written_port_parses_and_marks_missing_deltas() -> None:
     result, config, rules = _spec_for("apertus")
-    request = PortRequest(port_names(config["architectures"][0], "apertus"), result.traits, config, rules=tuple(rules),
+    request = PortRequest(port_names(config["architectures"][0], "apertus"), config, result.traits, rules=tuple(rules),
                           missing=tuple((m.rule, m.reason) for m in result.missing))
     files = port_files(request)
     assert set(files) == {"__init__.py", "arch.py", "model_config.py", "model.py", "weight_adapters.py", "apertus.py"}

@@ -20,8 +20,8 @@ from import_model.errors import UserError
 from import_model.plan import make_plan
 from import_model.plan.traits import Traits
 from import_model.port.catalog import build_spec
+from import_model.port.package import port_names
 from import_model.port.renames import AdapterTable, _without_prefix_strips, render_table_block
-from import_model.port.scaffold import port_names
 from import_model.port.specialise import TemplateError, specialise
 from import_model.port.writer import PortRequest, check_test_file, delta_locations, port_files, port_test_file
 from import_model.source import load_checkpoint, load_config, open_source
@@ -160,7 +160,7 @@ def _request(family: str) -> PortRequest:
     assert plan.anatomy is not None
     rules = tuple(d.rule for d in plan.deltas)
     result = build_spec(plan.anatomy, config, list(rules))
-    return PortRequest(port_names(config["architectures"][0], family), result.traits, config, rules=rules,
+    return PortRequest(port_names(config["architectures"][0], family), config, result.traits, rules=rules,
                        missing=tuple((m.rule, m.reason) for m in result.missing),
                        deltas=tuple((d.rule, d.hf, d.donor) for d in plan.deltas), model_source=str(source.root))
 

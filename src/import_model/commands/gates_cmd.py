@@ -86,7 +86,7 @@ def _write_json_out(path: Path, text: str, payload: dict[str, Any]) -> None:
 
 def cmd_renames(args: argparse.Namespace) -> int:
     from import_model.port import renames
-    from import_model.port.scaffold import open_delta_markers
+    from import_model.port.package import open_delta_markers
 
     port_dir = user_path(args.port_dir, "--port-dir").resolve()
     if not (port_dir / "__init__.py").is_file():

@@ -37,7 +37,7 @@ def _write_markdown(path: Path, plan: Plan, config: dict, card: str | None) -> N
     """The tracking document (PORT.md layout): guard, card, config and the plan in the delta section."""
     from import_model.plan.markdown import render_markdown
     from import_model.port import tracking
-    from import_model.port.scaffold import plan_sections
+    from import_model.port.tracking import plan_sections
 
     if path.is_dir():
         raise UserError(f"--markdown {path}: is a directory; name a file")

@@ -32,9 +32,12 @@ def add_port_parsers(sub: Any, command: Any) -> None:
 
 
 def cmd_scaffold(args: argparse.Namespace) -> int:
-    from import_model.commands.port_run import claim_package, open_target
+    from import_model.commands.port_run import claim_package, open_target, write_weight_table
     from import_model.plan.planner import make_plan
-    from import_model.port.scaffold import ScaffoldRequest, donor_entry, port_names, write_scaffold
+    from import_model.port import tracking
+    from import_model.port.donor_code import donor_entry
+    from import_model.port.package import port_names
+    from import_model.port.writer import PortRequest, Scaffold, write_port
     from import_model.recon import registry
     from import_model.source import load_checkpoint
 
@@ -47,22 +50,68 @@ def cmd_scaffold(args: argparse.Namespace) -> int:
     slug = claim_package(target, args.slug, args.force)
     checkpoint = load_checkpoint(source, progress=report.progress)
     plan = make_plan(source.display, target.config, checkpoint, donor=donor.slug)
-    request = ScaffoldRequest(source, target.config, checkpoint, plan, donor, port_names(target.architecture, slug),
-                              target.out_dir, full_copy=args.full_copy)
-    result = write_scaffold(request, progress=report.progress)
+    request = PortRequest(port_names(target.architecture, slug), target.config,
+                          example_repo_ids=(source.display,) if source.kind == "hub" else (),
+                          scaffold=Scaffold(donor, tuple(plan.deltas), full_copy=args.full_copy))
+    written = write_port(target.out_dir, request)
+    tracking_path = target.out_dir / "PORT.md"
+    sections = tracking.plan_sections(plan, target.config, source.read_card()[0])
+    sections["scaffold"] = scaffold_section(written, request.names.architecture)
+    tracking.write_tracking(tracking_path, f"Port of {source.display} to MAX", sections)
+    _, table = write_weight_table(source, target.config, checkpoint, written.port_dir,
+                                  [d.rule for d in plan.deltas])
     if args.json:
-        report.emit_json(result.as_dict())
+        report.emit_json(_scaffold_json(written, request.names.architecture, tracking_path, table))
         return 0
-    report.line(f"scaffolded {result.port_dir} ({result.mode} mode from {result.donor}), registered as "
-                f"{result.architecture}; PORT.md: {result.tracking}")
+    report.line(f"scaffolded {written.port_dir} ({written.mode} mode from {written.donor}), registered as "
+                f"{request.names.architecture}; PORT.md: {tracking_path}")
     report.table(None, ["file", "open delta TODOs"],
-                 [(name, ", ".join(result.todos.get(name, [])) or "-") for name in result.files])
-    if result.borrowed:
-        report.line(f"still imported from the donor: {', '.join(result.borrowed)}")
-    report.line(f"weight table: {result.weight_table}")
+                 [(name, ", ".join(written.todos.get(name, [])) or "-") for name in written.files])
+    if written.borrowed:
+        report.line(f"still imported from the donor: {', '.join(written.borrowed)}")
+    report.line(f"weight table: {table}")
     report.line("this is a scaffold, not a port: it computes what the donor computes until every TODO is done.")
-    report.line(f"next: implement the deltas, then `import-model audit {result.port_dir}`")
+    report.line(f"next: implement the deltas, then `import-model audit {written.port_dir}`")
     return 0
+
+
+def _scaffold_json(written: Any, architecture: str, tracking_path: Any, table: str) -> dict[str, object]:
+    return {"port_dir": str(written.port_dir), "tracking": str(tracking_path), "mode": written.mode,
+            "donor": written.donor, "architecture": architecture, "slug": written.port_dir.name,
+            "files": list(written.files), "todos": written.todos, "rehomed": list(written.rehomed),
+            "borrowed_from_donor": list(written.borrowed), "generated_in_full_copy": list(written.generated),
+            "weight_table": table}
+
+
+#: What each file of a port holds, for PORT.md's scaffold section.
+FILE_ROLES: dict[str, str] = {
+    "__init__.py": "package entry: `ARCHITECTURES` for `--custom-architectures`",
+    "arch.py": "registration: HF class name, encodings, adapters, pipeline model, config",
+    "model_config.py": "config class: reads config.json into graph settings",
+    "model.py": "pipeline model: loads weights, builds config and graph, executes",
+    "weight_adapters.py": "weight adapter: checkpoint names onto graph names",
+}
+
+
+def scaffold_section(written: Any, architecture: str) -> str:
+    """PORT.md's record of a scaffold: its files, their open TODOs, what was taken from the donor."""
+    from import_model.port.tracking import md_table
+
+    how = "subclasses the donor's classes" if written.mode == "subclass" else "the donor's files copied and renamed"
+    lines = [f"`{written.port_dir.name}/` scaffolded from `{written.donor}` ({written.mode} mode: {how}); "
+             f"registered as `{architecture}`.", "",
+             md_table(["file", "role", "open delta TODOs"],
+                      [(f"`{name}`", FILE_ROLES.get(name, "the decoder graph"),
+                        ", ".join(written.todos.get(name, [])) or "-") for name in written.files]), ""]
+    if written.rehomed:
+        lines.append("Donor methods copied into the pipeline model so the port's classes are built: "
+                     + ", ".join(f"`{m}`" for m in written.rehomed) + ".")
+    if written.borrowed:
+        lines.append("Still imported from the donor in MAX (not copied): "
+                     + ", ".join(f"`{b}`" for b in written.borrowed) + ".")
+    lines += ["", "A scaffold is not a port: implement every delta, then run "
+              f"`import-model audit {written.port_dir}` before the local gates."]
+    return "\n".join(lines)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -69,7 +69,7 @@ def cmd_port(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     run = PortRun(args.model)
     try:
-        code = _port(args, run)
+        code = port_steps(args, run)
     finally:
         run.seconds = round(time.perf_counter() - start, 1)
     run.exit_code = code
@@ -113,7 +113,7 @@ def open_target(model: str, revision: str | None, output_dir: str, *, announce: 
 def claim_package(target: Target, slug: str | None, force: bool) -> str:
     """The package name, once ``DIR/<slug>`` may be (re)written and ``DIR/PORT.md`` is a document import-model may update."""
     from import_model.port import tracking
-    from import_model.port.scaffold import check_slug, check_target, default_slug
+    from import_model.port.package import check_slug, check_target, default_slug
 
     name = check_slug(slug or default_slug(target.config), target.out_dir)
     check_target(target.out_dir, name, force, getattr(target.source, "root", None))
@@ -122,10 +122,11 @@ def claim_package(target: Target, slug: str | None, force: bool) -> str:
     return name
 
 
-def _port(args: argparse.Namespace, run: PortRun) -> int:
+def port_steps(args: argparse.Namespace, run: PortRun) -> int:
+    """Every step of one ``port`` run, recorded in ``run``; the exit code (a refusal raises UserError)."""
     from import_model.plan.planner import make_plan, top
     from import_model.port.catalog import build_spec, entry_rows
-    from import_model.port.scaffold import port_names
+    from import_model.port.package import port_names
     from import_model.port.writer import TEST_PREFIX, PortRequest, check_test_file, port_test_file, write_port
     from import_model.recon import registry
     from import_model.source import load_checkpoint
@@ -157,12 +158,12 @@ def _port(args: argparse.Namespace, run: PortRun) -> int:
     run.step("plan", "done", f"{len(rules)} delta(s) from a Llama block; closest native donor: "
                              f"{best.donor.slug if best else '?'}; catalog covers "
                              f"{sum(r['status'] == 'implemented' for r in run.deltas)}")
-    request = PortRequest(port_names(architecture, slug), result.traits, config,
+    request = PortRequest(port_names(architecture, slug), config, result.traits,
                           example_repo_ids=(source.display,) if source.kind == "hub" else (),
                           missing=tuple((m.rule, m.reason) for m in result.missing), rules=rules,
                           deltas=tuple((d.rule, d.hf, d.donor) for d in plan.deltas),
                           model_source=source.display if source.kind == "hub" else str(Path(args.model).resolve()))
-    port_dir = write_port(out_dir, request)
+    port_dir = write_port(out_dir, request).port_dir
     test_name, test_text = port_test_file(request)
     atomic_write(out_dir / test_name, test_text.encode())
     run.port_dir = str(port_dir)
@@ -214,21 +215,29 @@ def _walls(source: Any, config: dict, checkpoint: Any, run: PortRun) -> None:
     run.step("walls", "clear" if code == 0 else "warnings", "; ".join(f.code for f in findings) or "no walls")
 
 
-def _weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, run: PortRun) -> None:
+def write_weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, open_rules: list[str]) -> tuple[bool, str]:
+    """Derive the checkpoint -> graph name table, write it into the port's adapter; (complete, a summary).
+
+    ``open_rules``: the plan's deltas the port does not implement yet, whose weights may be set aside.
+    """
     from import_model.port import renames
 
     try:
-        table = renames.derive_table(source, config, checkpoint, port_dir, [m["rule"] for m in run.missing],
-                                     report.progress)
+        table = renames.derive_table(source, config, checkpoint, port_dir, open_rules, report.progress)
     except renames.DryBuildError as exc:
-        run.step("weight table", "FAIL", exc.message)
-        return
+        return False, f"not written: {exc.message}"
     renames.write_adapter_table(port_dir, table.mapping)
     mapping, aside = table.mapping, table.set_aside_text()
+    renamed = sum(1 for key, name in mapping.renames.items() if key != name)
     problems = [f"{len(v)} {k}" for k, v in (("orphan(s)", mapping.orphans), ("missing", mapping.missing),
                                               ("shape mismatch(es)", mapping.mismatches)) if v]
-    run.step("weight table", "done" if mapping.complete else "FAIL",
-             ("complete" if mapping.complete else ", ".join(problems)) + (f" ({aside})" if aside else ""))
+    summary = (f"{renamed} rename(s), {len(mapping.splits)} split(s)" if mapping.complete else ", ".join(problems))
+    return mapping.complete, summary + (f" ({aside})" if aside else "")
+
+
+def _weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, run: PortRun) -> None:
+    complete, summary = write_weight_table(source, config, checkpoint, port_dir, [m["rule"] for m in run.missing])
+    run.step("weight table", "done" if complete else "FAIL", summary)
 
 
 def _smoke_gates(model: str, port_dir: Path, run: PortRun, revision: str | None) -> None:
@@ -276,7 +285,7 @@ def _verify(args: argparse.Namespace, source: Any, config: dict, port_dir: Path,
 
 def catalog_section(run: PortRun) -> str:
     """PORT.md's record of the catalog run: each delta, how it is implemented, and the verify verdict."""
-    from import_model.port.scaffold import md_table
+    from import_model.port.tracking import md_table
 
     lines = [f"Written by `import-model port` from the delta catalog: {_mode_text(run.mode or 'catalog')}.", "",
              md_table(["delta", "catalog entry", "status", "how", "where in the port"],
@@ -293,7 +302,7 @@ def catalog_section(run: PortRun) -> str:
 
 def _write_tracking(out_dir: Path, plan: Any, config: dict, run: PortRun, source: Any) -> None:
     from import_model.port import tracking
-    from import_model.port.scaffold import plan_sections
+    from import_model.port.tracking import plan_sections
 
     card = source.read_card()[0]
     sections = plan_sections(plan, config, card) | {"scaffold": catalog_section(run)}

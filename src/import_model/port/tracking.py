@@ -18,11 +18,13 @@ written atomically.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from import_model.cache import atomic_write
 from import_model.errors import UserError
+from import_model.plan.donors import Delta
 from import_model.safe_io import MAX_DOCUMENT_BYTES, read_bounded_text
 
 #: The template's sections, in document order: (marker name, heading).
@@ -165,3 +167,53 @@ def _spans(lines: list[str], origin: str) -> list[_Span]:
         raise TrackingError(f"{origin}: refusing to update: section {current[0]!r} (line {current[1] + 1}) is never "
                             f"closed; add `{CLOSE}` after it or move the file away to regenerate it")
     return spans
+
+
+# --------------------------------------------------------------------------- generated sections
+
+
+def _cell(value: object) -> str:
+    text = "-" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")[:200]
+
+
+def md_table(columns: list[str], rows: Iterable[Iterable[object]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plan_sections(plan: object, config: dict, card_text: str | None) -> dict[str, str]:
+    """The guard, model-card, config and delta sections, from the plan and the model's files."""
+    from import_model.recon.card import scan_card
+    from import_model.recon.config_map import map_config
+
+    architecture = getattr(plan, "architecture", None)
+    guard = (f"`architectures[0]` is `{architecture}`. The installed MAX does not register it natively "
+             f"(`import-model list-archs --match {architecture}` exits 1): a port is needed.")
+    card = "No README.md in the model repo: read the paper or blog post by hand."
+    if card_text:
+        notes = scan_card(card_text)
+        card_lines = [f"- family claims: {', '.join(notes.families) or 'none found'}"]
+        card_lines += [f"- base model: {b}" for b in notes.base_models]
+        card_lines += [f"- {link.kind}: {link.url}" for link in notes.links]
+        card_lines += [f"- [{tag}] {sentence}" for tag, sentences in notes.tricks.items() for sentence in sentences]
+        card = "\n".join(card_lines)
+    rows = [(f"`{r.key}`", r.value, r.role, r.max_field or "-", r.note) for r in map_config(config)]
+    return {"guard": guard, "model-card": card, "config": md_table(["key", "value", "role", "MAX field", "note"], rows),
+            "deltas": _delta_section(plan)}
+
+
+def _delta_section(plan: object) -> str:
+    chosen = getattr(plan, "chosen", None)
+    deltas: list[Delta] = list(getattr(plan, "deltas", []))
+    if chosen is None:
+        return "No donor could be compared."
+    lines = [f"Against `{chosen.donor.slug}` ({getattr(plan, 'verdict', '')}); tick a row when its TODO is "
+             "implemented and verified.", ""]
+    lines.append(md_table(["#", "rule", "component", "HF behaviour", "donor behaviour", "change needed", "done"],
+                          [(i, d.rule, d.component, d.hf, d.donor, d.change, "[ ]") for i, d in enumerate(deltas, 1)]))
+    default = getattr(plan, "default", None)
+    if default is not None:
+        lines += ["", f"Default plan: {default.paragraph}"]
+    return "\n".join(lines)

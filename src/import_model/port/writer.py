@@ -1,6 +1,7 @@
-"""The port writer: the template package (``port/template/``) specialised for one model.
+"""The port writer: one request, one of four modes, one package written.
 
-Two modes, chosen from the model's traits:
+``import-model port`` writes the template package (``port/template/``)
+specialised for one model, in one of two modes chosen from its traits:
 
 - **donor**: every difference from MAX's llama3 is a switch its own config
   class already has (interleaved rotary, for one), so the port reuses MAX's
@@ -13,6 +14,12 @@ Two modes, chosen from the model's traits:
 Missing deltas (what neither covers) are named in the graph module's docstring
 and as ``TODO(delta ...)`` comments; the stand-in the catalog chose keeps the
 port buildable so verify can show where it diverges.
+
+``import-model scaffold`` starts from any MAX donor instead, and leaves the
+deltas to the user (``port/donor_code.py``):
+
+- **subclass**: the donor's classes subclassed, one ``TODO(delta ...)`` per delta;
+- **full-copy**: the donor's code copied and renamed, the same TODOs.
 """
 
 from __future__ import annotations
@@ -27,14 +34,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from import_model.errors import UserError
+from import_model.plan.donors import Delta
 from import_model.plan.traits import Traits
 from import_model.port.catalog import BY_RULE, PIECES
-from import_model.port.scaffold import PortNames, check_files, defined_names, write_package
+from import_model.port.donor_code import DonorCode, donor_code_files
+from import_model.port.package import (
+    ROLE_FILES,
+    PortNames,
+    check_files,
+    defined_names,
+    open_delta_rules,
+    write_package,
+)
 from import_model.port.specialise import literal_assignment, specialise
+from import_model.recon.registry import NativeArch
 from import_model.safe_io import MAX_PORT_FILE_BYTES, read_bounded_text
 from import_model.source.config_keys import CONFIG_ALIASES, rows_for
 
-Mode = Literal["donor", "catalog"]
+Mode = Literal["donor", "catalog", "subclass", "full-copy"]
 
 #: Plan deltas MAX's own llama3 graph covers, each by a switch of its config (applied in ``model.py``).
 #: rotary_style: Helium, ERNIE 4.5 (interleaved pairs); tied_head: the donor reads tie_word_embeddings itself.
@@ -116,21 +133,47 @@ class PortCheck:
 
 
 @dataclass(frozen=True)
+class Scaffold:
+    """A TODO-only port started from a MAX donor the user chose: its classes subclassed, or its code copied."""
+
+    donor: NativeArch
+    deltas: tuple[Delta, ...]
+    full_copy: bool = False
+
+
+@dataclass(frozen=True)
 class PortRequest:
     """Everything the writer needs: names, traits, what is missing, and the config the port will read."""
 
     names: PortNames
-    traits: Traits
     config: dict[str, Any]
+    traits: Traits = Traits()
     example_repo_ids: tuple[str, ...] = ()
     missing: tuple[tuple[str, str], ...] = ()  # (rule, reason)
     rules: tuple[str, ...] = ()  # the plan's delta rules
     deltas: tuple[tuple[str, str, str], ...] = ()  # (rule, what HF does, what the donor does), from the plan
     model_source: str = ""  # what the port's own test makes its twin from
+    scaffold: Scaffold | None = None  # set by ``import-model scaffold``
 
     @property
     def mode(self) -> Mode:
+        if self.scaffold is not None:
+            return "full-copy" if self.scaffold.full_copy else "subclass"
         return mode_for(self.traits, self.config, self.rules, bool(self.missing))
+
+
+@dataclass(frozen=True)
+class WrittenPort:
+    """What the writer wrote: the package, its files in role order, and (scaffold modes) what it took from the donor."""
+
+    port_dir: Path
+    mode: Mode
+    files: tuple[str, ...]
+    todos: dict[str, list[str]]  # file -> open ``TODO(delta ...)`` rules
+    donor: str = "llama3"
+    rehomed: tuple[str, ...] = ()
+    borrowed: tuple[str, ...] = ()
+    generated: tuple[str, ...] = ()
 
 
 def _template(name: str) -> str:
@@ -266,7 +309,6 @@ def port_files(request: PortRequest) -> dict[str, str]:
     todos = "".join(f"# TODO(delta {rule}): {reason}\n" for rule, reason in request.missing)
     if todos and names.graph_file in files:
         files[names.graph_file] = _insert_after_imports(files[names.graph_file], todos)
-    check_files(files)
     return files
 
 
@@ -348,6 +390,19 @@ def _first_paragraph_after_title(text: str) -> str:
     return doc.split("\n\n", 1)[1] if "\n\n" in doc else ""
 
 
-def write_port(out_dir: Path, request: PortRequest) -> Path:
-    """Write ``out_dir/<slug>`` atomically (the caller has checked it may be replaced)."""
-    return write_package(out_dir, request.names.slug, port_files(request))
+def write_port(out_dir: Path, request: PortRequest) -> WrittenPort:
+    """Write ``out_dir/<slug>`` atomically in the request's mode (the caller has checked it may be replaced)."""
+    names, scaffold = request.names, request.scaffold
+    if scaffold is None:
+        files, donor = port_files(request), DonorCode({}, "llama3")
+    else:
+        example = request.example_repo_ids[0] if request.example_repo_ids else None
+        donor = donor_code_files(names, scaffold.donor, list(scaffold.deltas), example, scaffold.full_copy, out_dir)
+        files = donor.files
+    check_files(files)
+    port_dir = write_package(out_dir, names.slug, files)
+    order = [*ROLE_FILES.values(), names.graph_file]
+    ordered = [name for name in order if name in files] + sorted(set(files) - set(order))
+    todos = {name: rules for name, text in files.items() if (rules := open_delta_rules(text))}
+    return WrittenPort(port_dir, request.mode, tuple(ordered), todos, donor.donor, donor.rehomed, donor.borrowed,
+                       donor.generated)

@@ -132,7 +132,7 @@ def gate_arch_name(ctx: GateContext) -> Outcome:
 
 
 def gate_donor(ctx: GateContext) -> Outcome:
-    from import_model.port.scaffold import open_delta_markers
+    from import_model.port.package import open_delta_markers
 
     donor = unmodified_donor(ctx.port_dir)
     if donor is None:
@@ -281,7 +281,7 @@ def gate_dry_build(ctx: GateContext) -> Outcome:
 
 
 def gate_key_diff(ctx: GateContext) -> Outcome:
-    from import_model.port.scaffold import open_delta_markers
+    from import_model.port.package import open_delta_markers
 
     if ctx.dry is None:
         return SKIP, "no dry build to compare with"

@@ -1,9 +1,9 @@
-"""Scaffold a port: ``DIR/<slug>/`` with the five files plus ``<slug>.py``, registered under the model's class.
+"""The scaffold modes of the writer: a TODO-only port started from any MAX donor, read from MAX's source.
 
-Two modes, both read the installed MAX's source statically (``import max.pipelines``
-costs ten seconds and is never needed to write files):
+Both read the installed MAX's source statically (``import max.pipelines`` costs
+ten seconds and is never needed to write files):
 
-- **default**: a small package that *subclasses* the donor. ``model_config.py``,
+- **subclass**: a small package that *subclasses* the donor. ``model_config.py``,
   ``<slug>.py`` (the graph) and ``weight_adapters.py`` expose the overrides,
   ``model.py`` re-homes the few donor methods that name the donor's config or
   graph class so the port's own classes are built, and every row of the plan's
@@ -13,20 +13,17 @@ costs ten seconds and is never needed to write files):
   classes, slug, registration and imports renamed, the layout normalised to the
   five files plus ``<slug>.py`` (other donor modules are imported from the
   installed MAX; a role the donor borrows from another architecture is written
-  as in the default mode).
+  as in the subclass mode).
 
-In both modes the donor's docstrings and comments are replaced by the seed's
+In both the donor's docstrings and comments are replaced by the seed's
 three-sentence pattern (what the module is, what it implements today, what it
-does not do yet), so ``import-model audit`` passes a fresh scaffold. Nothing is
-written outside ``DIR``: the package is staged in a temporary folder under
-``DIR`` and renamed into place; an existing port is replaced only with ``force``.
+does not do yet), so ``import-model audit`` passes a fresh scaffold.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import importlib.util
 import io
 import json
 import re
@@ -35,34 +32,21 @@ import sys
 import tempfile
 import textwrap
 import tokenize
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from import_model.cache import atomic_write
 from import_model.errors import UserError
 from import_model.plan.donors import Delta
 from import_model.port.native_copy import (
-    check_replaceable,
     copy_native_port,
     read_port_file,
     stem_of,
-    validate_slug,
-    write_manifest,
 )
+from import_model.port.package import ROLE_FILES, PortNames, assigned_names, defined_names
 from import_model.recon import registry
-from import_model.safe_io import check_output_root
 
 ARCH_PACKAGE = "max.pipelines.architectures"
-#: The five files of a port (plus ``<slug>.py``, the graph), by role.
-ROLE_FILES: dict[str, str] = {
-    "init": "__init__.py",
-    "arch": "arch.py",
-    "config": "model_config.py",
-    "model": "model.py",
-    "weights": "weight_adapters.py",
-}
 #: Suffixes of HF class names; what is left names the port's classes (HeliumForCausalLM -> Helium).
 #: Base-class names that mark a MAX graph module (the class a pipeline model instantiates).
 GRAPH_BASES = frozenset({"Transformer", "Module", "Layer"})
@@ -77,65 +61,6 @@ ATTRIBUTION = ("# Derived from Modular MAX's {donor} architecture: Copyright (c)
                "# Apache License v2.0 with LLVM Exceptions (https://llvm.org/LICENSE.txt).\n")
 _COPYRIGHT_YEAR = re.compile(r"Copyright \(c\) (\d{4}), Modular Inc")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-# --------------------------------------------------------------------------- names
-
-
-@dataclass(frozen=True)
-class PortNames:
-    """The port's identity: HF class, slug and the names of its classes."""
-
-    architecture: str
-    slug: str
-    camel: str
-
-    @property
-    def config(self) -> str:
-        return f"{self.camel}Config"
-
-    @property
-    def model(self) -> str:
-        return f"{self.camel}Model"
-
-    @property
-    def graph(self) -> str:
-        return self.camel
-
-    @property
-    def symbol(self) -> str:
-        return f"{self.slug}_arch"
-
-    @property
-    def graph_file(self) -> str:
-        return f"{self.slug}.py"
-
-
-def port_names(architecture: str, slug: str) -> PortNames:
-    stem = re.sub(r"\W", "", stem_of(architecture)) or slug.title().replace("_", "")
-    if not stem[0].isalpha():
-        stem = "Port" + stem
-    return PortNames(architecture, slug, stem[0].upper() + stem[1:])
-
-
-def default_slug(config: dict) -> str:
-    """The slug a scaffold uses when none is given: the model_type, made a valid package name."""
-    raw = config.get("model_type") if isinstance(config.get("model_type"), str) else None
-    if not raw:
-        raw = stem_of(str((config.get("architectures") or ["port"])[0]))
-    slug = re.sub(r"[^a-z0-9_]", "_", raw.lower()).strip("_")[:60] or "port"
-    return slug if slug[0].isalpha() else f"m_{slug}"
-
-
-def check_slug(slug: str, output_dir: Path) -> str:
-    """A valid package name that does not shadow an installed top-level module (MAX appends DIR to sys.path)."""
-    validate_slug(slug)
-    spec = importlib.util.find_spec(slug) if slug.isidentifier() else None
-    origin = Path(spec.origin).resolve() if spec and spec.origin and spec.origin not in ("built-in", "frozen") else None
-    if spec is not None and (origin is None or output_dir not in origin.parents):
-        raise UserError(f"slug {slug!r} is also an installed Python module that would shadow the port; "
-                        f"pass --slug {slug}_port (or another name)")
-    return slug
 
 
 # --------------------------------------------------------------------------- reading MAX's source
@@ -203,7 +128,7 @@ class SourceIndex:
         for stmt in _top_level(self.tree(module)):
             if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == name:
                 return Ref(module, name)
-            if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and name in _assigned(stmt):
+            if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and name in assigned_names(stmt):
                 return Ref(module, name)
             if isinstance(stmt, ast.Import):
                 for alias in stmt.names:
@@ -260,11 +185,6 @@ def _top_level(tree: ast.Module | None) -> Iterator[ast.stmt]:
         if isinstance(stmt, (ast.If, ast.Try)):
             yield from stmt.body
             yield from getattr(stmt, "orelse", [])
-
-
-def _assigned(stmt: ast.Assign | ast.AnnAssign) -> set[str]:
-    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-    return {t.id for t in targets if isinstance(t, ast.Name)}
 
 
 def _strip_subscript(node: ast.expr) -> ast.expr:
@@ -424,8 +344,8 @@ def rehome(index: SourceIndex, facts: DonorFacts, renames: dict[Ref, str], skip_
 def _member_name(stmt: ast.stmt) -> str | None:
     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return stmt.name
-    if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and len(_assigned(stmt)) == 1:
-        return next(iter(_assigned(stmt)))
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and len(assigned_names(stmt)) == 1:
+        return next(iter(assigned_names(stmt)))
     return None
 
 
@@ -651,7 +571,7 @@ def _imports(lines: Iterable[str]) -> str:
     return "\n\n".join("\n".join(g) for g in groups if g) + "\n"
 
 
-# --------------------------------------------------------------------------- default mode (subclass the donor)
+# --------------------------------------------------------------------------- subclass mode
 
 
 def render_init(ctx: Context) -> str:
@@ -886,22 +806,6 @@ def _stem_pattern(facts: DonorFacts, names: PortNames) -> tuple[re.Pattern[str],
         pairs.setdefault(stem, names.slug if stem == facts.slug else names.camel)
     alternatives = sorted(pairs, key=len, reverse=True)
     return re.compile("|".join(map(re.escape, alternatives))), pairs
-
-
-def defined_names(files: dict[str, str], *, members: bool = False) -> dict[str, str]:
-    """Top-level names ``files`` define (classes, functions, assigned names) -> the file defining each;
-    with ``members``, also ``Class.method`` for every method."""
-    defined: dict[str, str] = {}
-    for file, text in files.items():
-        for stmt in ast.parse(text).body:
-            if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                defined[stmt.name] = file
-                for member in stmt.body if members and isinstance(stmt, ast.ClassDef) else ():
-                    if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                        defined[f"{stmt.name}.{member.name}"] = file
-            elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
-                defined |= dict.fromkeys(_assigned(stmt), file)
-    return defined
 
 
 def rename_identifiers(state: CopyState, facts: DonorFacts, names: PortNames) -> None:
@@ -1139,262 +1043,33 @@ def _drop_import(text: str, name: str) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- writing
-
-
-def check_target(out_dir: Path, slug: str, force: bool, source: Path | None = None) -> Path:
-    """``out_dir/slug``, refused when it exists (unless ``force``) or would lead outside ``out_dir``.
-
-    ``out_dir`` may not be the file-system root or the home directory; the
-    package may not overlap ``source`` (the local checkpoint the command reads);
-    ``force`` replaces only a package import-model wrote that holds nothing else.
-    """
-    check_output_root(out_dir, "--output-dir")
-    if source is not None:
-        check_output_root(out_dir / slug, "--output-dir", source=source)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--output-dir {out_dir} is a file; name a directory")
-    target = out_dir / slug
-    if target.is_symlink():
-        raise UserError(f"{target} is a symbolic link; refusing to write through it")
-    if target.exists() and target.resolve().parent != out_dir:
-        raise UserError(f"{target} resolves outside {out_dir}; refusing to write there")
-    if target.exists() and not target.is_dir():
-        raise UserError(f"{target} exists and is not a directory; move it away first")
-    if target.exists() and not force:
-        raise UserError(f"{target} already exists; pass --force to replace it (your edits there would be lost)")
-    if target.exists() and any(target.iterdir()):
-        check_replaceable(target)
-    return target
-
-
-def write_package(out_dir: Path, slug: str, files: dict[str, str]) -> Path:
-    """Stage ``files`` in a temporary folder under ``out_dir``, then swap it in as ``out_dir/slug``."""
-    for name in files:
-        if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".py"):
-            raise ValueError(f"refusing to write a port file named {name!r}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / slug
-    staging = Path(tempfile.mkdtemp(prefix=f".{slug}.new.", dir=out_dir))
-    backup = out_dir / f".{slug}.old.{staging.name.rsplit('.', 1)[-1]}"
-    try:
-        for name, text in files.items():
-            (staging / name).write_text(text)
-        write_manifest(staging)
-        if target.exists():
-            if any(target.iterdir()):
-                check_replaceable(target)  # again: the user may have added files while the port was built
-            target.rename(backup)
-        staging.rename(target)
-    except BaseException:
-        if backup.exists() and not target.exists():
-            backup.rename(target)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(backup, ignore_errors=True)
-    return target
-
-
-def check_files(files: dict[str, str]) -> None:
-    """Every generated module must at least parse; a failure here is a bug in the scaffold, not the user's."""
-    for name, text in files.items():
-        compile(text, name, "exec", dont_inherit=True)
-
-
-# --------------------------------------------------------------------------- PORT.md
-
-
-#: What each file of a port holds, for the tracking document.
-FILE_ROLES: dict[str, str] = {
-    "init": "package entry: `ARCHITECTURES` for `--custom-architectures`",
-    "arch": "registration: HF class name, encodings, adapters, pipeline model, config",
-    "config": "config class: reads config.json into graph settings",
-    "model": "pipeline model: loads weights, builds config and graph, executes",
-    "weights": "weight adapter: checkpoint names onto graph names",
-    "graph": "the decoder graph",
-}
-
-
-def _cell(value: object) -> str:
-    text = "-" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")[:200]
-
-
-def md_table(columns: list[str], rows: Iterable[Iterable[object]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-@dataclass
-class ScaffoldResult:
-    """What a scaffold wrote."""
-
-    port_dir: Path
-    tracking: Path
-    mode: str
-    donor: str
-    architecture: str
-    slug: str
-    files: list[str]
-    todos: dict[str, list[str]]
-    rehomed: list[str]
-    borrowed: list[str]
-    generated: list[str]
-    weight_table: str = "not written"
-
-    def as_dict(self) -> dict[str, object]:
-        return {"port_dir": str(self.port_dir), "tracking": str(self.tracking), "mode": self.mode,
-                "donor": self.donor, "architecture": self.architecture, "slug": self.slug, "files": self.files,
-                "todos": self.todos, "rehomed": self.rehomed, "borrowed_from_donor": self.borrowed,
-                "generated_in_full_copy": self.generated, "weight_table": self.weight_table}
-
-
-def scaffold_section(result: ScaffoldResult) -> str:
-    how = ("subclasses the donor's classes" if result.mode == "default" else
-           "the donor's files copied and renamed")
-    lines = [f"`{result.port_dir.name}/` scaffolded from `{result.donor}` ({result.mode} mode: {how}); "
-             f"registered as `{result.architecture}`.", "",
-             md_table(["file", "role", "open delta TODOs"],
-                      [(f"`{name}`", FILE_ROLES[_role_for(name, result.slug)], ", ".join(result.todos.get(name, []))
-                        or "-") for name in result.files]), ""]
-    if result.rehomed:
-        lines.append("Donor methods copied into the pipeline model so the port's classes are built: "
-                     + ", ".join(f"`{m}`" for m in result.rehomed) + ".")
-    if result.borrowed:
-        lines.append("Still imported from the donor in MAX (not copied): "
-                     + ", ".join(f"`{b}`" for b in result.borrowed) + ".")
-    lines += ["", "A scaffold is not a port: implement every delta, then run "
-              f"`import-model audit {result.port_dir}` before the local gates."]
-    return "\n".join(lines)
-
-
-def _role_for(file: str, slug: str) -> str:
-    return "graph" if file == f"{slug}.py" else next(r for r, f in ROLE_FILES.items() if f == file)
-
-
-def plan_sections(plan: object, config: dict, card_text: str | None) -> dict[str, str]:
-    """The guard, model-card, config and delta sections, from the plan and the model's files."""
-    from import_model.recon.card import scan_card
-    from import_model.recon.config_map import map_config
-
-    architecture = getattr(plan, "architecture", None)
-    guard = (f"`architectures[0]` is `{architecture}`. The installed MAX does not register it natively "
-             f"(`import-model list-archs --match {architecture}` exits 1): a port is needed.")
-    card = "No README.md in the model repo: read the paper or blog post by hand."
-    if card_text:
-        notes = scan_card(card_text)
-        card_lines = [f"- family claims: {', '.join(notes.families) or 'none found'}"]
-        card_lines += [f"- base model: {b}" for b in notes.base_models]
-        card_lines += [f"- {link.kind}: {link.url}" for link in notes.links]
-        card_lines += [f"- [{tag}] {sentence}" for tag, sentences in notes.tricks.items() for sentence in sentences]
-        card = "\n".join(card_lines)
-    rows = [(f"`{r.key}`", r.value, r.role, r.max_field or "-", r.note) for r in map_config(config)]
-    return {"guard": guard, "model-card": card, "config": md_table(["key", "value", "role", "MAX field", "note"], rows),
-            "deltas": _delta_section(plan)}
-
-
-def _delta_section(plan: object) -> str:
-    chosen = getattr(plan, "chosen", None)
-    deltas: list[Delta] = list(getattr(plan, "deltas", []))
-    if chosen is None:
-        return "No donor could be compared."
-    lines = [f"Against `{chosen.donor.slug}` ({getattr(plan, 'verdict', '')}); tick a row when its TODO is "
-             "implemented and verified.", ""]
-    lines.append(md_table(["#", "rule", "component", "HF behaviour", "donor behaviour", "change needed", "done"],
-                          [(i, d.rule, d.component, d.hf, d.donor, d.change, "[ ]") for i, d in enumerate(deltas, 1)]))
-    default = getattr(plan, "default", None)
-    if default is not None:
-        lines += ["", f"Default plan: {default.paragraph}"]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- the command
-
-
 @dataclass(frozen=True)
-class ScaffoldRequest:
-    """A scaffold to write: the model read and planned, the package name claimed (``commands.port_run``)."""
+class DonorCode:
+    """The files of a scaffold, and what writing them learned about the donor."""
 
-    source: Any
-    config: dict[str, Any]
-    checkpoint: Any
-    plan: Any
-    donor: registry.NativeArch
-    names: PortNames
-    out_dir: Path
-    full_copy: bool = False
+    files: dict[str, str]
+    donor: str  # the donor's slug
+    rehomed: tuple[str, ...] = ()  # donor methods copied into the pipeline model
+    borrowed: tuple[str, ...] = ()  # donor modules still imported from MAX (full copy)
+    generated: tuple[str, ...] = ()  # roles the donor borrows elsewhere, written as subclasses (full copy)
 
 
-def write_scaffold(request: ScaffoldRequest, progress: Callable[[str], None] | None = None) -> ScaffoldResult:
-    """Write ``DIR/<slug>/`` and ``DIR/PORT.md`` for a request the orchestrator has checked."""
-    from import_model.port import tracking
+def donor_code_files(names: PortNames, donor: registry.NativeArch, deltas: list[Delta], example_repo: str | None,
+                     full_copy: bool, out_dir: Path) -> DonorCode:
+    """A scaffold's files: subclasses of ``donor`` (or, ``full_copy``, its code renamed), one TODO per delta.
 
-    source, names, out_dir = request.source, request.names, request.out_dir
+    A full copy stages MAX's files in a scratch folder under ``out_dir`` (removed before returning).
+    """
     index = SourceIndex()
-    facts = analyse_donor(index, request.donor)
-    ctx = Context(names, facts, list(request.plan.deltas), source.display if source.kind == "hub" else None,
-                  request.full_copy)
-    files, borrowed, generated = _build(ctx, index, out_dir)
-    check_files(files)
-    tracking_path = out_dir / "PORT.md"
-    result = ScaffoldResult(out_dir / names.slug, tracking_path, "full-copy" if request.full_copy else "default",
-                            facts.slug, names.architecture, names.slug, _ordered(files, names), _todos(files),
-                            ctx.rehomed, borrowed, generated)
-    card = source.read_card()[0]
-    sections = plan_sections(request.plan, request.config, card) | {"scaffold": scaffold_section(result)}
-    text = tracking.planned_text(tracking_path, f"Port of {source.display} to MAX", sections)
-    write_package(out_dir, names.slug, files)
-    atomic_write(tracking_path, text.encode())
-    result.weight_table = _weight_table(source, request.config, request.checkpoint, result.port_dir, request.plan,
-                                        progress)
-    return result
-
-
-def _weight_table(source: Any, config: dict[str, Any], checkpoint: Any, port_dir: Path, plan: Any,
-                  progress: Callable[[str], None] | None) -> str:
-    """Derive the checkpoint -> donor graph name table and write it into the scaffold's adapter (a summary)."""
-    from import_model.port import renames
-
-    try:
-        table = renames.derive_table(source, config, checkpoint, port_dir, [d.rule for d in plan.deltas], progress)
-    except renames.DryBuildError as exc:
-        return f"not written: {exc.message}"
-    renames.write_adapter_table(port_dir, table.mapping)
-    renamed = sum(1 for key, name in table.mapping.renames.items() if key != name)
-    aside = table.set_aside_text()
-    return (f"written ({renamed} rename(s), {len(table.mapping.splits)} split(s){'; ' + aside if aside else ''}); "
-            "the donor's adapter runs after it, and `import-model gates` diffs the result against the graph")
-
-
-def _build(ctx: Context, index: SourceIndex, out_dir: Path) -> tuple[dict[str, str], list[str], list[str]]:
-    if not ctx.full_copy:
-        return default_files(ctx, index), [], []
+    facts = analyse_donor(index, donor)
+    ctx = Context(names, facts, deltas, example_repo, full_copy)
+    if not full_copy:
+        files = default_files(ctx, index)
+        return DonorCode(files, facts.slug, tuple(ctx.rehomed))
     out_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{ctx.names.slug}.copy.", dir=out_dir))
+    scratch = Path(tempfile.mkdtemp(prefix=f".{names.slug}.copy.", dir=out_dir))
     try:
         state = full_copy_files(ctx, index, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return state.files, state.borrowed, state.generated
-
-
-def _ordered(files: dict[str, str], names: PortNames) -> list[str]:
-    order = [*ROLE_FILES.values(), names.graph_file]
-    return [name for name in order if name in files] + sorted(set(files) - set(order))
-
-
-#: A delta row the scaffold marked and nobody has implemented yet.
-_OPEN_DELTA = re.compile(r"#\s*TODO\(delta ([\w.-]+)\)")
-
-
-def _todos(files: dict[str, str]) -> dict[str, list[str]]:
-    found = {name: _OPEN_DELTA.findall(text) for name, text in files.items()}
-    return {name: rules for name, rules in found.items() if rules}
-
-
-def open_delta_markers(port_dir: Path) -> list[str]:
-    """Rule ids of the ``TODO(delta ...)`` markers still present in a port's Python files."""
-    files = {str(path): read_port_file(path) for path in sorted(port_dir.rglob("*.py")) if not path.is_dir()}
-    return list(dict.fromkeys(rule for rules in _todos(files).values() for rule in rules))
+    return DonorCode(state.files, facts.slug, tuple(ctx.rehomed), tuple(state.borrowed), tuple(state.generated))
