@@ -3,7 +3,9 @@
 Taps, in model order: ``embed`` (token embedding output), ``layer_<i>`` (each
 decoder block's output), ``final_norm``, ``lm_head`` (the head's raw output)
 and ``logits`` (what the model returns, after any scale or softcap). Module
-names differ across families, so they are looked up in :data:`TAP_ATTRIBUTES`.
+names differ across families (``model.layers``, ``model.decoder.layers``,
+``transformer.h``, ...), so they are read from the model's module tree
+(:class:`DecoderModules`), never from a list of names.
 """
 
 from __future__ import annotations
@@ -18,14 +20,42 @@ from import_model.errors import UserError
 from import_model.safe_io import FileRefused
 from import_model.source import LocalSource
 
-#: Where each tap's module lives, by attribute path, first match wins.
-TAP_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "base": ("model", "transformer", "gpt_neox", "backbone"),
-    "embed": ("embed_tokens", "wte", "embed_in", "word_embeddings", "embeddings"),
-    "layers": ("layers", "h", "blocks"),
-    "final_norm": ("norm", "ln_f", "final_layernorm", "norm_f", "final_layer_norm"),
-    "lm_head": ("lm_head", "embed_out", "output"),
-}
+
+@dataclass(frozen=True)
+class DecoderModules:
+    """Where a causal LM keeps its decoder: found from its module tree, at any nesting.
+
+    The layer list is the ``ModuleList`` of ``num_hidden_layers`` modules holding the most parameters; the
+    embedding and head are what the model's own ``get_input_embeddings`` / ``get_output_embeddings`` return;
+    the final norm is the last norm module beside the layer list (not inside a layer).
+    """
+
+    layers_path: str
+    layers: Any
+    embed: Any
+    final_norm: Any
+    lm_head: Any
+
+    @classmethod
+    def find(cls, model: Any, num_layers: int | None) -> DecoderModules:
+        import torch
+
+        lists = [(name, module) for name, module in model.named_modules()
+                 if isinstance(module, torch.nn.ModuleList) and len(module) > 0
+                 and (num_layers is None or len(module) == num_layers)]
+        if not lists:
+            raise UserError(f"{type(model).__name__}: no list of {num_layers or 'decoder'} layers in its module tree "
+                            "to tap; verify cannot compare it block by block")
+        name, layers = max(lists, key=lambda item: (_parameters(item[1]), -item[0].count(".")))
+        parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+        norms = [module for child, module in parent.named_children()
+                 if child != name.rsplit(".", 1)[-1] and "norm" in type(module).__name__.lower()]
+        return cls(name, layers, model.get_input_embeddings(), norms[-1] if norms else None,
+                   model.get_output_embeddings())
+
+
+def _parameters(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def tap_names(num_layers: int) -> list[str]:
@@ -35,7 +65,7 @@ def tap_names(num_layers: int) -> list[str]:
 @dataclass
 class HFReference:
     model: Any
-    base: Any
+    modules: DecoderModules
     num_layers: int
 
     @classmethod
@@ -64,25 +94,17 @@ class HFReference:
                             "them up at random, so there is nothing to compare against (re-download or fix the "
                             "checkpoint)")
         model = model.eval()
-        base = _first_attr(model, TAP_ATTRIBUTES["base"]) or model
-        layers = _first_attr(base, TAP_ATTRIBUTES["layers"])
-        if layers is None:
-            raise UserError(f"{type(model).__name__}: no decoder layer list found for taps (looked for "
-                            f"{', '.join(TAP_ATTRIBUTES['layers'])})")
-        return cls(model=model, base=base, num_layers=len(layers))
+        modules = DecoderModules.find(model, getattr(model.config, "num_hidden_layers", None))
+        return cls(model=model, modules=modules, num_layers=len(modules.layers))
 
     def run(self, ids: list[int]) -> dict[str, np.ndarray]:
         """One full forward over ``ids``; each tap as ``[seq, ...]`` float32."""
         import torch
 
         taps: dict[str, np.ndarray] = {}
-        modules = {
-            "embed": _first_attr(self.base, TAP_ATTRIBUTES["embed"]),
-            "final_norm": _first_attr(self.base, TAP_ATTRIBUTES["final_norm"]),
-            "lm_head": _first_attr(self.model, TAP_ATTRIBUTES["lm_head"]),
-        }
-        layers = _first_attr(self.base, TAP_ATTRIBUTES["layers"])
-        modules.update({f"layer_{i}": layer for i, layer in enumerate(layers)})
+        found = self.modules
+        modules = {"embed": found.embed, "final_norm": found.final_norm, "lm_head": found.lm_head}
+        modules.update({f"layer_{i}": layer for i, layer in enumerate(found.layers)})
         handles = []
         for name, module in modules.items():
             if module is not None:
@@ -130,11 +152,3 @@ def refuse_remote_code(checkpoint: Path, trusted: bool) -> None:
         raise UserError(f"{checkpoint}: config.json maps the model to Python files in the repository (auto_map); "
                         "the HF reference would import and run them with your user's rights. Read them first; "
                         "pass --trust-remote-code only if you trust that code")
-
-
-def _first_attr(obj: Any, names: tuple[str, ...]) -> Any:
-    for name in names:
-        value = getattr(obj, name, None)
-        if value is not None:
-            return value
-    return None
