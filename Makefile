@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEMO   := .cache/demo
 
-.PHONY: setup demo test test-fast matrix port-matrix bench lint clean
+.PHONY: setup demo test test-fast matrix port-matrix sweep bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ matrix: setup
 ## `import-model port` on every target family and the real SmolLM2 weights: docs/port-matrix.md.
 port-matrix: setup
 	$(BIN)/python -m pytest -q -m matrix tests/test_port_matrix.py
+
+## Every causal-LM model_type of transformers and its option variants through `port`: docs/sweep.md.
+## Shard it (each shard under 60 minutes on 2 cores): make sweep SHARD=1/8, ... SHARD=8/8.
+SHARD ?= 1/1
+sweep: setup
+	$(BIN)/python sweep/sweep.py --shard $(SHARD) --write docs/sweep.md
 
 ## One run, one table of speed and memory: docs/benchmarks.md.
 bench: setup

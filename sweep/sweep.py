@@ -1,0 +1,382 @@
+"""The sweep: every causal-LM ``model_type`` of the pinned transformers through ``import-model port``.
+
+``make sweep SHARD=i/N`` (``python sweep/sweep.py --shard i/N --write docs/sweep.md``) takes every
+``model_type`` of transformers' causal-LM mapping whose index is ``i - 1`` modulo ``N``, and for each:
+
+- builds the family's config from its own config class (``AutoConfig.for_model``), with the
+  causal-LM class of the mapping as ``architectures[0]``: the **default** variant;
+- adds one **variant** per structural option the family's modeling code reads (``config.<name>``
+  in ``modeling_<family>.py``, read as text): every boolean toggled from its default, and the
+  rope types in ``ROPE_VARIANTS`` where the config has rope parameters;
+- makes each variant's tiny twin and runs ``port --no-verify`` on it (plan, write, weight
+  table, dry build: seconds);
+- runs the full ``port`` (compile and verify on the twin: minutes) on the default variant and
+  on every variant whose plan differs from the default's.
+
+A family runs in a worker process; if MAX takes the worker down, the row in flight records
+the crash (stderr quoted) and a fresh worker goes on with the next variant. Rows carry their
+date and the MAX and transformers versions; ``--write`` replaces only this shard's families'
+rows of the document and recounts the summary over the whole table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: Config booleans that change neither the weights nor what the model computes at inference.
+RUNTIME_FLAGS = frozenset({
+    "use_cache", "output_attentions", "output_hidden_states", "return_dict", "torchscript", "is_decoder",
+    "is_encoder_decoder", "add_cross_attention", "tie_encoder_decoder", "gradient_checkpointing",
+    "use_return_dict", "chunk_size_feed_forward", "output_router_logits", "_output_attentions", "use_flash_attn",
+    "use_sdpa", "pretraining_tp_enabled", "scale_attn_weights_for_training", "use_memory_efficient_attention",
+    # numerics of the softmax only (float32 on the CPU either way)
+    "reorder_and_upcast_attn", "attention_softmax_in_fp32", "scale_attention_softmax_in_fp32",
+    # GPT-2's sequence-summary head (double-heads models), not the causal LM
+    "summary_use_proj", "summary_proj_to_labels",
+})
+#: Rope variants tried where the default config has rope parameters: (rope_type, parameters).
+ROPE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("linear", {"factor": 2.0}),
+    ("yarn", {"factor": 4.0}),
+)
+#: Config keys whose value above 1 marks a mixture of experts.
+MOE_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_experts_per_tok")
+#: Wall codes that mean the model is not a decoder-only causal LM.
+NOT_DECODER_WALLS = ("non-causal", "encoder-decoder", "task-head")
+#: Wall codes of recurrent or state-space models (not dense decoders).
+RECURRENT_WALLS = ("recurrent-layers", "linear-attention")
+VERDICTS = ("NATIVE", "PASS", "PARTIAL", "FAIL", "DRY OK", "AS DEFAULT", "WALL", "NOT A DECODER", "COULD NOT RUN")
+
+
+@dataclass(frozen=True)
+class Variant:
+    family: str  # the model_type
+    name: str  # "default", "<option>=<value>" or "rope=<type>"
+    config: dict[str, Any]
+
+
+@dataclass
+class Row:
+    family: str
+    variant: str
+    kind: str  # dense | moe | recurrent | not a decoder
+    verdict: str
+    implemented: str = "-"
+    missing: str = "-"
+    first_divergence: str = "-"
+    worst_rel_l2: str = "-"
+    detail: str = ""
+    seconds: float = 0.0
+    plan: list[str] = field(default_factory=list)  # the plan's signature, to compare variants with the default
+
+    def cells(self, stamp: str) -> str:
+        values = [self.family, self.variant, self.kind, self.verdict, self.implemented, self.missing,
+                  self.first_divergence, self.worst_rel_l2, self.detail[:220], f"{self.seconds:.0f}", stamp]
+        return "| " + " | ".join(str(v).replace("|", "/").replace("\n", " ") for v in values) + " |"
+
+
+# --------------------------------------------------------------------------- families and variants
+
+
+def causal_families() -> dict[str, str]:
+    """model_type -> causal-LM class name, as the pinned transformers maps them."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return dict(sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items()))
+
+
+def shard_of(families: list[str], spec: str) -> list[str]:
+    index, count = (int(x) for x in spec.split("/"))
+    if not 1 <= index <= count:
+        raise SystemExit(f"--shard {spec}: want i/N with 1 <= i <= N")
+    return [f for n, f in enumerate(families) if n % count == index - 1]
+
+
+def options_read(family: str) -> set[str]:
+    """Names the family's modeling code reads as ``config.<name>`` (the source is read, never imported)."""
+    import importlib.util
+
+    from transformers.models.auto.configuration_auto import model_type_to_module_name
+
+    module = model_type_to_module_name(family)
+    spec = importlib.util.find_spec(f"transformers.models.{module}")
+    if spec is None or not spec.submodule_search_locations:
+        return set()
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    text = "".join(p.read_text() for p in sorted(folder.glob("modeling_*.py")))
+    return set(re.findall(r"config\.([a-z_][a-z0-9_]*)", text))
+
+
+def variants_of(family: str, architecture: str) -> list[Variant]:
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(family).to_dict()
+    config["architectures"] = [architecture]
+    out = [Variant(family, "default", config)]
+    read = options_read(family)
+    for name in sorted(read):
+        value = config.get(name)
+        if isinstance(value, bool) and name not in RUNTIME_FLAGS:
+            out.append(Variant(family, f"{name}={not value}", config | {name: not value}))
+    rope = config.get("rope_parameters")
+    if isinstance(rope, dict) and rope.get("rope_type") == "default":
+        for rope_type, params in ROPE_VARIANTS:
+            extra = {"original_max_position_embeddings": config.get("max_position_embeddings") or 4096}
+            out.append(Variant(family, f"rope={rope_type}",
+                               config | {"rope_parameters": rope | {"rope_type": rope_type, **params, **extra}}))
+    return out
+
+
+def kind_of(config: dict[str, Any]) -> str:
+    text = json.dumps(config)
+    if any(isinstance(config.get(k), int) and config.get(k, 0) > 1 for k in MOE_KEYS):
+        return "moe"
+    if re.search(r'"(ssm_|mamba|conv_kernel|state_size|linear_attn|layers_block_type|attn_layer_period)', text):
+        return "recurrent"
+    return "dense"
+
+
+# --------------------------------------------------------------------------- one variant
+
+
+def port_once(twin: Path, out_dir: Path, verify: bool) -> tuple[int, dict[str, Any], str]:
+    """``import-model port`` in this process: (exit code, the run's record, the refusal line if any)."""
+    from import_model.cli import build_parser
+    from import_model.commands.port_run import PortRun, port_steps
+    from import_model.errors import UserError
+
+    argv = ["port", str(twin), "--output-dir", str(out_dir), "--force", "--json"] + ([] if verify else ["--no-verify"])
+    args = build_parser().parse_args(argv)
+    run = PortRun(str(twin))
+    refusal = ""
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = port_steps(args, run)
+        except UserError as exc:
+            code, refusal = exc.exit_code, exc.message
+        except Exception as exc:  # noqa: BLE001 - the sweep records a bug in a row instead of stopping
+            code, refusal = 3, f"internal error: {type(exc).__name__}: {str(exc)[:300]}"
+    return code, run.as_dict(), refusal
+
+
+def row_of(variant: Variant, code: int, run: dict[str, Any], refusal: str, verified: bool, seconds: float) -> Row:
+    kind = kind_of(variant.config)
+    steps = {s["step"]: s for s in run.get("steps", [])}
+    deltas = run.get("deltas", [])
+    implemented = ", ".join(r["rule"] for r in deltas if r["status"] == "implemented") or "-"
+    missing = ", ".join(m["rule"] for m in run.get("missing", [])) or "-"
+    plan = sorted(f"{r['rule']}:{r['status']}" for r in deltas) + [f"mode:{run.get('mode')}"]
+    row = Row(variant.family, variant.name, kind, "COULD NOT RUN", implemented, missing, seconds=seconds, plan=plan)
+    walls = steps.get("walls", {})
+    if code == 0 and "natively" in steps.get("native check", {}).get("detail", ""):
+        row.verdict, row.detail = "NATIVE", steps["native check"]["detail"]
+        return row
+    if code == 2 and walls.get("status") == "blocked":
+        codes = walls["detail"]
+        if any(w in codes for w in NOT_DECODER_WALLS):
+            row.kind, row.verdict = "not a decoder", "NOT A DECODER"
+        else:
+            row.verdict = "WALL"
+            row.kind = "recurrent" if any(w in codes for w in RECURRENT_WALLS) else row.kind
+        row.detail = codes
+        return row
+    if refusal:
+        row.detail = refusal
+        return row
+    failed = [f"{s['step']}: {s['detail']}" for s in run.get("steps", []) if s["status"] == "FAIL" and s["step"] != "verify"]
+    verify = run.get("verify") or {}
+    if verified and verify and "error" not in verify:
+        first = (verify.get("first_divergence") or {}).get("tap", "-")
+        row.first_divergence = first
+        row.worst_rel_l2 = f"{verify.get('worst_rel_l2', 0.0):.1e}"
+        row.verdict = "PASS" if verify.get("passed") and code == 0 else "PARTIAL" if run.get("missing") else "FAIL"
+        row.detail = "; ".join(failed)
+        return row
+    if verified:
+        row.detail = "; ".join(failed + [steps.get("verify", {}).get("detail", "verify did not run")])
+        return row
+    row.verdict = "DRY OK" if not failed else "COULD NOT RUN"
+    row.detail = "; ".join(failed)
+    return row
+
+
+def run_variant(variant: Variant, work: Path, verify: bool) -> Row:
+    from import_model.errors import UserError
+    from import_model.verify.twin import make_twin
+
+    start = time.perf_counter()
+    slug = re.sub(r"\W+", "_", f"{variant.family}-{variant.name}")
+    twin = work / "twins" / slug
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            make_twin(variant.config, twin, force=True)
+    except UserError as exc:
+        return Row(variant.family, variant.name, kind_of(variant.config), "COULD NOT RUN",
+                   detail=f"twin: {exc.message}", seconds=time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - a config the family's own class rejects, for one
+        return Row(variant.family, variant.name, kind_of(variant.config), "COULD NOT RUN",
+                   detail=f"twin: {type(exc).__name__}: {str(exc)[:200]}", seconds=time.perf_counter() - start)
+    code, run, refusal = port_once(twin, work / "ports" / slug, verify)
+    return row_of(variant, code, run, refusal, verify, time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------- worker and parent
+
+
+def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool) -> int:
+    """Run every variant of ``families``, appending a ``start`` and a ``row`` record per variant."""
+    mapping = causal_families()
+    work = Path(tempfile.mkdtemp(prefix="import-model-sweep-"))
+
+    def record(payload: dict[str, Any]) -> None:
+        with rows_path.open("a") as f:
+            f.write(json.dumps(payload) + "\n")
+
+    for family in families:
+        try:
+            variants = variants_of(family, mapping[family])
+        except Exception as exc:  # noqa: BLE001 - a config class that cannot be built with defaults
+            record({"row": asdict(Row(family, "default", "dense", "COULD NOT RUN",
+                                      detail=f"config: {type(exc).__name__}: {str(exc)[:200]}"))})
+            continue
+        default: Row | None = None
+        for variant in variants:
+            key = f"{family}/{variant.name}"
+            if key in skip:
+                continue
+            record({"start": key})
+            row = run_variant(variant, work, verify=False)
+            if verify and row.verdict == "DRY OK" and (default is None or row.plan != default.plan):
+                row = run_variant(variant, work, verify=True)
+            elif default is not None and row.verdict == "DRY OK" and row.plan == default.plan:
+                row.verdict, row.detail = "AS DEFAULT", f"same plan as the default (verdict {default.verdict})"
+            if variant.name == "default":
+                default = row
+            record({"row": asdict(row)})
+            print(f"sweep: {key:48} {row.verdict:14} {row.seconds:5.0f} s  {row.missing if row.missing != '-' else ''}",
+                  flush=True)
+    return 0
+
+
+def run_shard(families: list[str], verify: bool) -> list[Row]:
+    """Run the worker until every variant has a row; a worker that dies leaves a crash row for its variant."""
+    rows_path = Path(tempfile.mkstemp(prefix="sweep-rows-", suffix=".jsonl")[1])
+    done: dict[str, Row] = {}
+    while True:
+        skip = set(done)
+        argv = [sys.executable, __file__, "--worker", ",".join(families), "--rows", str(rows_path)]
+        argv += [] if verify else ["--no-verify"]
+        argv += ["--skip", ",".join(sorted(skip))] if skip else []
+        log = rows_path.with_suffix(".log")
+        with log.open("w") as stderr:
+            proc = subprocess.run(argv, stderr=stderr, text=True, check=False)
+        errors = log.read_text(errors="replace").strip().splitlines()
+        started = None
+        for line in rows_path.read_text().splitlines():
+            record = json.loads(line)
+            if "start" in record:
+                started = record["start"]
+            else:
+                row = Row(**record["row"])
+                done[f"{row.family}/{row.variant}"] = row
+                started = None
+        if proc.returncode == 0:
+            return list(done.values())
+        if started is None or started in done:
+            raise SystemExit(f"sweep worker failed outside a variant (exit {proc.returncode}): "
+                             f"{(errors or [''])[-1][:300]}; log: {log}")
+        family, name = started.split("/", 1)
+        tail = " ".join(errors[-2:])[-300:]
+        done[started] = Row(family, name, "dense", "COULD NOT RUN",
+                            detail=f"MAX crashed the process (exit {proc.returncode}): {tail}")
+        print(f"sweep: {started} crashed the worker; going on", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- the document
+
+
+HEADER = ["| family | variant | kind | verdict | deltas implemented | missing deltas | first divergence | worst rel. L2 "
+          "| detail | time s | run |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def document(table: list[str]) -> str:
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table]
+    counts = {v: sum(r[3] == v for r in rows) for v in VERDICTS}
+    defaults = [r for r in rows if r[1] == "default"]
+    dense = [r for r in defaults if r[2] == "dense" and r[3] not in ("NATIVE", "NOT A DECODER")]
+    passed = sum(r[3] == "PASS" for r in dense)
+    share = f"{passed}/{len(dense)} ({100 * passed / len(dense):.0f}%)" if dense else "none yet"
+    families = len({r[0] for r in rows})
+    return "\n".join([
+        "# Sweep", "",
+        "Written by `make sweep SHARD=i/N` (`python sweep/sweep.py`); what each verdict means and how variants are "
+        "chosen is in the script's docstring. Every row is `import-model port` on a tiny random-weight twin of the "
+        "family's own config class (float32, CPU, verify tolerance rel. L2 1e-4).", "",
+        f"Families covered: {families} of {len(causal_families())} causal-LM model types. "
+        f"Dense decoder families that MAX does not register, default config: PASS {share}.", "",
+        "| verdict | rows |", "|---|---|", *(f"| {v} | {n} |" for v, n in counts.items() if n), "",
+        "- NATIVE: MAX registers the class; PASS / PARTIAL / FAIL: compiled and verified on the twin (PARTIAL names "
+        "the missing delta and the first divergent tap); DRY OK: plan, weight table and dry build passed, not "
+        "compiled; AS DEFAULT: the variant's plan equals the default's; WALL / NOT A DECODER: refused by "
+        "`check-walls`; COULD NOT RUN: anything else, quoted.", "",
+        *HEADER, *table, "",
+    ])
+
+
+def write_document(path: Path, rows: list[Row], families: list[str]) -> None:
+    stamp = f"{datetime.date.today().isoformat()}, max {version('max')}, transformers {version('transformers')}"
+    fresh = [row.cells(stamp) for row in rows]
+    kept = []
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line.startswith("| ")]
+        start = next((i for i, line in enumerate(lines) if line.startswith("| family |")), None)
+        if start is not None:
+            kept = [line for line in lines[start + 1:] if line.split("|")[1].strip() not in families]
+    table = sorted(kept + fresh, key=lambda line: (line.split("|")[1].strip(), line.split("|")[2].strip() != "default",
+                                                   line.split("|")[2].strip()))
+    temp = path.with_suffix(".tmp")
+    temp.write_text(document(table))
+    temp.replace(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shard", default="1/1", metavar="i/N", help="run the i-th of N shards (default 1/1)")
+    parser.add_argument("--family", action="append", help="run only these model types (repeatable)")
+    parser.add_argument("--no-verify", action="store_true", help="plan, weight table and dry build only")
+    parser.add_argument("--write", type=Path, metavar="FILE", help="merge this shard's rows into FILE")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--skip", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker.split(","), args.rows, set(filter(None, args.skip.split(","))), not args.no_verify)
+    families = args.family or shard_of(list(causal_families()), args.shard)
+    print(f"sweep: {len(families)} families: {' '.join(families)}", file=sys.stderr, flush=True)
+    rows = run_shard(families, not args.no_verify)
+    for row in rows:
+        print(f"{row.family:24} {row.variant:36} {row.verdict:14} {row.missing:24} {row.detail[:80]}")
+    if args.write:
+        write_document(args.write, rows, families)
+        print(f"sweep: wrote {args.write}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    sys.exit(main())
