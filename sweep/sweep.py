@@ -48,6 +48,8 @@ RUNTIME_FLAGS = frozenset({
     "reorder_and_upcast_attn", "attention_softmax_in_fp32", "scale_attention_softmax_in_fp32",
     # GPT-2's sequence-summary head (double-heads models), not the causal LM
     "summary_use_proj", "summary_proj_to_labels",
+    # a kernel choice (Mamba's pure-PyTorch scan), not the model
+    "use_mambapy",
 })
 #: Rope variants tried where the default config has rope parameters: (rope_type, parameters).
 ROPE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -256,6 +258,8 @@ def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool) -
             continue
         default: Row | None = None
         for variant in variants:
+            if default is not None and default.verdict in ("NATIVE", "NOT A DECODER"):
+                break  # MAX registers the class (``check-native`` proves it), or there is no decoder to port
             key = f"{family}/{variant.name}"
             if key in skip:
                 continue

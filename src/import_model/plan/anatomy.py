@@ -56,6 +56,7 @@ TRAITS: dict[str, str] = {
     "attention.qk_norm": "none | per_head (norm over head_dim) | whole_projection (norm over heads * head_dim)",
     "attention.qk_norm_type": "rms | layernorm (only with a QK norm)",
     "attention.qk_norm_position": "before_rope | after_rope (only with a QK norm whose forward was read)",
+    "attention.qk_norm_weight": "the QK-norm has a learned weight (only with a QK norm)",
     "attention.scale": "default (1/sqrt(head_dim)) | query_pre_attn_scalar | multiplier | custom",
     "attention.scale_value": "the softmax scale, evaluated",
     "attention.logit_softcap": "tanh cap on attention scores (None: off)",
@@ -64,6 +65,7 @@ TRAITS: dict[str, str] = {
     "attention.layer_pattern": "one period of the layer types: S sliding, F full, C chunked",
     "attention.clip_qkv": "clamp on q/k/v activations (None: off)",
     "rotary.style": "half_split (rotate_half on halves) | interleaved (adjacent pairs) | none",
+    "rotary.direction": "standard | inverted (the helper rotates by minus the angle)",
     "rotary.fraction": "share of head_dim that is rotated (partial rotary < 1)",
     "rotary.scaling": "rope frequency formula: default | linear | dynamic | yarn | longrope | llama3 | ...",
     "rotary.theta": "rope base frequency",
@@ -89,6 +91,9 @@ TRAITS: dict[str, str] = {
     "moe.router": "router scoring: softmax | sigmoid (+ top-k renormalisation)",
     "embedding.scale": "none | sqrt_hidden | multiplier",
     "embedding.scale_value": "the embedding multiplier, evaluated",
+    "embedding.norm": "the norm module applied to the embeddings before the first layer (None: none)",
+    "embedding.positions": "none | learned (a position table added to the token embeddings)",
+    "embedding.position_offset": "rows of the position table before position 0 (OPT: 2)",
     "head.tied": "the LM head reuses the embedding matrix",
     "head.bias": "the LM head carries a bias",
     "head.logit_scale": "logits multiplied by a constant (None: off)",
@@ -160,6 +165,7 @@ class Anatomy:
 
 _WORDS: dict[str, dict[Any, str]] = {
     "norm.kind": {"rms": "RMSNorm", "layernorm": "LayerNorm"},
+    "rotary.direction": {"standard": "rotates by the angle", "inverted": "rotates by minus the angle"},
     "rotary.style": {"half_split": "half-split rotary (rotate_half)", "interleaved": "interleaved rotary (adjacent pairs)",
                      "none": "no rotary", "unknown": "rotary style not recognised"},
     "block.residual": {"sequential": "sequential residual", "parallel": "parallel attention + MLP"},
@@ -214,6 +220,9 @@ _FORMATS: dict[str, Any] = {
     "norm.offset": lambda v: "(1 + w) weight" if v else "",
     "norm.weight": lambda v: "" if v else "no learned weight",
     "norm.bias": lambda v: "with bias" if v else "no bias",
+    "attention.qk_norm_weight": lambda v: "learned QK-norm weight" if v else "weightless QK-norm",
+    "embedding.positions": lambda v: "learned position table added to the embeddings" if v == "learned" else "no position table",
+    "embedding.norm": lambda v: f"embeddings normalised by {v} before the first layer" if v else "embeddings not normalised",
 }
 
 
@@ -362,6 +371,7 @@ KEY_FACTS: dict[str, str] = {
     "experts": r"\.experts\.",
     "shared_expert": r"shared_expert",
     "lm_head": r"^(?:lm_head|embed_out|output)\.weight$",
+    "position_table": r"(?:^|\.)(?:wpe|embed_positions|position_embeddings)\.weight$",
     "lm_head_bias": r"^(?:lm_head|embed_out|output)\.bias$",
     # Block norms sit right under the block, whatever the block list is called (layers, h, blocks).
     "layer_norm_weight": r"\{i\}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.weight$",
@@ -553,6 +563,17 @@ def _qk_norm(anatomy: Anatomy, inputs: _Inputs) -> None:
             anatomy.add("attention.qk_norm_type", seen.value, MODELING, seen.evidence)
         if seen := _seen(inputs, "rotary", "qk_norm_position"):
             anatomy.add("attention.qk_norm_position", seen.value, MODELING, seen.evidence)
+        anatomy.add("attention.qk_norm_weight", True, inputs.key_source, keys[0])
+        return
+    if inputs.roles is not None and inputs.roles.q_norm is not None:
+        # A QK-norm module with no weight in the checkpoint (NanoChat): applied per head, on the head-shaped view.
+        anatomy.add("attention.qk_norm", "per_head", MODELING,
+                    f"{inputs.roles.q_norm.path} is a norm module with no weight in the checkpoint")
+        anatomy.add("attention.qk_norm_weight", False, inputs.key_source, "no q_norm weight keys")
+        if seen := _seen(inputs, "qk_norm", "kind"):
+            anatomy.add("attention.qk_norm_type", seen.value, MODELING, seen.evidence)
+        if seen := _seen(inputs, "rotary", "qk_norm_position"):
+            anatomy.add("attention.qk_norm_position", seen.value, MODELING, seen.evidence)
         return
     flag = next(((k, inputs.cfg[k]) for k in ("use_qk_norm", "qk_layernorm", "qk_norm") if k in inputs.cfg), None)
     evidence = f"no q_norm keys; {flag[0]}={flag[1]}" if flag else "no q_norm / q_layernorm keys"
@@ -656,6 +677,9 @@ def _rotary(anatomy: Anatomy, inputs: _Inputs) -> None:
         anatomy.add("rotary.style", style.value, MODELING, style.evidence)
     else:
         anatomy.add("rotary.style", "half_split", DEFAULT, "no modeling code read; assumed rotate_half")
+    direction = _seen(inputs, "rotary", "direction")
+    anatomy.add("rotary.direction", direction.value if direction else "standard", MODELING if direction else DEFAULT,
+                direction.evidence if direction else "the rotary helper builds (-x2, x1)")
     params, local = _rope_params(cfg)
     fraction = _float(params, "partial_rotary_factor") or _float(cfg, "partial_rotary_factor", "rotary_pct",
                                                                    "rotary_emb_fraction")
@@ -837,6 +861,24 @@ def _embedding(anatomy: Anatomy, inputs: _Inputs) -> None:
     anatomy.add("embedding.scale", kind, MODELING if scale else DEFAULT, scale.evidence if scale else "assumed unscaled")
     anatomy.add("embedding.scale_value", number if kind != "none" else None, MODELING if value else DEFAULT,
                 value.evidence if value else "")
+    _positions(anatomy, inputs)
+    normed = seen.get("norm")
+    anatomy.add("embedding.norm", normed.value if normed else None, MODELING if normed else DEFAULT,
+                normed.evidence if normed else "embeddings enter the first layer as they are")
+
+
+def _positions(anatomy: Anatomy, inputs: _Inputs) -> None:
+    """A learned position table: its key, and how many rows sit before position 0 (rows - max positions)."""
+    keys = inputs.facts["position_table"]
+    if not keys:
+        anatomy.add("embedding.positions", "none", inputs.key_source, "no position-table key")
+        return
+    shape = inputs.shapes.get(keys[0]) or ()
+    limit = _int(inputs.cfg, "max_position_embeddings", "n_positions", "n_ctx")
+    offset = shape[0] - limit if len(shape) == 2 and isinstance(shape[0], int) and limit else 0
+    anatomy.add("embedding.positions", "learned", inputs.key_source, f"{keys[0]} shape {list(shape)}")
+    anatomy.add("embedding.position_offset", max(offset, 0), inputs.key_source,
+                f"{shape[0] if shape else '?'} rows for max_position_embeddings={limit}")
 
 
 def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
@@ -875,6 +917,7 @@ EXPLAINED_KEYS: tuple[str, ...] = (
     r"^(?:model\.|transformer\.|gpt_neox\.|language_model\.|decoder\.)*(?:norm|ln_f|final_layer_norm|final_layernorm|"
     r"norm_f|layer_norm)" + _PROJ,
     r"^(?:lm_head|embed_out|output)" + _PROJ,
+    r"(?:^|\.)(?:wpe|embed_positions|position_embeddings)\.weight$",  # the position table trait names it
     rf"\{{i\}}\.{_ATTN}\.(?:q_proj|k_proj|v_proj|o_proj|qkv_proj|query_key_value|Wqkv|c_attn|c_proj|W_pack|dense|"
     r"out_proj|query|key|value|wq|wk|wv|wo|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj)" + _PROJ,
     rf"\{{i\}}\.{_ATTN}\.(?:q_norm|k_norm|q_layernorm|k_layernorm|query_layernorm|key_layernorm|q_ln|k_ln|"

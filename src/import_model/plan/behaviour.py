@@ -145,6 +145,21 @@ def _slices_halves(nodes: list[ast.AST]) -> bool:
     return any(isinstance(n, ast.Slice) and "// 2" in (source_text(n.lower) + source_text(n.upper)) for n in nodes)
 
 
+def _negates_second_half(nodes: list[ast.AST]) -> bool:
+    """``cat((x2, -x1))`` / ``stack((x2, -x1))``: the pair rotated the other way (NanoChat), where the usual
+    helper builds ``(-x2, x1)``."""
+    def negated(node: ast.AST) -> bool:
+        return isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+
+    for node in nodes:
+        if isinstance(node, ast.Call) and source_text(node.func).split(".")[-1] in ("cat", "stack", "concat") \
+                and node.args and isinstance(node.args[0], (ast.Tuple, ast.List)) and len(node.args[0].elts) == 2:
+            first, second = node.args[0].elts
+            if negated(second) and not negated(first):
+                return True
+    return False
+
+
 def _multiplies_branches(nodes: list[ast.AST]) -> bool:
     operand = (ast.Name, ast.Call, ast.Attribute, ast.Subscript)
     return any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mult) and isinstance(n.left, operand)
@@ -280,6 +295,8 @@ def rotary_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
             if matcher(nodes):
                 result["style"] = Observation(style, f"{names[0]} (called by {owner.name}.forward) {text}")
                 break
+        if _negates_second_half(nodes):
+            result["direction"] = Observation("inverted", f"{names[0]} builds (x2, -x1): rotates by minus the angle")
         guard = _guard_of(forward, names[0])
         if guard:
             result["conditional"] = Observation(True, f"{owner.name}.forward applies rotary only `if {guard}`")
@@ -466,6 +483,8 @@ def embedding_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
                 if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Mult) and \
                         re.search(r"embeds|hidden_states", source_text(value.left)):
                     candidates.append((value.right, local, f"{forward[1].name}.forward: {source_text(stmt, 90)}"))
+    normed = _norm_before_layers(forward)
+    found = {"norm": normed} if normed else {}
     for expr, env, where in candidates:
         text = source_text(expr, 400) + " " + " ".join(_expanded_names(backbone, expr))
         if isinstance(expr, ast.Name) and expr.id in _local_sources(forward):
@@ -476,8 +495,25 @@ def embedding_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
                 if isinstance(expr, ast.Attribute):
                     value = _value_in(backbone, expr)
                 number = _number(value)
-                return {"scale": Observation(kind, where), **({"scale_value": Observation(number, where)} if number else {})}
-    return {"scale": Observation("none", f"{backbone.class_name} feeds the embeddings unscaled")}
+                return {"scale": Observation(kind, where), **found,
+                        **({"scale_value": Observation(number, where)} if number else {})}
+    return {"scale": Observation("none", f"{backbone.class_name} feeds the embeddings unscaled"), **found}
+
+
+def _norm_before_layers(forward: tuple[ast.FunctionDef, Any] | None) -> Observation | None:
+    """``hidden_states = self.<norm>(hidden_states)`` before the loop over the layers (NanoChat normalises its
+    embeddings with the final norm's module)."""
+    if forward is None:
+        return None
+    for stmt in forward[0].body:
+        if isinstance(stmt, ast.For) and "layers" in source_text(stmt.iter):
+            return None
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call) and \
+                isinstance(stmt.value.func, ast.Attribute) and "norm" in stmt.value.func.attr.lower() and \
+                isinstance(stmt.value.func.value, ast.Name) and stmt.value.func.value.id == "self":
+            return Observation(stmt.value.func.attr, f"{forward[1].name}.forward: {source_text(stmt, 90)} before the "
+                                                     "layers")
+    return None
 
 
 def _local_sources(forward: tuple[ast.FunctionDef, ClassRef] | None) -> dict[str, str]:

@@ -45,6 +45,7 @@ BUILTIN_MODULES: dict[str, str] = {
     "RMSNorm": "rmsnorm",
     "Dropout": "dropout",
     "Conv1d": "conv",
+    "Conv1D": "linear",  # transformers' pytorch_utils.Conv1D (GPT-2): a linear layer stored (in, out)
     "Identity": "identity",
 }
 #: Module kinds that behave as the identity at inference.
@@ -765,7 +766,12 @@ def _builtin(path: str, leaf: str, call: ast.Call, env: Env, budget: _Budget) ->
     node = ModuleNode(path=path, kind=kind, call=call)
     args = [evaluate(a, env) for a in call.args]
     kwargs = {kw.arg: evaluate(kw.value, env) for kw in call.keywords if kw.arg}
-    if kind == "linear":
+    if leaf == "Conv1D":  # Conv1D(nf, nx): weight (nx, nf), always a bias
+        fan_out, fan_in = (args + [UNKNOWN, UNKNOWN])[:2]
+        node.params["weight"] = _shape(fan_in, fan_out)
+        node.params["bias"] = _shape(fan_out)
+        node.values["transposed"] = True
+    elif kind == "linear":
         fan_in = args[0] if args else kwargs.get("in_features", UNKNOWN)
         fan_out = args[1] if len(args) > 1 else kwargs.get("out_features", UNKNOWN)
         node.params["weight"] = _shape(fan_out, fan_in)

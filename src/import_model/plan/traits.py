@@ -33,6 +33,7 @@ class Traits:
     norm: NormKind = "rms"
     norm_offset: bool = False  # scale by (1 + w)
     norm_bias: bool = False
+    norm_weight: bool = True  # False: statistics only (NanoChat)
     residual: Residual = "sequential"
     block_norms: tuple[tuple[str, str], ...] = PRE_NORMS
     residual_multiplier: bool = False
@@ -41,7 +42,9 @@ class Traits:
     qk_norm: QKNorm = "none"
     qk_norm_type: NormKind = "rms"
     qk_norm_after_rope: bool = False
+    qk_norm_weight: bool = True
     rotary_style: RotaryStyle = "half_split"
+    rotary_inverted: bool = False  # the pair rotated by minus the angle (NanoChat)
     nope: NoPE = "none"
     rope_per_layer_type: bool = False
     sliding_window: SlidingWindow = "none"
@@ -53,6 +56,9 @@ class Traits:
     mlp_bias: bool = False
     embedding_scale: EmbeddingScale = "none"
     embedding_scale_in_module: bool = False
+    position_table: bool = False  # a learned table of absolute positions added to the embeddings (GPT-2, OPT)
+    position_offset: int = 0  # its rows before position 0 (OPT: 2)
+    embedding_norm: bool = False  # the final norm's module also normalises the embeddings (NanoChat)
     head_bias: bool = False
     logit_scale: bool = False
     logits_divisor: bool = False

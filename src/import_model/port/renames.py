@@ -75,12 +75,16 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"^model\.", "", "HF decoder prefix (Llama, Mistral, Qwen, Gemma, Phi, ...)"),
     RenameRule(r"^transformer\.", "", "GPT-2 / Bloom / Falcon prefix"),
     RenameRule(r"^gpt_neox\.", "", "GPT-NeoX / Pythia prefix"),
+    RenameRule(r"^decoder\.", "", "OPT / XGLM / BioGPT decoder prefix (model.decoder.layers)"),
     RenameRule(r"^h\.(\d+)\.", r"layers.\1.", "GPT-2 / Bloom / Falcon block list"),
     RenameRule(r"^(?:embed_in|wte|word_embeddings)\.", "embed_tokens.", "token embedding"),
     RenameRule(r"^embed_out\.", "lm_head.", "GPT-NeoX output head"),
+    RenameRule(r"^(?:wpe|embed_positions|position_embeddings)\.", "embed_positions.",
+               "learned position table (GPT-2, GPT-Neo, GPT-BigCode, OPT, BioGPT)"),
     RenameRule(r"^(?:final_layer_norm|final_layernorm|ln_f|norm_f)\.", "norm.", "final norm"),
     RenameRule(r"\.attn\.", ".self_attn.", "attention module named attn (GPT-J, CodeGen)"),
     RenameRule(r"\.self_attn\.out_proj\.", ".self_attn.o_proj.", "attention output (GPT-J, CodeGen, OPT)"),
+    RenameRule(r"\.self_attn\.c_proj\.", ".self_attn.o_proj.", "attention output (GPT-2, GPT-BigCode)"),
     RenameRule(r"\.(?:attention|self_attention)\.query_key_value\.", ".self_attn.qkv_proj.", "fused QKV (NeoX, Bloom)"),
     RenameRule(r"\.(?:attention|self_attn|self_attention)\.dense\.", ".self_attn.o_proj.", "attention output (NeoX, Phi)"),
     RenameRule(r"\.mlp\.(?:dense_h_to_4h|fc1|c_fc|fc_in)\.", ".mlp.up_proj.", "non-gated MLP input (NeoX, Phi, GPT-J)"),
@@ -118,6 +122,7 @@ class FusedRule:
 _QKV = (".self_attn.q_proj.", ".self_attn.k_proj.", ".self_attn.v_proj.")
 FUSED_RULES: tuple[FusedRule, ...] = (
     FusedRule(r"\.self_attn\.qkv_proj\.", ".self_attn.qkv_proj.", _QKV, BLOCKS),
+    FusedRule(r"\.attn\.c_attn\.", ".attn.c_attn.", _QKV, BLOCKS),  # GPT-2, GPT-BigCode (MQA: q | k | v)
     FusedRule(r"\.mlp\.gate_up_proj\.", ".mlp.gate_up_proj.", (".mlp.gate_proj.", ".mlp.up_proj."), BLOCKS),
     FusedRule(r"\.(?:attention|self_attention)\.query_key_value\.", ".attention.query_key_value.", _QKV, PER_HEAD),
     FusedRule(r"\.self_attn\.query_key_value\.", ".self_attn.query_key_value.", _QKV, PER_HEAD),
@@ -256,6 +261,7 @@ class WeightMapping:
     concats: list[Concat] = field(default_factory=list)
     ties: dict[str, str] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)
+    transposed: list[str] = field(default_factory=list)  # stored (in, out): transposed before anything else
     orphans: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     mismatches: list[Mismatch] = field(default_factory=list)
@@ -296,7 +302,11 @@ class _Matcher:
 
 def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config: dict[str, Any]) -> WeightMapping:
     """Match checkpoint tensors (name -> shape) to graph weights (name -> shape) by name and shape."""
-    matcher = _Matcher({k: tuple(v) for k, v in checkpoint.items()}, {k: tuple(v) for k, v in graph.items()})
+    stored = stored_transposed(config)
+    flipped = [k for k, v in checkpoint.items() if len(v) == 2 and any(p.fullmatch(k) for p in stored)]
+    shapes = {k: tuple(reversed(v)) if k in flipped else tuple(v) for k, v in checkpoint.items()}
+    matcher = _Matcher(shapes, {k: tuple(v) for k, v in graph.items()})
+    matcher.mapping.transposed = flipped
     _drop_buffers(matcher)
     _match_direct(matcher)
     _match_splits(matcher)
@@ -306,6 +316,34 @@ def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config
     mapping.orphans = list(matcher.free_keys)
     mapping.missing = list(matcher.free_weights)
     return mapping
+
+
+def stored_transposed(config: dict[str, Any]) -> tuple[re.Pattern[str], ...]:
+    """Checkpoint weights the family's modeling code keeps as (in, out), as transformers' ``Conv1D`` does (GPT-2),
+    read from its module tree; none when the code cannot be read."""
+    from import_model.plan.modeling import SourceTree, build_module_tree, causal_lm_class, modeling_path
+
+    model_type = config.get("model_type")
+    path = modeling_path(model_type) if isinstance(model_type, str) and model_type else None
+    if path is None:
+        return ()
+    archs = config.get("architectures") if isinstance(config.get("architectures"), list) else []
+    tree = SourceTree()
+    names = [n for n in (*archs[:1], causal_lm_class(model_type)) if isinstance(n, str)]
+    ref = next((r for n in names if (r := tree.find_class(path, n)) is not None), None)
+    if ref is None:
+        return ()
+    try:
+        root = build_module_tree(tree, ref, config)
+    except (RecursionError, ValueError):
+        return ()
+    found, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children.values())
+        if node.values.get("transposed"):
+            found.append(re.compile(re.escape(node.path).replace(re.escape("{i}"), r"\d+") + r"\.weight"))
+    return tuple(found)
 
 
 def _ties_embeddings(config: dict[str, Any]) -> bool:
@@ -444,6 +482,7 @@ class AdapterTable:
     concats: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     ties: dict[str, str] = field(default_factory=dict)
     drops: dict[str, str] = field(default_factory=dict)
+    transposes: dict[str, str] = field(default_factory=dict)
 
 
 def adapter_table(mapping: WeightMapping) -> AdapterTable:
@@ -459,6 +498,7 @@ def adapter_table(mapping: WeightMapping) -> AdapterTable:
     table.ties = _collapse(mapping.ties)
     for key, reason in mapping.dropped.items():
         table.drops[name_pattern(key)] = reason
+    table.transposes = dict.fromkeys((name_pattern(key) for key in mapping.transposed), "stored (in, out) by Conv1D")
     return table
 
 
@@ -504,12 +544,13 @@ class TableShape:
     concats: bool = True
     ties: bool = True
     drops: bool = True
+    transposes: bool = True
 
 
 def _without_prefix_strips(table: AdapterTable) -> AdapterTable:
     """The table without renames the llama3 adapter makes anyway (``model.layers.*.x`` -> ``layers.*.x``)."""
     renames = {k: v for k, v in table.renames.items() if k.replace("model.", "") != v}
-    return AdapterTable(renames, table.splits, table.concats, table.ties, table.drops)
+    return AdapterTable(renames, table.splits, table.concats, table.ties, table.drops, table.transposes)
 
 
 def render_table_block(table: AdapterTable, adapter: str) -> str:
@@ -519,7 +560,7 @@ def render_table_block(table: AdapterTable, adapter: str) -> str:
     from import_model.port.specialise import literal_assignment, specialise
 
     shape = TableShape(bool(table.renames), bool(table.splits), bool(table.concats), bool(table.ties),
-                       bool(table.drops))
+                       bool(table.drops), bool(table.transposes))
     if not any(vars(shape).values()):
         body = "# The checkpoint's names are the graph's: the donor's adapter reads them as they are.\n"
         return f"{BEGIN_MARKER}\n{body}{END_MARKER}\n"
@@ -529,6 +570,7 @@ def render_table_block(table: AdapterTable, adapter: str) -> str:
         "WEIGHT_CONCATS": ("dict[str, tuple[str, tuple[str, ...]]]", table.concats),
         "WEIGHT_TIES": ("dict[str, str]", table.ties),
         "WEIGHT_DROPS": ("dict[str, str]", table.drops),
+        "WEIGHT_TRANSPOSES": ("dict[str, str]", table.transposes),
     }
     data = {name: literal_assignment(name, annotation, values) for name, (annotation, values) in sections.items()}
     template = resources.files("import_model.port.template").joinpath("weight_table.py").read_text()

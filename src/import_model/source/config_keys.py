@@ -32,8 +32,10 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "logit_scale": ("logit_scale",),
     # OLMo
     "clip_qkv": ("clip_qkv",),
-    # GPT-J, CodeGen, Falcon (n_inner / ffn_hidden_size)
-    "intermediate_size": ("intermediate_size", "n_inner", "ffn_hidden_size"),
+    # GPT-J, CodeGen, Falcon (n_inner / ffn_hidden_size); OPT, XGLM (ffn_dim)
+    "intermediate_size": ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim"),
+    # learned position tables: GPT-2, GPT-BigCode (n_positions), OPT, BioGPT
+    "max_positions": ("max_position_embeddings", "n_positions", "n_ctx"),
     # Falcon (num_kv_heads, n_head_kv); multi-head families without the key fall back to the query heads
     "num_key_value_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "num_attention_heads"),
 }

@@ -118,6 +118,8 @@ class RotaryTable:
         inv_freq, attention_factor = _inverse_frequencies(config, rot_dim, max_seq_len, layer_type)
         positions = np.arange(max_seq_len, dtype=np.float32)
         angles = np.outer(positions, inv_freq.astype(np.float32))
+        if TRAITS.rotary_inverted:
+            angles = -angles  # the family's helper builds (x2, -x1): a rotation by minus the angle
         table = np.stack([np.cos(angles), np.sin(angles)], axis=-1) * np.float32(attention_factor)
         self.table = table.reshape(max_seq_len, rot_dim).astype(np.float32)
         self._values: dict[int, TensorValue] = {}
@@ -180,9 +182,26 @@ class OffsetLayerNorm(LayerNorm):
         return ops.layer_norm(x.cast(DType.float32), gamma=gamma, beta=beta, epsilon=self.eps).cast(x.dtype)
 
 
+class WeightlessNorm(Module):
+    """A norm with no learned weight or bias (NanoChat): the statistics only, in float32."""
+
+    def __init__(self, eps: float, *, layer_norm: bool) -> None:
+        super().__init__()
+        self.eps = eps
+        self.layer_norm = layer_norm
+
+    def __call__(self, x: TensorValue) -> TensorValue:
+        h = x.cast(DType.float32)
+        if self.layer_norm:
+            h = h - ops.mean(h, axis=-1)
+        return (h * ops.rsqrt(ops.mean(h * h, axis=-1) + self.eps)).cast(x.dtype)
+
+
 def make_norm(dim: int, eps: float, dtype: DType, device: DeviceRef) -> Module:
     """The family's norm over ``dim`` channels."""
-    if TRAITS.norm == "layernorm" and TRAITS.norm_offset:
+    if not TRAITS.norm_weight:
+        return WeightlessNorm(eps, layer_norm=TRAITS.norm == "layernorm")
+    elif TRAITS.norm == "layernorm" and TRAITS.norm_offset:
         return OffsetLayerNorm(dim, [device], dtype, eps=eps, use_bias=TRAITS.norm_bias)
     elif TRAITS.norm == "layernorm":
         return LayerNorm(dim, [device], dtype, eps=eps, use_bias=TRAITS.norm_bias)
@@ -194,7 +213,9 @@ def make_norm(dim: int, eps: float, dtype: DType, device: DeviceRef) -> Module:
 
 def make_qk_norm(dim: int, eps: float, dtype: DType, device: DeviceRef) -> Module:
     """The norm QK-norm applies to queries and keys: the block's own kind unless the family picks the other."""
-    if TRAITS.qk_norm_type == TRAITS.norm:
+    if not TRAITS.qk_norm_weight:
+        return WeightlessNorm(eps, layer_norm=TRAITS.qk_norm_type == "layernorm")
+    elif TRAITS.qk_norm_type == TRAITS.norm and TRAITS.norm_weight:
         return make_norm(dim, eps, dtype, device)
     elif TRAITS.qk_norm_type == "layernorm":
         layer_norm = OffsetLayerNorm if TRAITS.norm_offset else LayerNorm
@@ -204,6 +225,19 @@ def make_qk_norm(dim: int, eps: float, dtype: DType, device: DeviceRef) -> Modul
 
 
 # --------------------------------------------------------------------------- attention
+
+
+def token_positions(input_row_offsets: TensorValue, kv_collection: PagedCacheValues, count: Any,
+                    device: DeviceRef) -> tuple[TensorValue, TensorValue]:
+    """For each of ``count`` ragged tokens: the request it belongs to, and its position in that request's sequence
+    (the tokens the KV cache already holds for the request, plus its index among the new ones)."""
+    index = DType.int64
+    starts = ops.cast(input_row_offsets[:-1], index)
+    ends = ops.cast(input_row_offsets[1:], index)
+    cached = ops.rebind(ops.cast(kv_collection.cache_lengths, index), [starts.shape[0]])
+    token = ops.range(0, count, 1, out_dim=count, dtype=index, device=device)
+    request = ops.sum(ops.cast(token.reshape((-1, 1)) >= ends.reshape((1, -1)), index), axis=1).reshape((-1,))
+    return request, ops.gather(cached, request, axis=0) + token - ops.gather(starts, request, axis=0)
 
 
 def attention_scale(config: Any, head_dim: int) -> float:
@@ -299,6 +333,7 @@ class PortAttention(Module):
         for parity and short prompts; long-context serving needs a fused kernel.
         """
         device, index = q.device, DType.int64
+        request, position = token_positions(input_row_offsets, kv_collection, q.shape[0], device)
         starts = ops.cast(input_row_offsets[:-1], index)
         ends = ops.cast(input_row_offsets[1:], index)
         cached = ops.rebind(ops.cast(kv_collection.cache_lengths, index), [starts.shape[0]])
@@ -315,9 +350,6 @@ class PortAttention(Module):
             store_v_cache_ragged(kv_collection, v[:, head:head + 1, :], input_row_offsets, cache_layer)
             keys.append(kv_cache_gather_rows_ragged(kv_collection, slots, rows, cache_layer, key_or_value=0))
             values.append(kv_cache_gather_rows_ragged(kv_collection, slots, rows, cache_layer, key_or_value=1))
-        token = ops.range(0, q.shape[0], 1, out_dim=q.shape[0], dtype=index, device=device)
-        request = ops.sum(ops.cast(token.reshape((-1, 1)) >= ends.reshape((1, -1)), index), axis=1).reshape((-1,))
-        position = ops.gather(cached, request, axis=0) + token - ops.gather(starts, request, axis=0)
         visible = kv_pos.reshape((1, -1)) <= position.reshape((-1, 1))
         if self.window > 0:
             visible = visible & (kv_pos.reshape((1, -1)) > (position - self.window).reshape((-1, 1)))
@@ -555,6 +587,9 @@ class PortDecoder(Transformer):
             norm=make_norm(int(config.hidden_size), eps, dtype, device), output=head, embedding=embedding,
             kv_params=kv_params, rope=_NoRope(), return_logits=return_logits, embedding_multiplier=multiplier,
         )
+        if TRAITS.position_table:
+            rows = int(config_value(config, "max_positions")) + TRAITS.position_offset
+            self.embed_positions = Embedding(rows, int(config.hidden_size), dtype, device)
 
     if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
         @override
@@ -566,6 +601,25 @@ class PortDecoder(Transformer):
                                       lm_head=lambda x: head.finish(head(x)), return_logits=self.return_logits,
                                       return_hidden_states=self.return_hidden_states,
                                       capture_hidden_states=capture_hidden_states)
+
+    if TRAITS.position_table or TRAITS.embedding_norm:
+        @override
+        def __call__(self, tokens: Any, kv_collection: PagedCacheValues, return_n_logits: TensorValue,
+                     input_row_offsets: TensorValue, hidden_states: TensorValue | None = None) -> tuple[TensorValue, ...]:
+            """What enters the first layer: the token embeddings, then what this family adds to them."""
+            h = self.embed_tokens(tokens)
+            if TRAITS.embedding_scale != "none" and not TRAITS.embedding_scale_in_module:
+                h = h * float(self.embedding_multiplier)
+            if TRAITS.position_table:
+                # the learned table of absolute positions (its first rows sit before position 0 where the family
+                # offsets them)
+                _, positions = token_positions(input_row_offsets, kv_collection, h.shape[0], h.device)
+                if TRAITS.position_offset:
+                    positions = positions + TRAITS.position_offset
+                h = h + self.embed_positions(positions)
+            if TRAITS.embedding_norm:
+                h = self.norm(h)  # the final norm's module normalises the embeddings too, as in HF
+            return self._process_hidden_states(h, kv_collection, return_n_logits, input_row_offsets)
 
     # Graph inputs and tracing are the donor's (ragged tokens, row offsets, paged KV cache).
     def input_tree(self, kv_params: KVCacheParams, needs_hidden_state_input: bool = False) -> Any:

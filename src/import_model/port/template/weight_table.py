@@ -30,6 +30,10 @@ WEIGHT_TIES: dict[str, str] = {}
 #: Checkpoint tensors the graph does not use -> why.
 WEIGHT_DROPS: dict[str, str] = {}
 
+#: Checkpoint tensors stored (in, out), as transformers' ``Conv1D`` keeps them -> why; transposed before any other
+#: table applies.
+WEIGHT_TRANSPOSES: dict[str, str] = {}
+
 
 def _numbers(name: str) -> list[str]:
     import re
@@ -91,6 +95,13 @@ def _weight(array: object, dtype: object, name: str) -> object:
     return data if data.dtype == dtype else data.astype(dtype)
 
 
+def _transposed(weight: object, name: str) -> _Derived:
+    def make() -> object:
+        array, dtype = _array(weight)
+        return _weight(array.T, dtype, name)
+    return _Derived(name, make)
+
+
 def _split(weight: object, layout: str, ratio: tuple[int, ...], index: int, heads: int | None, name: str) -> _Derived:
     """Part ``index`` of a fused tensor: contiguous blocks, four shards, or grouped by KV head."""
     def make() -> object:
@@ -149,6 +160,9 @@ def apply_weight_table(state_dict: dict[str, object], huggingface_config: object
     """Checkpoint names -> graph names through the tables above; names no table knows pass unchanged."""
     if TABLE.splits or TABLE.concats:
         heads = getattr(huggingface_config, "num_attention_heads", None)
+    if TABLE.transposes:
+        state_dict = {name: _transposed(weight, name) if name in WEIGHT_TRANSPOSES or _pattern(name) in
+                      WEIGHT_TRANSPOSES else weight for name, weight in state_dict.items()}
     out: dict[str, object] = {}
     if TABLE.concats:
         stacked, used = _concats(state_dict, heads)
