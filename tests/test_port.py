@@ -24,7 +24,14 @@ from import_model.procs import child_env
 from tests.support.families import family_twin_dir
 from tests.support.ports import CATALOG_BREAKAGES, plant
 
-IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4"]
+IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4", "gpt2", "nanochat"]
+#: What each family proves beyond the rest: plan rules the catalog must implement, and a piece the port must hold.
+#: gpt2: a learned position table, Conv1D weights stored (in, out); nanochat: norms with no weight in the
+#: checkpoint, told apart by the module tree, an embedding norm and a rotary by minus the angle.
+PROVES: dict[str, tuple[set[str], str]] = {
+    "gpt2": ({"position_table", "qkv_layout"}, "WEIGHT_TRANSPOSES"),
+    "nanochat": ({"norm_style", "qk_norm", "embedding_norm", "rotary_style"}, "class WeightlessNorm"),
+}
 
 
 def run_port(model: Path, out_dir: Path, *extra: str, timeout: int = 1500) -> tuple[int, dict, str]:
@@ -69,6 +76,10 @@ def test_family_ports_and_passes(family: str, ported: Callable[[str], tuple[int,
     tracking = (tmp_path / "PORT.md").read_text()
     assert "Tier 6 (logit parity)" in tracking and "implemented" in tracking
     assert payload["serve_command"].startswith("max serve") and str(port_dir) in payload["serve_command"]
+    if family in PROVES:
+        rules, piece = PROVES[family]
+        assert rules <= {r["rule"] for r in payload["deltas"]}
+        assert any(piece in path.read_text() for path in port_dir.glob("*.py"))
 
 
 @pytest.mark.slow

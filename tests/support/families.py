@@ -486,6 +486,11 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "bitnet": ("bitnet", "BitNetForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
     # Salesforce/codegen-350M-mono: GPT-J's block with QKV fused in four model-parallel shards of [q | v | k]
     "codegen": ("codegen", "CodeGenForCausalLM", {"bos_token_id": 1, "eos_token_id": 2}),
+    # openai-community/gpt2 (the config class's defaults): learned positions, Conv1D weights, fused c_attn
+    "gpt2": ("gpt2", "GPT2LMHeadModel", {"bos_token_id": 1, "eos_token_id": 2}),
+    # karpathy's nanochat (the config class's defaults): weightless norms and QK-norm, embeddings normalised,
+    # rotary by minus the angle, relu^2, final soft-cap
+    "nanochat": ("nanochat", "NanoChatForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
     # microsoft/Phi-3.5-mini-instruct: fused qkv / gate_up, LongRoPE, sliding window
     "phi3": (
         "phi3",

@@ -366,8 +366,8 @@ KEY_FACTS: dict[str, str] = {
     "k_norm": rf"\.{_ATTN}\.(?:k_norm|k_layernorm|key_layernorm|k_ln)\.(?:norms\.\{{j\}}\.)?weight$",
     "mlp_gate": rf"\.{_MLP}\.(?:gate_proj|w1|w3|wi_0|gate_up_proj)(?:\.weight)?$",
     "mlp_gate_up": rf"\.{_MLP}\.(?:experts\.)?(?:gate_up_proj|w13)(?:\.weight)?$",
-    "mlp_plain": rf"\.{_MLP}\.(?:fc1|c_fc|dense_h_to_4h|fc_in|up_proj|w_in)\.weight$",
-    "mlp_bias": rf"\.{_MLP}\.(?!.*(?:router|gate)\.).*\.bias$",
+    "mlp_plain": rf"(?:\.{_MLP}\.(?:fc1|c_fc|dense_h_to_4h|fc_in|up_proj|w_in)|\{{i\}}\.fc1)\.weight$",  # OPT: on the block
+    "mlp_bias": rf"\.{_MLP}\.(?!.*(?:router|gate)\.).*\.bias$|\{{i\}}\.fc[12]\.bias$",  # OPT: on the block
     "experts": r"\.experts\.",
     "shared_expert": r"shared_expert",
     "lm_head": r"^(?:lm_head|embed_out|output)\.weight$",

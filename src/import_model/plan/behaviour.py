@@ -89,11 +89,9 @@ def _role_child(node: ModuleNode | None, role: str) -> tuple[str, ModuleNode] | 
 
 def find_roles(root: ModuleNode) -> Roles:
     roles = Roles(root=root)
-    for child in root.children.values():
-        layers = next((c for c in child.children.values() if c.kind == "list" and "{i}" in c.children), None)
-        if layers is not None:
-            roles.backbone, roles.layer = child, layers.children["{i}"]
-            break
+    found = _layer_list(root)
+    if found is not None:
+        roles.backbone, roles.layer = found
     head = _role_child(root, "lm_head")
     roles.lm_head = head[1] if head else None
     embed = _role_child(roles.backbone, "embed")
@@ -109,6 +107,19 @@ def find_roles(root: ModuleNode) -> Roles:
     roles.q_norm = q_norm[1] if q_norm else None
     roles.k_norm = k_norm[1] if k_norm else None
     return roles
+
+
+def _layer_list(root: ModuleNode) -> tuple[ModuleNode, ModuleNode] | None:
+    """(the module that holds the decoder's layer list, one layer of it): the shallowest list of blocks at any
+    nesting (``model.layers``, ``model.decoder.layers``, ``transformer.h``)."""
+    queue = [child for child in root.children.values() if child.kind != "list"]
+    while queue:
+        node = queue.pop(0)
+        for child in node.children.values():
+            if child.kind == "list" and child.children.get("{i}") is not None and child.children["{i}"].children:
+                return node, child.children["{i}"]
+        queue.extend(c for c in node.children.values() if c.kind != "list")
+    return None
 
 
 # --------------------------------------------------------------------------- small AST matchers

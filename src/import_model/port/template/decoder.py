@@ -293,7 +293,7 @@ class PortAttention(Module):
         v = v.reshape((-1, self.kv_heads, self.head_dim))
         if TRAITS.qk_norm == "per_head" and not TRAITS.qk_norm_after_rope:
             q, k = self.q_norm(q), self.k_norm(k)
-        if self.rotary is not None:
+        if TRAITS.nope != "all" and self.rotary is not None:
             q, k = self._rotate(q, input_row_offsets, kv_collection), self._rotate(k, input_row_offsets, kv_collection)
         if TRAITS.qk_norm == "per_head" and TRAITS.qk_norm_after_rope:  # HunYuan normalises the rotated heads
             q, k = self.q_norm(q), self.k_norm(k)
