@@ -200,7 +200,8 @@ def row_of(variant: Variant, code: int, run: dict[str, Any], refusal: str, verif
     if refusal:
         row.detail = refusal
         return row
-    failed = [f"{s['step']}: {s['detail']}" for s in run.get("steps", []) if s["status"] == "FAIL" and s["step"] != "verify"]
+    failed = [f"{s['step']}: {s['detail']}" for s in run.get("steps", [])
+              if s["status"] == "FAIL" and s["step"] != "verify" and not _only_open_todos(s, run)]
     verify = run.get("verify") or {}
     if verified and verify and "error" not in verify:
         first = (verify.get("first_divergence") or {}).get("tap", "-")
@@ -215,6 +216,13 @@ def row_of(variant: Variant, code: int, run: dict[str, Any], refusal: str, verif
     row.verdict = "DRY OK" if not failed else "COULD NOT RUN"
     row.detail = "; ".join(failed)
     return row
+
+
+def _only_open_todos(step: dict[str, Any], run: dict[str, Any]) -> bool:
+    """A partial port's gates fail on its own ``TODO(delta ...)`` markers (the donor-still-in-place gate): that is
+    the missing delta already named, not a second failure."""
+    failing = [part.split()[0] for part in step["detail"].split(", ") if part.endswith("FAIL")]
+    return step["step"] == "gates" and bool(run.get("missing")) and failing == ["donor-still-in-place"]
 
 
 def run_variant(variant: Variant, work: Path, verify: bool) -> Row:

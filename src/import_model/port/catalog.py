@@ -1,13 +1,14 @@
 """The delta catalog: which model traits the port template implements, as data one function reads.
 
 Each :class:`CatalogEntry` answers one or more delta-list rules of the planner
-(``plan.donors.RULES``) and sets fields of the port's ``SPEC``, the dict the
-template's blocks (``port/template/layers.py``) are built from. An anatomy
-trait that no entry covers becomes a :class:`MissingDelta`: the port is still
-written, with that row marked, and ``port`` exits non-zero.
+(``plan.donors.DELTA_RULES``) and names the :class:`~import_model.plan.traits.Traits`
+fields it sets; the writer specialises ``port/template/decoder.py`` on those
+traits, and :data:`PIECES` says where each entry lives in a written port. An
+anatomy trait that no entry covers becomes a :class:`MissingDelta`: the port is
+still written, with that row marked, and ``port`` exits non-zero.
 
 :func:`build_spec` reads a model's anatomy (config + checkpoint keys + HF
-modeling source) and returns the spec, the entries applied and what is missing.
+modeling source) and returns its traits, the entries applied and what is missing.
 """
 
 from __future__ import annotations
