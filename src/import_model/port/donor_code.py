@@ -47,7 +47,6 @@ from import_model.port.package import ROLE_FILES, PortNames, assigned_names, def
 from import_model.recon import registry
 
 ARCH_PACKAGE = "max.pipelines.architectures"
-#: Suffixes of HF class names; what is left names the port's classes (HeliumForCausalLM -> Helium).
 #: Base-class names that mark a MAX graph module (the class a pipeline model instantiates).
 GRAPH_BASES = frozenset({"Transformer", "Module", "Layer"})
 #: Graph classes with these name fragments build the multi-device variant; the port runs on one device.
