@@ -251,7 +251,6 @@ def test_gptj_rotary_dim_is_a_partial_rotary() -> None:
 @pytest.mark.parametrize(("model_type", "architecture", "expected"), [
     ("diffllama", "DiffLlamaForCausalLM", "model.layers.{i}.self_attn.lambda_q1"),  # differential attention
     ("bitnet", "BitNetForCausalLM", "model.layers.{i}.self_attn.attn_sub_norm.weight"),  # sub-norms
-    ("gpt2", "GPT2LMHeadModel", "transformer.wpe.weight"),  # learned absolute positions
 ])
 def test_weights_no_trait_explains_are_a_delta(model_type: str, architecture: str, expected: str,
                                                tmp_path: Path) -> None:

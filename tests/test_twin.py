@@ -50,6 +50,8 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
     "hyperclovax": {"use_post_norm": True},
     "gptj": {"rotary_dim": 4, "activation_function": "gelu_new"},
     "codegen": {"rotary_dim": 4, "n_head": 4},
+    "gpt2": {"activation_function": "gelu_new", "tie_word_embeddings": True},
+    "nanochat": {"hidden_act": "relu2"},
     "bitnet": {"hidden_act": "relu2"},
     "nemotron": {"hidden_act": "relu2", "partial_rotary_factor": 0.5},
     "ernie4_5": {"tie_word_embeddings": True},

@@ -678,7 +678,7 @@ def _rotary(anatomy: Anatomy, inputs: _Inputs) -> None:
     else:
         anatomy.add("rotary.style", "half_split", DEFAULT, "no modeling code read; assumed rotate_half")
     direction = _seen(inputs, "rotary", "direction")
-    anatomy.add("rotary.direction", direction.value if direction else "standard", MODELING if direction else DEFAULT,
+    anatomy.add("rotary.direction", direction.value if direction else "standard", MODELING if style else DEFAULT,
                 direction.evidence if direction else "the rotary helper builds (-x2, x1)")
     params, local = _rope_params(cfg)
     fraction = _float(params, "partial_rotary_factor") or _float(cfg, "partial_rotary_factor", "rotary_pct",
