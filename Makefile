@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/import-model list-keys $(DEMO)/helium-twin --summary
 	$(BIN)/import-model check-walls $(DEMO)/helium-twin
 	$(BIN)/import-model plan examples/helium-2b
-	$(BIN)/import-model port $(DEMO)/helium-twin --output-dir $(DEMO)/ports --force
+	$(BIN)/import-model port $(DEMO)/helium-twin --output-dir $(DEMO)/ports --force --yes
 
 ## The test suite CI runs (real MAX, real transformers, local hub mirror).
 test: setup

@@ -176,7 +176,7 @@ def verify_rows(work: Path) -> list[Row]:
 
 
 def run_port(model: Path, out_dir: Path, env: dict[str, str], *extra: str) -> tuple[Finished, dict]:
-    result = checked(run_child(cli("port", str(model), "--output-dir", str(out_dir), "--force", "--json", *extra),
+    result = checked(run_child(cli("port", str(model), "--output-dir", str(out_dir), "--force", "--yes", "--json", *extra),
                                env), f"port {model.name}")
     return result, json.loads(result.stdout)
 

@@ -13,6 +13,10 @@ from import_model.source import load_checkpoint, load_config, open_source, user_
 
 #: Evidence is cut to this many characters in the terminal tables (JSON and Markdown keep it whole).
 EVIDENCE_WIDTH = 110
+#: Under the default plan in the tracking document: where the reviewer's yes or veto goes.
+REVIEW_NOTE = ("**Review:** accept or veto the default plan above before any code is written; write the decision "
+               "below this section, outside the markers, where it survives every rewrite. `import-model port` "
+               "shows the same plan and waits for a yes on a terminal; `port --yes` records that it was accepted.")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -45,6 +49,8 @@ def _write_markdown(path: Path, plan: Plan, config: dict, card: str | None) -> N
         raise UserError(f"--markdown {path}: the folder {path.parent} does not exist")
     sections = plan_sections(plan, config, card) if not plan.is_native else {}
     sections["deltas"] = render_markdown(plan).split("\n", 1)[1].strip()
+    if plan.default is not None:
+        sections["deltas"] += "\n\n" + REVIEW_NOTE
     try:
         tracking.write_tracking(path, f"Port of {plan.model} to MAX", sections)
     except OSError as exc:

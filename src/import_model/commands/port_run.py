@@ -1,9 +1,10 @@
 """``import-model port MODEL``: every phase in one run, from config to a verified port.
 
 inspect -> native check (native: the serve command, exit 0) -> walls (a
-blocker: exit 2) -> plan -> write the catalog port -> weight table -> smoke
-gates -> verify on the twin (or the real weights) -> PORT.md -> the serve
-command. A trait the catalog does not implement still gets a written port with
+blocker: exit 2) -> plan -> the plan review (on a terminal, the default plan
+and the delta list wait for a yes; a no stops with exit 2 and nothing written)
+-> write the catalog port -> weight table -> smoke gates -> verify on the twin
+(or the real weights) -> PORT.md -> the serve command. A trait the catalog does not implement still gets a written port with
 the row marked ``TODO(delta ...)``; verify runs anyway to show where it
 diverges, and the exit code is 1: an honest partial port, never a silent one.
 """
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from import_model import report
 from import_model.arg_types import nonblank
@@ -38,6 +41,9 @@ def add_port_run_parser(sub: Any, command: Any) -> None:
                    help="verify on a tiny twin (default) or on MODEL's real weights (local directory)")
     p.add_argument("--force", action="store_true", help="replace an existing port (PORT.md notes are kept)")
     p.add_argument("--no-verify", action="store_true", help="stop after the gates (no compile)")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="go past the plan without asking (it was reviewed already, e.g. with plan --markdown); "
+                        "without it a terminal is shown the plan and asked for a yes")
     p.add_argument("--json", action="store_true", help="print the run as JSON")
 
 
@@ -69,7 +75,7 @@ def cmd_port(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     run = PortRun(args.model)
     try:
-        code = port_steps(args, run)
+        code = port_steps(args, run, review=lambda plan, record: review_plan(plan, record, assume_yes=args.yes))
     finally:
         run.seconds = round(time.perf_counter() - start, 1)
     run.exit_code = code
@@ -122,8 +128,16 @@ def claim_package(target: Target, slug: str | None, force: bool) -> str:
     return name
 
 
-def port_steps(args: argparse.Namespace, run: PortRun) -> int:
-    """Every step of one ``port`` run, recorded in ``run``; the exit code (a refusal raises UserError)."""
+#: The plan review: given the plan and the run so far, True to write the port.
+Review = Callable[[Any, "PortRun"], bool]
+
+
+def port_steps(args: argparse.Namespace, run: PortRun, review: Review | None = None) -> int:
+    """Every step of one ``port`` run, recorded in ``run``; the exit code (a refusal raises UserError).
+
+    ``review`` is asked once the plan is made and before anything is written; ``None`` (a program calling this
+    directly) goes straight on.
+    """
     from import_model.plan.planner import make_plan, top
     from import_model.port.catalog import build_spec, entry_rows
     from import_model.port.package import port_names
@@ -158,6 +172,9 @@ def port_steps(args: argparse.Namespace, run: PortRun) -> int:
     run.step("plan", "done", f"{len(rules)} delta(s) from a Llama block; closest native donor: "
                              f"{best.donor.slug if best else '?'}; catalog covers "
                              f"{sum(r['status'] == 'implemented' for r in run.deltas)}")
+    if review is not None and not review(plan, run):
+        raise UserError(f"plan vetoed: nothing written to {out_dir}; change it with `import-model plan "
+                        f"{args.model} --donor SLUG` or start by hand with `import-model scaffold`")
     request = PortRequest(port_names(architecture, slug), config, result.traits,
                           example_repo_ids=(source.display,) if source.kind == "hub" else (),
                           missing=tuple((m.rule, m.reason) for m in result.missing), rules=rules,
@@ -180,12 +197,56 @@ def port_steps(args: argparse.Namespace, run: PortRun) -> int:
         verified = _verify(args, source, config, port_dir, run)
     run.serve_command = (f"max serve --model {source.display} --custom-architectures {port_dir} "
                          f"--devices cpu --quantization-encoding float32")
-    _write_tracking(out_dir, plan, config, run, source)
+    _write_tracking(out_dir, plan, config, run, source, args.weights)
     if not result.complete:
         return 1
     if any(s["status"] == "FAIL" for s in run.steps):
         return 1
     return 0 if verified in (True, None) else 1
+
+
+def review_plan(plan: Any, run: PortRun, *, assume_yes: bool, stdin: IO[str] | None = None) -> bool:
+    """The seed's plan-and-veto pause: on a terminal, show the default plan and the delta list and wait for a yes.
+
+    ``--yes``, or a stdin or stderr that is not a terminal (a script, CI, an agent's shell), goes on without
+    asking and says so in one line; the plan stays in ``--json`` and PORT.md for a reviewer either way.
+    """
+    stdin = sys.stdin if stdin is None else stdin
+    if assume_yes:
+        report.progress("plan accepted with --yes: writing the port")
+        run.step("plan review", "accepted", "--yes")
+        return True
+    if not (_is_terminal(stdin) and _is_terminal(sys.stderr)):
+        report.progress("not waiting for a yes (no terminal to ask): going on with the plan; pass --yes to say "
+                        "it was reviewed")
+        run.step("plan review", "not asked", "no terminal; the plan is in PORT.md")
+        return True
+    _show_plan(plan, run)
+    report.err_console().print("Write the port with this plan? [y/N] ", end="", markup=False, highlight=False)
+    answer = stdin.readline().strip().lower()
+    if answer in ("y", "yes"):
+        run.step("plan review", "accepted", "yes at the prompt")
+        return True
+    return False
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # a closed or pseudo stream
+        return False
+
+
+def _show_plan(plan: Any, run: PortRun) -> None:
+    """The default-plan paragraph and the delta list, on stderr (stdout stays clean for --json)."""
+    default = getattr(plan, "default", None)
+    lines = [f"Plan for {run.architecture} (the port is written on MAX's {CATALOG_BASE} pipeline):"]
+    lines.append(f"  {default.paragraph}" if default is not None else "  (no default plan: no weights were read)")
+    lines.append(f"Delta list vs a Llama block ({len(run.deltas)}):")
+    lines += [f"  - {r['rule']}: {r['entry'] or 'no catalog entry'} ({r['status']})" for r in run.deltas] or ["  none"]
+    lines += [f"  missing {m['rule']}: {m['reason']}" for m in run.missing]
+    for text in lines:
+        report.err_console().print(report.visible(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def _locate_deltas(port_dir: Path, request: Any, run: PortRun) -> None:
@@ -300,14 +361,20 @@ def catalog_section(run: PortRun) -> str:
     return "\n".join(lines)
 
 
-def _write_tracking(out_dir: Path, plan: Any, config: dict, run: PortRun, source: Any) -> None:
+def _write_tracking(out_dir: Path, plan: Any, config: dict, run: PortRun, source: Any, weights: str) -> None:
     from import_model.port import tracking
     from import_model.port.tracking import plan_sections
 
     card = source.read_card()[0]
     sections = plan_sections(plan, config, card) | {"scaffold": catalog_section(run)}
     if run.verify is not None:
-        tier = "6 (logit parity)" if run.verify.get("passed") else "not reached: verify failed"
+        if not run.verify.get("passed"):
+            tier = "not reached: verify failed"
+        elif weights == "full":
+            tier = "6 (logit parity) on the real weights"
+        else:
+            tier = ("6 (logit parity) on the seeded twin only: a twin result ranks below any real-weight tier from 3 "
+                    "up; run `import-model verify MODEL --port-dir DIR/<slug> --weights full` or `compare`")
         sections["validation"] = f"Tier {tier}; report: {run.verify.get('report')}"
     path = out_dir / "PORT.md"
     text = tracking.planned_text(path, f"Port of {source.display} to MAX", sections)
