@@ -315,6 +315,37 @@ def test_keys_of_an_open_unexplained_row_are_set_aside() -> None:
     assert renames.pending_delta_keys(names, []) == {}
 
 
+def test_gaps_are_set_aside_and_stood_in() -> None:
+    """What names cannot match is closed for a partial port: orphans and mismatched tensors dropped with a
+    reason, the graph weights nothing fills returned as stand-ins (layer numbers as ``*``)."""
+    mapping = derive_mapping({"model.norm.weight": (64,), "model.extra.weight": (3,),
+                              "model.layers.0.self_attn.q_proj.weight": (8, 8)},
+                             {"norm.weight": (32,), "layers.0.self_attn.q_proj.weight": (8, 8),
+                              "layers.0.self_attn.k_proj.weight": (8, 8)}, {})
+    stand_ins = renames.stand_in_gaps(mapping)
+    assert stand_ins == {"norm.weight": "model.norm.weight has another shape",
+                         "layers.*.self_attn.k_proj.weight": "no checkpoint tensor fills it"}
+    assert set(mapping.dropped) == {"model.norm.weight", "model.extra.weight"}
+    assert all(reason.startswith(f"{renames.SET_ASIDE} {renames.UNFILLED})") for reason in mapping.dropped.values())
+    assert mapping.complete and mapping.renames == {"model.layers.0.self_attn.q_proj.weight":
+                                                    "layers.0.self_attn.q_proj.weight"}
+
+
+@pytest.mark.parametrize(("model_type", "architecture", "key", "graph_name"), [
+    ("xglm", "XGLMForCausalLM", "model.layer_norm.weight", "norm.weight"),  # final norm under its own name
+    ("gpt_neo", "GPTNeoForCausalLM", "transformer.h.0.attn.attention.q_proj.weight",
+     "layers.0.self_attn.q_proj.weight"),  # projections one module deeper
+])
+def test_renames_read_from_the_module_tree(model_type: str, architecture: str, key: str, graph_name: str) -> None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(model_type).to_dict() | {"architectures": [architecture]}
+    assert graph_name not in renames.candidate_names(key)  # no table row knows this family's name
+    assert graph_name in renames.candidate_names(key, renames.found_renames(config))
+    mapping = derive_mapping({key: (4,)}, {graph_name: (4,)}, config)
+    assert mapping.renames == {key: graph_name} and mapping.complete
+
+
 # -- gates ---------------------------------------------------------------------------------
 
 

@@ -181,14 +181,14 @@ def port_steps(args: argparse.Namespace, run: PortRun, review: Review | None = N
                           deltas=tuple((d.rule, d.hf, d.donor) for d in plan.deltas),
                           model_source=source.display if source.kind == "hub" else str(Path(args.model).resolve()))
     port_dir = write_port(out_dir, request).port_dir
-    test_name, test_text = port_test_file(request)
-    atomic_write(out_dir / test_name, test_text.encode())
     run.port_dir = str(port_dir)
     run.mode = request.mode
     run.step("write port", "done" if result.complete else "partial",
              f"{port_dir} ({_mode_text(request.mode)}, {len(result.applied)} catalog entries" +
              (f"; missing: {', '.join(m.rule for m in result.missing)})" if result.missing else ")"))
-    _weight_table(source, config, checkpoint, port_dir, run)
+    request = _weight_table(source, config, checkpoint, out_dir, request, run)
+    test_name, test_text = port_test_file(request)
+    atomic_write(out_dir / test_name, test_text.encode())
     _locate_deltas(port_dir, request, run)  # again: the weight table holds the splits and ties
     _smoke_gates(source.display if source.kind == "hub" else str(Path(args.model).resolve()), port_dir, run,
                  args.revision)
@@ -198,7 +198,7 @@ def port_steps(args: argparse.Namespace, run: PortRun, review: Review | None = N
     run.serve_command = (f"max serve --model {source.display} --custom-architectures {port_dir} "
                          f"--devices cpu --quantization-encoding float32")
     _write_tracking(out_dir, plan, config, run, source, args.weights)
-    if not result.complete:
+    if request.missing:
         return 1
     if any(s["status"] == "FAIL" for s in run.steps):
         return 1
@@ -276,10 +276,13 @@ def _walls(source: Any, config: dict, checkpoint: Any, run: PortRun) -> None:
     run.step("walls", "clear" if code == 0 else "warnings", "; ".join(f.code for f in findings) or "no walls")
 
 
-def write_weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, open_rules: list[str]) -> tuple[bool, str]:
+def write_weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, open_rules: list[str],
+                       stand_in: Callable[[dict[str, str], str], None] | None = None) -> tuple[bool, str]:
     """Derive the checkpoint -> graph name table, write it into the port's adapter; (complete, a summary).
 
     ``open_rules``: the plan's deltas the port does not implement yet, whose weights may be set aside.
+    ``stand_in``: when given, what name matching leaves open is closed (see ``renames.stand_in_gaps``) and the
+    stand-ins are handed to it with the summary before the table is written, so a partial port still loads.
     """
     from import_model.port import renames
 
@@ -287,18 +290,46 @@ def write_weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Pat
         table = renames.derive_table(source, config, checkpoint, port_dir, open_rules, report.progress)
     except renames.DryBuildError as exc:
         return False, f"not written: {exc.message}"
-    renames.write_adapter_table(port_dir, table.mapping)
     mapping, aside = table.mapping, table.set_aside_text()
+    complete = mapping.complete
     renamed = sum(1 for key, name in mapping.renames.items() if key != name)
     problems = [f"{len(v)} {k}" for k, v in (("orphan(s)", mapping.orphans), ("missing", mapping.missing),
                                               ("shape mismatch(es)", mapping.mismatches)) if v]
-    summary = (f"{renamed} rename(s), {len(mapping.splits)} split(s)" if mapping.complete else ", ".join(problems))
-    return mapping.complete, summary + (f" ({aside})" if aside else "")
+    summary = (f"{renamed} rename(s), {len(mapping.splits)} split(s)" if complete else ", ".join(problems))
+    if stand_in is not None and not complete:
+        stand_in(renames.stand_in_gaps(mapping), ", ".join(problems))
+    renames.write_adapter_table(port_dir, mapping)
+    return complete, summary + (f" ({aside})" if aside else "")
 
 
-def _weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, run: PortRun) -> None:
-    complete, summary = write_weight_table(source, config, checkpoint, port_dir, [m["rule"] for m in run.missing])
-    run.step("weight table", "done" if complete else "FAIL", summary)
+def _weight_table(source: Any, config: dict, checkpoint: Any, out_dir: Path, request: Any, run: PortRun) -> Any:
+    """The weight table; where names leave gaps, the port is rewritten with stand-ins and a missing row."""
+    from dataclasses import replace
+
+    from import_model.port.renames import UNFILLED
+    from import_model.port.writer import write_port
+
+    port_dir = Path(run.port_dir or "")
+    partial = request
+
+    def stand_in(stand_ins: dict[str, str], problems: str) -> None:
+        nonlocal partial
+        shown = ", ".join(list(stand_ins)[:3]) + (f" (+{len(stand_ins) - 3})" if len(stand_ins) > 3 else "")
+        reason = (f"the weight table leaves {problems}: unmatched checkpoint tensors are set aside and "
+                  f"{len(stand_ins)} graph weight(s) stood in ({shown or 'none'})")
+        partial = replace(request, stand_ins=tuple(stand_ins.items()), missing=(*request.missing, (UNFILLED, reason)))
+        write_port(out_dir, partial)
+        run.mode = partial.mode
+        run.missing.append({"trait": "weights", "rule": UNFILLED, "value": len(stand_ins), "reason": reason})
+        run.deltas.append({"rule": UNFILLED, "entry": None, "status": "missing", "how": reason})
+
+    complete, summary = write_weight_table(source, config, checkpoint, port_dir, [m["rule"] for m in run.missing],
+                                           stand_in)
+    failed = summary.startswith("not written")
+    run.step("weight table", "done" if complete else "FAIL" if failed else "partial",
+             summary + ("" if complete or failed else "; the rest set aside or stood in (missing row "
+                        f"{UNFILLED})"))
+    return partial
 
 
 def _smoke_gates(model: str, port_dir: Path, run: PortRun, revision: str | None) -> None:

@@ -918,9 +918,9 @@ EXPLAINED_KEYS: tuple[str, ...] = (
     r"norm_f|layer_norm)" + _PROJ,
     r"^(?:lm_head|embed_out|output)" + _PROJ,
     r"(?:^|\.)(?:wpe|embed_positions|position_embeddings)\.weight$",  # the position table trait names it
-    rf"\{{i\}}\.{_ATTN}\.(?:q_proj|k_proj|v_proj|o_proj|qkv_proj|query_key_value|Wqkv|c_attn|c_proj|W_pack|dense|"
+    rf"\{{i\}}\.(?:{_ATTN}\.)+(?:q_proj|k_proj|v_proj|o_proj|qkv_proj|query_key_value|Wqkv|c_attn|c_proj|W_pack|dense|"
     r"out_proj|query|key|value|wq|wk|wv|wo|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj)" + _PROJ,
-    rf"\{{i\}}\.{_ATTN}\.(?:q_norm|k_norm|q_layernorm|k_layernorm|query_layernorm|key_layernorm|q_ln|k_ln|"
+    rf"\{{i\}}\.(?:{_ATTN}\.)+(?:q_norm|k_norm|q_layernorm|k_layernorm|query_layernorm|key_layernorm|q_ln|k_ln|"
     r"q_a_layernorm|kv_a_layernorm)\.(?:norms\.\{j\}\.)?(?:weight|bias)$",
     rf"\{{i\}}\.{_MLP}\.(?:gate_proj|up_proj|down_proj|gate_up_proj|fc1|fc2|fc_in|fc_out|c_fc|c_proj|dense_h_to_4h|"
     r"dense_4h_to_h|w1|w2|w3|wi_0|wi_1|wo|w13)" + _PROJ,

@@ -213,10 +213,10 @@ def summarize(names: Iterable[str]) -> list[tuple[str, int]]:
     return list(counts.items())
 
 
-def candidate_names(name: str) -> list[str]:
-    """``name`` and every name :data:`RENAME_RULES` turns it into on the way, in order."""
+def candidate_names(name: str, found: tuple[RenameRule, ...] = ()) -> list[str]:
+    """``name`` and every name ``found`` then :data:`RENAME_RULES` turn it into on the way, in order."""
     names = [name]
-    for rule in RENAME_RULES:
+    for rule in (*found, *RENAME_RULES):
         renamed = re.sub(rule.pattern, rule.replacement, names[-1])
         if renamed != names[-1]:
             names.append(renamed)
@@ -287,7 +287,9 @@ class WeightMapping:
 class _Matcher:
     """Mutable bookkeeping while :func:`derive_mapping` claims checkpoint keys and graph weights."""
 
-    def __init__(self, checkpoint: dict[str, Shape], graph: dict[str, Shape]) -> None:
+    def __init__(self, checkpoint: dict[str, Shape], graph: dict[str, Shape],
+                 found: tuple[RenameRule, ...] = ()) -> None:
+        self.found = found
         self.checkpoint = checkpoint
         self.graph = graph
         self.free_keys = dict.fromkeys(checkpoint)  # ordered set
@@ -302,7 +304,10 @@ class _Matcher:
 
     def free_target(self, key: str) -> str | None:
         """The first candidate name of ``key`` that is an unclaimed graph weight."""
-        return next((name for name in candidate_names(key) if name in self.free_weights), None)
+        return next((name for name in self.names(key) if name in self.free_weights), None)
+
+    def names(self, key: str) -> list[str]:
+        return candidate_names(key, self.found)
 
 
 def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config: dict[str, Any]) -> WeightMapping:
@@ -310,7 +315,7 @@ def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config
     stored = stored_transposed(config)
     flipped = [k for k, v in checkpoint.items() if len(v) == 2 and any(p.fullmatch(k) for p in stored)]
     shapes = {k: tuple(reversed(v)) if k in flipped else tuple(v) for k, v in checkpoint.items()}
-    matcher = _Matcher(shapes, {k: tuple(v) for k, v in graph.items()})
+    matcher = _Matcher(shapes, {k: tuple(v) for k, v in graph.items()}, found_renames(config))
     matcher.mapping.transposed = flipped
     _drop_buffers(matcher)
     _match_direct(matcher)
@@ -323,32 +328,62 @@ def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config
     return mapping
 
 
-def stored_transposed(config: dict[str, Any]) -> tuple[re.Pattern[str], ...]:
-    """Checkpoint weights the family's modeling code keeps as (in, out), as transformers' ``Conv1D`` does (GPT-2),
-    read from its module tree; none when the code cannot be read."""
+def _module_tree(config: dict[str, Any]) -> Any:
+    """The HF module tree of the config's causal-LM class, read from its modeling source (None if unreadable)."""
     from import_model.plan.modeling import SourceTree, build_module_tree, causal_lm_class, modeling_path
 
     model_type = config.get("model_type")
     path = modeling_path(model_type) if isinstance(model_type, str) and model_type else None
     if path is None:
-        return ()
+        return None
     archs = config.get("architectures") if isinstance(config.get("architectures"), list) else []
     tree = SourceTree()
     names = [n for n in (*archs[:1], causal_lm_class(model_type)) if isinstance(n, str)]
     ref = next((r for n in names if (r := tree.find_class(path, n)) is not None), None)
     if ref is None:
-        return ()
+        return None
     try:
-        root = build_module_tree(tree, ref, config)
+        return build_module_tree(tree, ref, config)
     except (RecursionError, ValueError):
+        return None
+
+
+def stored_transposed(config: dict[str, Any]) -> tuple[re.Pattern[str], ...]:
+    """Checkpoint weights the family's modeling code keeps as (in, out), as transformers' ``Conv1D`` does (GPT-2),
+    read from its module tree; none when the code cannot be read."""
+    root = _module_tree(config)
+    if root is None:
         return ()
-    found, stack = [], [root]
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children.values())
-        if node.values.get("transposed"):
-            found.append(re.compile(re.escape(node.path).replace(re.escape("{i}"), r"\d+") + r"\.weight"))
-    return tuple(found)
+    return tuple(re.compile(re.escape(node.path).replace(re.escape("{i}"), r"\d+") + r"\.weight")
+                 for node in root.walk() if node.values.get("transposed"))
+
+
+#: Names a projection of the attention module has in the checkpoints the table rules know.
+_PROJECTION_NAMES = frozenset({"q_proj", "k_proj", "v_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv"})
+
+
+def found_renames(config: dict[str, Any]) -> tuple[RenameRule, ...]:
+    """Renames read from the family's HF module tree, tried before :data:`RENAME_RULES`: the final norm beside the
+    layer list, under whatever name the family gives it (XGLM's ``layer_norm``), and an attention module whose
+    projections sit one module deeper (GPT-Neo's ``attn.attention``)."""
+    from import_model.plan.behaviour import find_roles
+
+    root = _module_tree(config)
+    if root is None:
+        return ()
+    roles = find_roles(root)
+    rules: list[RenameRule] = []
+    norm = roles.final_norm
+    if norm is not None and roles.backbone is not None and not norm.path.endswith(".norm"):
+        rules.append(RenameRule(rf"^{re.escape(norm.path)}\.", "norm.", "final norm found beside the layer list"))
+    if roles.attention is not None and roles.layer is not None:
+        attr, attention = roles.attention
+        inner = next((name for name, child in attention.children.items()
+                      if _PROJECTION_NAMES & set(child.children)), None)
+        if inner is not None and not _PROJECTION_NAMES & set(attention.children):
+            rules.append(RenameRule(rf"\.{re.escape(attr)}\.{re.escape(inner)}\.", ".self_attn.",
+                                    "attention projections one module deeper, found in the module tree"))
+    return tuple(rules)
 
 
 def _ties_embeddings(config: dict[str, Any]) -> bool:
@@ -360,7 +395,7 @@ def _ties_embeddings(config: dict[str, Any]) -> bool:
 def _drop_buffers(matcher: _Matcher) -> None:
     for key in list(matcher.free_keys):
         for pattern, reason in IGNORED:
-            if re.search(pattern, key) and not any(name in matcher.graph for name in candidate_names(key)):
+            if re.search(pattern, key) and not any(name in matcher.graph for name in matcher.names(key)):
                 matcher.mapping.dropped[key] = reason
                 matcher.claim([key], [])
                 break
@@ -369,7 +404,7 @@ def _drop_buffers(matcher: _Matcher) -> None:
 def _match_direct(matcher: _Matcher) -> None:
     """Rename matches: a candidate name with the same shape wins; a name-only match is a mismatch."""
     for key in list(matcher.free_keys):
-        names = [n for n in candidate_names(key) if n in matcher.free_weights]
+        names = [n for n in matcher.names(key) if n in matcher.free_weights]
         exact = next((n for n in names if matcher.graph[n] == matcher.checkpoint[key]), None)
         if exact is not None:
             matcher.mapping.renames[key] = exact
@@ -445,8 +480,8 @@ def _match_ties(matcher: _Matcher, tied: bool) -> None:
         if not tied:
             continue
         for key in list(matcher.free_keys):
-            if any(n == head or n.endswith("." + head) for n in candidate_names(key)) and \
-                    not any(n in matcher.graph for n in candidate_names(key)):
+            if any(n == head or n.endswith("." + head) for n in matcher.names(key)) and \
+                    not any(n in matcher.graph for n in matcher.names(key)):
                 matcher.mapping.dropped[key] = "tied to the embedding: the graph reuses the embedding weight"
                 matcher.claim([key], [])
 
@@ -1005,6 +1040,32 @@ def set_aside_pending(mapping: WeightMapping, open_rules: list[str]) -> dict[str
             mapping.dropped[key] = f"{SET_ASIDE} {rule}) is implemented"
     mapping.orphans = [k for k in mapping.orphans if k not in mapping.dropped]
     return pending
+
+
+#: The delta row of a partial port whose graph weights no checkpoint tensor fills (stood in) or whose checkpoint
+#: tensors no graph weight takes (set aside): the names or layouts the port does not read yet.
+UNFILLED = "unfilled_weights"
+
+
+def stand_in_gaps(mapping: WeightMapping) -> dict[str, str]:
+    """Close what name matching left open, so a partial port still loads and verify can run.
+
+    Orphans and mismatched checkpoint tensors are set aside (dropped, marked for :data:`UNFILLED`); the graph
+    weights nothing fills are returned as stand-ins (graph name pattern -> why) for the port's model to fill.
+    """
+    stand_ins: dict[str, str] = {}
+    for key in mapping.orphans:
+        mapping.dropped[key] = f"{SET_ASIDE} {UNFILLED}) is implemented: no graph weight takes it"
+    for miss in mapping.mismatches:
+        for key in miss.checkpoint.split(" + "):
+            mapping.dropped[key] = (f"{SET_ASIDE} {UNFILLED}) is implemented: shape {shape_text(miss.checkpoint_shape)}"
+                                    f", the graph wants {shape_text(miss.graph_shape)}")
+        for name in miss.graph.split(" + "):
+            stand_ins[name_pattern(name)] = f"{name_pattern(miss.checkpoint)} has another shape"
+    for name in mapping.missing:
+        stand_ins.setdefault(name_pattern(name), "no checkpoint tensor fills it")
+    mapping.orphans, mapping.mismatches, mapping.missing = [], [], []
+    return stand_ins
 
 
 @dataclass

@@ -154,6 +154,7 @@ class PortRequest:
     deltas: tuple[tuple[str, str, str], ...] = ()  # (rule, what HF does, what the donor does), from the plan
     model_source: str = ""  # what the port's own test makes its twin from
     scaffold: Scaffold | None = None  # set by ``import-model scaffold``
+    stand_ins: tuple[tuple[str, str], ...] = ()  # (graph weight pattern, why): weights no checkpoint tensor fills
 
     @property
     def mode(self) -> Mode:
@@ -283,8 +284,9 @@ def port_files(request: PortRequest) -> dict[str, str]:
     """The port's files: the templates specialised for this model, in the request's mode, each with its docstring."""
     names, traits, mode = request.names, request.traits, request.mode
     view = config_view(request.config)
-    statics = {"TRAITS": traits, "VIEW": view, "MODE": mode}
-    model = specialise(_template("model.py"), statics, keep={"PortModel"})
+    statics = {"TRAITS": traits, "VIEW": view, "MODE": mode, "PARTIAL_WEIGHTS": bool(request.stand_ins)}
+    model = specialise(_template("model.py"), statics, keep={"PortModel"},
+                       data={"STAND_INS": literal_assignment("STAND_INS", "dict[str, str]", dict(request.stand_ins))})
     config = specialise(_template("model_config.py"), statics, keep={"PortConfig"} | _imported_from(model, "model_config"),
                         data=_view_data(view))
     texts = {

@@ -16,6 +16,29 @@ from .model_config import VIEW, PortConfig, donor_view, interleaved_rotary
 #: The model's structural choices and how the port is written; the writer evaluates every read of them.
 TRAITS = Traits()
 MODE = "catalog"
+#: Graph weights no checkpoint tensor fills yet (name, ``*`` for a layer number -> why), filled by the writer only
+#: in a partial port: each is stood in so the port still builds and verify shows where it diverges.
+STAND_INS: dict[str, str] = {}
+PARTIAL_WEIGHTS = bool(STAND_INS)
+
+
+def with_stand_ins(state_dict: dict[str, Any], graph_weights: dict[str, Any]) -> dict[str, Any]:
+    """``state_dict`` plus a stand-in for each graph weight ``STAND_INS`` names that it lacks: ones for a norm's
+    scale, zeros elsewhere (so the block passes its input on unchanged where it can)."""
+    import fnmatch
+
+    import numpy as np
+    from max.graph.weights import WeightData
+
+    out = dict(state_dict)
+    for name, weight in graph_weights.items():
+        if name in out or not any(fnmatch.fnmatchcase(name, pattern) for pattern in STAND_INS):
+            continue
+        shape = tuple(int(dim) for dim in weight.shape)
+        fill = np.ones if "norm" in name and name.endswith(".weight") else np.zeros
+        data = WeightData.from_numpy(fill(shape, dtype=np.float32), name)
+        out[name] = data if data.dtype == weight.dtype else data.astype(weight.dtype)
+    return out
 
 
 class PortModel(Llama3Model):
@@ -53,8 +76,10 @@ class PortModel(Llama3Model):
                 tie_word_embeddings=model_config.tie_word_embeddings,
             )
             decoder.config = model_config
-            decoder.load_state_dict(self.state_dict, override_quantization_encoding=True, weight_alignment=1,
-                                    strict=True)
+            weights = self.state_dict
+            if PARTIAL_WEIGHTS:
+                weights = with_stand_ins(weights, decoder.raw_state_dict())  # until the weight table fills them
+            decoder.load_state_dict(weights, override_quantization_encoding=True, weight_alignment=1, strict=True)
             # One name for every port's decoder: MAX's compile cache keys a graph by its content, so an equal
             # graph written by another port comes back under the name it was first compiled with.
             inputs = self._bind_graph_inputs(decoder.input_tree(self.kv_params))
