@@ -1,5 +1,12 @@
 """The guide is tested: runnable shell blocks run, relative links resolve, and every command and flag exists.
 
+The guides are README.md, SKILL.md, references/*.md and docs/*.md. Every
+``import-model <command> ...`` they show in a fenced block or an inline code
+span (spans may wrap lines; blocks may continue lines with a backslash), and
+every span that starts with a command's name (``verify --weights full``), is
+checked against the parser ``import_model.cli.build_parser`` builds: the command
+must exist and each ``--flag`` must be one its subparser defines.
+
 A fenced block whose info string is ``sh runnable`` is run with bash from the
 repository root (``set -e``, the virtualenv's ``bin`` first on PATH) after the
 tiny twins it names under ``.cache/test-twins`` are built. Its commands write
@@ -22,10 +29,27 @@ from import_model.procs import child_env
 from tests.support.families import FAMILY_CONFIGS, family_twin_dir
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = [REPO / "SKILL.md", REPO / "README.md", *sorted((REPO / "references").glob("*.md"))]
+DOCS = [REPO / "SKILL.md", REPO / "README.md", *sorted((REPO / "references").glob("*.md")),
+        *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```", re.M | re.S)
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-COMMAND = re.compile(r"import-model\s+([a-z][a-z-]*)((?:[^\n`|]*))")
+#: ``import-model CMD ...`` (or the dispatcher script) up to the end of its shell command.
+INVOCATION = re.compile(r"(?:import-model|scripts/import_model\.py)\s+([a-z][a-z-]*)(.*)")
+#: Where a shell command ends: a pipe (not a Markdown-escaped ``\|``), ``;``, ``&&``, a comment, a redirect.
+COMMAND_END = re.compile(r"(?<!\\)\||;|&&|\s#|>|\)")
+FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+#: ``max serve`` flags the guides name on their own (MAX 26.7's ``max serve --help`` defines each); any other flag
+#: shown alone in a code span must be one of import-model's.
+MAX_SERVE_FLAGS = frozenset({"--devices", "--task", "--pool-embeddings", "--custom-architectures",
+                             "--data-parallel-degree", "--quantization-encoding", "--model"})
+#: Every reference file the seed (the user's procedure) links; each must resolve here.
+SEED_REFERENCES = (
+    "native-arch-check.md", "read-config-json.md", "recognize-walls.md", "plan-and-veto.md",
+    "distributed-transformer.md", "map-to-max.md", "read-modeling-code.md", "honest-docstrings.md",
+    "implement-graph.md", "rename-weights.md", "state-dict-audit.md", "serve-and-iterate.md", "divergences.md",
+    "layer-by-layer-debugging.md", "validation-tiers.md", "pitfalls.md", "pitfalls-config.md", "tests-and-ci.md",
+    "template.md",
+)
 
 
 def _blocks(path: Path) -> list[tuple[str, str]]:
@@ -63,21 +87,101 @@ def test_relative_links_resolve(path: Path) -> None:
         assert resolved.exists(), f"{path.name}: broken link {target}"
 
 
-def _code(text: str) -> str:
-    """Fenced blocks and inline code spans: where the docs show commands."""
-    fenced = [body for _info, body in (m.groups() for m in FENCE.finditer(text))]
-    spans = re.findall(r"`([^`\n]+)`", FENCE.sub("", text))
-    return "\n".join(fenced + spans)
+def _code(text: str) -> list[tuple[str, bool]]:
+    """The places the docs show commands, whitespace folded to one space, each with whether it is an inline span:
+    every line of a fenced block (backslash continuations joined) and every inline code span (which may wrap
+    lines inside a paragraph)."""
+    pieces = []
+    for _info, body in (m.groups() for m in FENCE.finditer(text)):
+        pieces += [(line, False) for line in body.replace("\\\n", " ").splitlines()]
+    pieces += [(span, True) for span in re.findall(r"`((?:[^`\n]|\n(?!\s*\n))+)`", FENCE.sub("", text))]
+    return [(" ".join(piece.split()), span) for piece, span in pieces]
+
+
+def invocations(text: str, commands: set[str]) -> list[tuple[str, list[str]]]:
+    """``(command, flags)`` for every import-model invocation in ``text``'s code, and every inline span that starts
+    with a command's name; the command as written, so a name the CLI lacks is returned too."""
+    found = []
+    for piece, span in _code(text):
+        for match in INVOCATION.finditer(piece):
+            rest = COMMAND_END.split(match.group(2), maxsplit=1)[0]
+            found.append((match.group(1), FLAG.findall(rest)))
+        first, _, rest = piece.partition(" ")
+        if span and first in commands and "import-model" not in piece and FLAG.search(rest):
+            found.append((first, FLAG.findall(COMMAND_END.split(rest, maxsplit=1)[0])))
+    return found
+
+
+def unknown_commands_and_flags(text: str) -> list[str]:
+    """Every ``import-model <command>`` the CLI lacks and every ``--flag`` its command's parser does not define."""
+    parsers = _subcommands()
+    problems = []
+    for name, flags in invocations(text, set(parsers)):
+        if name not in parsers:
+            problems.append(f"`import-model {name}` is not a command")
+            continue
+        problems += [f"`import-model {name} {flag}` is not a flag of {name}" for flag in flags
+                     if flag not in parsers[name]]
+    return problems
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_command_and_flag_mentioned_exists(path: Path) -> None:
-    commands = _subcommands()
-    for name, rest in COMMAND.findall(_code(path.read_text())):
-        if name not in commands:
-            pytest.fail(f"{path.name}: `import-model {name}` is not a command")
-        for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest):
-            assert flag in commands[name] or flag == "--help", f"{path.name}: `import-model {name} {flag}` is unknown"
+    assert unknown_commands_and_flags(path.read_text()) == [], path.name
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_flag_shown_alone_exists(path: Path) -> None:
+    """A span that is only a flag (`--rel-tol`) names a flag some import-model command has, or a max serve flag."""
+    known = set().union(*_subcommands().values()) | MAX_SERVE_FLAGS
+    alone = [FLAG.match(piece).group(1) for piece, span in _code(path.read_text()) if span and FLAG.match(piece)]
+    assert sorted(set(alone) - known) == [], path.name
+
+
+def test_the_command_check_catches_what_the_cli_lacks() -> None:
+    """The check above can fail: a made-up command, a made-up flag, a flag of another command, wherever shown."""
+    text = "\n".join([
+        "Run `import-model transmogrify MODEL` first.",
+        "Then `import-model port MODEL --output-dir DIR",
+        "  --no-such-flag`, wrapped inside a paragraph.",
+        "```sh",
+        "import-model verify MODEL --port-dir DIR \\",
+        "  --tolerance 1e-3 | tee log  # --tee-flag is not import-model's",
+        "```",
+        "| `serve MODEL --json` | a table row without the prefix |",
+        "`import-model gates MODEL --port-dir DIR --phase smoke\\|verify` and `max serve --devices gpu:0,1` pass.",
+    ])
+    assert unknown_commands_and_flags(text) == [
+        "`import-model verify --tolerance` is not a flag of verify",
+        "`import-model transmogrify` is not a command",
+        "`import-model port --no-such-flag` is not a flag of port",
+        "`import-model serve --json` is not a flag of serve",
+    ]
+
+
+def test_every_reference_the_seed_links_exists() -> None:
+    missing = [name for name in SEED_REFERENCES if not (REPO / "references" / name).is_file()]
+    assert missing == []
+
+
+def test_skill_is_installable() -> None:
+    """SKILL.md opens with the YAML frontmatter agent runtimes read: a name, and when to use it and when not."""
+    import yaml
+
+    text = (REPO / "SKILL.md").read_text()
+    assert text.startswith("---\n")
+    front = yaml.safe_load(text.split("\n---\n", 1)[0][4:])
+    assert re.fullmatch(r"[a-z0-9-]{1,64}", front["name"])
+    description = " ".join(front["description"].split())
+    assert 100 <= len(description) <= 1024
+    assert "Use it" in description and "Do not use it" in description
+
+
+def test_skill_names_every_command() -> None:
+    """The procedure uses each command where its step needs it, list-archs and twin included."""
+    text = (REPO / "SKILL.md").read_text()
+    shown = {name for name, _flags in invocations(text, set(_subcommands()))}
+    assert sorted(set(_subcommands()) - shown) == []
 
 
 @pytest.mark.slow
