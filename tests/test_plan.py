@@ -448,3 +448,23 @@ def test_anatomy_of_any_config_never_raises(model_type: str, fields: dict) -> No
     anatomy = build_anatomy({"model_type": model_type, **fields}, tree=_TREE)
     assert anatomy.category in ("dense", "moe", "mla", "hybrid", "multimodal")
     json.dumps(anatomy.as_dict(), default=str)
+
+
+@pytest.mark.parametrize(("model_type", "architecture", "positions"), [
+    ("xglm", "XGLMForCausalLM", "sinusoidal"),  # a computed table, a buffer: no weight to read
+    ("opt", "OPTForCausalLM", "learned"),  # a table in the checkpoint
+])
+def test_position_tables_are_told_apart_by_their_weights(model_type: str, architecture: str, positions: str,
+                                                          tmp_path: Path) -> None:
+    """A sinusoidal table has no weight; the plan names it and the catalog does not claim it."""
+    from transformers import CONFIG_MAPPING
+
+    from import_model.port.catalog import build_spec
+    from import_model.verify.twin import make_twin
+
+    config = CONFIG_MAPPING[model_type]().to_dict() | {"architectures": [architecture]}
+    source = open_source(str(make_twin(config, tmp_path / model_type).path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
+    assert value(plan, "embedding.positions") == positions and "position_table" in rules(plan)
+    missing = {m.rule for m in build_spec(plan.anatomy, load_config(source), sorted(rules(plan))).missing}
+    assert ("position_table" in missing) == (positions == "sinusoidal")

@@ -27,6 +27,7 @@ from typing import Any
 
 from import_model.plan import behaviour
 from import_model.plan.modeling import (
+    ModuleNode,
     SourceTree,
     build_module_tree,
     causal_lm_class,
@@ -92,7 +93,8 @@ TRAITS: dict[str, str] = {
     "embedding.scale": "none | sqrt_hidden | multiplier",
     "embedding.scale_value": "the embedding multiplier, evaluated",
     "embedding.norm": "the norm module applied to the embeddings before the first layer (None: none)",
-    "embedding.positions": "none | learned (a position table added to the token embeddings)",
+    "embedding.positions": "none | learned | sinusoidal (a position table added to the token embeddings; "
+                           "sinusoidal: computed, no weights)",
     "embedding.position_offset": "rows of the position table before position 0 (OPT: 2)",
     "head.tied": "the LM head reuses the embedding matrix",
     "head.bias": "the LM head carries a bias",
@@ -221,7 +223,9 @@ _FORMATS: dict[str, Any] = {
     "norm.weight": lambda v: "" if v else "no learned weight",
     "norm.bias": lambda v: "with bias" if v else "no bias",
     "attention.qk_norm_weight": lambda v: "learned QK-norm weight" if v else "weightless QK-norm",
-    "embedding.positions": lambda v: "learned position table added to the embeddings" if v == "learned" else "no position table",
+    "embedding.positions": lambda v: {"learned": "learned position table added to the embeddings",
+                                      "sinusoidal": "sinusoidal position table (computed) added to the embeddings"
+                                      }.get(v, "no position table"),
     "embedding.norm": lambda v: f"embeddings normalised by {v} before the first layer" if v else "embeddings not normalised",
 }
 
@@ -871,6 +875,12 @@ def _positions(anatomy: Anatomy, inputs: _Inputs) -> None:
     """A learned position table: its key, and how many rows sit before position 0 (rows - max positions)."""
     keys = inputs.facts["position_table"]
     if not keys:
+        computed = _computed_positions(inputs.roles)
+        if computed is not None:
+            anatomy.add("embedding.positions", "sinusoidal", MODELING,
+                        f"{computed.path} is a {computed.class_name} with no weights: a computed table of absolute "
+                        "positions added to the embeddings")
+            return
         anatomy.add("embedding.positions", "none", inputs.key_source, "no position-table key")
         return
     shape = inputs.shapes.get(keys[0]) or ()
@@ -879,6 +889,16 @@ def _positions(anatomy: Anatomy, inputs: _Inputs) -> None:
     anatomy.add("embedding.positions", "learned", inputs.key_source, f"{keys[0]} shape {list(shape)}")
     anatomy.add("embedding.position_offset", max(offset, 0), inputs.key_source,
                 f"{shape[0] if shape else '?'} rows for max_position_embeddings={limit}")
+
+
+def _computed_positions(roles: behaviour.Roles | None) -> ModuleNode | None:
+    """A position module beside the layer list that holds no weights (XGLM's sinusoidal table, a buffer)."""
+    if roles is None or roles.backbone is None:
+        return None
+    return next((child for attr, child in roles.backbone.children.items()
+                 if re.search(r"pos", attr) and child.ref is not None and not child.params
+                 and re.search(r"Positional|Position|Sinusoidal", child.ref.name)
+                 and not any(c.params for c in child.walk())), None)
 
 
 def _head(anatomy: Anatomy, inputs: _Inputs) -> None:

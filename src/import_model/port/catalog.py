@@ -41,6 +41,7 @@ SUPPORTED: dict[str, frozenset[Any]] = {
     "attention.qk_norm": frozenset({"none", "per_head", "whole_projection"}),
     "attention.scale": frozenset({"default", "query_pre_attn_scalar", "multiplier"}),
     "embedding.scale": frozenset({"none", "sqrt_hidden", "multiplier"}),
+    "embedding.positions": frozenset({"none", "learned"}),  # a computed (sinusoidal) table is not written yet
 }
 
 
