@@ -100,11 +100,14 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     progress("loading the HF reference (float32, CPU)")
     reference = HFReference.load(checkpoint, options.trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), trust_remote_code=options.trust_remote_code)
-    order = tap_names(reference.num_layers)
+    absent = reference.absent_taps()
+    order = [tap for tap in tap_names(reference.num_layers) if tap not in absent]
     progress("building the port's graph in MAX with taps (a cold compile takes minutes on a small CPU)")
     port = MaxPort(checkpoint, port_dir, max_length=max_length_for(config, options.max_length))
     result = VerifyResult(str(checkpoint), str(port_dir), architecture, parity.Verdict(False), order,
                           timings={"max_build_s": round(port.build_seconds, 2)})
+    if absent:
+        result.notes.append(f"the HF model has no module for {', '.join(absent)}: not compared there")
     if not port.echo:
         result.notes.append("the port's model does not implement echo (every position's logits), so taps it "
                             "computes for the last prompt position only (head, logits) are compared there")

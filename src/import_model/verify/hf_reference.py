@@ -97,6 +97,12 @@ class HFReference:
         modules = DecoderModules.find(model, getattr(model.config, "num_hidden_layers", None))
         return cls(model=model, modules=modules, num_layers=len(modules.layers))
 
+    def absent_taps(self) -> list[str]:
+        """Taps this model has no module for (OPT built without its final norm): nothing to compare there."""
+        found = self.modules
+        return [name for name, module in (("embed", found.embed), ("final_norm", found.final_norm),
+                                          ("lm_head", found.lm_head)) if module is None]
+
     def run(self, ids: list[int]) -> dict[str, np.ndarray]:
         """One full forward over ``ids``; each tap as ``[seq, ...]`` float32."""
         import torch
