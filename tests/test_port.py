@@ -155,3 +155,28 @@ def test_planted_missing_bias_fails_at_the_first_layer(ported: Callable[[str], t
     verdict = json.loads(result.stdout)
     assert verdict["first_divergence"]["tap"] == bug.first_tap
     assert all(row["ok"] for row in verdict["per_tap"] if row["tap"] == "embed")
+
+
+@pytest.mark.slow
+def test_weights_no_name_matches_are_stood_in_and_verify_names_the_divergence(tmp_path: Path) -> None:
+    """OPT built without its final norm: the checkpoint lacks a weight the written graph asks for. The port still
+    builds (the gap stood in, named as a missing row), verify runs and names where it diverges, exit 1."""
+    from transformers import AutoConfig
+
+    from import_model.verify.twin import make_twin
+
+    config = AutoConfig.for_model("opt").to_dict() | {"architectures": ["OPTForCausalLM"],
+                                                      "_remove_final_layer_norm": True}
+    twin = make_twin(config, tmp_path / "twin").path
+    code, payload, stderr = run_port(twin, tmp_path / "ports", "--yes")
+    assert code == 1, stderr[-2000:]
+    unfilled = next(m for m in payload["missing"] if m["rule"] == "unfilled_weights")
+    assert "norm.weight" in unfilled["reason"] and "stood in" in unfilled["reason"]
+    steps = {s["step"]: s for s in payload["steps"]}
+    assert steps["weight table"]["status"] == "partial" and "adapter-graph-keys FAIL" not in steps["gates"]["detail"]
+    model = (Path(payload["port_dir"]) / "model.py").read_text()
+    assert '"norm.weight": "no checkpoint tensor fills it"' in model and "with_stand_ins(" in model
+    verify = payload["verify"]
+    assert verify is not None and "error" not in verify and not verify["passed"]
+    assert verify["first_divergence"]["tap"] == "lm_head"  # every block matches; the stood-in norm does not
+    assert any("no module for final_norm" in note for note in verify["notes"])
