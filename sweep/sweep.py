@@ -134,14 +134,28 @@ def variants_of(family: str, architecture: str) -> list[Variant]:
     for name in sorted(read):
         value = config.get(name)
         if isinstance(value, bool) and name not in RUNTIME_FLAGS:
-            out.append(Variant(family, f"{name}={not value}", config | {name: not value}))
+            out.append(Variant(family, f"{name}={not value}", _rebuilt(family, architecture, config, {name: not value})))
     rope = config.get("rope_parameters")
     if isinstance(rope, dict) and rope.get("rope_type") == "default":
         for rope_type, params in ROPE_VARIANTS:
             extra = {"original_max_position_embeddings": config.get("max_position_embeddings") or 4096}
-            out.append(Variant(family, f"rope={rope_type}",
-                               config | {"rope_parameters": rope | {"rope_type": rope_type, **params, **extra}}))
+            out.append(Variant(family, f"rope={rope_type}", _rebuilt(
+                family, architecture, config, {"rope_parameters": rope | {"rope_type": rope_type, **params, **extra}})))
     return out
+
+
+def _rebuilt(family: str, architecture: str, default: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """The default config with ``change``, built again through the family's config class so that what the class
+    derives from an option follows it (GPT-BigCode's KV head count from ``multi_query``); the plain merge where the
+    class refuses the change."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.for_model(family, **change).to_dict()
+    except Exception:  # noqa: BLE001 - a class that validates its options; the merged dict still makes a twin
+        return default | change
+    config["architectures"] = [architecture]
+    return config
 
 
 def kind_of(config: dict[str, Any]) -> str:
