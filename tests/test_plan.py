@@ -468,3 +468,28 @@ def test_position_tables_are_told_apart_by_their_weights(model_type: str, archit
     assert value(plan, "embedding.positions") == positions and "position_table" in rules(plan)
     missing = {m.rule for m in build_spec(plan.anatomy, load_config(source), sorted(rules(plan))).missing}
     assert ("position_table" in missing) == (positions == "sinusoidal")
+
+
+def test_gpt_neo_scores_are_unscaled_and_its_local_layers_slide() -> None:
+    """Read from the code and the config the family really uses: q·kᵀ with no scale in GPTNeoSelfAttention,
+    ``attention_layers`` / ``window_size`` instead of ``layer_types`` / ``sliding_window``."""
+    plan = plan_for("gpt_neo", donor="llama3")
+    assert value(plan, "attention.scale") == "none"
+    assert "GPTNeoSelfAttention" in plan.anatomy.row("attention.scale").evidence
+    assert value(plan, "attention.sliding_window") == "interleaved" and value(plan, "attention.layer_pattern") == "FS"
+    assert value(plan, "attention.window") == 128  # the twin's window, short enough to bite on verify's prompt
+    assert {"attention_scale", "sliding_window", "position_table"} <= rules(plan)
+
+
+@pytest.mark.parametrize(("scaled", "expected"), [(True, "default"), (False, "none")])
+def test_a_scale_expression_is_told_apart_by_its_value(scaled: bool, expected: str, tmp_path: Path) -> None:
+    """GPT-2's ``scaling`` is ``head_dim ** -0.5`` or 1.0 by ``scale_attn_weights``: the evaluated value decides."""
+    from transformers import AutoConfig
+
+    from import_model.verify.twin import make_twin
+
+    config = AutoConfig.for_model("gpt2", scale_attn_weights=scaled).to_dict() | {"architectures": ["GPT2LMHeadModel"]}
+    source = open_source(str(make_twin(config, tmp_path / "gpt2").path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
+    assert value(plan, "attention.scale") == expected
+    assert ("attention_scale" in rules(plan)) == (expected == "none")

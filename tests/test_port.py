@@ -24,13 +24,15 @@ from import_model.procs import child_env
 from tests.support.families import family_twin_dir
 from tests.support.ports import CATALOG_BREAKAGES, plant
 
-IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4", "gpt2", "nanochat"]
+IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4", "gpt2", "nanochat", "gpt_neo"]
 #: What each family proves beyond the rest: plan rules the catalog must implement, and a piece the port must hold.
 #: gpt2: a learned position table, Conv1D weights stored (in, out); nanochat: norms with no weight in the
 #: checkpoint, told apart by the module tree, an embedding norm and a rotary by minus the angle.
 PROVES: dict[str, tuple[set[str], str]] = {
     "gpt2": ({"position_table", "qkv_layout"}, "WEIGHT_TRANSPOSES"),
     "nanochat": ({"norm_style", "qk_norm", "embedding_norm", "rotary_style"}, "class WeightlessNorm"),
+    # gpt_neo: scores unscaled (told from the code), local layers from attention_layers / window_size
+    "gpt_neo": ({"attention_scale", "sliding_window", "position_table"}, "def sliding_layers"),
 }
 
 

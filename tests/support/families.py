@@ -488,6 +488,9 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "codegen": ("codegen", "CodeGenForCausalLM", {"bos_token_id": 1, "eos_token_id": 2}),
     # openai-community/gpt2 (the config class's defaults): learned positions, Conv1D weights, fused c_attn
     "gpt2": ("gpt2", "GPT2LMHeadModel", {"bos_token_id": 1, "eos_token_id": 2}),
+    # EleutherAI/gpt-neo-125m (the config class's defaults): unscaled q·kᵀ, global and local (windowed) layers,
+    # projections one module deeper (attn.attention), learned positions
+    "gpt_neo": ("gpt_neo", "GPTNeoForCausalLM", {"bos_token_id": 1, "eos_token_id": 2}),
     # karpathy's nanochat (the config class's defaults): weightless norms and QK-norm, embeddings normalised,
     # rotary by minus the angle, relu^2, final soft-cap
     "nanochat": ("nanochat", "NanoChatForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),

@@ -584,11 +584,24 @@ def _qk_norm(anatomy: Anatomy, inputs: _Inputs) -> None:
     anatomy.add("attention.qk_norm", "none", inputs.key_source, evidence)
 
 
+def _scale_kind(kind: str, value: Any, head_dim: Any) -> str:
+    """A scale expression the patterns do not name, told apart by its value for this config: 1 is no scale
+    (GPT-2 with ``scale_attn_weights=False``), ``head_dim ** -0.5`` the default."""
+    if kind != "custom" or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return kind
+    if math.isclose(value, 1.0):
+        return "none"
+    if isinstance(head_dim, int) and head_dim > 0 and math.isclose(value, head_dim ** -0.5, rel_tol=1e-6):
+        return "default"
+    return kind
+
+
 def _scale(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg = inputs.cfg
     if seen := _seen(inputs, "attention", "scale"):
-        anatomy.add("attention.scale", seen.value, MODELING, seen.evidence)
         value = _seen(inputs, "attention", "scale_value")
+        anatomy.add("attention.scale", _scale_kind(seen.value, value.value if value else None,
+                                                   anatomy.value("attention.head_dim")), MODELING, seen.evidence)
         anatomy.add("attention.scale_value", value.value if value else None, MODELING, value.evidence if value else "")
     elif (scalar := _float(cfg, "query_pre_attn_scalar")) is not None:
         anatomy.add("attention.scale", "query_pre_attn_scalar", CONFIG, f"query_pre_attn_scalar={scalar}")
@@ -605,6 +618,8 @@ def _scale(anatomy: Anatomy, inputs: _Inputs) -> None:
 
 
 _LAYER_LETTER = {"sliding_attention": "S", "full_attention": "F", "chunked_attention": "C"}
+#: GPT-Neo's ``attention_layers`` names -> layer types.
+_LOCAL_GLOBAL = {"local": "sliding_attention", "global": "full_attention"}
 
 
 def _period(types: list[str]) -> list[str]:
@@ -632,11 +647,14 @@ def _types_from_pattern(cfg: dict) -> list[str]:
 
 def _sliding(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg = inputs.cfg
-    window = _int(cfg, "sliding_window", "attention_window")
+    window = _int(cfg, "sliding_window", "attention_window", "window_size")
     support = _seen(inputs, "attention", "sliding")
     raw_types = cfg.get("layer_types")
     types = [t for t in raw_types[:SANE_LIST] if isinstance(t, str)] if isinstance(raw_types, list) else []
     origin = "layer_types" if types else "sliding_window_pattern"
+    if not types and isinstance(cfg.get("attention_layers"), list):  # GPT-Neo: "global" / "local" per layer
+        types = [_LOCAL_GLOBAL.get(t, str(t)) for t in cfg["attention_layers"][:SANE_LIST]]
+        origin = "attention_layers"
     types = types or _types_from_pattern(cfg)
     if support is not None and support.value == "never":
         anatomy.add("attention.sliding_window", "none", MODELING, support.evidence)

@@ -362,6 +362,29 @@ def _expanded_names(node: ModuleNode, expr: ast.expr | None, depth: int = 0) -> 
     return names
 
 
+#: Names that, anywhere in the method that computes q·kᵀ, mean the scores are scaled.
+_SCALE_WORDS = re.compile(r"scal|sqrt|norm_factor|head_dim|head_size|inv_freq|softmax_scale|temperature", re.I)
+
+
+def _unscaled_scores(tree: SourceTree, node: ModuleNode) -> str | None:
+    """``Class.method`` of the attention (or a module inside it) that multiplies queries by transposed keys with no
+    division and no scale-like name in the whole method (GPT-Neo); None when every such method scales."""
+    for holder in (node, *node.children.values()):
+        if holder.ref is None:
+            continue
+        for method, owner in tree.methods(holder.ref):
+            products = [n for n in ast.walk(method) if isinstance(n, ast.Call) and _call_leaf(n) == "matmul"
+                        and any(isinstance(a, ast.Call) and _call_leaf(a) == "transpose" for a in n.args)]
+            if not products:
+                continue
+            text = source_text(method, 100000)
+            divides = any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div) for n in ast.walk(method))
+            if divides or _SCALE_WORDS.search(text):
+                return None
+            return f"{owner.name}.{method.name}"
+    return None
+
+
 def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """scale kind and value, logit softcap, sliding-window support, where head_dim comes from."""
     if roles.attention is None:
@@ -370,7 +393,10 @@ def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
     name = node.class_name
     found: dict[str, Observation] = {}
     attr = next((a for a in SCALE_ATTRS if a in node.exprs), None)
-    if attr is None:
+    unscaled = _unscaled_scores(tree, node) if attr is None else None
+    if unscaled is not None:
+        found["scale"] = Observation("none", f"{unscaled} multiplies q by kᵀ and scales nothing")
+    elif attr is None:
         found["scale"] = Observation("default", f"{name} sets no scale: the attention default 1/sqrt(head_dim)")
     else:
         expr = node.exprs[attr]
@@ -386,10 +412,13 @@ def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
         reads = bool(re.search(r"config\.head_dim|['\"]head_dim['\"]", text))
         found["head_dim_source"] = Observation("config" if reads else "derived", f"{name}.head_dim = {source_text(head_dim, 90)}")
     found.update(_softcap(tree, node))
-    text = " ".join(source_text(m, 100000) for m, _ in tree.methods(node.ref)) if node.ref else ""
+    classes = [n.ref for n in (node, *node.children.values()) if n.ref is not None]
+    text = " ".join(source_text(m, 100000) for ref in classes for m, _ in tree.methods(ref))
     if roles.layer is not None and roles.layer.ref is not None:
         text += " ".join(source_text(m, 100000) for m, _ in tree.methods(roles.layer.ref))
-    if "sliding_window" in text:
+    if "window_size" in text and "local" in text and "sliding_window" not in text:  # GPT-Neo
+        found["sliding"] = Observation("per_layer", f"{name} masks its local layers to config.window_size")
+    elif "sliding_window" in text:
         per_layer = "layer_type" in text or "is_sliding" in text
         found["sliding"] = Observation("per_layer" if per_layer else "config",
                                        f"{name} reads sliding_window" + (" per layer type" if per_layer else ""))

@@ -39,7 +39,7 @@ SUPPORTED: dict[str, frozenset[Any]] = {
     "mlp.activation": frozenset({"silu", "gelu", "gelu_tanh", "relu", "relu2", "quick_gelu", "tanh"}),
     "rotary.style": frozenset({"half_split", "interleaved", "none"}),
     "attention.qk_norm": frozenset({"none", "per_head", "whole_projection"}),
-    "attention.scale": frozenset({"default", "query_pre_attn_scalar", "multiplier"}),
+    "attention.scale": frozenset({"default", "query_pre_attn_scalar", "multiplier", "none"}),
     "embedding.scale": frozenset({"none", "sqrt_hidden", "multiplier"}),
     "embedding.positions": frozenset({"none", "learned"}),  # a computed (sinusoidal) table is not written yet
 }

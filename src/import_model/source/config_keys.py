@@ -16,8 +16,8 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "rotary_fraction": ("partial_rotary_factor", "rotary_pct"),
     # GPT-NeoX keeps its base as rotary_emb_base
     "rope_theta": ("rope_theta", "rotary_emb_base"),
-    # Mistral-style windows: Starcoder2, Gemma 2, Cohere 2, EXAONE 4
-    "window": ("sliding_window",),
+    # Mistral-style windows: Starcoder2, Gemma 2, Cohere 2, EXAONE 4; GPT-Neo's local layers
+    "window": ("sliding_window", "window_size"),
     # Gemma 2, VaultGemma
     "query_pre_attn_scalar": ("query_pre_attn_scalar",),
     # Granite, HyperCLOVA X

@@ -134,6 +134,7 @@ SHRINK_RULES: dict[str, Rule] = {
     "mamba_chunk_size": Rule("cap", 16),
     # Attention windows: keep them, but small enough to bite on short prompts (one that never bites stays so).
     "sliding_window": Rule("window", SLIDING_WINDOW),
+    "window_size": Rule("window", SLIDING_WINDOW),  # GPT-Neo's local layers
     "attention_chunk_size": Rule("window", SLIDING_WINDOW),
     # Per-layer structure: lists are cut to the twin's depth, periods are kept and size the default depth.
     "layer_types": Rule("per_layer"),

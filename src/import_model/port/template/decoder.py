@@ -80,9 +80,10 @@ def sliding_layers(config: Any) -> list[bool]:
     layers = int(config.num_hidden_layers)
     if not config_value(config, "window"):
         return [False] * layers
-    types = getattr(config, "layer_types", None)
+    types = getattr(config, "layer_types", None) or getattr(config, "attention_layers", None)
     if isinstance(types, (list, tuple)) and len(types) == layers:
-        return ["sliding" in str(kind) for kind in types]
+        # "sliding_attention" (Mistral-style layer_types) or "local" (GPT-Neo's attention_layers)
+        return ["sliding" in str(kind) or kind == "local" for kind in types]
     if TRAITS.sliding_window == "all":
         return [True] * layers
     else:
@@ -246,6 +247,9 @@ def attention_scale(config: Any, head_dim: int) -> float:
         return float(config_value(config, "query_pre_attn_scalar", head_dim)) ** -0.5
     elif TRAITS.attention_scale == "attention_multiplier":
         return float(config_value(config, "attention_multiplier", head_dim ** -0.5))
+    elif TRAITS.attention_scale == "none":
+        # the scores are q·kᵀ as they are (GPT-Neo)
+        return 1.0
     else:
         return 1.0 / math.sqrt(head_dim)
 
