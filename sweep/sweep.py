@@ -62,7 +62,8 @@ MOE_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_exp
 NOT_DECODER_WALLS = ("non-causal", "encoder-decoder", "task-head")
 #: Wall codes of recurrent or state-space models (not dense decoders).
 RECURRENT_WALLS = ("recurrent-layers", "linear-attention")
-VERDICTS = ("NATIVE", "PASS", "PARTIAL", "FAIL", "DRY OK", "AS DEFAULT", "WALL", "NOT A DECODER", "COULD NOT RUN")
+VERDICTS = ("NATIVE", "PASS", "PARTIAL", "FAIL", "DRY OK", "AS DEFAULT", "WALL", "BY HAND", "NOT A DECODER",
+            "COULD NOT RUN")
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,9 @@ def row_of(variant: Variant, code: int, run: dict[str, Any], refusal: str, verif
     walls = steps.get("walls", {})
     if code == 0 and "natively" in steps.get("native check", {}).get("detail", ""):
         row.verdict, row.detail = "NATIVE", steps["native check"]["detail"]
+        return row
+    if code == 2 and walls.get("status") == "by hand":  # a mixer MAX has a block for, which the catalog does not write
+        row.kind, row.verdict, row.detail = "recurrent", "BY HAND", walls["detail"]
         return row
     if code == 2 and walls.get("status") == "blocked":
         codes = walls["detail"]
@@ -358,8 +362,10 @@ def document(table: list[str]) -> str:
         "| verdict | rows |", "|---|---|", *(f"| {v} | {n} |" for v, n in counts.items() if n), "",
         "- NATIVE: MAX registers the class; PASS / PARTIAL / FAIL: compiled and verified on the twin (PARTIAL names "
         "the missing delta and the first divergent tap); DRY OK: plan, weight table and dry build passed, not "
-        "compiled; AS DEFAULT: the variant's plan equals the default's; WALL / NOT A DECODER: refused by "
-        "`check-walls`; COULD NOT RUN: anything else, quoted.", "",
+        "compiled; AS DEFAULT: the variant's plan equals the default's; WALL / NOT A DECODER: a `check-walls` "
+        "blocker (exit 2); BY HAND: `check-walls` warns (exit 1) of a token mixer the installed MAX ships a block "
+        "for, named in the detail, which the catalog does not write, so `port` stops; COULD NOT RUN: anything "
+        "else, quoted.", "",
         *HEADER, *table, "",
     ])
 

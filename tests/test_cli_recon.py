@@ -231,3 +231,19 @@ def test_seed_scripts_share_the_cli(script: str) -> None:
     expected = 1 if script == "list_native_archs.py" else 0
     assert result.returncode == expected, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_list_archs_shows_every_task_marked() -> None:
+    everything = json_of(run_cli("list-archs", "--json"))["architectures"]
+    tasks = {row["task"] for row in everything}
+    assert {"TEXT_GENERATION", "EMBEDDINGS_GENERATION", "PIXEL_GENERATION"} <= tasks and "unknown" not in tasks
+    rows = {(row["architecture"], row["slug"]): row for row in everything}
+    assert rows[("BertModel", "bert")]["task_label"] == "embeddings"
+    assert rows[("Gemma3ForConditionalGeneration", "gemma3multimodal")]["inputs"] == ["TEXT", "IMAGE"]
+    assert json_of(run_cli("list-archs", "--all-tasks", "--json"))["architectures"] == everything  # the old flag
+    text = run_cli("list-archs")
+    assert text.returncode == 0
+    assert "embeddings" in text.stdout and "text generation, multimodal (image)" in text.stdout
+    donors = json_of(run_cli("list-archs", "--donors", "--json"))["architectures"]
+    assert donors and all(row["donor"] and row["task"] == "TEXT_GENERATION" for row in donors)
+    assert run_cli("list-archs", "--match", "BertModel").returncode == 0

@@ -121,3 +121,48 @@ def test_native_caveats_match_the_configs_that_show_them() -> None:
     assert native_caveats("MistralForCausalLM", {**mistral, "sliding_window": None}) == []
     assert native_caveats("LlamaForCausalLM", mistral) == []
     assert native_caveats("MistralForCausalLM", {"sliding_window": "x", "max_position_embeddings": None}) == []
+
+
+def test_registry_marks_every_registration_by_task() -> None:
+    """PipelineTask and input_modalities are read for every registration, copies and speculators included."""
+    archs = registry.native_architectures(use_cache=False)
+    assert "unknown" not in {a.task for a in archs}
+    assert {"TEXT_GENERATION", "EMBEDDINGS_GENERATION", "PIXEL_GENERATION"} <= {a.task for a in archs}
+    by = {(a.name, a.slug): a for a in archs}
+    bert = by[("BertModel", "bert")]
+    assert (bert.task_label, bert.is_donor) == ("embeddings", False)
+    gemma3 = by[("Gemma3ForConditionalGeneration", "gemma3multimodal")]
+    assert gemma3.inputs == ["TEXT", "IMAGE"] and gemma3.task_label == "text generation, multimodal (image)"
+    # dataclasses.replace(qwen3_5_arch, name=...): a text generation copy, whose base stays the donor.
+    copy = by[("Qwen3_5ForCausalLM", "qwen3_5")]
+    assert (copy.task, copy.derived_from, copy.config_class, copy.is_donor) == (
+        "TEXT_GENERATION", "qwen3_5_arch", "Qwen3_5Config", False)
+    assert by[("Qwen3_5ForConditionalGeneration", "qwen3_5")].is_donor
+    # Speculator(base=deepseekV3_arch) in another architecture's folder: the base's task and config.
+    eagle = by[("Eagle3DeepseekV3ForCausalLM", "eagle3_deepseekV3")]
+    assert (eagle.task, eagle.derived_from, eagle.config_class) == ("TEXT_GENERATION", "deepseekV3_arch",
+                                                                    "DeepseekV3Config")
+
+
+def test_registry_follows_copies_across_modules(tmp_path) -> None:
+    root = tmp_path / "architectures"
+    (root / "base").mkdir(parents=True)
+    (root / "copy").mkdir()
+    (root / "__init__.py").write_text(
+        "lazy = [_LazyArch('BaseForCausalLM', '.base', 'base_arch'),\n"
+        "        _LazyArch('CopyForCausalLM', '.copy', 'copy_arch'),\n"
+        "        _LazyArch('LoopForCausalLM', '.copy', 'loop_arch')]\n")
+    (root / "base" / "arch.py").write_text(
+        "base_arch = SupportedArchitecture(name='BaseForCausalLM', task=PipelineTask.EMBEDDINGS_GENERATION,\n"
+        "    input_modalities={InputModality.IMAGE, InputModality.TEXT}, config=BaseConfig)\n")
+    (root / "copy" / "arch.py").write_text(
+        "from ..base.arch import base_arch\n"
+        "copy_arch = dataclasses.replace(base_arch, name='CopyForCausalLM', config=None)\n"
+        "loop_arch = replace(loop_arch, name='LoopForCausalLM')\n")
+    archs = {a.name: a for a in registry._scan(root)}
+    assert (archs["BaseForCausalLM"].task, archs["BaseForCausalLM"].inputs) == ("EMBEDDINGS_GENERATION",
+                                                                                ["TEXT", "IMAGE"])
+    copied = archs["CopyForCausalLM"]
+    assert (copied.task, copied.config_class, copied.derived_from) == ("EMBEDDINGS_GENERATION", "BaseConfig",
+                                                                       "base_arch")
+    assert archs["LoopForCausalLM"].task == "unknown"  # a registration copied from itself ends, unread

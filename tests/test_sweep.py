@@ -53,6 +53,11 @@ def test_verdicts_come_from_the_port_run(sweep) -> None:
     assert native.verdict == "NATIVE"
     walled = sweep.row_of(variant, 2, _run([("walls", "blocked", "encoder-decoder: ...")]), "a wall", True, 1.0)
     assert (walled.verdict, walled.kind) == ("NOT A DECODER", "not a decoder")
+    by_hand = sweep.row_of(variant, 2, _run([("walls", "by hand", "recurrent-layers: ... NemotronHMamba2Mixer ...")]),
+                           "the catalog does not write ...", True, 1.0)
+    assert (by_hand.verdict, by_hand.kind) == ("BY HAND", "recurrent") and "NemotronHMamba2Mixer" in by_hand.detail
+    rwkv = sweep.row_of(variant, 2, _run([("walls", "blocked", "recurrent-layers: ... RWKV ...")]), "a wall", True, 1.0)
+    assert (rwkv.verdict, rwkv.kind) == ("WALL", "recurrent")
     passed = sweep.row_of(variant, 0, _run([("verify", "PASS", "PASS")], verify={
         "passed": True, "worst_rel_l2": 5e-7, "first_divergence": None}), "", True, 1.0)
     assert passed.verdict == "PASS" and passed.worst_rel_l2 == "5.0e-07"

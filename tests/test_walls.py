@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import CONFIG_MAPPING
 
-from import_model.recon import walls
+from import_model.cli import main
+from import_model.procs import child_env
+from import_model.recon import max_blocks, registry, walls
 from import_model.recon.walls import BLOCK, INFO, WARN, Finding, exit_code, scan_walls
 from import_model.source.checkpoint import Checkpoint
 from import_model.source.safetensors_header import DTYPE_BYTES, TensorInfo
@@ -117,20 +122,15 @@ def test_config_only_scan_says_weights_were_not_read() -> None:
      "alibi", "hidden_size 5120"),
     ({"architectures": ["JAISLMHeadModel"], "model_type": "jais", "position_embedding_type": "alibi"},
      "alibi", "position_embedding_type: 'alibi'"),
-    (family_config("mamba", "MambaForCausalLM"), "recurrent-layers", "model_type 'mamba'"),
-    (family_config("mamba2", "Mamba2ForCausalLM"), "recurrent-layers", "model_type 'mamba2'"),
-    (family_config("rwkv", "RwkvForCausalLM"), "recurrent-layers", "model_type 'rwkv'"),
-    (family_config("jamba", "JambaForCausalLM"), "recurrent-layers", "model_type 'jamba'"),
-    (family_config("falcon_h1", "FalconH1ForCausalLM"), "recurrent-layers", "model_type 'falcon_h1'"),
-    (family_config("zamba2", "Zamba2ForCausalLM"), "recurrent-layers", "layers_block_type has 'mamba'"),
+    # Token mixers the installed MAX ships no block for (those it has one for warn: see below).
+    (family_config("rwkv", "RwkvForCausalLM"), "recurrent-layers", "no public block for RWKV time mixing"),
+    (family_config("xlstm", "xLSTMForCausalLM"), "recurrent-layers", "no public block for xLSTM cells"),
     (family_config("recurrent_gemma", "RecurrentGemmaForCausalLM"), "recurrent-layers", "block_types"),
-    (family_config("lfm2", "Lfm2ForCausalLM", layer_types=["conv", "conv", "full_attention"]),
-     "recurrent-layers", "'conv' in 2 of 3"),
-    ({"architectures": ["NemotronHForCausalLM"], "model_type": "nemotron_h", "hybrid_override_pattern": "M-M*-M-"},
-     "recurrent-layers", "hybrid_override_pattern"),
-    ({"architectures": ["MambaLMHeadModel"], "d_model": 2560, "n_layer": 64, "ssm_cfg": {}},
-     "recurrent-layers", "'ssm_cfg'"),
-    (family_config("qwen3_next", "Qwen3NextForCausalLM"), "linear-attention", "'linear_attention'"),
+    (family_config("minimax", "MiniMaxForCausalLM"), "linear-attention", "no public block for lightning attention"),
+    ({"architectures": ["XForCausalLM"], "model_type": "x", "layer_types": ["retention", "attention"]},
+     "recurrent-layers", "no public block for retention"),
+    ({"architectures": ["XForCausalLM"], "model_type": "x", "state_size": 16},
+     "recurrent-layers", "a state-space mixer whose kind the config does not tell"),
     (family_config("t5", "T5ForConditionalGeneration"), "encoder-decoder", "is_encoder_decoder: true"),
     (family_config("bart", "BartForConditionalGeneration"), "encoder-decoder", "is_encoder_decoder: true"),
     (family_config("bert", "BertForMaskedLM"), "non-causal", "model_type 'bert'"),
@@ -170,6 +170,190 @@ def test_hybrid_family_with_attention_only_layer_list_is_not_recurrent() -> None
     config["layer_types"] = ["mamba", "attention", "mamba", "mamba"]
     finding = by_code(scan_walls(config, BF16_LLAMA, []), "recurrent-layers")
     assert "'mamba' in 3 of 4 entries" in finding.reason
+
+
+# --------------------------------------------------------------------------- token mixers MAX ships a block for
+
+#: What MAX 26.7's docstrings say about each block's kernels (see recon/max_blocks.py).
+MAMBA = ("mamba", "MambaSSMModule", "mamba", "not stated", "whether its kernels run on the CPU is not stated")
+MAMBA2 = ("mamba2", "NemotronHMamba2Mixer", "nemotron_h", "not stated", "MAX's docstrings do not say for "
+          "mamba2_ssd_chunk_scan_varlen_fwd_inplace")
+GATED_DELTA = ("gated-delta", "GatedDeltaNet", "qwen3_5", "no", "gated_delta_conv1d_fwd: no CPU implementation")
+SHORT_CONV = ("short-conv", "LFM2ShortConv", "lfm2", "yes", "its kernels run on the CPU (it calls no custom kernel")
+
+
+def _no_limit(config: dict) -> dict:
+    """Mamba-2 families default ``time_step_limit`` to (0, inf), which JSON (and the twin maker) refuses."""
+    config.pop("time_step_limit", None)
+    return config
+
+
+@pytest.mark.parametrize(("config", "code", "expected"), [
+    (family_config("mamba", "MambaForCausalLM"), "recurrent-layers", MAMBA),
+    (family_config("falcon_mamba", "FalconMambaForCausalLM"), "recurrent-layers", MAMBA),
+    (family_config("jamba", "JambaForCausalLM"), "recurrent-layers", MAMBA),
+    (family_config("zamba", "ZambaForCausalLM"), "recurrent-layers", MAMBA),
+    ({"architectures": ["MambaLMHeadModel"], "d_model": 2560, "n_layer": 64, "ssm_cfg": {}}, "recurrent-layers", MAMBA),
+    (_no_limit(family_config("mamba2", "Mamba2ForCausalLM")), "recurrent-layers", MAMBA2),
+    (_no_limit(family_config("bamba", "BambaForCausalLM")), "recurrent-layers", MAMBA2),
+    (_no_limit(family_config("falcon_h1", "FalconH1ForCausalLM")), "recurrent-layers", MAMBA2),
+    (_no_limit(family_config("granitemoehybrid", "GraniteMoeHybridForCausalLM")), "recurrent-layers", MAMBA2),
+    (family_config("zamba2", "Zamba2ForCausalLM"), "recurrent-layers", MAMBA2),
+    ({"architectures": ["NemotronHForCausalLM"], "model_type": "nemotron_h", "hybrid_override_pattern": "M-M*-M-"},
+     "recurrent-layers", MAMBA2),
+    ({"architectures": ["MambaLMHeadModel"], "d_model": 2560, "n_layer": 64, "ssm_cfg": {"layer": "Mamba2"}},
+     "recurrent-layers", MAMBA2),
+    (family_config("lfm2", "Lfm2ForCausalLM", layer_types=["conv", "conv", "full_attention"]), "recurrent-layers",
+     SHORT_CONV),
+    (family_config("qwen3_next", "Qwen3NextForCausalLM"), "linear-attention", GATED_DELTA),
+    (family_config("qwen3_5", "Qwen3_5ForConditionalGeneration"), "linear-attention", GATED_DELTA),
+    (family_config("olmo_hybrid", "OlmoHybridForCausalLM"), "linear-attention", GATED_DELTA),
+])
+def test_mixers_with_a_max_block_warn_naming_it(config: dict, code: str, expected: tuple[str, ...]) -> None:
+    trait, cls, donor, cpu, cpu_words = expected
+    findings = scan_walls(config, BF16_LLAMA, [])
+    finding = by_code(findings, code)
+    assert (finding.level, finding.trait, finding.donor, finding.cpu) == (WARN, trait, donor, cpu)
+    assert finding.block.endswith("." + cls)
+    assert f"{cls} in max." in finding.reason and f"MAX's {donor} architecture" in finding.reason
+    assert cpu_words in finding.reason
+    assert BLOCK not in codes(findings).values()
+    assert exit_code(findings) == 1
+
+
+def test_mla_and_moe_name_their_max_blocks() -> None:
+    findings = scan_walls(family_config("deepseek_v3", "DeepseekV3ForCausalLM"), BF16_LLAMA, [])
+    mla, moe = by_code(findings, "mla"), by_code(findings, "moe")
+    assert (mla.block, mla.donor) == ("max.nn.attention.multi_latent_attention.LatentAttentionWithRope", "deepseekV3")
+    assert (moe.block, moe.donor, moe.cpu) == ("max.nn.moe.moe.MoE", "qwen3", "no")
+    assert "grouped_matmul_ragged, moe_create_indices: no CPU implementation" in moe.reason
+
+
+def test_a_max_without_the_block_falls_back_to_a_blocker(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """An install lacking the block's file answers None: a mixer blocks again; routed experts stay a warning."""
+    assert max_blocks.find_block("mamba2", root=tmp_path) is None
+    monkeypatch.setattr(walls, "find_block", lambda trait: max_blocks.find_block(trait, root=tmp_path))
+    findings = scan_walls(_no_limit(family_config("nemotron_h", "NemotronHForCausalLM")), BF16_LLAMA, [])
+    assert codes(findings) == {"recurrent-layers": BLOCK, "moe": WARN}
+    assert "no public block for the Mamba-2 (SSD) scan" in by_code(findings, "recurrent-layers").reason
+    assert by_code(findings, "recurrent-layers").block == ""
+    assert exit_code(findings) == 2
+
+
+def test_every_row_of_the_block_table_is_in_the_installed_max() -> None:
+    donors = {a.slug for a in registry.native_architectures() if a.is_donor}
+    for row in max_blocks.MAX_BLOCKS:
+        answer = max_blocks.find_block(row.trait)
+        assert answer is not None, row
+        assert row.donor in donors and row.trait in walls.MIXER_WORDS
+        assert answer.cpu in (max_blocks.CPU_YES, max_blocks.CPU_NO, max_blocks.CPU_UNKNOWN)
+    assert {v for v in walls.MIXER_OF_MODEL_TYPE.values()} - set(walls.MIXER_WORDS) == set()
+
+
+def _fake_max(root, kernel_doc: str, body: str = "gated_kernel(x)") -> None:
+    (root / "nn" / "state_space").mkdir(parents=True)
+    (root / "nn" / "state_space" / "ops.py").write_text(f'def gated_kernel(x):\n    """{kernel_doc}"""\n')
+    (root / "nn" / "kernels.py").write_text("def unrelated():\n    pass\n")
+    module = root / "pipelines" / "architectures" / "lfm2"
+    module.mkdir(parents=True)
+    (module / "lfm2.py").write_text(
+        "def helper(x):\n    return " + body + "\n\n\n"
+        "class LFM2ShortConv:\n    def __call__(self, x):\n        return helper(x)\n")
+
+
+@pytest.mark.parametrize(("doc", "body", "cpu"), [
+    ("Runs it.\n\n    .. Skipped without a GPU: the kernel has no CPU\n       implementation.", "gated_kernel(x)",
+     max_blocks.CPU_NO),
+    ("Example:\n\n        device = Accelerator() if accelerator_count() > 0 else CPU()", "gated_kernel(x)",
+     max_blocks.CPU_YES),
+    ("Says nothing about devices.", "gated_kernel(x)", max_blocks.CPU_UNKNOWN),
+    ("Unused.", "x * 2", max_blocks.CPU_YES),
+    ("Unused.", "ops.inplace_custom('op', x)", max_blocks.CPU_UNKNOWN),
+])
+def test_cpu_support_is_read_from_the_kernel_docstrings(tmp_path, doc: str, body: str, cpu: str) -> None:
+    _fake_max(tmp_path, doc, body)
+    answer = max_blocks.find_block("short-conv", root=tmp_path)
+    assert answer is not None and answer.cpu == cpu
+    assert answer.kernels == (("gated_kernel",) if "gated_kernel" in body else ())
+
+
+def test_a_max_file_without_the_class_or_with_broken_python_is_no_block(tmp_path) -> None:
+    for name, text in (("other-class", "class SomethingElse:\n    pass\n"), ("broken", "class LFM2ShortConv(:\n")):
+        root = tmp_path / name
+        _fake_max(root, "Doc.")
+        (root / "pipelines" / "architectures" / "lfm2" / "lfm2.py").write_text(text)
+        assert max_blocks.find_block("short-conv", root=root) is None
+    assert max_blocks.find_block("no-such-trait", root=tmp_path / "broken") is None
+
+
+# --------------------------------------------------------------------------- twins, through the CLI
+
+#: model_type -> (HF class, config overrides, check-walls exit, the MAX block named or None).
+TWINS = {
+    "bamba": ("BambaForCausalLM", {}, 1, "NemotronHMamba2Mixer"),
+    "nemotron_h": ("NemotronHForCausalLM", {}, 1, "NemotronHMamba2Mixer"),
+    "zamba2": ("Zamba2ForCausalLM", {}, 1, "NemotronHMamba2Mixer"),
+    "jamba": ("JambaForCausalLM", {}, 1, "MambaSSMModule"),
+    "lfm2": ("Lfm2ForCausalLM", {"num_hidden_layers": 4, "layer_types": ["conv", "conv", "full_attention", "conv"]},
+             1, "LFM2ShortConv"),
+    "qwen3_next": ("Qwen3NextForCausalLM", {}, 1, "GatedDeltaNet"),
+    "rwkv": ("RwkvForCausalLM", {}, 2, None),
+    "xlstm": ("xLSTMForCausalLM", {}, 2, None),
+    "recurrent_gemma": ("RecurrentGemmaForCausalLM", {}, 2, None),
+}
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from transformers import AutoConfig
+
+    from import_model.verify.twin import make_twin
+
+    root = tmp_path_factory.mktemp("wall-twins")
+    made = {}
+    for model_type, (architecture, overrides, _, _) in TWINS.items():
+        config = _no_limit(AutoConfig.for_model(model_type, **overrides).to_dict())
+        config["architectures"] = [architecture]
+        made[model_type] = make_twin(json.loads(json.dumps(config)), root / model_type).path
+    return made
+
+
+@pytest.mark.parametrize("model_type", sorted(TWINS))
+def test_check_walls_on_twins(model_type: str, twins: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, expected_exit, block = TWINS[model_type]
+    assert main(["check-walls", str(twins[model_type]), "--json"]) == expected_exit
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["exit_code"] == expected_exit
+    mixer = next(f for f in payload["findings"] if f["code"] in walls.MIXER_CODES)
+    if block is None:
+        assert mixer["level"] == BLOCK and mixer["max_block"]["block"] is None
+        assert "the installed MAX ships no public block" in mixer["reason"]
+    else:
+        assert mixer["level"] == WARN and mixer["max_block"]["block"].endswith("." + block)
+        assert block in mixer["reason"] and "CPU" in mixer["reason"]
+        assert mixer["max_block"]["cpu"] in (max_blocks.CPU_YES, max_blocks.CPU_NO, max_blocks.CPU_UNKNOWN)
+    assert main(["check-walls", str(twins[model_type])]) == expected_exit
+    assert ("WARNINGS (exit 1)" if expected_exit == 1 else "BLOCKED (exit 2)") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("model_type", "needles"), [
+    ("bamba", ("the catalog does not write the Mamba-2 (SSD) scan", "NemotronHMamba2Mixer",
+               "--start-from nemotron_h")),
+    ("qwen3_next", ("the gated delta rule", "GatedDeltaNet", "kernels on the CPU: no", "--start-from qwen3_5")),
+    ("rwkv", ("hits a wall the catalog cannot port", "no public block for RWKV time mixing")),
+])
+def test_port_still_refuses_a_mixer_it_cannot_write(model_type: str, needles: tuple[str, ...], twins: dict[str, Path],
+                                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A warning for a mixer MAX has a block for must not let ``port`` write a Llama-shaped port of it."""
+    out_dir = tmp_path / "ports"
+    assert main(["port", str(twins[model_type]), "--output-dir", str(out_dir), "--yes"]) == 2
+    err = capsys.readouterr().err
+    message = err[err.index("error:"):]
+    assert "Traceback" not in err
+    assert len(message.strip().splitlines()) == 1  # one line
+    for needle in needles:
+        assert needle in " ".join(message.split()), needle
+    assert not out_dir.exists()  # nothing written
 
 
 # --------------------------------------------------------------------------- warnings
@@ -434,3 +618,16 @@ def test_deeply_nested_subconfigs_are_capped() -> None:
         node = node["text_config"]
     node["alibi"] = True  # too deep to be read as the model's own setting
     assert "alibi" not in codes(scan_walls(config, BF16_LLAMA, []))
+
+
+def test_asking_max_for_blocks_does_not_import_max() -> None:
+    code = (
+        "import json, sys\n"
+        "from import_model.recon.walls import scan_walls\n"
+        "found = scan_walls({'model_type': 'bamba', 'architectures': ['BambaForCausalLM'], 'mamba_n_groups': 1,\n"
+        "                    'num_experts': 8}, None, [])\n"
+        "assert any(f.block for f in found), found\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'max' or m.startswith('max.'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env())
+    assert json.loads(out.stdout) == []

@@ -31,10 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
-    p = _command(sub, "list-archs", "architectures the installed MAX serves natively (HF class -> MAX slug)")
+    p = _command(sub, "list-archs", "every architecture the installed MAX registers, marked by task (HF class -> MAX slug)")
     p.add_argument("--match", type=nonblank, metavar="CLASS", help="exit 0 and print the rows if MAX registers CLASS, else exit 1")
     p.add_argument("--donors", action="store_true", help="only text-generation models a port can start from")
-    p.add_argument("--all-tasks", action="store_true", help="include embedding, image and audio pipelines")
+    p.add_argument("--all-tasks", action="store_true",
+                   help="every task (text, embeddings, pixel, audio), which is the default; kept for old command lines")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = _command(sub, "list-keys", "checkpoint tensor names, shapes and dtypes, read from headers only")

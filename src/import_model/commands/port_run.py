@@ -1,7 +1,8 @@
 """``import-model port MODEL``: every phase in one run, from config to a verified port.
 
 inspect -> native check (native: the serve command, exit 0) -> walls (a
-blocker: exit 2) -> plan -> the plan review (on a terminal, the default plan
+blocker, or a token mixer the catalog does not write even where MAX ships a
+block for it: exit 2) -> plan -> the plan review (on a terminal, the default plan
 and the delta list wait for a yes; a no stops with exit 2 and nothing written)
 -> write the catalog port -> weight table -> smoke gates -> verify on the twin
 (or the real weights) -> PORT.md -> the serve command. A trait the catalog does not implement still gets a written port with
@@ -264,7 +265,14 @@ def _mode_text(mode: str) -> str:
 
 
 def _walls(source: Any, config: dict, checkpoint: Any, run: PortRun) -> None:
-    """A blocker stops the run (exit 2); warnings are recorded and the run goes on."""
+    """A blocker stops the run (exit 2); so does a token mixer the catalog does not write; other warnings are recorded.
+
+    A state-space, convolutional or linear-attention mixer MAX ships a block for is only a warning to
+    ``check-walls`` (the block is the way to port it), but the catalog writes softmax-attention decoders only:
+    going on would write a Llama-shaped port of a model that is not one. So ``port`` stops with one line naming
+    the MAX block and the donor to start from by hand, and records the step as ``by hand``.
+    """
+    from import_model.port.catalog import SUPPORTED
     from import_model.recon import walls
 
     findings = walls.scan_walls(config, checkpoint, source.files())
@@ -273,6 +281,16 @@ def _walls(source: Any, config: dict, checkpoint: Any, run: PortRun) -> None:
         blockers = "; ".join(f"{f.code}: {f.reason}" for f in findings if f.level == walls.BLOCK)
         run.step("walls", "blocked", blockers)
         raise UserError(f"{source.display} hits a wall the catalog cannot port: {blockers} (see check-walls)")
+    mixers = [f for f in findings if f.code in walls.MIXER_CODES and f.level == walls.WARN]
+    if mixers and "hybrid" not in SUPPORTED.get("attention.family", frozenset()):
+        first = mixers[0]
+        run.step("walls", "by hand", "; ".join(f"{f.code}: {f.reason}" for f in mixers))
+        module, _, cls = first.block.rpartition(".")
+        raise UserError(
+            f"the catalog does not write {walls.MIXER_WORDS.get(first.trait, first.trait)} ({first.code} in "
+            f"{source.display}); build on MAX's {cls} ({module}, in its {first.donor} architecture; kernels on the "
+            f"CPU: {first.cpu}) by hand: import-model scaffold {source.display} --start-from {first.donor} "
+            "--output-dir DIR (see check-walls)")
     run.step("walls", "clear" if code == 0 else "warnings", "; ".join(f.code for f in findings) or "no walls")
 
 

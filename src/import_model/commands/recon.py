@@ -171,23 +171,23 @@ def _print_card(card: dict[str, Any] | None, note: str | None = None) -> None:
 
 
 def cmd_list_archs(args: argparse.Namespace) -> int:
+    """Every registration of the installed MAX, marked by task; ``--donors`` keeps the ones a port starts from."""
     archs = registry.native_architectures()
     if args.donors:
         archs = [a for a in archs if a.is_donor]
-    elif not args.all_tasks and not args.match:
-        archs = [a for a in archs if a.is_text_generation]
     if args.match:
         archs = [a for a in archs if a.name == args.match]
     rows = [
-        {"architecture": a.name, "slug": a.slug, "task": a.task, "default_encoding": a.default_encoding,
-         "encodings": a.supported_encodings, "donor": a.is_donor}
+        {"architecture": a.name, "slug": a.slug, "task": a.task, "task_label": a.task_label, "inputs": a.inputs,
+         "default_encoding": a.default_encoding, "encodings": a.supported_encodings, "donor": a.is_donor}
         for a in archs
     ]
     if args.json:
         report.emit_json({"max_architectures_dir": str(registry.architectures_dir()), "architectures": rows})
     elif rows:
-        report.table(f"MAX native architectures ({len(rows)})", ["HF class", "MAX slug", "task", "default encoding", "donor"], [
-            (r["architecture"], r["slug"], r["task"], r["default_encoding"], "yes" if r["donor"] else "")
+        report.table(f"MAX registrations ({len(rows)}: {_task_counts(archs)})",
+                     ["HF class", "MAX slug", "task", "default encoding", "donor"], [
+            (r["architecture"], r["slug"], r["task_label"], r["default_encoding"], "yes" if r["donor"] else "")
             for r in rows
         ])
     elif args.match:
@@ -195,6 +195,19 @@ def cmd_list_archs(args: argparse.Namespace) -> int:
     if args.match:
         return 0 if rows else 1
     return 0
+
+
+def _task_counts(archs: list[registry.NativeArch]) -> str:
+    """``95 text generation (21 multimodal), 5 embeddings, ...`` in MAX's task order."""
+    parts = []
+    for task in [*registry.TASK_WORDS, *sorted({a.task for a in archs} - set(registry.TASK_WORDS))]:
+        group = [a for a in archs if a.task == task]
+        if not group:
+            continue
+        multimodal = sum(1 for a in group if a.inputs != ["TEXT"])
+        words = registry.TASK_WORDS.get(task, task.lower().replace("_", " "))
+        parts.append(f"{len(group)} {words}" + (f" ({multimodal} multimodal)" if multimodal else ""))
+    return ", ".join(parts)
 
 
 # -- list-keys ---------------------------------------------------------------------
@@ -266,7 +279,11 @@ def cmd_check_walls(args: argparse.Namespace) -> int:
 
 
 def _finding_dict(finding: Any) -> dict[str, Any]:
-    return {"level": finding.level, "code": finding.code, "reason": finding.reason, "read_next": finding.read_next}
+    row = {"level": finding.level, "code": finding.code, "reason": finding.reason, "read_next": finding.read_next}
+    if finding.trait:  # a rule that asked the installed MAX: the trait, and the block it ships for it (if any)
+        row["max_block"] = {"trait": finding.trait, "block": finding.block or None, "donor": finding.donor or None,
+                            "cpu": finding.cpu or None}
+    return row
 
 
 # -- twin ---------------------------------------------------------------------------

@@ -3,8 +3,12 @@
 ``import max.pipelines`` costs over ten seconds, so the registry is read
 statically: ``max/pipelines/architectures/__init__.py`` lists every
 architecture as ``_LazyArch(name, module, symbol)``, and each module's
-``SupportedArchitecture(...)`` call says its task and config class, whose
-``DEFAULT_ENCODING`` / ``SUPPORTED_ENCODINGS`` class attributes we read too.
+``SupportedArchitecture(...)`` call says its task (``PipelineTask``: text,
+embeddings, pixel or audio generation), the inputs it accepts
+(``input_modalities``: text, image, video) and its config class, whose
+``DEFAULT_ENCODING`` / ``SUPPORTED_ENCODINGS`` class attributes we read too. A
+registration written as a copy of another (``dataclasses.replace(base, ...)``,
+or a ``Speculator(base=...)``) takes what it does not override from its base.
 The result is cached per MAX install (keyed by path and modification times).
 """
 
@@ -29,7 +33,16 @@ SPECULATIVE_MARKERS = ("Eagle", "DFlash", "Dflash", "DSpark", "MTP", "NextN", "D
 #: Suffix MAX uses for a second implementation of the same model on its newer module API.
 MODULE_V3_SUFFIX = "_ModuleV3"
 #: Bump when :class:`NativeArch` changes, so cached scans are redone.
-_SCHEMA = 2
+_SCHEMA = 3
+#: How many copies deep a registration may derive from another before we stop following bases.
+MAX_BASE_DEPTH = 4
+#: ``PipelineTask`` member -> the words ``list-archs`` shows.
+TASK_WORDS = {
+    "TEXT_GENERATION": "text generation",
+    "EMBEDDINGS_GENERATION": "embeddings",
+    "PIXEL_GENERATION": "pixel generation",
+    "AUDIO_GENERATION": "audio generation",
+}
 
 
 @dataclass
@@ -45,6 +58,17 @@ class NativeArch:
     speculates_on: str | None = None
     #: The module attribute holding the ``SupportedArchitecture`` (e.g. ``llama_arch``).
     symbol: str = ""
+    #: ``InputModality`` members the registration declares (MAX's default is text only).
+    inputs: list[str] = field(default_factory=lambda: ["TEXT"])
+    #: For a registration copied from another (``replace(base, ...)`` or ``Speculator(base=...)``): the base's symbol.
+    derived_from: str | None = None
+
+    @property
+    def task_label(self) -> str:
+        """``text generation``, ``text generation, multimodal (image)``, ``embeddings``, ... for people to read."""
+        label = TASK_WORDS.get(self.task, self.task.lower().replace("_", " "))
+        extra = [m.lower() for m in self.inputs if m != "TEXT"]
+        return f"{label}, multimodal ({', '.join(extra)})" if extra else label
 
     @property
     def is_text_generation(self) -> bool:
@@ -56,6 +80,7 @@ class NativeArch:
         return (
             self.is_text_generation
             and self.speculates_on is None
+            and self.derived_from is None  # a renamed copy: its base is the donor
             and not self.name.endswith(MODULE_V3_SUFFIX)
             and not any(marker in self.name for marker in SPECULATIVE_MARKERS)
         )
@@ -153,25 +178,64 @@ def _lazy_entries(init_file: Path) -> list[tuple[str, str, str, str | None]]:
 
 
 def _fill_from_module(arch: NativeArch, module_dir: Path, symbol: str) -> None:
-    """Read task and config class from ``symbol = SupportedArchitecture(...)`` in the module."""
+    """Read task, inputs and config class from the registration ``symbol`` in the module (or its base's)."""
     if not module_dir.is_dir():
         return
     trees = {path: parse_python(path) for path in sorted(module_dir.glob("*.py"))}
-    for tree in trees.values():
-        call = assigned_call(tree, symbol, "SupportedArchitecture")
-        if call is None:
-            continue
-        for kw in call.keywords:
-            if kw.arg == "task" and isinstance(kw.value, ast.Attribute):
-                arch.task = kw.value.attr
-            elif kw.arg == "config" and isinstance(kw.value, ast.Name):
-                arch.config_class = kw.value.id
-        break
+    found = _registration(module_dir.parent, symbol, trees.values())
+    if found is None:
+        return
+    keywords, arch.derived_from = found
+    task, config, inputs = keywords.get("task"), keywords.get("config"), keywords.get("input_modalities")
+    if isinstance(task, ast.Attribute):
+        arch.task = task.attr
+    if isinstance(config, ast.Name):
+        arch.config_class = config.id
+    if isinstance(inputs, (ast.Set, ast.List, ast.Tuple)):
+        arch.inputs = sorted({e.attr for e in inputs.elts if isinstance(e, ast.Attribute)}, key=_modality_order)
     if arch.config_class and not _fill_encodings(arch, trees.values()):
         # The config class may live in another architecture (e.g. a reuse of Llama3Config).
         needle = f"class {arch.config_class}("
         elsewhere = [p for p in module_dir.parent.glob("*/*.py") if needle in p.read_text(errors="replace")]
         _fill_encodings(arch, (parse_python(p) for p in elsewhere))
+
+
+#: Calls a registration is written with: the registration itself, a copy of another, a speculative variant of one.
+REGISTRATION_CALLS = ("SupportedArchitecture", "replace", "Speculator")
+
+
+def _registration(root: Path, symbol: str, trees: Iterable[ast.Module | None],
+                  depth: int = 0) -> tuple[dict[str, ast.expr], str | None] | None:
+    """The keywords that define ``symbol`` (a copy's base filled in under its overrides), and the base's symbol."""
+    call = next((c for tree in trees if (c := _registration_call(tree, symbol)) is not None), None)
+    if call is None and depth > 0:  # a base defined in another architecture's module
+        needle = f"{symbol} ="
+        trees = [parse_python(p) for p in sorted(root.glob("*/*.py")) if needle in p.read_text(errors="replace")]
+        call = next((c for tree in trees if (c := _registration_call(tree, symbol)) is not None), None)
+    if call is None:
+        return None
+    keywords = {kw.arg: kw.value for kw in call.keywords if kw.arg}
+    if _call_name(call) == "SupportedArchitecture":
+        return keywords, None
+    base = keywords.pop("base", None) if _call_name(call) == "Speculator" else (call.args[0] if call.args else None)
+    if not isinstance(base, ast.Name) or depth >= MAX_BASE_DEPTH:
+        return keywords, None
+    inherited = _registration(root, base.id, trees, depth + 1)
+    merged = dict(inherited[0]) if inherited else {}
+    merged.update({k: v for k, v in keywords.items() if not (isinstance(v, ast.Constant) and v.value is None)})
+    return merged, base.id
+
+
+def _registration_call(tree: ast.Module | None, symbol: str) -> ast.Call | None:
+    for callee in REGISTRATION_CALLS:
+        call = assigned_call(tree, symbol, callee)
+        if call is not None:
+            return call
+    return None
+
+
+def _modality_order(name: str) -> tuple[int, str]:
+    return (0 if name == "TEXT" else 1, name)
 
 
 def _fill_encodings(arch: NativeArch, trees: Iterable[ast.Module | None]) -> bool:

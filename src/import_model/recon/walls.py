@@ -7,6 +7,16 @@ per wall: a detector over normalised :class:`Facts` that returns the evidence
 it saw (or ``None``), a reason template that quotes that evidence, and what to
 read next. :func:`scan_walls` is the only code that walks the table.
 
+Some walls are only walls when MAX has nothing to build on: token mixers other
+than softmax attention (Mamba, Mamba-2, the gated delta rule, short
+convolutions, ...), multi-latent attention, routed experts. Their rules also
+name the *trait* they found, and the installed MAX is asked (from its source,
+never imported: :mod:`import_model.recon.max_blocks`) whether it ships a public
+block for it. With a block the finding is a warning that names the block, the
+MAX architecture using it (the donor) and whether its kernels run on the CPU;
+without one (a trait MAX has no block for, or a MAX install lacking the file)
+it is a blocker.
+
 Everything here reads strangers' files: any config field may hold any JSON
 type, so detectors only look at values through the type-checking helpers and
 never raise.
@@ -24,9 +34,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
+from import_model.recon.max_blocks import find_block
 from import_model.source.checkpoint import Checkpoint
 from import_model.source.safetensors_header import DTYPE_BYTES
 
@@ -53,6 +64,12 @@ class Finding:
     code: str
     reason: str
     read_next: str
+    #: For a rule that asks MAX (see :class:`Rule`): the trait found, and MAX's block for it when there is one
+    #: (dotted class name, the architecture using it, whether its kernels run on the CPU: yes, no, not stated).
+    trait: str = ""
+    block: str = ""
+    donor: str = ""
+    cpu: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,17 +102,27 @@ class Facts:
 
 
 Detector = Callable[[Facts], "str | None"]
+TraitOf = Callable[[Facts], str]
 
 
 @dataclass(frozen=True)
 class Rule:
-    """A row of the wall table; ``reason`` takes ``{evidence}``, ``read_next`` takes ``{modeling}``."""
+    """A row of the wall table; ``reason`` takes ``{evidence}``, ``read_next`` takes ``{modeling}``.
+
+    With ``trait`` set, the rule asks the installed MAX: ``trait`` names what the facts show (a row of
+    :data:`import_model.recon.max_blocks.MAX_BLOCKS`, or a name no row has). The finding has ``level`` when MAX
+    ships a block for it and ``without_block`` when not, and its reason goes on with the block or with ``missing``
+    (which takes ``{mixer}``, the trait in words).
+    """
 
     code: str
     level: str
     detect: Detector
     reason: str
     read_next: str
+    trait: TraitOf | None = None
+    without_block: str = BLOCK
+    missing: str = ""
 
 
 # --------------------------------------------------------------------------- value helpers
@@ -251,7 +278,9 @@ RECURRENT_MODEL_TYPES = frozenset({
 })
 RECURRENT_KEY_PREFIXES = ("ssm_", "mamba_", "lru_", "rwkv_")
 RECURRENT_KEYS = ("time_step_rank", "attn_layer_period", "rescale_every", "d_state", "state_size")
-LINEAR_ATTENTION_MODEL_TYPES = frozenset({"qwen3_next", "minimax", "qwen3_5", "qwen3_5_moe"})
+LINEAR_ATTENTION_MODEL_TYPES = frozenset({
+    "qwen3_next", "minimax", "qwen3_5", "qwen3_5_moe", "qwen3_5_text", "qwen3_5_moe_text", "olmo_hybrid", "kimi_linear",
+})
 LINEAR_ATTENTION_KEYS = ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "attn_type_list")
 
 
@@ -301,6 +330,100 @@ def _linear_attention(facts: Facts) -> str | None:
     if kinds:
         return f"model_type {kinds[0]!r}"
     return _first(f"key {path!r}" for path, _ in facts.values(*LINEAR_ATTENTION_KEYS))
+
+
+#: The token mixer of each recurrent, state-space or linear-attention family: a trait of
+#: ``recon.max_blocks.MAX_BLOCKS`` where MAX ships a block for it, else a name in MIXER_WORDS only.
+MIXER_OF_MODEL_TYPE = {
+    # Mamba-1 selective scan
+    "mamba": "mamba", "falcon_mamba": "mamba", "jamba": "mamba", "zamba": "mamba", "hymba": "mamba",
+    # Mamba-2 (SSD) scan
+    "mamba2": "mamba2", "bamba": "mamba2", "falcon_h1": "mamba2", "granitemoehybrid": "mamba2",
+    "nemotron_h": "mamba2", "zamba2": "mamba2", "plamo2": "mamba2",
+    # short gated convolution
+    "lfm2": "short-conv", "lfm2_moe": "short-conv",
+    # gated delta rule, Kimi delta attention
+    "qwen3_next": "gated-delta", "qwen3_5": "gated-delta", "qwen3_5_text": "gated-delta",
+    "qwen3_5_moe": "gated-delta", "qwen3_5_moe_text": "gated-delta", "olmo_hybrid": "gated-delta",
+    "kimi_linear": "kda",
+    # mixers MAX ships no block for
+    "rwkv": "rwkv", "rwkv5": "rwkv", "rwkv6": "rwkv", "rwkv7": "rwkv", "xlstm": "xlstm",
+    "recurrent_gemma": "rg-lru", "minimax": "lightning",
+}
+#: Each mixer in the words of a reason.
+MIXER_WORDS = {
+    "mamba": "the Mamba selective scan", "mamba2": "the Mamba-2 (SSD) scan", "short-conv": "short gated convolutions",
+    "gated-delta": "the gated delta rule", "kda": "Kimi delta attention", "rwkv": "RWKV time mixing",
+    "xlstm": "xLSTM cells", "rg-lru": "the RG-LRU recurrence", "lightning": "lightning attention",
+    "retention": "retention", "ssm": "a state-space mixer whose kind the config does not tell",
+    "conv": "a convolutional mixer whose kind the config does not tell",
+    "recurrent": "a recurrent mixer whose kind the config does not tell",
+    "linear": "a linear attention whose kind the config does not tell",
+    "mla": "multi-head latent attention", "moe": "routed experts",
+}
+#: Config keys only Mamba-2 style mixers have (head count, groups, chunked scan), and Mamba-1 style ones.
+MAMBA2_KEYS = ("n_groups", "mamba_n_groups", "mamba_ngroups", "mamba_n_heads", "mamba_num_heads", "mamba_head_dim",
+               "mamba_headdim", "mamba_d_head", "mamba_chunk_size", "mamba_d_ssm")
+MAMBA1_KEYS = ("time_step_rank", "mamba_dt_rank", "dt_rank")
+#: Layer-list words -> the mixer they name when the model type does not say.
+RECURRENT_LAYER_MIXERS = (("rwkv", "rwkv"), ("lstm", "xlstm"), ("retention", "retention"), ("conv", "conv"))
+LINEAR_LAYER_MIXERS = (("kda", "kda"), ("kimi", "kda"), ("delta", "gated-delta"), ("lightning", "lightning"))
+
+
+def _mixer_by_model_type(facts: Facts, mixers: frozenset[str]) -> str | None:
+    ordered = [facts.model_type, *sorted(facts.model_types)]
+    return next((m for t in ordered if (m := MIXER_OF_MODEL_TYPE.get(t)) in mixers), None)
+
+
+def _layer_kinds(facts: Facts, words: tuple[str, ...], exclude: tuple[str, ...] = ()) -> list[str]:
+    return [k for _, kinds in _layer_lists(facts) for k in _kinds_matching(kinds, words)
+            if not any(x in k for x in exclude)]
+
+
+def _mamba_version(facts: Facts) -> str:
+    """``mamba`` or ``mamba2`` from the keys only one of them has; ``ssm`` when nothing tells."""
+    for _, value in facts.values("ssm_cfg"):
+        if isinstance(value, dict):  # mamba_ssm's own config: Mamba-1 unless it names the Mamba2 layer
+            return "mamba2" if (_text(value.get("layer")) or "").lower() == "mamba2" else "mamba"
+    if any(True for _ in facts.values(*MAMBA2_KEYS)):
+        return "mamba2"
+    if any(True for _ in facts.values(*MAMBA1_KEYS)):
+        return "mamba"
+    return "ssm"
+
+
+RECURRENT_MIXERS = frozenset({"mamba", "mamba2", "short-conv", "rwkv", "xlstm", "rg-lru"})
+LINEAR_MIXERS = frozenset({"gated-delta", "kda", "lightning"})
+
+
+def _recurrent_mixer(facts: Facts) -> str:
+    """Which recurrent / state-space mixer the model has (called once ``_recurrent`` found one)."""
+    known = _mixer_by_model_type(facts, RECURRENT_MIXERS)
+    if known:
+        return known
+    kinds = _layer_kinds(facts, RECURRENT_WORDS, exclude=LINEAR_ATTENTION_WORDS)
+    for word, mixer in RECURRENT_LAYER_MIXERS:
+        if any(word in kind for kind in kinds):
+            return mixer
+    if kinds and not any("mamba" in kind or "ssm" in kind for kind in kinds):
+        return "recurrent"
+    return _mamba_version(facts)
+
+
+def _linear_mixer(facts: Facts) -> str:
+    """Which linear attention the model has (called once ``_linear_attention`` found one)."""
+    known = _mixer_by_model_type(facts, LINEAR_MIXERS)
+    if known:
+        return known
+    kinds = _layer_kinds(facts, LINEAR_ATTENTION_WORDS)
+    for word, mixer in LINEAR_LAYER_MIXERS:
+        if any(word in kind for kind in kinds):
+            return mixer
+    if any(True for _ in facts.values("linear_conv_kernel_dim")):
+        return "gated-delta"  # a short convolution before a delta-rule recurrence (Qwen3-Next, OLMo hybrid)
+    if any(True for _ in facts.values("attn_type_list", "linear_attn_alpha_factor")):
+        return "lightning"  # MiniMax-Text-01's layer switch and lightning-attention residual scale
+    return "linear"
 
 
 ENCODER_DECODER_MODEL_TYPES = frozenset({
@@ -687,15 +810,19 @@ RULES: tuple[Rule, ...] = (
     Rule("alibi", BLOCK, _alibi,
          "ALiBi position bias ({evidence}); MAX attention kernels add no per-head linear bias",
          "recognize-walls.md, then {modeling}"),
-    Rule("recurrent-layers", BLOCK, _recurrent,
-         "state-space / recurrent layers ({evidence}); they need a scan kernel and a recurrent-state cache",
-         "recognize-walls.md, then {modeling}"),
-    Rule("linear-attention", BLOCK, _linear_attention,
-         "linear-attention layers ({evidence}); they keep a recurrent state instead of a KV cache",
-         "recognize-walls.md, then {modeling}"),
-    Rule("mla", WARN, _mla,
-         "multi-head latent attention ({evidence}); only an MLA donor (MAX's DeepSeek architectures) carries it",
-         "map-to-max.md, then {modeling}"),
+    # Token mixers other than softmax attention: a warning where the installed MAX ships a block for the mixer,
+    # a blocker where it does not (see MIXER_OF_MODEL_TYPE and recon.max_blocks).
+    Rule("recurrent-layers", WARN, _recurrent, "state-space / recurrent layers ({evidence})",
+         "recognize-walls.md, then {modeling}", trait=_recurrent_mixer,
+         missing="the installed MAX ships no public block for {mixer}: a port needs its own scan kernel and "
+                 "recurrent-state cache"),
+    Rule("linear-attention", WARN, _linear_attention, "linear-attention layers ({evidence})",
+         "recognize-walls.md, then {modeling}", trait=_linear_mixer,
+         missing="the installed MAX ships no public block for {mixer}: a port needs its own kernel and a "
+                 "recurrent state in place of the KV cache"),
+    Rule("mla", WARN, _mla, "multi-head latent attention ({evidence}); the donor must be an MLA architecture",
+         "map-to-max.md, then {modeling}", trait=lambda facts: "mla",
+         missing="the installed MAX ships no public block for {mixer}"),
     Rule("differential-attention", WARN, _differential,
          "differential attention ({evidence}); two softmax maps are subtracted per head",
          "read-modeling-code.md, then {modeling}"),
@@ -704,7 +831,8 @@ RULES: tuple[Rule, ...] = (
          "read-modeling-code.md, then {modeling}"),
     Rule("moe", WARN, _moe,
          "routed experts ({evidence}); the port needs an MoE donor and a router that matches HF's",
-         "map-to-max.md, then {modeling}"),
+         "map-to-max.md, then {modeling}", trait=lambda facts: "moe", without_block=WARN,
+         missing="the installed MAX ships no public MoE block"),
     Rule("multimodal", WARN, _multimodal,
          "multimodal towers ({evidence}); only the text backbone is a candidate to port", "read-config-json.md"),
     Rule("long-rope", WARN, _long_rope,
@@ -757,14 +885,29 @@ def scan_walls(config: dict, checkpoint: Checkpoint | None, files: list[str]) ->
     findings = []
     for rule in RULES:
         evidence = rule.detect(facts)
-        if evidence:
-            findings.append(Finding(
-                level=rule.level,
-                code=rule.code,
-                reason=_one_line(rule.reason.format(evidence=evidence)),
-                read_next=rule.read_next.format(modeling=modeling),
-            ))
+        if not evidence:
+            continue
+        finding = Finding(level=rule.level, code=rule.code, reason=rule.reason.format(evidence=evidence),
+                          read_next=rule.read_next.format(modeling=modeling))
+        if rule.trait is not None:
+            finding = _ask_max(rule, finding, rule.trait(facts))
+        findings.append(replace(finding, reason=_one_line(finding.reason)))
     return sorted(findings, key=lambda finding: _SEVERITY[finding.level])
+
+
+#: Wall codes of token mixers: a warning names MAX's block, but the catalog writes no such layer (see ``port``).
+MIXER_CODES = ("recurrent-layers", "linear-attention")
+
+
+def _ask_max(rule: Rule, finding: Finding, trait: str) -> Finding:
+    """The finding with the installed MAX's answer for ``trait``: its block, or the rule's fallback level."""
+    mixer = MIXER_WORDS.get(trait, trait)
+    answer = find_block(trait)
+    if answer is None:
+        return replace(finding, level=rule.without_block, trait=trait,
+                       reason=f"{finding.reason}; {rule.missing.format(mixer=mixer)}")
+    return replace(finding, trait=trait, block=answer.dotted, donor=answer.block.donor, cpu=answer.cpu,
+                   reason=f"{finding.reason}; MAX has a public block for {mixer}: {answer.summary()}")
 
 
 def exit_code(findings: list[Finding]) -> int:
@@ -772,5 +915,10 @@ def exit_code(findings: list[Finding]) -> int:
     return max((EXIT_CODES.get(f.level, 0) for f in findings), default=0)
 
 
+#: A reason longer than this (deeply nested evidence) is cut; the JSON fields keep the block's name whole.
+MAX_REASON = 590
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_REASON else line[:MAX_REASON - 3] + "..."
