@@ -456,7 +456,7 @@ def test_anatomy_of_any_config_never_raises(model_type: str, fields: dict) -> No
 ])
 def test_position_tables_are_told_apart_by_their_weights(model_type: str, architecture: str, positions: str,
                                                           tmp_path: Path) -> None:
-    """A sinusoidal table has no weight; the plan names it and the catalog does not claim it."""
+    """A sinusoidal table has no weight: the plan reads its layout and offset from the module's code."""
     from transformers import CONFIG_MAPPING
 
     from import_model.port.catalog import build_spec
@@ -466,8 +466,10 @@ def test_position_tables_are_told_apart_by_their_weights(model_type: str, archit
     source = open_source(str(make_twin(config, tmp_path / model_type).path))
     plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
     assert value(plan, "embedding.positions") == positions and "position_table" in rules(plan)
-    missing = {m.rule for m in build_spec(plan.anatomy, load_config(source), sorted(rules(plan))).missing}
-    assert ("position_table" in missing) == (positions == "sinusoidal")
+    result = build_spec(plan.anatomy, load_config(source), sorted(rules(plan)))
+    assert "position_table" not in {m.rule for m in result.missing}
+    assert result.traits.position_table == (positions == "learned") and result.traits.position_offset == 2
+    assert result.traits.position_sinusoid == ("fairseq" if positions == "sinusoidal" else "none")
 
 
 def test_gpt_neo_scores_are_unscaled_and_its_local_layers_slide() -> None:

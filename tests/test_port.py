@@ -24,7 +24,7 @@ from import_model.procs import child_env
 from tests.support.families import family_twin_dir
 from tests.support.ports import CATALOG_BREAKAGES, plant
 
-IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4", "gpt2", "nanochat", "gpt_neo"]
+IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4", "gpt2", "nanochat", "gpt_neo", "xglm"]
 #: What each family proves beyond the rest: plan rules the catalog must implement, and a piece the port must hold.
 #: gpt2: a learned position table, Conv1D weights stored (in, out); nanochat: norms with no weight in the
 #: checkpoint, told apart by the module tree, an embedding norm and a rotary by minus the angle.
@@ -33,6 +33,8 @@ PROVES: dict[str, tuple[set[str], str]] = {
     "nanochat": ({"norm_style", "qk_norm", "embedding_norm", "rotary_style"}, "class WeightlessNorm"),
     # gpt_neo: scores unscaled (told from the code), local layers from attention_layers / window_size
     "gpt_neo": ({"attention_scale", "sliding_window", "position_table"}, "def sliding_layers"),
+    # xglm: a position table with no weight, computed in the graph; the final norm found under its own name
+    "xglm": ({"position_table", "embedding_scale"}, "class SinusoidTable"),
 }
 
 

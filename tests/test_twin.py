@@ -52,6 +52,7 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
     "codegen": {"rotary_dim": 4, "n_head": 4},
     "gpt2": {"activation_function": "gelu_new", "tie_word_embeddings": True},
     "gpt_neo": {"window_size": 128, "attention_layers": ["global", "local"]},
+    "xglm": {"scale_embedding": True, "activation_function": "gelu"},
     "nanochat": {"hidden_act": "relu2"},
     "bitnet": {"hidden_act": "relu2"},
     "nemotron": {"hidden_act": "relu2", "partial_rotary_factor": 0.5},
@@ -149,7 +150,7 @@ def test_twin_keeps_structure(family: str) -> None:
     for key in ("layer_types", "no_rope_layers"):
         if isinstance(source.get(key), list):  # every per-layer variant still appears in the twin
             assert set(twin[key]) == set(source[key]) and len(twin[key]) == twin["num_hidden_layers"]
-    heads_key = next(k for k in ("num_attention_heads", "n_head", "num_heads") if k in source)  # bloom/gpt-j, gpt-neo
+    heads_key = next(k for k in ("num_attention_heads", "n_head", "num_heads", "attention_heads") if k in source)
     heads, kv = source[heads_key], source.get("num_key_value_heads") or source[heads_key]
     t_heads, t_kv = twin[heads_key], twin.get("num_key_value_heads") or twin[heads_key]
     assert (kv == heads) == (t_kv == t_heads) and (kv == 1) == (t_kv == 1) and t_heads % t_kv == 0

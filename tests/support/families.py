@@ -491,6 +491,9 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     # EleutherAI/gpt-neo-125m (the config class's defaults): unscaled q·kᵀ, global and local (windowed) layers,
     # projections one module deeper (attn.attention), learned positions
     "gpt_neo": ("gpt_neo", "GPTNeoForCausalLM", {"bos_token_id": 1, "eos_token_id": 2}),
+    # facebook/xglm-564M (the config class's defaults): a computed sinusoidal position table (no weight, offset 2),
+    # embeddings scaled by sqrt(d_model), a final norm named layer_norm
+    "xglm": ("xglm", "XGLMForCausalLM", {"bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1}),
     # karpathy's nanochat (the config class's defaults): weightless norms and QK-norm, embeddings normalised,
     # rotary by minus the angle, relu^2, final soft-cap
     "nanochat": ("nanochat", "NanoChatForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),

@@ -27,7 +27,6 @@ from typing import Any
 
 from import_model.plan import behaviour
 from import_model.plan.modeling import (
-    ModuleNode,
     SourceTree,
     build_module_tree,
     causal_lm_class,
@@ -95,6 +94,7 @@ TRAITS: dict[str, str] = {
     "embedding.norm": "the norm module applied to the embeddings before the first layer (None: none)",
     "embedding.positions": "none | learned | sinusoidal (a position table added to the token embeddings; "
                            "sinusoidal: computed, no weights)",
+    "embedding.sinusoid": "fairseq (sin | cos, 10000^(-i / (half - 1))) | halves (10000^(-i / half)) | unknown",
     "embedding.position_offset": "rows of the position table before position 0 (OPT: 2)",
     "head.tied": "the LM head reuses the embedding matrix",
     "head.bias": "the LM head carries a bias",
@@ -478,6 +478,7 @@ _DETECTORS = {
     "attention": behaviour.attention_behaviour,
     "mlp": behaviour.mlp_behaviour,
     "embedding": behaviour.embedding_behaviour,
+    "positions": behaviour.position_behaviour,
     "head": behaviour.head_behaviour,
     "block": behaviour.block_behaviour,
 }
@@ -878,8 +879,11 @@ def _embedding(anatomy: Anatomy, inputs: _Inputs) -> None:
     scale, value = seen.get("scale"), seen.get("scale_value")
     number = value.value if value else None
     kind = scale.value if scale else "none"
+    hidden = _int(inputs.cfg, "hidden_size", "d_model", "n_embd")
     if kind == "multiplier" and number == 1.0:
         kind = "none"
+    elif kind == "multiplier" and isinstance(number, float) and hidden and math.isclose(number, math.sqrt(hidden)):
+        kind = "sqrt_hidden"  # XGLM: sqrt(d_model), a size the port reads from each config
     anatomy.add("embedding.scale", kind, MODELING if scale else DEFAULT, scale.evidence if scale else "assumed unscaled")
     anatomy.add("embedding.scale_value", number if kind != "none" else None, MODELING if value else DEFAULT,
                 value.evidence if value else "")
@@ -893,11 +897,13 @@ def _positions(anatomy: Anatomy, inputs: _Inputs) -> None:
     """A learned position table: its key, and how many rows sit before position 0 (rows - max positions)."""
     keys = inputs.facts["position_table"]
     if not keys:
-        computed = _computed_positions(inputs.roles)
+        computed, offset = _seen(inputs, "positions", "sinusoid"), _seen(inputs, "positions", "offset")
         if computed is not None:
             anatomy.add("embedding.positions", "sinusoidal", MODELING,
-                        f"{computed.path} is a {computed.class_name} with no weights: a computed table of absolute "
-                        "positions added to the embeddings")
+                        f"{computed.evidence}: a computed table of absolute positions added to the embeddings")
+            anatomy.add("embedding.sinusoid", computed.value, MODELING, computed.evidence)
+            anatomy.add("embedding.position_offset", offset.value if offset else 0, MODELING,
+                        offset.evidence if offset else "no offset")
             return
         anatomy.add("embedding.positions", "none", inputs.key_source, "no position-table key")
         return
@@ -907,16 +913,6 @@ def _positions(anatomy: Anatomy, inputs: _Inputs) -> None:
     anatomy.add("embedding.positions", "learned", inputs.key_source, f"{keys[0]} shape {list(shape)}")
     anatomy.add("embedding.position_offset", max(offset, 0), inputs.key_source,
                 f"{shape[0] if shape else '?'} rows for max_position_embeddings={limit}")
-
-
-def _computed_positions(roles: behaviour.Roles | None) -> ModuleNode | None:
-    """A position module beside the layer list that holds no weights (XGLM's sinusoidal table, a buffer)."""
-    if roles is None or roles.backbone is None:
-        return None
-    return next((child for attr, child in roles.backbone.children.items()
-                 if re.search(r"pos", attr) and child.ref is not None and not child.params
-                 and re.search(r"Positional|Position|Sinusoidal", child.ref.name)
-                 and not any(c.params for c in child.walk())), None)
 
 
 def _head(anatomy: Anatomy, inputs: _Inputs) -> None:

@@ -540,6 +540,34 @@ def embedding_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
     return {"scale": Observation("none", f"{backbone.class_name} feeds the embeddings unscaled"), **found}
 
 
+#: How a computed position table lays out its frequencies: (kind, regex over the module's source). Both put the
+#: sines in the first half of a row and the cosines in the second, at frequencies 10000^(-i / d) for i < half:
+#: ``fairseq`` divides by half - 1 (XGLM, TrOCR), ``halves`` by half (Marian, Pegasus).
+SINUSOID_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("fairseq", r"half_dim\s*-\s*1"),
+    ("halves", r"2\s*\*\s*\(\s*j\s*//\s*2\s*\)"),
+)
+
+
+def position_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """A position module beside the layer list that holds no weights (a computed table): its layout and its row
+    offset (XGLM: ``self.offset = 2``)."""
+    if roles.backbone is None:
+        return {}
+    node = next((child for attr, child in roles.backbone.children.items()
+                 if re.search(r"pos", attr) and child.ref is not None
+                 and re.search(r"Positional|Position|Sinusoidal", child.ref.name)
+                 and not any(c.params for c in child.walk())), None)
+    if node is None or node.ref is None:
+        return {}
+    text = " ".join(source_text(m, 100000) for m, _ in tree.methods(node.ref))
+    kind = next((k for k, pattern in SINUSOID_PATTERNS if re.search(pattern, text)), "unknown")
+    offset = node.values.get("offset", 0)
+    offset = offset if isinstance(offset, int) and not isinstance(offset, bool) and 0 <= offset < 64 else 0
+    return {"sinusoid": Observation(kind, f"{node.path} is a {node.class_name} with no weights ({kind} layout)"),
+            "offset": Observation(offset, f"{node.class_name}.offset = {offset}")}
+
+
 def _norm_before_layers(forward: tuple[ast.FunctionDef, Any] | None) -> Observation | None:
     """``hidden_states = self.<norm>(hidden_states)`` before the loop over the layers (NanoChat normalises its
     embeddings with the final norm's module)."""

@@ -21,6 +21,7 @@ AttentionScale = Literal["default", "query_pre_attn_scalar", "attention_multipli
 MLPKind = Literal["gated", "plain"]
 Activation = Literal["silu", "gelu", "gelu_tanh", "relu", "relu2", "quick_gelu", "tanh"]
 EmbeddingScale = Literal["none", "sqrt_hidden", "config"]
+Sinusoid = Literal["none", "fairseq", "halves"]
 
 #: The donor's norm placement: role -> the HF module name the checkpoint uses.
 PRE_NORMS: tuple[tuple[str, str], ...] = (("pre_attention", "input_layernorm"), ("pre_mlp", "post_attention_layernorm"))
@@ -58,6 +59,7 @@ class Traits:
     embedding_scale_in_module: bool = False
     position_table: bool = False  # a learned table of absolute positions added to the embeddings (GPT-2, OPT)
     position_offset: int = 0  # its rows before position 0 (OPT: 2)
+    position_sinusoid: Sinusoid = "none"  # a computed [sin | cos] table added to the embeddings (XGLM, Marian)
     embedding_norm: bool = False  # the final norm's module also normalises the embeddings (NanoChat)
     head_bias: bool = False
     logit_scale: bool = False

@@ -41,7 +41,8 @@ SUPPORTED: dict[str, frozenset[Any]] = {
     "attention.qk_norm": frozenset({"none", "per_head", "whole_projection"}),
     "attention.scale": frozenset({"default", "query_pre_attn_scalar", "multiplier", "none"}),
     "embedding.scale": frozenset({"none", "sqrt_hidden", "multiplier"}),
-    "embedding.positions": frozenset({"none", "learned"}),  # a computed (sinusoidal) table is not written yet
+    "embedding.positions": frozenset({"none", "learned", "sinusoidal"}),
+    "embedding.sinusoid": frozenset({"fairseq", "halves"}),
 }
 
 
@@ -87,8 +88,9 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("logits_divisor", ("logits_divisor",), ("logits_divisor",), "logits divided by logits_scaling"),
     CatalogEntry("embedding_scale", ("embedding_scale",), ("embedding_scale", "embedding_scale_in_module"),
                  "embeddings times sqrt(hidden_size) or a configured multiplier"),
-    CatalogEntry("position_table", ("position_table",), ("position_table", "position_offset"),
-                 "a learned table of absolute positions added to the token embeddings, with its row offset",
+    CatalogEntry("position_table", ("position_table",), ("position_table", "position_offset", "position_sinusoid"),
+                 "a table of absolute positions added to the token embeddings, learned (with its row offset) or "
+                 "computed (sinusoidal, fairseq or halves layout)",
                  "wpe.weight / embed_positions.weight"),
     CatalogEntry("embedding_norm", ("embedding_norm",), ("embedding_norm",),
                  "embeddings normalised by the final norm's module before the first layer"),
@@ -130,7 +132,7 @@ PIECES: dict[str, tuple[str, ...]] = {
     "logits_divisor": ("PortHead.finish",),
     "embedding_scale": ("embedding_multiplier", "ScaledEmbedding"),
     "embedding_norm": ("PortDecoder.__call__",),
-    "position_table": ("token_positions", "PortDecoder.__call__"),
+    "position_table": ("token_positions", "SinusoidTable", "PortDecoder.__call__"),
     "tied_head": ("WEIGHT_TIES", "PortDecoder.__init__"),
     "head_bias": ("PortDecoder.__init__",),
     "norm_style": ("make_norm", "OffsetLayerNorm", "WeightlessNorm"),
@@ -309,6 +311,8 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "embedding_norm": bool(value("embedding.norm")),
         "position_table": value("embedding.positions") == "learned",
         "position_offset": int(value("embedding.position_offset") or 0),
+        "position_sinusoid": value("embedding.sinusoid", "none") if value("embedding.positions") == "sinusoidal"
+                             else "none",
         "head_bias": bool(value("head.bias", False)),
         "logit_scale": value("head.logit_scale") is not None,
         "logits_divisor": value("head.logits_divisor") is not None,

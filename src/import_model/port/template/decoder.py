@@ -133,6 +133,28 @@ class RotaryTable:
         return self._values[graph]
 
 
+class SinusoidTable:
+    """The computed position table: sines in the first half of each row, cosines in the second, at frequencies
+    10000^(-i / d) for i < half, where d is half - 1 (fairseq: XGLM, TrOCR) or half (Marian, Pegasus); an odd width
+    ends in a zero column."""
+
+    def __init__(self, rows: int, width: int) -> None:
+        half = width // 2
+        divisor = half - 1 if TRAITS.position_sinusoid == "fairseq" else half
+        frequencies = np.exp(np.arange(half, dtype=np.float32) * np.float32(-math.log(10000.0) / divisor))
+        angles = np.arange(rows, dtype=np.float32)[:, None] * frequencies[None, :]
+        table = np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+        self.table = np.pad(table, ((0, 0), (0, width % 2))).astype(np.float32)
+        self._values: dict[int, TensorValue] = {}
+
+    def value(self, device: DeviceRef) -> TensorValue:
+        """The table as a constant of the graph being built."""
+        graph = id(Graph.current)
+        if graph not in self._values:
+            self._values[graph] = ops.constant(self.table, DType.float32, device=device)
+        return self._values[graph]
+
+
 def _inverse_frequencies(config: Any, rot_dim: int, max_seq_len: int,
                          layer_type: str | None) -> tuple[np.ndarray, float]:
     try:
@@ -594,6 +616,9 @@ class PortDecoder(Transformer):
         if TRAITS.position_table:
             rows = int(config_value(config, "max_positions")) + TRAITS.position_offset
             self.embed_positions = Embedding(rows, int(config.hidden_size), dtype, device)
+        elif TRAITS.position_sinusoid != "none":
+            rows = int(config_value(config, "max_positions")) + TRAITS.position_offset
+            self.sinusoid = SinusoidTable(rows, int(config.hidden_size))
 
     if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
         @override
@@ -606,7 +631,7 @@ class PortDecoder(Transformer):
                                       return_hidden_states=self.return_hidden_states,
                                       capture_hidden_states=capture_hidden_states)
 
-    if TRAITS.position_table or TRAITS.embedding_norm:
+    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm:
         @override
         def __call__(self, tokens: Any, kv_collection: PagedCacheValues, return_n_logits: TensorValue,
                      input_row_offsets: TensorValue, hidden_states: TensorValue | None = None) -> tuple[TensorValue, ...]:
@@ -621,6 +646,12 @@ class PortDecoder(Transformer):
                 if TRAITS.position_offset:
                     positions = positions + TRAITS.position_offset
                 h = h + self.embed_positions(positions)
+            elif TRAITS.position_sinusoid != "none":
+                # the computed table of absolute positions, offset as the family offsets it
+                _, positions = token_positions(input_row_offsets, kv_collection, h.shape[0], h.device)
+                if TRAITS.position_offset:
+                    positions = positions + TRAITS.position_offset
+                h = h + ops.cast(ops.gather(self.sinusoid.value(h.device), positions, axis=0), h.dtype)
             if TRAITS.embedding_norm:
                 h = self.norm(h)  # the final norm's module normalises the embeddings too, as in HF
             return self._process_hidden_states(h, kv_collection, return_n_logits, input_row_offsets)
