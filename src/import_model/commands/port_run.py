@@ -393,6 +393,12 @@ def _verify(args: argparse.Namespace, source: Any, config: dict, port_dir: Path,
     return passed
 
 
+#: What PORT.md says about which expert path verify ran (verify runs on the CPU).
+MOE_PATH_NOTE = ("Experts: verify ran the port's CPU path: every expert evaluated on every token and combined with the "
+                 "router's top-k weights (zero for experts a token did not choose). MAX's grouped-matmul MoE kernels, "
+                 "which the port selects on a GPU with the same router, did not run here.")
+
+
 def catalog_section(run: PortRun) -> str:
     """PORT.md's record of the catalog run: each delta, how it is implemented, and the verify verdict."""
     from import_model.port.tracking import md_table
@@ -425,6 +431,8 @@ def _write_tracking(out_dir: Path, plan: Any, config: dict, run: PortRun, source
             tier = ("6 (logit parity) on the seeded twin only: a twin result ranks below any real-weight tier from 3 "
                     "up; run `import-model verify MODEL --port-dir DIR/<slug> --weights full` or `compare`")
         sections["validation"] = f"Tier {tier}; report: {run.verify.get('report')}"
+        if any(str(r["rule"]).startswith("moe") and r["status"] == "implemented" for r in run.deltas):
+            sections["validation"] += "\n\n" + MOE_PATH_NOTE
     path = out_dir / "PORT.md"
     text = tracking.planned_text(path, f"Port of {source.display} to MAX", sections)
     atomic_write(path, text.encode())

@@ -88,7 +88,16 @@ TRAITS: dict[str, str] = {
     "moe.experts": "routed experts per MoE layer (0: dense)",
     "moe.top_k": "experts per token",
     "moe.shared_experts": "always-on shared experts",
-    "moe.router": "router scoring: softmax | sigmoid (+ top-k renormalisation)",
+    "moe.router": "router scoring: softmax | sigmoid",
+    "moe.renormalise": "top-k weights divided by their sum: never | always | config (under a config switch)",
+    "moe.renormalise_key": "the config attribute that switches renormalisation on (norm_topk_prob)",
+    "moe.routed_scaling": "the attribute the top-k weights are multiplied by (routed_scaling_factor; None: off)",
+    "moe.grouped_topk": "expert groups for group-limited top-k (n_group; None: plain top-k)",
+    "moe.correction_bias": "a score-correction bias added to the scores for choosing only",
+    "moe.router_bias": "the router's linear carries a bias",
+    "moe.shared_gate": "the shared experts' output scaled by sigmoid(its own linear gate)",
+    "moe.dense_layers": "config attributes the layer tests to build a dense MLP instead (empty: every layer routes)",
+    "moe.expert_layout": "per_expert (experts.{j}.gate_proj ...) | stacked (3-D experts.gate_up_proj ...)",
     "embedding.scale": "none | sqrt_hidden | multiplier",
     "embedding.scale_value": "the embedding multiplier, evaluated",
     "embedding.norm": "the norm module applied to the embeddings before the first layer (None: none)",
@@ -373,7 +382,12 @@ KEY_FACTS: dict[str, str] = {
     "mlp_plain": rf"(?:\.{_MLP}\.(?:fc1|c_fc|dense_h_to_4h|fc_in|up_proj|w_in)|\{{i\}}\.fc1)\.weight$",  # OPT: on the block
     "mlp_bias": rf"\.{_MLP}\.(?!.*(?:router|gate)\.).*\.bias$|\{{i\}}\.fc[12]\.bias$",  # OPT: on the block
     "experts": r"\.experts\.",
+    "experts_per_module": r"\.experts\.\{j\}\.",
+    "experts_stacked": r"\.experts\.(?:gate_up_proj|gate_proj|up_proj|down_proj|w1|w2|w3|w13)(?:\.weight)?$",
     "shared_expert": r"shared_expert",
+    "shared_expert_gate": r"shared_expert_gate\.weight$",
+    "router_bias": rf"\.{_MLP}\.(?:gate|router)\.bias$",
+    "correction_bias": r"e_score_correction_bias$",
     "lm_head": r"^(?:lm_head|embed_out|output)\.weight$",
     "position_table": r"(?:^|\.)(?:wpe|embed_positions|position_embeddings)\.weight$",
     "lm_head_bias": r"^(?:lm_head|embed_out|output)\.bias$",
@@ -847,7 +861,7 @@ SHARED_KEYS = ("n_shared_experts", "num_shared_experts", "shared_expert_intermed
 
 
 def _moe(anatomy: Anatomy, inputs: _Inputs) -> None:
-    cfg, facts = inputs.cfg, inputs.facts
+    cfg, facts, source = inputs.cfg, inputs.facts, inputs.key_source
     experts = _int(cfg, *EXPERT_KEYS) or 0
     if experts <= 1:
         anatomy.add("moe.experts", 0, CONFIG, "no expert-count key: dense MLP")
@@ -862,13 +876,42 @@ def _moe(anatomy: Anatomy, inputs: _Inputs) -> None:
     if facts["shared_expert"] and not shared_count:
         shared_count = 1
     anatomy.add("moe.shared_experts", shared_count, CONFIG, f"shared experts {shared_count}")
+    anatomy.add("moe.shared_gate", bool(facts["shared_expert_gate"]), source,
+                _keys_text(facts["shared_expert_gate"]) or "no shared_expert_gate key: shared experts added as they are")
     seen = _seen(inputs, "mlp", "router")
     configured = cfg.get("scoring_func") if isinstance(cfg.get("scoring_func"), str) else None
     scoring = configured or (seen.value if seen else "softmax")
-    renorm = cfg.get("norm_topk_prob") is True
     where = f"scoring_func={configured}" if configured else seen.evidence if seen else "assumed softmax"
-    anatomy.add("moe.router", f"{scoring}{' + renormalised top-k' if renorm else ''}",
-                CONFIG if configured or not seen else MODELING, f"{where}; norm_topk_prob={cfg.get('norm_topk_prob')}")
+    anatomy.add("moe.router", scoring, CONFIG if configured or not seen else MODELING, where)
+    renorm = _seen(inputs, "mlp", "renormalise")
+    if renorm is not None:
+        kind, switch = renorm.value
+        anatomy.add("moe.renormalise", kind, MODELING,
+                    renorm.evidence + (f"; {switch}={cfg.get(switch)}" if switch else ""))
+        anatomy.add("moe.renormalise_key", switch, MODELING, renorm.evidence)
+    elif inputs.roles is not None and seen is not None:
+        anatomy.add("moe.renormalise", "never", MODELING, f"{seen.evidence}; no division of the top-k weights")
+    else:
+        flag = cfg.get("norm_topk_prob")
+        anatomy.add("moe.renormalise", "config" if "norm_topk_prob" in cfg else "never", CONFIG,
+                    f"norm_topk_prob={flag}")
+        anatomy.add("moe.renormalise_key", "norm_topk_prob" if "norm_topk_prob" in cfg else None, CONFIG, "")
+    scaling = _seen(inputs, "mlp", "routed_scaling")
+    anatomy.add("moe.routed_scaling", scaling.value if scaling else None, MODELING if scaling else DEFAULT,
+                scaling.evidence if scaling else "top-k weights used as the router gives them")
+    groups = _int(cfg, "n_group")
+    anatomy.add("moe.grouped_topk", groups if groups and groups > 1 else None, CONFIG,
+                f"n_group={groups}, topk_group={cfg.get('topk_group')}" if groups else "no expert groups")
+    anatomy.add("moe.correction_bias", bool(facts["correction_bias"]), source,
+                _keys_text(facts["correction_bias"]) or "no score-correction bias key")
+    anatomy.add("moe.router_bias", bool(facts["router_bias"]), source,
+                _keys_text(facts["router_bias"]) or "no router bias key")
+    layers = _seen(inputs, "mlp", "expert_layers")
+    anatomy.add("moe.dense_layers", layers.value if layers else (), MODELING if layers else DEFAULT,
+                layers.evidence if layers else "every layer routes")
+    stacked = bool(facts["experts_stacked"]) and not facts["experts_per_module"]
+    anatomy.add("moe.expert_layout", "stacked" if stacked else "per_expert", source,
+                _keys_text(facts["experts_stacked"] if stacked else facts["experts_per_module"]) or "no expert keys")
 
 
 # -- embedding and head --------------------------------------------------------------------

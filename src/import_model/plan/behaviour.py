@@ -472,6 +472,72 @@ _EXPERTS_CLASS = re.compile(r"Experts?$|MLP$|FeedForward$")
 _ROUTER_ATTR = re.compile(r"^(gate|router)$")
 
 
+def _routing_methods(tree: SourceTree, holder: ModuleNode | None) -> list[tuple[ast.FunctionDef, ClassRef]]:
+    """The methods of a router or MoE block that may score experts (everything but ``__init__``)."""
+    if holder is None or holder.ref is None:
+        return []
+    return [(m, owner) for m, owner in tree.methods(holder.ref) if m.name != "__init__"]
+
+
+def _divides_by_sum(node: ast.AST) -> bool:
+    if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Div):
+        return ".sum(" in source_text(node.value, 200) or "sum(" in source_text(node.value, 200)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        return "sum(" in source_text(node.right, 200)
+    return False
+
+
+def _routing_arithmetic(method: ast.FunctionDef, owner: ClassRef) -> dict[str, Observation]:
+    """What the scoring method does to the top-k weights: renormalised (always, or under a config switch) and
+    multiplied by a routed scaling factor; the config attribute behind each, by its ``self.<name>``."""
+    found: dict[str, Observation] = {}
+    guarded: dict[int, ast.If] = {}
+    for stmt in ast.walk(method):
+        if isinstance(stmt, ast.If):
+            for inner in stmt.body:
+                for sub in ast.walk(inner):
+                    guarded[id(sub)] = stmt
+    for sub in ast.walk(method):
+        if _divides_by_sum(sub) and "renormalise" not in found:
+            condition = guarded.get(id(sub))
+            where = f"{owner.name}.{method.name}: {source_text(sub, 90)}"
+            if condition is not None:
+                switch = re.search(r"self\.(\w+)", source_text(condition.test))
+                found["renormalise"] = Observation(("config", switch.group(1) if switch else "?"),
+                                                   f"{where}, under `if {source_text(condition.test, 60)}`")
+            else:
+                found["renormalise"] = Observation(("always", None), where)
+        if isinstance(sub, (ast.BinOp, ast.AugAssign)) and isinstance(sub.op, ast.Mult):
+            text = source_text(sub, 200)
+            scale = re.search(r"self\.(\w*scal\w*)", text)
+            if scale and "routed_scaling" not in found:
+                found["routed_scaling"] = Observation(scale.group(1), f"{owner.name}.{method.name}: {text[:90]}")
+    return found
+
+
+def _expert_layers(tree: SourceTree, roles: Roles) -> Observation | None:
+    """The config attributes the decoder layer's ``__init__`` tests to choose between the MoE block and a dense MLP
+    (``mlp_only_layers``, ``decoder_sparse_step``, ``first_k_dense_replace``, ...): the names as the code reads them."""
+    if roles.layer is None or roles.layer.ref is None or roles.mlp is None:
+        return None
+    found = tree.method(roles.layer.ref, "__init__")
+    if found is None:
+        return None
+    init, owner = found
+    attr = roles.mlp[0]
+    for node in ast.walk(init):
+        if not isinstance(node, ast.If):
+            continue
+        assigns = any(isinstance(t, ast.Attribute) and t.attr == attr for stmt in node.body
+                      for sub in ast.walk(stmt) if isinstance(sub, ast.Assign) for t in sub.targets)
+        if assigns:
+            names = sorted({n.attr for n in ast.walk(node.test) if isinstance(n, ast.Attribute)
+                            and isinstance(n.value, ast.Name) and n.value.id == "config"})
+            return Observation(tuple(names), f"{owner.name}.__init__ builds self.{attr} under "
+                                             f"`if {source_text(node.test, 90)}`")
+    return Observation((), f"{owner.name}.__init__ builds self.{attr} the same in every layer")
+
+
 def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """kind (gated / plain) and activation of the MLP; of the experts and the router for an MoE block."""
     if roles.mlp is None:
@@ -484,13 +550,19 @@ def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
         expert = next((c for a, c in node.children.items() if a != "shared_expert" and c.ref is not None
                        and _EXPERTS_CLASS.search(c.ref.name)), node)
         router = next((c for a, c in node.children.items() if _ROUTER_ATTR.match(a)), None)
-        for holder in (router, node):  # the router's own forward first: the block may gate a shared expert
-            found_forward = _forward(tree, holder)
-            nodes = nodes_of(found_forward[0]) if found_forward else []
-            scoring = next((value for value, matcher in ROUTER_PATTERNS if matcher(nodes)), None)
-            if scoring and found_forward:
-                found["router"] = Observation(scoring, f"{found_forward[1].name}.forward scores experts with {scoring}")
+        for holder in (router, node):  # the router's own code first: the block may gate a shared expert
+            for method, owner in _routing_methods(tree, holder):
+                nodes = nodes_of(method)
+                scoring = next((value for value, matcher in ROUTER_PATTERNS if matcher(nodes)), None)
+                if scoring:
+                    found["router"] = Observation(scoring, f"{owner.name}.{method.name} scores experts with {scoring}")
+                    found.update(_routing_arithmetic(method, owner))
+                    break
+            if "router" in found:
                 break
+        placement = _expert_layers(tree, roles)
+        if placement is not None:
+            found["expert_layers"] = placement
     if expert.activations:
         found["activation"] = Observation(expert.activations[0],
                                           f"{expert.class_name} uses activation {expert.activations[0]!r}")

@@ -36,7 +36,7 @@ from import_model.recon import registry
 from import_model.safe_io import MAX_CACHE_BYTES, read_bounded_text
 
 #: Bump when the cached donor anatomy format changes.
-SCHEMA = 1
+SCHEMA = 2
 
 #: Weight classes of a difference: how much of the donor it invalidates.
 STRUCTURAL, MLP_SHAPE, WIRING, STYLE, SMALL, SCALAR, CONFIG_ONLY = 100, 30, 20, 10, 5, 3, 1
@@ -89,6 +89,23 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
               "add the shared expert path ({hf})", project=_present, when=_both_sparse,
               change_off="remove the donor's shared expert path ({donor})"),
     DeltaRule("moe_router", "moe", ("moe.router",), STYLE, "graph", "match the router: {hf}", when=_both_sparse),
+    DeltaRule("moe_renormalise", "moe", ("moe.renormalise",), STYLE, "graph",
+              "renormalise the top-k weights: {hf} (donor: {donor})", when=_both_sparse),
+    DeltaRule("moe_scaling", "moe", ("moe.routed_scaling",), SMALL, "graph",
+              "scale the top-k weights by {hf} (donor: {donor})", when=_both_sparse),
+    DeltaRule("moe_grouped_topk", "moe", ("moe.grouped_topk",), STYLE, "graph",
+              "group-limited top-k over {hf} expert groups (donor: {donor})", when=_both_sparse),
+    DeltaRule("moe_correction_bias", "moe", ("moe.correction_bias",), SMALL, "graph",
+              "choose experts with a score-correction bias ({hf})", project=_present, when=_both_sparse,
+              change_off="drop the donor's score-correction bias"),
+    DeltaRule("moe_router_bias", "moe", ("moe.router_bias",), SMALL, "graph", "router bias: {hf} (donor: {donor})",
+              when=_both_sparse),
+    DeltaRule("moe_shared_gate", "moe", ("moe.shared_gate",), SMALL, "graph",
+              "gate the shared expert by sigmoid(a linear): {hf} (donor: {donor})", when=_both_sparse),
+    DeltaRule("moe_layers", "moe", ("moe.dense_layers",), WIRING, "graph",
+              "dense MLP layers picked by {hf} (donor: {donor})", when=_both_sparse),
+    DeltaRule("moe_expert_layout", "moe", ("moe.expert_layout",), SMALL, "weights",
+              "expert weights stored {hf} (donor: {donor})", when=_both_sparse),
     DeltaRule("mlp_kind", "mlp", ("mlp.kind",), MLP_SHAPE, "graph", "rewrite the MLP: {hf} instead of {donor}"),
     DeltaRule("residual", "block", ("block.residual", "block.parallel_norm"), WIRING, "graph",
               "rewire the decoder block: {hf} instead of {donor}"),

@@ -22,6 +22,12 @@ MLPKind = Literal["gated", "plain"]
 Activation = Literal["silu", "gelu", "gelu_tanh", "relu", "relu2", "quick_gelu", "tanh"]
 EmbeddingScale = Literal["none", "sqrt_hidden", "config"]
 Sinusoid = Literal["none", "fairseq", "halves"]
+MoERouter = Literal["softmax", "sigmoid"]
+Renormalise = Literal["never", "always", "config"]
+
+#: Config attributes a decoder layer may test to build a dense MLP in place of its MoE block, which the template
+#: knows how to read (the layer's own test, read from the modeling code, names them).
+MOE_LAYER_KEYS: tuple[str, ...] = ("mlp_only_layers", "decoder_sparse_step", "first_k_dense_replace", "moe_layer_freq")
 
 #: The donor's norm placement: role -> the HF module name the checkpoint uses.
 PRE_NORMS: tuple[tuple[str, str], ...] = (("pre_attention", "input_layernorm"), ("pre_mlp", "post_attention_layernorm"))
@@ -66,6 +72,15 @@ class Traits:
     logits_divisor: bool = False
     final_softcap: bool = False
     attention_softcap: bool = False
+    moe: bool = False  # the MLP is a mixture of routed experts
+    moe_router: MoERouter = "softmax"  # how the router scores experts
+    moe_renormalise: Renormalise = "never"  # top-k weights divided by their sum (config: under norm_topk_prob)
+    moe_routed_scaling: bool = False  # top-k weights times routed_scaling_factor
+    moe_correction_bias: bool = False  # a score-correction bias chooses the experts, the plain scores weigh them
+    moe_router_bias: bool = False
+    moe_shared: bool = False  # always-on shared expert(s) beside the routed ones
+    moe_shared_gate: bool = False  # their output scaled by sigmoid(a linear gate)
+    moe_dense_layers: tuple[str, ...] = ()  # of MOE_LAYER_KEYS: what picks the layers that keep a dense MLP
 
     @property
     def norms(self) -> dict[str, str]:

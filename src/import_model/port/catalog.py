@@ -19,7 +19,7 @@ from typing import Any
 
 from import_model.plan.anatomy import Anatomy
 from import_model.plan.donors import DELTA_RULES
-from import_model.plan.traits import Traits, traits_from
+from import_model.plan.traits import MOE_LAYER_KEYS, Traits, traits_from
 
 #: Norm attribute names per block wiring: role -> the HF module name the checkpoint uses.
 NORM_LAYOUTS: dict[tuple[str, str], dict[str, str]] = {
@@ -107,6 +107,15 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("activation", ("activation",), ("activation",),
                  "silu, gelu, gelu-tanh, relu, relu^2, quick-gelu, tanh"),
     CatalogEntry("mlp_bias", ("mlp_bias",), ("mlp_bias",), "MLP biases", "mlp.*.bias"),
+    CatalogEntry("moe", ("moe", "moe_shared", "moe_router", "moe_renormalise", "moe_scaling", "moe_correction_bias",
+                         "moe_router_bias", "moe_shared_gate", "moe_layers", "moe_expert_layout"),
+                 ("moe", "moe_router", "moe_renormalise", "moe_routed_scaling", "moe_correction_bias", "moe_router_bias",
+                  "moe_shared", "moe_shared_gate", "moe_dense_layers"),
+                 "routed experts: softmax or sigmoid router (score-correction bias, top-k renormalised always or "
+                 "under norm_topk_prob, routed scaling), shared experts with or without a sigmoid gate, dense layers "
+                 "picked by the config; on the CPU every expert runs and the router's top-k weights combine them, on "
+                 "a GPU MAX's MoE kernels run the same router's choice",
+                 "mlp.gate / mlp.experts.{j}.* / mlp.shared_expert*"),
 )
 
 BY_RULE: dict[str, CatalogEntry] = {rule: entry for entry in CATALOG for rule in entry.rules}
@@ -142,6 +151,7 @@ PIECES: dict[str, tuple[str, ...]] = {
     "mlp_kind": ("PortMLP",),
     "activation": ("activation",),
     "mlp_bias": ("PortMLP.__init__",),
+    "moe": ("PortRouter", "PortMoE", "expert_layers"),
 }
 
 
@@ -196,8 +206,10 @@ STANDINS: dict[str, tuple[str, Any]] = {
 
 #: Traits the template cannot express: (anatomy key, test on its value, why).
 UNSUPPORTED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("moe.experts", lambda v: isinstance(v, int) and v > 0,
-     "MoE routing is outside the catalog: experts, router and shared experts need a hand-written MoE block"),
+    ("moe.grouped_topk", lambda v: isinstance(v, int) and v > 1,
+     "group-limited top-k (experts chosen only from the best n_group groups) is not in the catalog"),
+    ("moe.expert_layout", lambda v: v == "stacked",
+     "experts stored as stacked 3-D tensors: the weight table does not unstack them into per-expert weights yet"),
     ("rotary.scaling", lambda v: v in ("dynamic",),
      "dynamic NTK rope rescales past the trained length; the port's table is static (exact only within it)"),
 )
@@ -235,9 +247,39 @@ def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
         value = _value(anatomy, key)
         if test(value):
             missing.append(MissingDelta(key, value, reason))
+    missing.extend(_moe_unsupported(anatomy))
     sliding = _value(anatomy, "attention.sliding_window", "none")
     if sliding not in ("none", "all", "interleaved"):
         missing.append(MissingDelta("attention.sliding_window", sliding, "this sliding-window form is not in the catalog"))
+    return missing
+
+
+#: Config attributes a layer's test may read that pick nothing (the expert count is above one in any MoE model).
+_EXPERT_COUNT_KEYS = frozenset({"num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"})
+
+
+def _moe_unsupported(anatomy: Anatomy) -> list[MissingDelta]:
+    """MoE variants the template's router and block do not write."""
+    if not _value(anatomy, "moe.experts"):
+        return []
+    missing = []
+    router = _value(anatomy, "moe.router", "softmax")
+    if router not in ("softmax", "sigmoid"):
+        missing.append(MissingDelta("moe.router", router, f"router scoring {router!r} is not in the catalog"))
+    if _value(anatomy, "moe.renormalise") == "config" and _value(anatomy, "moe.renormalise_key") != "norm_topk_prob":
+        missing.append(MissingDelta("moe.renormalise", _value(anatomy, "moe.renormalise_key"),
+                                    "top-k renormalisation under a switch other than norm_topk_prob"))
+    scaling = _value(anatomy, "moe.routed_scaling")
+    if scaling not in (None, "routed_scaling_factor"):
+        missing.append(MissingDelta("moe.routed_scaling", scaling,
+                                    f"top-k weights scaled by self.{scaling}, which the template does not read"))
+    keys = set(_value(anatomy, "moe.dense_layers") or ()) - _EXPERT_COUNT_KEYS - set(MOE_LAYER_KEYS)
+    if keys:
+        missing.append(MissingDelta("moe.dense_layers", sorted(keys),
+                                    f"dense layers picked by {', '.join(sorted(keys))}, which the template does not "
+                                    "read"))
+    if _value(anatomy, "mlp.kind") == "plain":
+        missing.append(MissingDelta("mlp.kind", "plain", "experts without a gate projection are not in the catalog"))
     return missing
 
 
@@ -319,6 +361,18 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "final_softcap": value("head.final_softcap") is not None,
         "attention_softcap": bool(value("attention.logit_softcap")),
     }
+    if value("moe.experts"):
+        spec.update({
+            "moe": True,
+            "moe_router": value("moe.router", "softmax") if value("moe.router") in ("softmax", "sigmoid") else "softmax",
+            "moe_renormalise": value("moe.renormalise", "never"),
+            "moe_routed_scaling": value("moe.routed_scaling") is not None,
+            "moe_correction_bias": bool(value("moe.correction_bias")),
+            "moe_router_bias": bool(value("moe.router_bias")),
+            "moe_shared": bool(value("moe.shared_experts")),
+            "moe_shared_gate": bool(value("moe.shared_gate")),
+            "moe_dense_layers": tuple(k for k in MOE_LAYER_KEYS if k in (value("moe.dense_layers") or ())),
+        })
     if spec["rotary_style"] == "none":
         spec["nope"] = "all"
     return spec

@@ -103,6 +103,13 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"\.self_attn\.(q|k)_layernorm\.", r".self_attn.\1_norm.", "QK LayerNorm (Persimmon)"),
     RenameRule(r"\.self_attn\.query_layernorm\.", ".self_attn.q_norm.", "QK-norm (Hunyuan)"),
     RenameRule(r"\.self_attn\.key_layernorm\.", ".self_attn.k_norm.", "QK-norm (Hunyuan)"),
+    RenameRule(r"\.block_sparse_moe\.", ".mlp.", "MoE block named block_sparse_moe (Mixtral, PhiMoE, MiniMax)"),
+    RenameRule(r"\.mlp\.(?:gate|router)\.(weight|bias)$", r".mlp.gate.gate_score.\1",
+               "MoE router linear: MAX's MoEGate keeps it as gate_score"),
+    RenameRule(r"\.mlp\.experts\.(\d+)\.w1\.", r".mlp.experts.\1.gate_proj.", "expert gate projection (Mixtral)"),
+    RenameRule(r"\.mlp\.experts\.(\d+)\.w3\.", r".mlp.experts.\1.up_proj.", "expert up projection (Mixtral)"),
+    RenameRule(r"\.mlp\.experts\.(\d+)\.w2\.", r".mlp.experts.\1.down_proj.", "expert down projection (Mixtral)"),
+    RenameRule(r"\.mlp\.shared_experts\.", ".mlp.shared_expert.", "shared experts as one MLP (DeepSeek-style)"),
 )
 
 BLOCKS, PER_HEAD, FOUR_SHARDS = "blocks", "per_head", "four_shards"

@@ -185,7 +185,8 @@ def _class_renames(names: PortNames) -> dict[str, str]:
     camel = names.camel
     return {"PortDecoder": names.graph, "PortConfig": names.config, "PortModel": names.model,
             "PortAttention": f"{camel}Attention", "PortMLP": f"{camel}MLP", "PortBlock": f"{camel}Block",
-            "PortHead": f"{camel}Head", "port_arch": names.symbol}
+            "PortHead": f"{camel}Head", "PortRouter": f"{camel}Router", "PortMoE": f"{camel}MoE",
+            "port_arch": names.symbol}
 
 
 def _named(text: str, names: PortNames) -> str:

@@ -13,13 +13,15 @@ time through ``CONFIG_KEYS``, so one port serves every size of the family.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from max.dtype import DType
-from max.graph import DeviceRef, Graph, TensorValue, ops
+from max.graph import DeviceRef, Graph, TensorValue, Weight, ops
+from max.nn.activation import GatedActivation
 from max.nn.attention.mask_config import MHAMaskVariant
 from max.nn.clamp import clamp
 from max.nn.embedding import Embedding
@@ -32,7 +34,8 @@ from max.nn.kernels import (
 )
 from max.nn.kv_cache import KVCacheParams, PagedCacheValues
 from max.nn.layer import Module
-from max.nn.linear import Linear
+from max.nn.linear import MLP, Linear
+from max.nn.moe import MoE, MoEGate, make_concatenated_gated_activation_fn
 from max.nn.norm import LayerNorm, RMSNorm
 from max.nn.transformer import Transformer
 from max.nn.transformer.transformer import logits_postprocess
@@ -435,10 +438,10 @@ def activation(x: TensorValue) -> TensorValue:
 class PortMLP(Module):
     """The feed-forward block."""
 
-    def __init__(self, *, config: Any, dtype: DType, device: DeviceRef) -> None:
+    def __init__(self, *, config: Any, dtype: DType, device: DeviceRef, width: int | None = None) -> None:
         super().__init__()
         hidden = int(config.hidden_size)
-        inner = int(config_value(config, "intermediate_size", 4 * hidden))
+        inner = width or int(config_value(config, "intermediate_size", 4 * hidden))
         if TRAITS.mlp == "gated":
             self.gate_proj = Linear(hidden, inner, dtype, device, has_bias=TRAITS.mlp_bias)
         self.up_proj = Linear(hidden, inner, dtype, device, has_bias=TRAITS.mlp_bias)
@@ -451,13 +454,141 @@ class PortMLP(Module):
             return self.down_proj(activation(self.up_proj(x)))
 
 
+# --------------------------------------------------------------------------- mixture of experts
+
+
+def expert_layers(config: Any) -> list[bool]:
+    """Whether each layer routes its tokens through experts; the others keep a dense MLP of ``intermediate_size``."""
+    layers = int(config.num_hidden_layers)
+    routed = [True] * layers
+    if "mlp_only_layers" in TRAITS.moe_dense_layers:
+        dense = {int(i) for i in getattr(config, "mlp_only_layers", None) or []}
+        routed = [r and i not in dense for i, r in enumerate(routed)]
+    if "decoder_sparse_step" in TRAITS.moe_dense_layers:
+        step = int(getattr(config, "decoder_sparse_step", None) or 1)
+        routed = [r and (i + 1) % step == 0 for i, r in enumerate(routed)]
+    if "first_k_dense_replace" in TRAITS.moe_dense_layers:
+        first = int(getattr(config, "first_k_dense_replace", None) or 0)
+        routed = [r and i >= first for i, r in enumerate(routed)]
+    if "moe_layer_freq" in TRAITS.moe_dense_layers:
+        every = int(getattr(config, "moe_layer_freq", None) or 1)
+        routed = [r and i % every == 0 for i, r in enumerate(routed)]
+    return routed
+
+
+def _one_hot(indices: TensorValue, count: int) -> TensorValue:
+    """``[tokens, count]`` float32: 1 where the column is ``indices`` (a ``[tokens, 1]`` column of expert ids)."""
+    experts = ops.range(0, count, 1, out_dim=count, dtype=indices.dtype, device=indices.device)
+    return ops.cast(ops.equal(indices, experts.reshape((1, -1))), DType.float32)
+
+
+class PortRouter(MoEGate):
+    """Scores every expert for each token and keeps the top k with their weights.
+
+    Both expert paths take the experts and weights from here, so what the CPU
+    path proves against the reference is the routing the GPU path uses.
+    """
+
+    def __init__(self, *, config: Any, weights_dtype: DType, devices: list[DeviceRef], hidden_dim: int,
+                 num_experts: int, num_experts_per_token: int, dtype: DType = DType.float32) -> None:
+        super().__init__(devices, hidden_dim, num_experts, num_experts_per_token, weights_dtype,
+                         linear_cls=functools.partial(Linear, has_bias=TRAITS.moe_router_bias))
+        if TRAITS.moe_renormalise == "config":
+            self.renormalise = bool(config_value(config, "norm_topk_prob", False))
+        else:
+            self.renormalise = TRAITS.moe_renormalise == "always"
+        if TRAITS.moe_routed_scaling:
+            self.scaling = float(config_value(config, "routed_scaling", 1.0))
+        if TRAITS.moe_correction_bias:
+            self.e_score_correction_bias = Weight("e_score_correction_bias", DType.float32, [num_experts], devices[0])
+
+    @override
+    def __call__(self, hidden_state: TensorValue) -> tuple[TensorValue, TensorValue]:
+        """``(indices, weights)``: each token's top-k experts and what their outputs are multiplied by."""
+        logits = ops.cast(self.gate_score(hidden_state), DType.float32)
+        scores = ops.sigmoid(logits) if TRAITS.moe_router == "sigmoid" else ops.softmax(logits)
+        if TRAITS.moe_correction_bias:
+            # the bias only chooses; the chosen experts are weighed by their plain scores
+            _, indices = ops.top_k(scores + self.e_score_correction_bias, k=self.num_experts_per_token, axis=-1)
+            weights = ops.concat([ops.sum(scores * _one_hot(indices[:, k:k + 1], self.num_experts), axis=-1)
+                                  for k in range(self.num_experts_per_token)], axis=-1)
+        else:
+            weights, indices = ops.top_k(scores, k=self.num_experts_per_token, axis=-1)
+        if TRAITS.moe_renormalise != "never" and self.renormalise:
+            weights = weights / ops.sum(weights, axis=-1)
+        if TRAITS.moe_routed_scaling:
+            weights = weights * self.scaling
+        return indices, ops.cast(weights, hidden_state.dtype)
+
+
+def expert_activation() -> GatedActivation:
+    """The experts' activation as MAX's MoE kernels take it (fused where a kernel computes it)."""
+    if TRAITS.activation == "silu":
+        return GatedActivation()
+    elif TRAITS.activation == "gelu_tanh":
+        return GatedActivation(fused_activation="gelu_tanh")
+    else:
+        return GatedActivation(gated_activation_fn=make_concatenated_gated_activation_fn(activation))
+
+
+class PortMoE(MoE):
+    """Routed experts, and the shared expert beside them where the family has one.
+
+    On a CPU every expert runs on every token and the router's top-k weights
+    (zero for the experts a token did not choose) combine their outputs: the
+    same sum the reference computes, without MAX's grouped-matmul kernels,
+    which run on GPUs only. On a GPU MAX's MoE runs the same router's choice.
+    """
+
+    def __init__(self, *, config: Any, dtype: DType, device: DeviceRef) -> None:
+        hidden = int(config.hidden_size)
+        super().__init__(
+            devices=[device], hidden_dim=hidden, num_experts=int(config_value(config, "experts")),
+            num_experts_per_token=int(config_value(config, "top_k")),
+            moe_dim=int(config_value(config, "expert_width")),
+            gate_cls=functools.partial(PortRouter, config=config, weights_dtype=dtype),
+            mlp_cls=functools.partial(MLP, has_bias=TRAITS.mlp_bias), dtype=dtype, activation=expert_activation(),
+        )
+        if TRAITS.moe_shared:
+            width = config_value(config, "shared_width") or \
+                int(config_value(config, "shared_count", 1)) * int(config_value(config, "expert_width"))
+            self.shared_expert = PortMLP(config=config, dtype=dtype, device=device, width=int(width))
+        if TRAITS.moe_shared_gate:
+            self.shared_expert_gate = Linear(hidden, 1, dtype, device)
+
+    @override
+    def __call__(self, x: TensorValue) -> TensorValue:
+        routed = self._every_expert(x) if self.devices[0].is_cpu() else super().__call__(x)
+        if TRAITS.moe_shared_gate:
+            return routed + ops.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
+        elif TRAITS.moe_shared:
+            return routed + self.shared_expert(x)
+        else:
+            return routed
+
+    def _every_expert(self, x: TensorValue) -> TensorValue:
+        """Every expert on every token, each output times its weight in the router's choice (0 if not chosen)."""
+        indices, weights = self.gate(x)
+        chosen = ops.cast(weights, DType.float32)
+        combine = chosen[:, 0:1] * _one_hot(indices[:, 0:1], self.num_experts)
+        for k in range(1, self.num_experts_per_token):
+            combine = combine + chosen[:, k:k + 1] * _one_hot(indices[:, k:k + 1], self.num_experts)
+        combine = ops.cast(combine, x.dtype)
+        out = None
+        for j, expert in enumerate(self.experts):
+            y = expert.down_proj(activation(expert.gate_proj(x)) * expert.up_proj(x)) * combine[:, j:j + 1]
+            out = y if out is None else out + y
+        assert out is not None
+        return out
+
+
 # --------------------------------------------------------------------------- block
 
 
 class PortBlock(Module):
     """One decoder layer: norms, attention, MLP and the residual adds."""
 
-    def __init__(self, *, config: Any, attention: PortAttention, mlp: PortMLP, dtype: DType,
+    def __init__(self, *, config: Any, attention: PortAttention, mlp: Module, dtype: DType,
                  device: DeviceRef) -> None:
         super().__init__()
         self.self_attn = attention
@@ -584,11 +715,17 @@ class PortDecoder(Transformer):
             tables = [table if rope else None for table, rope in
                       zip(rotary_tables(config, rotary_width(config, head_dim_of(config)), max_seq_len, sliding),
                           with_rope, strict=True)]
+        if TRAITS.moe:
+            routed = expert_layers(config)
+            mlps: list[Module] = [PortMoE(config=config, dtype=dtype, device=device) if routes else
+                                  PortMLP(config=config, dtype=dtype, device=device) for routes in routed]
+        else:
+            mlps = [PortMLP(config=config, dtype=dtype, device=device) for _ in sliding]
         layers = [
             PortBlock(config=config, dtype=dtype, device=device,
                       attention=PortAttention(config=config, kv_params=kv_params, dtype=dtype, device=device,
                                               rotary=tables[index], sliding=sliding[index]),
-                      mlp=PortMLP(config=config, dtype=dtype, device=device))
+                      mlp=mlps[index])
             for index in range(len(sliding))
         ]
         if TRAITS.embedding_scale_in_module:
