@@ -53,7 +53,7 @@ APPLIED: dict[str, set[str]] = {
     "glm": {"fused_gate_up", "partial_rotary", "rotary_style"},
     "arcee": {"rope_scaling", "mlp_kind", "activation"},
 }
-MISSING: dict[str, set[str]] = {"apertus": {"activation"}, "olmoe": {"moe"}, "qwen2_moe": {"moe"}}
+MISSING: dict[str, set[str]] = {"apertus": {"activation"}}
 
 LLAMA_SPEC = {"norm": "rms", "norm_offset": False, "norm_bias": False, "residual": "sequential", "block_norms": PRE,
               "qkv_bias": False, "o_bias": False, "qk_norm": "none", "rotary_style": "half_split", "nope": "none",
@@ -82,12 +82,38 @@ def test_family_spec_matches_the_modeling_code(family: str) -> None:
         assert APPLIED[family] <= {e.id for e in result.applied}
 
 
-@pytest.mark.parametrize("family", ["olmoe", "qwen2_moe"])
-def test_moe_is_named_outside_the_catalog(family: str) -> None:
+#: family -> the MoE traits read from its config, keys and modeling code (the rest stay off).
+MOE_TRAITS: dict[str, dict[str, Any]] = {
+    # OlmoeTopKRouter: softmax, top-k divided by its sum under `if self.norm_topk_prob`; every layer routes
+    "olmoe": {"moe": True, "moe_router": "softmax", "moe_renormalise": "config", "moe_shared": False,
+              "moe_shared_gate": False, "moe_dense_layers": ()},
+    # Qwen2MoeSparseMoeBlock: a shared expert scaled by sigmoid(shared_expert_gate); the layer tests
+    # mlp_only_layers and decoder_sparse_step
+    "qwen2_moe": {"moe": True, "moe_router": "softmax", "moe_renormalise": "config", "moe_shared": True,
+                  "moe_shared_gate": True, "moe_dense_layers": ("mlp_only_layers", "decoder_sparse_step")},
+}
+
+
+@pytest.mark.parametrize("family", sorted(MOE_TRAITS))
+def test_moe_traits_are_read_and_implemented(family: str) -> None:
     result, _config, _rules = _spec_for(family)
-    assert not result.complete
-    reasons = " ".join(m.reason for m in result.missing)
-    assert "MoE routing is outside the catalog" in reasons
+    assert result.complete, result.missing
+    for key, expected in MOE_TRAITS[family].items():
+        assert result.spec[key] == expected, f"{family}: spec[{key!r}] = {result.spec[key]!r}, expected {expected!r}"
+    assert "moe" in {e.id for e in result.applied}
+
+
+def test_moe_variants_outside_the_catalog_are_named() -> None:
+    """Group-limited top-k and stacked 3-D expert tensors are named as missing rows, not silently routed."""
+    result, config, rules = _spec_for("olmoe")
+    anatomy = make_plan("olmoe", config, load_checkpoint(open_source(str(family_twin_dir("olmoe")))),
+                        donor="llama3").anatomy
+    assert anatomy is not None
+    anatomy.add("moe.grouped_topk", 4, "config", "n_group=4")
+    anatomy.add("moe.expert_layout", "stacked", "checkpoint", "model.layers.{i}.mlp.experts.gate_up_proj")
+    missing = build_spec(anatomy, config, rules).missing
+    assert {m.trait for m in missing} == {"moe.grouped_topk", "moe.expert_layout"}
+    assert result.complete
 
 
 def test_written_port_parses_and_marks_missing_deltas() -> None:

@@ -24,7 +24,7 @@ from import_model.procs import child_env
 from tests.support.families import family_twin_dir
 from tests.support.ports import CATALOG_BREAKAGES, plant
 
-IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4", "gpt2", "nanochat", "gpt_neo", "xglm"]
+IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4", "gpt2", "nanochat", "gpt_neo", "xglm", "olmoe", "qwen2_moe"]
 #: What each family proves beyond the rest: plan rules the catalog must implement, and a piece the port must hold.
 #: gpt2: a learned position table, Conv1D weights stored (in, out); nanochat: norms with no weight in the
 #: checkpoint, told apart by the module tree, an embedding norm and a rotary by minus the angle.
@@ -35,7 +35,14 @@ PROVES: dict[str, tuple[set[str], str]] = {
     "gpt_neo": ({"attention_scale", "sliding_window", "position_table"}, "def sliding_layers"),
     # xglm: a position table with no weight, computed in the graph; the final norm found under its own name
     "xglm": ({"position_table", "embedding_scale"}, "class SinusoidTable"),
+    # olmoe: routed experts, a softmax top-k router (renormalised under norm_topk_prob), run every expert on the CPU
+    "olmoe": ({"moe", "qk_norm"}, "class OlmoeRouter(MoEGate)"),
+    # qwen2_moe: routed experts plus a shared expert scaled by sigmoid(its own gate); dense layers from
+    # mlp_only_layers / decoder_sparse_step
+    "qwen2_moe": ({"moe", "attention_bias"}, "self.shared_expert_gate"),
 }
+#: Families whose MLP is a mixture of experts: PORT.md must say which expert path verify ran.
+MOE = {"olmoe", "qwen2_moe"}
 
 
 def run_port(model: Path, out_dir: Path, *extra: str, timeout: int = 1500) -> tuple[int, dict, str]:
@@ -80,6 +87,7 @@ def test_family_ports_and_passes(family: str, ported: Callable[[str], tuple[int,
     tracking = (tmp_path / "PORT.md").read_text()
     assert "Tier 6 (logit parity)" in tracking and "implemented" in tracking
     assert payload["serve_command"].startswith("max serve") and str(port_dir) in payload["serve_command"]
+    assert ("verify ran the port's CPU path" in tracking) == (family in MOE)
     if family in PROVES:
         rules, piece = PROVES[family]
         assert rules <= {r["rule"] for r in payload["deltas"]}

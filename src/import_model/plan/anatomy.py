@@ -880,8 +880,11 @@ def _moe(anatomy: Anatomy, inputs: _Inputs) -> None:
                 _keys_text(facts["shared_expert_gate"]) or "no shared_expert_gate key: shared experts added as they are")
     seen = _seen(inputs, "mlp", "router")
     configured = cfg.get("scoring_func") if isinstance(cfg.get("scoring_func"), str) else None
-    scoring = configured or (seen.value if seen else "softmax")
-    where = f"scoring_func={configured}" if configured else seen.evidence if seen else "assumed softmax"
+    unread = inputs.roles is not None and seen is None and not configured
+    scoring = configured or (seen.value if seen else "unread" if unread else "softmax")
+    where = f"scoring_func={configured}" if configured else seen.evidence if seen else \
+        "the decoder layer's MLP as the module tree reads it is not the MoE block, so its router was not read" \
+        if unread else "assumed softmax"
     anatomy.add("moe.router", scoring, CONFIG if configured or not seen else MODELING, where)
     renorm = _seen(inputs, "mlp", "renormalise")
     if renorm is not None:
@@ -907,7 +910,7 @@ def _moe(anatomy: Anatomy, inputs: _Inputs) -> None:
     anatomy.add("moe.router_bias", bool(facts["router_bias"]), source,
                 _keys_text(facts["router_bias"]) or "no router bias key")
     layers = _seen(inputs, "mlp", "expert_layers")
-    anatomy.add("moe.dense_layers", layers.value if layers else (), MODELING if layers else DEFAULT,
+    anatomy.add("moe.dense_layers", list(layers.value) if layers else [], MODELING if layers else DEFAULT,
                 layers.evidence if layers else "every layer routes")
     stacked = bool(facts["experts_stacked"]) and not facts["experts_per_module"]
     anatomy.add("moe.expert_layout", "stacked" if stacked else "per_expert", source,

@@ -533,9 +533,9 @@ def _expert_layers(tree: SourceTree, roles: Roles) -> Observation | None:
         if assigns:
             names = sorted({n.attr for n in ast.walk(node.test) if isinstance(n, ast.Attribute)
                             and isinstance(n.value, ast.Name) and n.value.id == "config"})
-            return Observation(tuple(names), f"{owner.name}.__init__ builds self.{attr} under "
+            return Observation(list(names), f"{owner.name}.__init__ builds self.{attr} under "
                                              f"`if {source_text(node.test, 90)}`")
-    return Observation((), f"{owner.name}.__init__ builds self.{attr} the same in every layer")
+    return Observation([], f"{owner.name}.__init__ builds self.{attr} the same in every layer")
 
 
 def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:

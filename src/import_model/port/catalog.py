@@ -264,7 +264,11 @@ def _moe_unsupported(anatomy: Anatomy) -> list[MissingDelta]:
         return []
     missing = []
     router = _value(anatomy, "moe.router", "softmax")
-    if router not in ("softmax", "sigmoid"):
+    if router == "unread":
+        missing.append(MissingDelta("moe.router", router, "the MoE block was not found in the modeling code's module "
+                                                          "tree (the layer builds a dense MLP in another branch), so "
+                                                          "its routing is unknown; the port routes by softmax top-k"))
+    elif router not in ("softmax", "sigmoid"):
         missing.append(MissingDelta("moe.router", router, f"router scoring {router!r} is not in the catalog"))
     if _value(anatomy, "moe.renormalise") == "config" and _value(anatomy, "moe.renormalise_key") != "norm_topk_prob":
         missing.append(MissingDelta("moe.renormalise", _value(anatomy, "moe.renormalise_key"),
