@@ -6,7 +6,9 @@ sandwich (1 + w) norms + attention and final soft-caps + sliding pattern +
 embedding scale + gelu-tanh + tied head; post-norms + QK-norm + sliding
 pattern + NoPE layers + llama3 rope), plus Apertus, whose xIELU activation is
 outside the catalog: a written port with a stand-in, the delta named, verify
-run anyway, exit 1. ``make port-matrix`` runs every family and commits the table
+run anyway, exit 1. OLMoE (softmax top-k experts) and Qwen2-MoE (plus a shared
+expert behind a sigmoid gate) prove the MoE entry on its CPU expert path.
+``make port-matrix`` runs every family and commits the table
 in docs/port-matrix.md.
 """
 
