@@ -71,6 +71,7 @@ class Variant:
     family: str  # the model_type
     name: str  # "default", "<option>=<value>" or "rope=<type>"
     config: dict[str, Any]
+    text_row: str = ""  # a composite (text + vision/audio) whose language model has its own row: that model_type
 
 
 @dataclass
@@ -129,6 +130,12 @@ def variants_of(family: str, architecture: str) -> list[Variant]:
     from transformers import AutoConfig
 
     config = AutoConfig.for_model(family).to_dict()
+    text = config.get("text_config")
+    text_type = text.get("model_type") if isinstance(text, dict) else None
+    if isinstance(text_type, str) and text_type != family:
+        if text_type in causal_families():
+            return [Variant(family, "default", config | {"architectures": [architecture]}, text_row=text_type)]
+        config = dict(text)  # the causal LM is the language model alone (Emu3, Mllama): its own config
     config["architectures"] = [architecture]
     out = [Variant(family, "default", config)]
     read = options_read(family)
@@ -152,7 +159,7 @@ def _rebuilt(family: str, architecture: str, default: dict[str, Any], change: di
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.for_model(family, **change).to_dict()
+        config = AutoConfig.for_model(str(default.get("model_type") or family), **change).to_dict()
     except Exception:  # noqa: BLE001 - a class that validates its options; the merged dict still makes a twin
         return default | change
     config["architectures"] = [architecture]
@@ -243,11 +250,38 @@ def _only_open_todos(step: dict[str, Any], run: dict[str, Any]) -> bool:
     return step["step"] == "gates" and bool(run.get("missing")) and failing == ["donor-still-in-place"]
 
 
+def settled_by_config(variant: Variant) -> Row | None:
+    """What the config alone decides, before any twin: MAX registers the class, the config is a composite whose
+    language model has its own row, or ``port``'s wall step stops (a blocker, or a mixer to build by hand)."""
+    from import_model.commands.port_run import PortRun, walls_step
+    from import_model.errors import UserError
+    from import_model.recon import registry
+
+    architecture = variant.config["architectures"][0]
+    natives = registry.find_native(architecture)
+    if natives:
+        return Row(variant.family, variant.name, kind_of(variant.config), "NATIVE",
+                   detail=f"MAX serves {architecture} natively (slug {natives[0].slug}): no port")
+    if variant.text_row:
+        return Row(variant.family, variant.name, "multimodal", "NOT A DECODER",
+                   detail=f"a composite config (text_config and more); its language model, {variant.text_row}, "
+                          "has its own row")
+    run = PortRun(variant.family)
+    try:
+        walls_step(variant.family, variant.config, None, [], run)
+    except UserError as exc:
+        return row_of(variant, 2, run.as_dict(), exc.message, False, 0.0)
+    return None
+
+
 def run_variant(variant: Variant, work: Path, verify: bool) -> Row:
     from import_model.errors import UserError
     from import_model.verify.twin import make_twin
 
     start = time.perf_counter()
+    settled = settled_by_config(variant)
+    if settled is not None:
+        return settled
     slug = re.sub(r"\W+", "_", f"{variant.family}-{variant.name}")
     twin = work / "twins" / slug
     try:
@@ -284,7 +318,7 @@ def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool) -
             continue
         default: Row | None = None
         for variant in variants:
-            if default is not None and default.verdict in ("NATIVE", "NOT A DECODER"):
+            if default is not None and default.verdict in ("NATIVE", "NOT A DECODER", "WALL", "BY HAND"):
                 break  # MAX registers the class (``check-native`` proves it), or there is no decoder to port
             key = f"{family}/{variant.name}"
             if key in skip:

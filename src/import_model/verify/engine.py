@@ -20,6 +20,7 @@ from import_model.port.native_copy import registered_names, unmodified_donor
 from import_model.recon import registry
 from import_model.recon.native_caveats import longrope_original
 from import_model.source import LocalSource, load_config
+from import_model.source.config_keys import context_length
 from import_model.verify import parity
 from import_model.verify.hf_reference import HFReference, tap_names
 
@@ -103,7 +104,8 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     absent = reference.absent_taps()
     order = [tap for tap in tap_names(reference.num_layers) if tap not in absent]
     progress("building the port's graph in MAX with taps (a cold compile takes minutes on a small CPU)")
-    port = MaxPort(checkpoint, port_dir, max_length=max_length_for(config, options.max_length))
+    max_length = max_length_for(config, options.max_length)
+    port = MaxPort(checkpoint, port_dir, max_length=max_length)
     result = VerifyResult(str(checkpoint), str(port_dir), architecture, parity.Verdict(False), order,
                           timings={"max_build_s": round(port.build_seconds, 2)})
     if absent:
@@ -117,6 +119,10 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     try:
         for number, prompt in enumerate(options.prompts):
             ids = [int(i) for i in tokenizer(prompt)["input_ids"]]
+            if len(ids) + options.decode_steps > max_length:  # a model with a short context: the prompt fits it
+                ids = ids[:max(1, max_length - options.decode_steps)]
+                result.notes.append(f"prompt {number + 1} cut to {len(ids)} tokens: the model's context is "
+                                    f"{max_length}")
             progress(f"prompt {number + 1}/{len(options.prompts)}: {len(ids)} tokens, {options.decode_steps} decode steps")
             steps = port.run(ids, options.decode_steps)
             sequence = list(ids)
@@ -170,7 +176,8 @@ def _prompt_ids(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
 
 
 def max_length_for(config: dict[str, Any], wanted: int) -> int:
-    """The context MAX is built for: ``wanted``, or a LongRoPE model's original context when that is longer.
+    """The context MAX is built for: ``wanted`` within the model's own context, or a LongRoPE model's original
+    context when that is longer.
 
     MAX's LongRoPE table has a long-factor part of ``2 * max_length - original_max_position_embeddings`` rows,
     which must not be negative; the prompts stay shorter than the original context, so both sides use the short
@@ -179,5 +186,6 @@ def max_length_for(config: dict[str, Any], wanted: int) -> int:
     original = longrope_original(config)
     if isinstance(original, int) and original >= wanted:
         return original
-    return wanted
+    limit = context_length(config)
+    return min(wanted, limit) if limit else wanted  # CTRL: 256 positions
 
