@@ -11,7 +11,8 @@
 - makes each variant's tiny twin and runs ``port --no-verify`` on it (plan, write, weight
   table, dry build: seconds);
 - runs the full ``port`` (compile and verify on the twin: minutes) on the default variant and
-  on every variant whose plan differs from the default's.
+  on every variant whose plan differs from the default's (``--compile-variants N`` compiles at
+  most N of those per family; the others keep their dry verdict, DRY OK).
 
 A family runs in a worker process; if MAX takes the worker down, the row in flight records
 the crash (stderr quoted) and a fresh worker goes on with the next variant. Rows carry their
@@ -300,8 +301,11 @@ def run_variant(variant: Variant, work: Path, verify: bool) -> Row:
 # --------------------------------------------------------------------------- worker and parent
 
 
-def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool) -> int:
-    """Run every variant of ``families``, appending a ``start`` and a ``row`` record per variant."""
+def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool, variant_compiles: int = -1) -> int:
+    """Run every variant of ``families``, appending a ``start`` and a ``row`` record per variant.
+
+    ``variant_compiles``: how many variants of a family (besides the default) may be compiled and verified; the
+    rest keep their dry verdict (-1: all whose plan differs from the default's)."""
     mapping = causal_families()
     work = Path(tempfile.mkdtemp(prefix="import-model-sweep-"))
 
@@ -317,6 +321,7 @@ def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool) -
                                       detail=f"config: {type(exc).__name__}: {str(exc)[:200]}"))})
             continue
         default: Row | None = None
+        compiled = 0
         for variant in variants:
             if default is not None and default.verdict in ("NATIVE", "NOT A DECODER", "WALL", "BY HAND"):
                 break  # MAX registers the class (``check-native`` proves it), or there is no decoder to port
@@ -325,7 +330,9 @@ def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool) -
                 continue
             record({"start": key})
             row = run_variant(variant, work, verify=False)
-            if verify and row.verdict == "DRY OK" and (default is None or row.plan != default.plan):
+            differs = default is None or row.plan != default.plan
+            if verify and row.verdict == "DRY OK" and differs and (default is None or compiled != variant_compiles):
+                compiled += default is not None
                 row = run_variant(variant, work, verify=True)
             elif default is not None and row.verdict == "DRY OK" and row.plan == default.plan:
                 row.verdict, row.detail = "AS DEFAULT", f"same plan as the default (verdict {default.verdict})"
@@ -337,14 +344,14 @@ def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool) -
     return 0
 
 
-def run_shard(families: list[str], verify: bool) -> list[Row]:
+def run_shard(families: list[str], verify: bool, variant_compiles: int = -1) -> list[Row]:
     """Run the worker until every variant has a row; a worker that dies leaves a crash row for its variant."""
     rows_path = Path(tempfile.mkstemp(prefix="sweep-rows-", suffix=".jsonl")[1])
     done: dict[str, Row] = {}
     while True:
         skip = set(done)
         argv = [sys.executable, __file__, "--worker", ",".join(families), "--rows", str(rows_path)]
-        argv += [] if verify else ["--no-verify"]
+        argv += ([] if verify else ["--no-verify"]) + ["--compile-variants", str(variant_compiles)]
         argv += ["--skip", ",".join(sorted(skip))] if skip else []
         log = rows_path.with_suffix(".log")
         with log.open("w") as stderr:
@@ -425,16 +432,20 @@ def main() -> int:
     parser.add_argument("--shard", default="1/1", metavar="i/N", help="run the i-th of N shards (default 1/1)")
     parser.add_argument("--family", action="append", help="run only these model types (repeatable)")
     parser.add_argument("--no-verify", action="store_true", help="plan, weight table and dry build only")
+    parser.add_argument("--compile-variants", type=int, default=-1, metavar="N",
+                        help="compile and verify at most N variants per family besides the default (default: every "
+                             "variant whose plan differs); the others keep their dry verdict")
     parser.add_argument("--write", type=Path, metavar="FILE", help="merge this shard's rows into FILE")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--skip", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker.split(","), args.rows, set(filter(None, args.skip.split(","))), not args.no_verify)
+        return worker(args.worker.split(","), args.rows, set(filter(None, args.skip.split(","))), not args.no_verify,
+                      args.compile_variants)
     families = args.family or shard_of(list(causal_families()), args.shard)
     print(f"sweep: {len(families)} families: {' '.join(families)}", file=sys.stderr, flush=True)
-    rows = run_shard(families, not args.no_verify)
+    rows = run_shard(families, not args.no_verify, args.compile_variants)
     for row in rows:
         print(f"{row.family:24} {row.variant:36} {row.verdict:14} {row.missing:24} {row.detail[:80]}")
     if args.write:
