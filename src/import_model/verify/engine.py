@@ -100,7 +100,8 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     config, architecture = preflight(checkpoint, port_dir)
     progress("loading the HF reference (float32, CPU)")
     reference = HFReference.load(checkpoint, options.trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), trust_remote_code=options.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), trust_remote_code=options.trust_remote_code) \
+        if ships_tokenizer(checkpoint) else None
     absent = reference.absent_taps()
     order = [tap for tap in tap_names(reference.num_layers) if tap not in absent]
     progress("building the port's graph in MAX with taps (a cold compile takes minutes on a small CPU)")
@@ -110,6 +111,9 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
                           timings={"max_build_s": round(port.build_seconds, 2)})
     if absent:
         result.notes.append(f"the HF model has no module for {', '.join(absent)}: not compared there")
+    if tokenizer is None:
+        result.notes.append("the checkpoint ships no tokenizer: each prompt is a fixed run of token ids as long as "
+                            "its text in characters, and no greedy text is decoded")
     if not port.echo:
         result.notes.append("the port's model does not implement echo (every position's logits), so taps it "
                             "computes for the last prompt position only (head, logits) are compared there")
@@ -118,7 +122,8 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     start = time.perf_counter()
     try:
         for number, prompt in enumerate(options.prompts):
-            ids = [int(i) for i in tokenizer(prompt)["input_ids"]]
+            ids = [int(i) for i in tokenizer(prompt)["input_ids"]] if tokenizer is not None else \
+                id_prompt(len(prompt), int(config.get("vocab_size") or 2))
             if len(ids) + options.decode_steps > max_length:  # a model with a short context: the prompt fits it
                 ids = ids[:max(1, max_length - options.decode_steps)]
                 result.notes.append(f"prompt {number + 1} cut to {len(ids)} tokens: the model's context is "
@@ -141,7 +146,7 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
             greedy.append(hf_tokens == max_tokens)
             result.prompts.append({"prompt": prompt[:80], "tokens": len(ids), "hf_greedy": hf_tokens,
                                    "max_greedy": max_tokens})
-        if options.greedy_prompts:
+        if options.greedy_prompts and tokenizer is not None:
             progress(f"greedy text, {options.greedy_tokens} tokens on {len(options.greedy_prompts)} chat prompts")
             result.greedy_text = _greedy_text(port, reference, tokenizer, options.greedy_prompts,
                                               options.greedy_tokens)
@@ -151,6 +156,21 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     result.timings["compare_s"] = round(time.perf_counter() - start, 2)
     result.verdict = parity.verdict(diffs, order, greedy)
     return result
+
+
+#: Files any transformers tokenizer is loaded from; a checkpoint with none of them ships no tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model", "sentencepiece.bpe.model")
+
+
+def ships_tokenizer(checkpoint: Path) -> bool:
+    return any((checkpoint / name).is_file() for name in TOKENIZER_FILES)
+
+
+def id_prompt(length: int, vocab_size: int) -> list[int]:
+    """A fixed, spread-out run of token ids for a checkpoint with no tokenizer (ids 0-2 left out: often special)."""
+    span = max(vocab_size - 3, 1)
+    return [3 + (i * 7919 + 17) % span for i in range(max(length, 1))]
 
 
 def _greedy_text(port: Any, reference: HFReference, tokenizer: Any, prompts: tuple[str, ...],
