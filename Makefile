@@ -45,9 +45,11 @@ port-matrix: setup
 
 ## Every causal-LM model_type of transformers and its option variants through `port`: docs/sweep.md.
 ## Shard it (each shard under 60 minutes on 2 cores): make sweep SHARD=1/8, ... SHARD=8/8.
+## VARIANTS=N compiles at most N variants per family besides the default (default: all whose plan differs).
 SHARD ?= 1/1
+VARIANTS ?= -1
 sweep: setup
-	$(BIN)/python sweep/sweep.py --shard $(SHARD) --write docs/sweep.md
+	$(BIN)/python sweep/sweep.py --shard $(SHARD) --compile-variants $(VARIANTS) --write docs/sweep.md
 
 ## One run, one table of speed and memory: docs/benchmarks.md.
 bench: setup

@@ -11,7 +11,8 @@
 - makes each variant's tiny twin and runs ``port --no-verify`` on it (plan, write, weight
   table, dry build: seconds);
 - runs the full ``port`` (compile and verify on the twin: minutes) on the default variant and
-  on every variant whose plan differs from the default's.
+  on every variant whose plan differs from the default's (``--compile-variants N`` compiles at
+  most N of those per family; the others keep their dry verdict, DRY OK).
 
 A family runs in a worker process; if MAX takes the worker down, the row in flight records
 the crash (stderr quoted) and a fresh worker goes on with the next variant. Rows carry their
@@ -71,6 +72,7 @@ class Variant:
     family: str  # the model_type
     name: str  # "default", "<option>=<value>" or "rope=<type>"
     config: dict[str, Any]
+    text_row: str = ""  # a composite (text + vision/audio) whose language model has its own row: that model_type
 
 
 @dataclass
@@ -129,6 +131,12 @@ def variants_of(family: str, architecture: str) -> list[Variant]:
     from transformers import AutoConfig
 
     config = AutoConfig.for_model(family).to_dict()
+    text = config.get("text_config")
+    text_type = text.get("model_type") if isinstance(text, dict) else None
+    if isinstance(text_type, str) and text_type != family:
+        if text_type in causal_families():
+            return [Variant(family, "default", config | {"architectures": [architecture]}, text_row=text_type)]
+        config = dict(text)  # the causal LM is the language model alone (Emu3, Mllama): its own config
     config["architectures"] = [architecture]
     out = [Variant(family, "default", config)]
     read = options_read(family)
@@ -152,7 +160,7 @@ def _rebuilt(family: str, architecture: str, default: dict[str, Any], change: di
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.for_model(family, **change).to_dict()
+        config = AutoConfig.for_model(str(default.get("model_type") or family), **change).to_dict()
     except Exception:  # noqa: BLE001 - a class that validates its options; the merged dict still makes a twin
         return default | change
     config["architectures"] = [architecture]
@@ -243,11 +251,38 @@ def _only_open_todos(step: dict[str, Any], run: dict[str, Any]) -> bool:
     return step["step"] == "gates" and bool(run.get("missing")) and failing == ["donor-still-in-place"]
 
 
+def settled_by_config(variant: Variant) -> Row | None:
+    """What the config alone decides, before any twin: MAX registers the class, the config is a composite whose
+    language model has its own row, or ``port``'s wall step stops (a blocker, or a mixer to build by hand)."""
+    from import_model.commands.port_run import PortRun, walls_step
+    from import_model.errors import UserError
+    from import_model.recon import registry
+
+    architecture = variant.config["architectures"][0]
+    natives = registry.find_native(architecture)
+    if natives:
+        return Row(variant.family, variant.name, kind_of(variant.config), "NATIVE",
+                   detail=f"MAX serves {architecture} natively (slug {natives[0].slug}): no port")
+    if variant.text_row:
+        return Row(variant.family, variant.name, "multimodal", "NOT A DECODER",
+                   detail=f"a composite config (text_config and more); its language model, {variant.text_row}, "
+                          "has its own row")
+    run = PortRun(variant.family)
+    try:
+        walls_step(variant.family, variant.config, None, [], run)
+    except UserError as exc:
+        return row_of(variant, 2, run.as_dict(), exc.message, False, 0.0)
+    return None
+
+
 def run_variant(variant: Variant, work: Path, verify: bool) -> Row:
     from import_model.errors import UserError
     from import_model.verify.twin import make_twin
 
     start = time.perf_counter()
+    settled = settled_by_config(variant)
+    if settled is not None:
+        return settled
     slug = re.sub(r"\W+", "_", f"{variant.family}-{variant.name}")
     twin = work / "twins" / slug
     try:
@@ -266,8 +301,11 @@ def run_variant(variant: Variant, work: Path, verify: bool) -> Row:
 # --------------------------------------------------------------------------- worker and parent
 
 
-def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool) -> int:
-    """Run every variant of ``families``, appending a ``start`` and a ``row`` record per variant."""
+def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool, variant_compiles: int = -1) -> int:
+    """Run every variant of ``families``, appending a ``start`` and a ``row`` record per variant.
+
+    ``variant_compiles``: how many variants of a family (besides the default) may be compiled and verified; the
+    rest keep their dry verdict (-1: all whose plan differs from the default's)."""
     mapping = causal_families()
     work = Path(tempfile.mkdtemp(prefix="import-model-sweep-"))
 
@@ -283,15 +321,18 @@ def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool) -
                                       detail=f"config: {type(exc).__name__}: {str(exc)[:200]}"))})
             continue
         default: Row | None = None
+        compiled = 0
         for variant in variants:
-            if default is not None and default.verdict in ("NATIVE", "NOT A DECODER"):
+            if default is not None and default.verdict in ("NATIVE", "NOT A DECODER", "WALL", "BY HAND"):
                 break  # MAX registers the class (``check-native`` proves it), or there is no decoder to port
             key = f"{family}/{variant.name}"
             if key in skip:
                 continue
             record({"start": key})
             row = run_variant(variant, work, verify=False)
-            if verify and row.verdict == "DRY OK" and (default is None or row.plan != default.plan):
+            differs = default is None or row.plan != default.plan
+            if verify and row.verdict == "DRY OK" and differs and (default is None or compiled != variant_compiles):
+                compiled += default is not None
                 row = run_variant(variant, work, verify=True)
             elif default is not None and row.verdict == "DRY OK" and row.plan == default.plan:
                 row.verdict, row.detail = "AS DEFAULT", f"same plan as the default (verdict {default.verdict})"
@@ -303,14 +344,14 @@ def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool) -
     return 0
 
 
-def run_shard(families: list[str], verify: bool) -> list[Row]:
+def run_shard(families: list[str], verify: bool, variant_compiles: int = -1) -> list[Row]:
     """Run the worker until every variant has a row; a worker that dies leaves a crash row for its variant."""
     rows_path = Path(tempfile.mkstemp(prefix="sweep-rows-", suffix=".jsonl")[1])
     done: dict[str, Row] = {}
     while True:
         skip = set(done)
         argv = [sys.executable, __file__, "--worker", ",".join(families), "--rows", str(rows_path)]
-        argv += [] if verify else ["--no-verify"]
+        argv += ([] if verify else ["--no-verify"]) + ["--compile-variants", str(variant_compiles)]
         argv += ["--skip", ",".join(sorted(skip))] if skip else []
         log = rows_path.with_suffix(".log")
         with log.open("w") as stderr:
@@ -391,16 +432,20 @@ def main() -> int:
     parser.add_argument("--shard", default="1/1", metavar="i/N", help="run the i-th of N shards (default 1/1)")
     parser.add_argument("--family", action="append", help="run only these model types (repeatable)")
     parser.add_argument("--no-verify", action="store_true", help="plan, weight table and dry build only")
+    parser.add_argument("--compile-variants", type=int, default=-1, metavar="N",
+                        help="compile and verify at most N variants per family besides the default (default: every "
+                             "variant whose plan differs); the others keep their dry verdict")
     parser.add_argument("--write", type=Path, metavar="FILE", help="merge this shard's rows into FILE")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--skip", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker.split(","), args.rows, set(filter(None, args.skip.split(","))), not args.no_verify)
+        return worker(args.worker.split(","), args.rows, set(filter(None, args.skip.split(","))), not args.no_verify,
+                      args.compile_variants)
     families = args.family or shard_of(list(causal_families()), args.shard)
     print(f"sweep: {len(families)} families: {' '.join(families)}", file=sys.stderr, flush=True)
-    rows = run_shard(families, not args.no_verify)
+    rows = run_shard(families, not args.no_verify, args.compile_variants)
     for row in rows:
         print(f"{row.family:24} {row.variant:36} {row.verdict:14} {row.missing:24} {row.detail[:80]}")
     if args.write:

@@ -194,3 +194,24 @@ def test_weights_no_name_matches_are_stood_in_and_verify_names_the_divergence(tm
     assert verify is not None and "error" not in verify and not verify["passed"]
     assert verify["first_divergence"]["tap"] == "lm_head"  # every block matches; the stood-in norm does not
     assert any("no module for final_norm" in note for note in verify["notes"])
+
+
+@pytest.mark.slow
+def test_a_checkpoint_with_no_tokenizer_and_a_short_context_ports_and_verifies(tmp_path: Path) -> None:
+    """GPT-2 with 128 positions (shorter than verify's 222-token prompt) and no tokenizer files: MAX is built for
+    the model's own context, the prompts are token ids cut to fit, and the port passes."""
+    from transformers import AutoConfig
+
+    from import_model.verify.engine import TOKENIZER_FILES
+    from import_model.verify.twin import make_twin
+
+    config = AutoConfig.for_model("gpt2", n_positions=128).to_dict() | {"architectures": ["GPT2LMHeadModel"]}
+    checkpoint = make_twin(config, tmp_path / "short").path
+    for name in (*TOKENIZER_FILES, "special_tokens_map.json", "merges.txt", "chat_template.jinja"):
+        (checkpoint / name).unlink(missing_ok=True)
+    code, payload, stderr = run_port(checkpoint, tmp_path / "ports", "--yes")
+    assert code == 0, stderr[-2000:]
+    verify = payload["verify"]
+    assert verify["passed"] and verify["worst_rel_l2"] < 1e-4
+    notes = " ".join(verify["notes"])
+    assert "ships no tokenizer" in notes and "cut to 125 tokens" in notes

@@ -293,13 +293,25 @@ def test_the_config_view_keeps_every_alias_and_reads_nested_rope() -> None:
     from import_model.port.writer import config_view
 
     # CodeGen's config.json says n_head; its config class answers num_attention_heads through attribute_map.
-    codegen = config_view({"n_head": 4, "layer_norm_epsilon": 1e-5, "n_inner": None, "rotary_dim": 4})
+    codegen = config_view({"n_head": 4, "layer_norm_epsilon": 1e-5, "n_inner": None, "rotary_dim": 4,
+                           "n_positions": 2048})
     rows = dict(codegen.donor_keys)
     assert "num_attention_heads" in rows["num_key_value_heads"] and "layer_norm_epsilon" in rows["rms_norm_eps"]
     assert codegen.intermediate_default and dict(codegen.donor_defaults) == {"rope_theta": 10000.0}
     llama = config_view({"num_key_value_heads": 3, "rms_norm_eps": 1e-5, "intermediate_size": 64,
-                         "rope_parameters": {"rope_theta": 1e5, "rope_type": "default"}})
+                         "rope_parameters": {"rope_theta": 1e5, "rope_type": "default"},
+                         "max_position_embeddings": 2048})
     assert not llama.needed  # transformers 5 nests rope_theta: nothing to answer
+    # Rope parameters keyed by layer type (Gemma 4 text): the donor is shown the full-attention layers' dict.
+    per_type = config_view({"num_key_value_heads": 3, "rms_norm_eps": 1e-5, "intermediate_size": 64,
+                            "max_position_embeddings": 2048,
+                            "rope_parameters": {"full_attention": {"rope_theta": 1e6, "rope_type": "default"},
+                                                "sliding_attention": {"rope_theta": 1e4, "rope_type": "default"}}})
+    assert per_type.rope_per_layer_type and per_type.needed and not per_type.donor_defaults
+    # No position table at all (CPM-Ant's relative bias): the donor still sizes its context from a bound.
+    relative = config_view({"num_key_value_heads": 3, "rms_norm_eps": 1e-5, "intermediate_size": 64,
+                            "rope_theta": 1e4})
+    assert dict(relative.donor_defaults) == {"max_position_embeddings": 4096}
 
 
 def test_an_explicit_head_dim_keeps_the_decoder_written_out() -> None:
@@ -307,7 +319,7 @@ def test_an_explicit_head_dim_keeps_the_decoder_written_out() -> None:
 
     interleaved = Traits(rotary_style="interleaved")
     base = {"hidden_size": 128, "num_attention_heads": 8, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
-            "intermediate_size": 256, "rope_theta": 1e4}
+            "intermediate_size": 256, "rope_theta": 1e4, "max_position_embeddings": 2048}
     assert mode_for(interleaved, base, ("rotary_style",), False) == "donor"
     assert mode_for(interleaved, {**base, "head_dim": 16}, ("rotary_style",), False) == "donor"
     # MAX's Llama3 rotates hidden_size / heads channels: ERNIE 4.5's head_dim 32 over 8 heads of a 128 model.

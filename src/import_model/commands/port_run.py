@@ -160,7 +160,7 @@ def port_steps(args: argparse.Namespace, run: PortRun, review: Review | None = N
     slug = claim_package(target, args.slug, args.force)
     check_test_file(out_dir / f"{TEST_PREFIX}{slug}.py")
     checkpoint = load_checkpoint(source, progress=report.progress)
-    _walls(source, config, checkpoint, run)
+    walls_step(source.display, config, checkpoint, source.files(), run)
     report.progress("planning: anatomy, donor ranking, delta list")
     plan = make_plan(source.display, config, checkpoint, donor=CATALOG_BASE)
     best = next(iter(top(plan, 1)), None)  # the ranking is computed whatever donor is forced
@@ -264,7 +264,7 @@ def _mode_text(mode: str) -> str:
     return "MAX's own Llama3 graph with this family's switches" if mode == "donor" else "decoder written out"
 
 
-def _walls(source: Any, config: dict, checkpoint: Any, run: PortRun) -> None:
+def walls_step(model: str, config: dict, checkpoint: Any, files: list[str], run: PortRun) -> None:
     """A blocker stops the run (exit 2); so does a token mixer the catalog does not write; other warnings are recorded.
 
     A state-space, convolutional or linear-attention mixer MAX ships a block for is only a warning to
@@ -275,12 +275,12 @@ def _walls(source: Any, config: dict, checkpoint: Any, run: PortRun) -> None:
     from import_model.port.catalog import SUPPORTED
     from import_model.recon import walls
 
-    findings = walls.scan_walls(config, checkpoint, source.files())
+    findings = walls.scan_walls(config, checkpoint, files)
     code = walls.exit_code(findings)
     if code == 2:
         blockers = "; ".join(f"{f.code}: {f.reason}" for f in findings if f.level == walls.BLOCK)
         run.step("walls", "blocked", blockers)
-        raise UserError(f"{source.display} hits a wall the catalog cannot port: {blockers} (see check-walls)")
+        raise UserError(f"{model} hits a wall the catalog cannot port: {blockers} (see check-walls)")
     mixers = [f for f in findings if f.code in walls.MIXER_CODES and f.level == walls.WARN]
     if mixers and "hybrid" not in SUPPORTED.get("attention.family", frozenset()):
         first = mixers[0]
@@ -288,8 +288,8 @@ def _walls(source: Any, config: dict, checkpoint: Any, run: PortRun) -> None:
         module, _, cls = first.block.rpartition(".")
         raise UserError(
             f"the catalog does not write {walls.MIXER_WORDS.get(first.trait, first.trait)} ({first.code} in "
-            f"{source.display}); build on MAX's {cls} ({module}, in its {first.donor} architecture; kernels on the "
-            f"CPU: {first.cpu}) by hand: import-model scaffold {source.display} --start-from {first.donor} "
+            f"{model}); build on MAX's {cls} ({module}, in its {first.donor} architecture; kernels on the "
+            f"CPU: {first.cpu}) by hand: import-model scaffold {model} --start-from {first.donor} "
             "--output-dir DIR (see check-walls)")
     run.step("walls", "clear" if code == 0 else "warnings", "; ".join(f.code for f in findings) or "no walls")
 

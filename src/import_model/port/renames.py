@@ -53,6 +53,7 @@ from import_model.plan.anatomy import explained_key
 from import_model.recon.keys import key_pattern
 from import_model.safe_io import MAX_PORT_FILE_BYTES, read_bounded_text
 from import_model.source import LocalSource, load_config
+from import_model.source.config_keys import context_length
 
 UNEXPLAINED = "unexplained_weights"
 
@@ -741,6 +742,8 @@ def dry_build(checkpoint: Path, port_dir: Path, *, max_length: int = 512, in_chi
     archs = _register_port(port_dir)
     if not in_child and any("float32" not in arch.supported_encodings for arch in archs):
         return _dry_build_in_child(checkpoint, port_dir, max_length)
+    limit = context_length(config)
+    max_length = min(max_length, limit) if limit else max_length  # MAX refuses a length past the position table
     names = [arch.name for arch in archs]
     declared = config.get("architectures") or [None]
     architecture = declared[0] if declared[0] in names else names[0]

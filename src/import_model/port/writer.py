@@ -62,6 +62,8 @@ DONOR_SWITCHES: dict[str, Any] = {"rotary_style": "interleaved"}
 
 #: Names the donor reads from the HF config, each answered from the family's own keys when config.json lacks it.
 DONOR_NAMES = ("num_key_value_heads", "rms_norm_eps", "intermediate_size", "rope_theta")
+#: The context a port declares for a model whose config bounds none.
+UNBOUNDED_CONTEXT = 4096
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,12 @@ class ConfigView:
     intermediate_default: bool = False  # no intermediate size anywhere: 4 x hidden
     donor_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
     donor_defaults: tuple[tuple[str, Any], ...] = ()
+    rope_per_layer_type: bool = False  # rope parameters keyed by layer type (Gemma 3/4 text, ModernBERT decoder)
 
     @property
     def needed(self) -> bool:
-        return bool(self.multi_query or self.intermediate_default or self.donor_keys or self.donor_defaults)
+        return bool(self.multi_query or self.intermediate_default or self.donor_keys or self.donor_defaults
+                    or self.rope_per_layer_type)
 
 
 def config_view(config: dict[str, Any]) -> ConfigView:
@@ -85,12 +89,17 @@ def config_view(config: dict[str, Any]) -> ConfigView:
     while config.json holds another name, so only the HF config object at build time knows which is set.
     """
     params = config.get("rope_parameters") if isinstance(config.get("rope_parameters"), dict) else {}
+    per_type = isinstance(params.get("full_attention"), dict)
+    params = params["full_attention"] if per_type else params
     present = {k for k, v in {**params, **config}.items() if v is not None}  # transformers 5 nests rope_theta
     missing = [name for name in DONOR_NAMES if name not in present]
     keys = tuple((name, tuple(k for k in CONFIG_ALIASES.get(name, ()) if k != name)) for name in missing
                  if len(CONFIG_ALIASES.get(name, ())) > 1)
     defaults = (("rope_theta", 10000.0),) if "rope_theta" in missing else ()  # GPT-J fixes its base in code
-    return ConfigView("multi_query" in config, "intermediate_size" in missing, keys, defaults)
+    if not present & set(CONFIG_ALIASES["max_positions"]):
+        # no position table (CPM-Ant's relative bias): the donor still sizes the context from this name
+        defaults += (("max_position_embeddings", UNBOUNDED_CONTEXT),)
+    return ConfigView("multi_query" in config, "intermediate_size" in missing, keys, defaults, per_type)
 
 
 def _head_dim_is_derived(config: dict[str, Any]) -> bool:

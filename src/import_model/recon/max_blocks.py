@@ -32,6 +32,7 @@ from functools import cache
 from pathlib import Path
 
 from import_model.errors import UserError
+from import_model.recon.registry import call_name
 
 #: Where MAX's graph-level kernel wrappers live, relative to the ``max`` package.
 KERNELS = "nn/kernels.py"
@@ -178,16 +179,8 @@ def _kernel_docs(base: Path, places: tuple[str, ...]) -> dict[str, tuple[str, st
     return found
 
 
-def _call_name(call: ast.Call) -> str | None:
-    if isinstance(call.func, ast.Name):
-        return call.func.id
-    if isinstance(call.func, ast.Attribute):
-        return call.func.attr
-    return None
-
-
 def _calls_in(node: ast.AST) -> set[str]:
-    return {name for n in ast.walk(node) if isinstance(n, ast.Call) and (name := _call_name(n))}
+    return {name for n in ast.walk(node) if isinstance(n, ast.Call) and (name := call_name(n))}
 
 
 def _called_names(tree: ast.Module, node: ast.ClassDef) -> set[str]:

@@ -167,7 +167,7 @@ def _lazy_entries(init_file: Path) -> list[tuple[str, str, str, str | None]]:
     tree = ast.parse(init_file.read_text())
     entries = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _call_name(node) == "_LazyArch" and len(node.args) >= 3:
+        if isinstance(node, ast.Call) and call_name(node) == "_LazyArch" and len(node.args) >= 3:
             try:
                 name, module, symbol = (ast.literal_eval(arg) for arg in node.args[:3])
                 kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
@@ -215,9 +215,9 @@ def _registration(root: Path, symbol: str, trees: Iterable[ast.Module | None],
     if call is None:
         return None
     keywords = {kw.arg: kw.value for kw in call.keywords if kw.arg}
-    if _call_name(call) == "SupportedArchitecture":
+    if call_name(call) == "SupportedArchitecture":
         return keywords, None
-    base = keywords.pop("base", None) if _call_name(call) == "Speculator" else (call.args[0] if call.args else None)
+    base = keywords.pop("base", None) if call_name(call) == "Speculator" else (call.args[0] if call.args else None)
     if not isinstance(base, ast.Name) or depth >= MAX_BASE_DEPTH:
         return keywords, None
     inherited = _registration(root, base.id, trees, depth + 1)
@@ -281,7 +281,7 @@ def assigned_call(tree: ast.Module | None, symbol: str, callee: str) -> ast.Call
     for node in tree.body:
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Call):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == symbol for t in targets) and _call_name(node.value) == callee:
+            if any(isinstance(t, ast.Name) and t.id == symbol for t in targets) and call_name(node.value) == callee:
                 return node.value
     return None
 
@@ -303,7 +303,8 @@ def _literal(node: ast.expr | None) -> object:
         return None
 
 
-def _call_name(call: ast.Call) -> str | None:
+def call_name(call: ast.Call) -> str | None:
+    """The called name: ``f`` of ``f(...)`` or ``x.f(...)``."""
     if isinstance(call.func, ast.Name):
         return call.func.id
     if isinstance(call.func, ast.Attribute):

@@ -53,3 +53,12 @@ def rows_for(names: set[str] | list[str]) -> dict[str, tuple[str, ...]]:
     """The rows a port reads, whole: which key a model sets is known only to its HF config object at build time
     (a config class may answer a name through its ``attribute_map``)."""
     return {name: CONFIG_ALIASES.get(name, (name,)) for name in sorted(set(names))}
+
+
+def context_length(config: dict) -> int | None:
+    """The longest sequence the model's config allows (its position-table size), when it says so."""
+    for key in CONFIG_ALIASES["max_positions"]:
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None

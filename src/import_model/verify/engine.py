@@ -20,6 +20,7 @@ from import_model.port.native_copy import registered_names, unmodified_donor
 from import_model.recon import registry
 from import_model.recon.native_caveats import longrope_original
 from import_model.source import LocalSource, load_config
+from import_model.source.config_keys import context_length
 from import_model.verify import parity
 from import_model.verify.hf_reference import HFReference, tap_names
 
@@ -99,15 +100,20 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     config, architecture = preflight(checkpoint, port_dir)
     progress("loading the HF reference (float32, CPU)")
     reference = HFReference.load(checkpoint, options.trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), trust_remote_code=options.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), trust_remote_code=options.trust_remote_code) \
+        if ships_tokenizer(checkpoint) else None
     absent = reference.absent_taps()
     order = [tap for tap in tap_names(reference.num_layers) if tap not in absent]
     progress("building the port's graph in MAX with taps (a cold compile takes minutes on a small CPU)")
-    port = MaxPort(checkpoint, port_dir, max_length=max_length_for(config, options.max_length))
+    max_length = max_length_for(config, options.max_length)
+    port = MaxPort(checkpoint, port_dir, max_length=max_length)
     result = VerifyResult(str(checkpoint), str(port_dir), architecture, parity.Verdict(False), order,
                           timings={"max_build_s": round(port.build_seconds, 2)})
     if absent:
         result.notes.append(f"the HF model has no module for {', '.join(absent)}: not compared there")
+    if tokenizer is None:
+        result.notes.append("the checkpoint ships no tokenizer: each prompt is a fixed run of token ids as long as "
+                            "its text in characters, and no greedy text is decoded")
     if not port.echo:
         result.notes.append("the port's model does not implement echo (every position's logits), so taps it "
                             "computes for the last prompt position only (head, logits) are compared there")
@@ -116,7 +122,12 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     start = time.perf_counter()
     try:
         for number, prompt in enumerate(options.prompts):
-            ids = [int(i) for i in tokenizer(prompt)["input_ids"]]
+            ids = [int(i) for i in tokenizer(prompt)["input_ids"]] if tokenizer is not None else \
+                id_prompt(len(prompt), int(config.get("vocab_size") or 2))
+            if len(ids) + options.decode_steps > max_length:  # a model with a short context: the prompt fits it
+                ids = ids[:max(1, max_length - options.decode_steps)]
+                result.notes.append(f"prompt {number + 1} cut to {len(ids)} tokens: the model's context is "
+                                    f"{max_length}")
             progress(f"prompt {number + 1}/{len(options.prompts)}: {len(ids)} tokens, {options.decode_steps} decode steps")
             steps = port.run(ids, options.decode_steps)
             sequence = list(ids)
@@ -135,7 +146,7 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
             greedy.append(hf_tokens == max_tokens)
             result.prompts.append({"prompt": prompt[:80], "tokens": len(ids), "hf_greedy": hf_tokens,
                                    "max_greedy": max_tokens})
-        if options.greedy_prompts:
+        if options.greedy_prompts and tokenizer is not None:
             progress(f"greedy text, {options.greedy_tokens} tokens on {len(options.greedy_prompts)} chat prompts")
             result.greedy_text = _greedy_text(port, reference, tokenizer, options.greedy_prompts,
                                               options.greedy_tokens)
@@ -145,6 +156,21 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     result.timings["compare_s"] = round(time.perf_counter() - start, 2)
     result.verdict = parity.verdict(diffs, order, greedy)
     return result
+
+
+#: Files any transformers tokenizer is loaded from; a checkpoint with none of them ships no tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model", "sentencepiece.bpe.model")
+
+
+def ships_tokenizer(checkpoint: Path) -> bool:
+    return any((checkpoint / name).is_file() for name in TOKENIZER_FILES)
+
+
+def id_prompt(length: int, vocab_size: int) -> list[int]:
+    """A fixed, spread-out run of token ids for a checkpoint with no tokenizer (ids 0-2 left out: often special)."""
+    span = max(vocab_size - 3, 1)
+    return [3 + (i * 7919 + 17) % span for i in range(max(length, 1))]
 
 
 def _greedy_text(port: Any, reference: HFReference, tokenizer: Any, prompts: tuple[str, ...],
@@ -170,7 +196,8 @@ def _prompt_ids(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
 
 
 def max_length_for(config: dict[str, Any], wanted: int) -> int:
-    """The context MAX is built for: ``wanted``, or a LongRoPE model's original context when that is longer.
+    """The context MAX is built for: ``wanted`` within the model's own context, or a LongRoPE model's original
+    context when that is longer.
 
     MAX's LongRoPE table has a long-factor part of ``2 * max_length - original_max_position_embeddings`` rows,
     which must not be negative; the prompts stay shorter than the original context, so both sides use the short
@@ -179,5 +206,6 @@ def max_length_for(config: dict[str, Any], wanted: int) -> int:
     original = longrope_original(config)
     if isinstance(original, int) and original >= wanted:
         return original
-    return wanted
+    limit = context_length(config)
+    return min(wanted, limit) if limit else wanted  # CTRL: 256 positions
 

@@ -108,7 +108,22 @@ def rotary_layers(config: Any, sliding: list[bool]) -> list[bool]:
 # --------------------------------------------------------------------------- rotary
 
 
-class RotaryTable:
+class ConstantTable:
+    """A float32 table computed once in numpy and built into each graph as a constant (shared by its layers)."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table = table.astype(np.float32)
+        self._values: dict[int, TensorValue] = {}
+
+    def value(self, device: DeviceRef) -> TensorValue:
+        """The table as a constant of the graph being built."""
+        graph = id(Graph.current)
+        if graph not in self._values:
+            self._values[graph] = ops.constant(self.table, DType.float32, device=device)
+        return self._values[graph]
+
+
+class RotaryTable(ConstantTable):
     """The ``[cos, sin]`` table MAX's rope kernel reads, built once per graph.
 
     Frequencies come from transformers' own initializer for the config's rope
@@ -125,18 +140,10 @@ class RotaryTable:
         if TRAITS.rotary_inverted:
             angles = -angles  # the family's helper builds (x2, -x1): a rotation by minus the angle
         table = np.stack([np.cos(angles), np.sin(angles)], axis=-1) * np.float32(attention_factor)
-        self.table = table.reshape(max_seq_len, rot_dim).astype(np.float32)
-        self._values: dict[int, TensorValue] = {}
-
-    def value(self, device: DeviceRef) -> TensorValue:
-        """The table as a constant of the graph being built (one per graph, shared by its layers)."""
-        graph = id(Graph.current)
-        if graph not in self._values:
-            self._values[graph] = ops.constant(self.table, DType.float32, device=device)
-        return self._values[graph]
+        super().__init__(table.reshape(max_seq_len, rot_dim))
 
 
-class SinusoidTable:
+class SinusoidTable(ConstantTable):
     """The computed position table: sines in the first half of each row, cosines in the second, at frequencies
     10000^(-i / d) for i < half, where d is half - 1 (fairseq: XGLM, TrOCR) or half (Marian, Pegasus); an odd width
     ends in a zero column."""
@@ -146,16 +153,7 @@ class SinusoidTable:
         divisor = half - 1 if TRAITS.position_sinusoid == "fairseq" else half
         frequencies = np.exp(np.arange(half, dtype=np.float32) * np.float32(-math.log(10000.0) / divisor))
         angles = np.arange(rows, dtype=np.float32)[:, None] * frequencies[None, :]
-        table = np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
-        self.table = np.pad(table, ((0, 0), (0, width % 2))).astype(np.float32)
-        self._values: dict[int, TensorValue] = {}
-
-    def value(self, device: DeviceRef) -> TensorValue:
-        """The table as a constant of the graph being built."""
-        graph = id(Graph.current)
-        if graph not in self._values:
-            self._values[graph] = ops.constant(self.table, DType.float32, device=device)
-        return self._values[graph]
+        super().__init__(np.pad(np.concatenate([np.sin(angles), np.cos(angles)], axis=1), ((0, 0), (0, width % 2))))
 
 
 def _inverse_frequencies(config: Any, rot_dim: int, max_seq_len: int,

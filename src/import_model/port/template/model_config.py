@@ -36,6 +36,10 @@ class DonorNamedConfig:
 
     def __getattr__(self, name: str) -> Any:
         config = object.__getattribute__(self, "_config")
+        if VIEW.rope_per_layer_type and name in ("rope_scaling", "rope_parameters", "rope_theta"):
+            # the donor reads one flat rope dict: the full-attention layers' (the decoder builds each type's table)
+            full = (getattr(config, "rope_parameters", None) or {}).get("full_attention") or {}
+            return full.get("rope_theta") if name == "rope_theta" else full
         value = getattr(config, name, None)
         if value is not None:
             return value
@@ -79,6 +83,11 @@ class PortConfig(Llama3Config):
                                    max_seq_len: int) -> Any:
             return super().initialize_from_config(pipeline_config, donor_view(huggingface_config), model_config,
                                                   max_seq_len=max_seq_len)
+
+        @override
+        @classmethod
+        def calculate_max_seq_len(cls, huggingface_config: Any, model_config: Any) -> int:
+            return super().calculate_max_seq_len(donor_view(huggingface_config), model_config)
 
     if VIEW.needed or TRAITS.attention_softcap:
         @override
