@@ -335,6 +335,8 @@ def test_gaps_are_set_aside_and_stood_in() -> None:
     ("xglm", "XGLMForCausalLM", "model.layer_norm.weight", "norm.weight"),  # final norm under its own name
     ("gpt_neo", "GPTNeoForCausalLM", "transformer.h.0.attn.attention.q_proj.weight",
      "layers.0.self_attn.q_proj.weight"),  # projections one module deeper
+    ("biogpt", "BioGptForCausalLM", "biogpt.layers.1.fc1.weight", "layers.1.mlp.up_proj.weight"),  # own prefix
+    ("biogpt", "BioGptForCausalLM", "biogpt.layer_norm.bias", "norm.bias"),  # prefix and final norm together
 ])
 def test_renames_read_from_the_module_tree(model_type: str, architecture: str, key: str, graph_name: str) -> None:
     from transformers import AutoConfig

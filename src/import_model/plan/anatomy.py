@@ -1024,7 +1024,10 @@ def explained_key(pattern: str, block_norms: set[str] | None = None) -> bool:
 def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
     norm_names = anatomy.value("block.norm_names")
     used = set(norm_names.values()) if isinstance(norm_names, dict) and norm_names else None
-    left = [key for key in inputs.shapes if not explained_key(key, used)]
+    roles = inputs.roles  # the embedding, final norm and head wherever the module tree puts them (BioGPT's biogpt.)
+    found = {f"{node.path}.{name}" for node in (roles.embed, roles.final_norm, roles.lm_head) if node is not None
+             for name in ("weight", "bias")} if roles is not None else set()
+    left = [key for key in inputs.shapes if key not in found and not explained_key(key, used)]
     anatomy.add("weights.unexplained", sorted(left), inputs.key_source,
                 _keys_text(sorted(left)) if left else "every key matches a trait's pattern")
 

@@ -366,14 +366,17 @@ def stored_transposed(config: dict[str, Any]) -> tuple[re.Pattern[str], ...]:
                  for node in root.walk() if node.values.get("transposed"))
 
 
+#: Decoder prefixes :data:`RENAME_RULES` already strip.
+_KNOWN_PREFIXES = frozenset({"model.", "transformer.", "gpt_neox.", "model.decoder.", "decoder."})
+
 #: Names a projection of the attention module has in the checkpoints the table rules know.
 _PROJECTION_NAMES = frozenset({"q_proj", "k_proj", "v_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv"})
 
 
 def found_renames(config: dict[str, Any]) -> tuple[RenameRule, ...]:
     """Renames read from the family's HF module tree, tried before :data:`RENAME_RULES`: the final norm beside the
-    layer list, under whatever name the family gives it (XGLM's ``layer_norm``), and an attention module whose
-    projections sit one module deeper (GPT-Neo's ``attn.attention``)."""
+    layer list, under whatever name the family gives it (XGLM's ``layer_norm``), an attention module whose
+    projections sit one module deeper (GPT-Neo's ``attn.attention``), and the decoder's own prefix."""
     from import_model.plan.behaviour import find_roles
 
     root = _module_tree(config)
@@ -391,6 +394,9 @@ def found_renames(config: dict[str, Any]) -> tuple[RenameRule, ...]:
         if inner is not None and not _PROJECTION_NAMES & set(attention.children):
             rules.append(RenameRule(rf"\.{re.escape(attr)}\.{re.escape(inner)}\.", ".self_attn.",
                                     "attention projections one module deeper, found in the module tree"))
+    backbone = roles.backbone.path if roles.backbone is not None else ""
+    if backbone and f"{backbone}." not in _KNOWN_PREFIXES:  # after the norm rule, which names the whole path
+        rules.append(RenameRule(rf"^{re.escape(backbone)}\.", "", "the decoder's own prefix (BioGPT's biogpt.)"))
     return tuple(rules)
 
 
