@@ -2,11 +2,14 @@
 
 inspect -> native check (native: the serve command, exit 0) -> walls (a
 blocker, or a token mixer the catalog does not write even where MAX ships a
-block for it: exit 2) -> plan -> the plan review (on a terminal, the default plan
-and the delta list wait for a yes; a no stops with exit 2 and nothing written)
--> write the catalog port -> weight table -> smoke gates -> verify on the twin
-(or the real weights) -> PORT.md -> the serve command. A trait the catalog does not implement still gets a written port with
-the row marked ``TODO(delta ...)``; verify runs anyway to show where it
+block for it: exit 2) -> plan -> the plan review (on a terminal, the default
+plan and the delta list wait for a yes; a no stops with exit 2 and nothing
+written) -> write the catalog port -> weight table -> smoke gates -> verify on
+the twin (or the real weights) -> PORT.md -> the serve command.
+
+A trait the catalog does not implement still gets a written port with the row
+marked ``TODO(delta ...)``, and weights the names leave unmatched are set aside
+or stood in (the ``unfilled_weights`` row); verify runs anyway to show where it
 diverges, and the exit code is 1: an honest partial port, never a silent one.
 """
 
