@@ -205,7 +205,8 @@ def row_of(variant: Variant, code: int, run: dict[str, Any], refusal: str, verif
     deltas = run.get("deltas", [])
     implemented = ", ".join(r["rule"] for r in deltas if r["status"] == "implemented") or "-"
     missing = ", ".join(m["rule"] for m in run.get("missing", [])) or "-"
-    plan = sorted(f"{r['rule']}:{r['status']}" for r in deltas) + [f"mode:{run.get('mode')}"]
+    plan = sorted(f"{r['rule']}:{r['status']}" for r in deltas) + [f"mode:{run.get('mode')}"] + sorted(
+        f"missing:{m['rule']}:{m.get('value')}" for m in run.get("missing", []))
     row = Row(variant.family, variant.name, kind, "COULD NOT RUN", implemented, missing, seconds=seconds, plan=plan)
     walls = steps.get("walls", {})
     if code == 0 and "natively" in steps.get("native check", {}).get("detail", ""):

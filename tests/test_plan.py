@@ -495,3 +495,20 @@ def test_a_scale_expression_is_told_apart_by_its_value(scaled: bool, expected: s
     plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
     assert value(plan, "attention.scale") == expected
     assert ("attention_scale" in rules(plan)) == (expected == "none")
+
+
+def test_a_scale_divided_by_the_layer_depth_is_a_delta(tmp_path: Path) -> None:
+    """GPT-2's ``scale_attn_by_inverse_layer_idx`` divides each layer's scale in ``__init__``: read from the code,
+    it makes the attention_scale row, and the catalog implements it."""
+    from transformers import AutoConfig
+
+    from import_model.port.catalog import build_spec
+    from import_model.verify.twin import make_twin
+
+    config = AutoConfig.for_model("gpt2", scale_attn_by_inverse_layer_idx=True).to_dict() | {
+        "architectures": ["GPT2LMHeadModel"]}
+    source = open_source(str(make_twin(config, tmp_path / "gpt2").path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
+    assert value(plan, "attention.scale_by_layer") is True and "attention_scale" in rules(plan)
+    result = build_spec(plan.anatomy, load_config(source), sorted(rules(plan)))
+    assert result.traits.scale_by_layer and "attention_scale" not in {m.rule for m in result.missing}

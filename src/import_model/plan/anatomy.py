@@ -59,6 +59,7 @@ TRAITS: dict[str, str] = {
     "attention.qk_norm_weight": "the QK-norm has a learned weight (only with a QK norm)",
     "attention.scale": "default (1/sqrt(head_dim)) | query_pre_attn_scalar | multiplier | custom",
     "attention.scale_value": "the softmax scale, evaluated",
+    "attention.scale_by_layer": "True when each layer's scale is divided by its depth (GPT-2's flag)",
     "attention.logit_softcap": "tanh cap on attention scores (None: off)",
     "attention.sliding_window": "none | all (every layer) | interleaved (per-layer pattern)",
     "attention.window": "sliding window length in tokens",
@@ -223,6 +224,7 @@ _FORMATS: dict[str, Any] = {
     "attention.clip_qkv": lambda v: f"q/k/v clamped to +-{v:g}" if v else "no q/k/v clamp",
     "attention.layer_pattern": lambda v: f"layer pattern {v} (S=sliding, F=full)",
     "attention.head_dim": lambda v: f"head_dim {v}",
+    "attention.scale_by_layer": lambda v: "scale divided by the layer's depth (layer_idx + 1)" if v else "",
     "mlp.bias": lambda v: "MLP biases" if v else "no MLP biases",
     "mlp.fused_gate_up": lambda v: "fused gate_up projection" if v else "separate gate / up projections",
     "moe.experts": lambda v: f"{v} routed experts" if v else "dense MLP (no experts)",
@@ -617,6 +619,9 @@ def _scale(anatomy: Anatomy, inputs: _Inputs) -> None:
         value = _seen(inputs, "attention", "scale_value")
         anatomy.add("attention.scale", _scale_kind(seen.value, value.value if value else None,
                                                    anatomy.value("attention.head_dim")), MODELING, seen.evidence)
+        by_layer = _seen(inputs, "attention", "scale_by_layer")
+        anatomy.add("attention.scale_by_layer", True if by_layer else None, MODELING,
+                    by_layer.evidence if by_layer else "one scale for every layer")
         anatomy.add("attention.scale_value", value.value if value else None, MODELING, value.evidence if value else "")
     elif (scalar := _float(cfg, "query_pre_attn_scalar")) is not None:
         anatomy.add("attention.scale", "query_pre_attn_scalar", CONFIG, f"query_pre_attn_scalar={scalar}")

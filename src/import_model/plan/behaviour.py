@@ -385,6 +385,23 @@ def _unscaled_scores(tree: SourceTree, node: ModuleNode) -> str | None:
     return None
 
 
+def _scale_by_layer(tree: SourceTree, node: ModuleNode, attr: str) -> Observation | None:
+    """``if self.<flag>: self.<scale> /= ... layer_idx ...`` in the attention's ``__init__`` with the flag on for this
+    config: each layer's scale divided by its depth (GPT-2's ``scale_attn_by_inverse_layer_idx``)."""
+    found = tree.method(node.ref, "__init__") if node.ref is not None else None
+    for stmt in ast.walk(found[0]) if found else []:
+        if not (isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Attribute)
+                and isinstance(stmt.test.value, ast.Name) and stmt.test.value.id == "self"):
+            continue
+        for sub in stmt.body:
+            if isinstance(sub, ast.AugAssign) and isinstance(sub.op, ast.Div) \
+                    and isinstance(sub.target, ast.Attribute) and sub.target.attr == attr \
+                    and "layer_idx" in source_text(sub.value) and node.values.get(stmt.test.attr) is True:
+                return Observation(True, f"{node.class_name}.__init__: if self.{stmt.test.attr}: "
+                                         f"{source_text(sub, 80)}")
+    return None
+
+
 def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """scale kind and value, logit softcap, sliding-window support, where head_dim comes from."""
     if roles.attention is None:
@@ -406,6 +423,9 @@ def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
         value = node.values.get(attr, UNKNOWN)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             found["scale_value"] = Observation(_number(value), f"{name}.{attr} evaluated with the config")
+        by_layer = _scale_by_layer(tree, node, attr)
+        if by_layer is not None:
+            found["scale_by_layer"] = by_layer
     head_dim = node.exprs.get("head_dim")
     if head_dim is not None:
         text = source_text(head_dim, 200)

@@ -145,7 +145,8 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
     DeltaRule("mlp_bias", "mlp", ("mlp.bias",), SMALL, "graph", "match the MLP biases: {hf} instead of {donor}"),
     DeltaRule("activation", "mlp", ("mlp.activation",), SMALL, "graph",
               "use {hf} in the MLP instead of {donor}"),
-    DeltaRule("attention_scale", "attention", ("attention.scale",), SCALAR, "graph",
+    # GPT-2 (scale_attn_by_inverse_layer_idx): the scale divided by each layer's depth
+    DeltaRule("attention_scale", "attention", ("attention.scale", "attention.scale_by_layer"), SCALAR, "graph",
               "compute the softmax scale as {hf} (donor: {donor})"),
     DeltaRule("attention_softcap", "attention", ("attention.logit_softcap",), SCALAR, "graph",
               "add the attention-score cap: {hf}", project=_present, change_off="drop the donor's cap ({donor})"),

@@ -57,6 +57,7 @@ class Traits:
     sliding_window: SlidingWindow = "none"
     pattern_period: int | None = None
     attention_scale: AttentionScale = "default"
+    scale_by_layer: bool = False  # each layer's scale divided by its depth (GPT-2's scale_attn_by_inverse_layer_idx)
     clip_qkv: bool = False
     mlp: MLPKind = "gated"
     activation: Activation = "silu"

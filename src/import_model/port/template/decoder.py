@@ -736,6 +736,9 @@ class PortDecoder(Transformer):
                       mlp=mlps[index])
             for index in range(len(sliding))
         ]
+        if TRAITS.scale_by_layer:
+            for index, layer in enumerate(layers):
+                layer.self_attn.scale /= index + 1  # the scale divided by the layer's depth, as the family does
         if TRAITS.embedding_scale_in_module:
             embedding = ScaledEmbedding(int(config.vocab_size), int(config.hidden_size), dtype, device,
                                         scale=embedding_multiplier(config))
