@@ -512,3 +512,23 @@ def test_a_scale_divided_by_the_layer_depth_is_a_delta(tmp_path: Path) -> None:
     assert value(plan, "attention.scale_by_layer") is True and "attention_scale" in rules(plan)
     result = build_spec(plan.anatomy, load_config(source), sorted(rules(plan)))
     assert result.traits.scale_by_layer and "attention_scale" not in {m.rule for m in result.missing}
+
+
+@pytest.mark.parametrize(("model_type", "architecture", "placement"), [
+    ("openai-gpt", "OpenAIGPTLMHeadModel", "after_add"),  # h = ln_2(n + mlp(n)), n = ln_1(x + attn(x))
+    ("gpt2", "GPT2LMHeadModel", "pre"),  # ln_2 norms a sum too, but the unnormed sum stays the residual
+])
+def test_a_norm_after_the_residual_add_is_told_from_a_pre_norm(model_type: str, architecture: str, placement: str,
+                                                                tmp_path: Path) -> None:
+    """Post-LN (GPT-1) is read from the block's forward and reported missing, never claimed as pre-norm."""
+    from transformers import CONFIG_MAPPING
+
+    from import_model.port.catalog import build_spec
+    from import_model.verify.twin import make_twin
+
+    config = CONFIG_MAPPING[model_type]().to_dict() | {"architectures": [architecture]}
+    source = open_source(str(make_twin(config, tmp_path / model_type).path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
+    assert value(plan, "block.norms") == placement
+    missing = {m.rule for m in build_spec(plan.anatomy, load_config(source), sorted(rules(plan))).missing}
+    assert ("block_norms" in missing) == (placement == "after_add")

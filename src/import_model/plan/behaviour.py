@@ -862,6 +862,30 @@ def _wrapper_of(sym: Sym, inner_attr: str, wrappers: set[str]) -> str | None:
     return None
 
 
+def _norm_after_add(sym: Sym, sublayers: set[str], norms: set[str]) -> bool:
+    """The residual stream itself is normed after each add: the block's output is ``norm(x + sublayer)``, or such a
+    normed sum is a term of the next residual add (GPT-1's ``h = ln_2(n + mlp(n))`` with ``n = ln_1(x + a)``). A
+    pre-norm block also norms a sum (the MLP's input) but keeps adding the unnormed one."""
+    def normed_sum(node: Sym) -> bool:
+        return node[0] == "call" and node[1] in norms and node[2][0] == "add" and \
+            any(_calls_of(part, sublayers) for part in node[2][1])
+
+    if normed_sum(sym):
+        return True
+    stack = [sym]
+    while stack:
+        node = stack.pop()
+        if node[0] == "add":
+            if any(normed_sum(term) for term in node[1]):
+                return True
+            stack.extend(node[1])
+        elif node[0] == "call":
+            stack.append(node[2])
+        elif node[0] == "mul":
+            stack.append(node[1])
+    return False
+
+
 def _norm_names(result: Sym, attn: str, mlp: str, attn_in: Sym, mlp_in: Sym, norms: set[str]) -> dict[str, str]:
     """Which norm module sits where: role (pre/post attention/MLP) -> the layer's attribute name."""
     names = {
@@ -898,6 +922,8 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     pre = "pre_attention" in names or "pre_mlp" in names
     post = "post_attention" in names or "post_mlp" in names
     placement = "sandwich" if pre and post else "post" if post else "pre" if pre else "none"
+    if _norm_after_add(result, {attn, mlp}, norms):
+        placement = "after_add"
     out = {
         "residual": Observation("parallel" if parallel else "sequential",
                                 f"{where}: " + ("attention and MLP read the same input and are summed" if parallel
@@ -924,6 +950,7 @@ _PLACEMENT_TEXT = {
     "sandwich": "norm before and after each sublayer (post-norm on the output before the residual add)",
     "post": "norm applied to each sublayer's output before the residual add, none on its input",
     "none": "no norm around the sublayers",
+    "after_add": "norm applied after each residual add (post-LN: x = norm(x + sublayer(x)))",
 }
 
 
