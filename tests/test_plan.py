@@ -532,3 +532,4 @@ def test_a_norm_after_the_residual_add_is_told_from_a_pre_norm(model_type: str, 
     assert value(plan, "block.norms") == placement
     missing = {m.rule for m in build_spec(plan.anatomy, load_config(source), sorted(rules(plan))).missing}
     assert ("block_norms" in missing) == (placement == "after_add")
+    assert value(plan, "attention.scale") == "default"  # GPT-1's `if self.scale:` flag, on

@@ -385,6 +385,17 @@ def _unscaled_scores(tree: SourceTree, node: ModuleNode) -> str | None:
     return None
 
 
+def _flags_sqrt_scale(tree: SourceTree, node: ModuleNode, attr: str) -> bool:
+    """A method of the attention guards a division by a square root with ``if self.<attr>:``."""
+    for method, _ in tree.methods(node.ref) if node.ref is not None else []:
+        for stmt in ast.walk(method):
+            if isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Attribute) and stmt.test.attr == attr \
+                    and any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div) and "sqrt" in source_text(n)
+                            for sub in stmt.body for n in ast.walk(sub)):
+                return True
+    return False
+
+
 def _scale_by_layer(tree: SourceTree, node: ModuleNode, attr: str) -> Observation | None:
     """``if self.<flag>: self.<scale> /= ... layer_idx ...`` in the attention's ``__init__`` with the flag on for this
     config: each layer's scale divided by its depth (GPT-2's ``scale_attn_by_inverse_layer_idx``)."""
@@ -421,6 +432,10 @@ def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
         kind = next((k for key, k in SCALE_PATTERNS if key in names), "custom")
         found["scale"] = Observation(kind, f"{name}.{attr} = {source_text(expr, 90)}")
         value = node.values.get(attr, UNKNOWN)
+        if isinstance(value, bool) and kind == "custom" and _flags_sqrt_scale(tree, node, attr):
+            # GPT-1: ``if self.scale: w = w / math.sqrt(v.size(-1))``, the flag on or off for this config
+            found["scale"] = Observation("default" if value else "none",
+                                         f"{name}.{attr} = {value}: the flag that divides the scores by sqrt(head_dim)")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             found["scale_value"] = Observation(_number(value), f"{name}.{attr} evaluated with the config")
         by_layer = _scale_by_layer(tree, node, attr)
