@@ -392,7 +392,10 @@ def document(table: list[str]) -> str:
     defaults = [r for r in rows if r[1] == "default"]
     dense = [r for r in defaults if r[2] == "dense" and r[3] not in ("NATIVE", "NOT A DECODER")]
     passed = sum(r[3] == "PASS" for r in dense)
-    share = f"{passed}/{len(dense)} ({100 * passed / len(dense):.0f}%)" if dense else "none yet"
+    compiled = sum(r[3] in ("PASS", "PARTIAL", "FAIL") for r in dense)
+    dry = sum(r[3] == "DRY OK" for r in dense)
+    share = (f"{passed}/{len(dense)} ({100 * passed / len(dense):.0f}%); of the {compiled} compiled and verified, "
+             f"{passed} PASS; {dry} dry only (not compiled yet)") if dense else "none yet"
     families = len({r[0] for r in rows})
     return "\n".join([
         "# Sweep", "",
