@@ -263,6 +263,14 @@ def test_the_port_test_file_names_its_package_and_model(
     foreign.write_text("def test_mine():\n    assert True\n")
     with pytest.raises(UserError, match="not written by"):
         check_test_file(foreign)
+    # A long class name wraps the file's first line: a rerun still knows the file as its own.
+    from dataclasses import replace
+
+    long_name = replace(request, names=port_names("ModernBertDecoderForCausalLMWithAVeryLongName", "gpt_neox"))
+    name, wrapped = port_test_file(long_name)
+    (tmp_path / "wrapped").mkdir()
+    (tmp_path / "wrapped" / name).write_text(wrapped)
+    check_test_file(tmp_path / "wrapped" / name)
 
 
 # --------------------------------------------------------------------------- weight table
