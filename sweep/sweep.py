@@ -63,6 +63,8 @@ MOE_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_exp
 NOT_DECODER_WALLS = ("non-causal", "encoder-decoder", "task-head")
 #: Wall codes of recurrent or state-space models (not dense decoders).
 RECURRENT_WALLS = ("recurrent-layers", "linear-attention")
+#: The scratch folder a sweep worker ports and verifies in (``<tmp>/import-model-sweep-XXXX/``).
+WORK_DIR = re.compile(r"\S*/import-model-sweep-[\w]+/")
 VERDICTS = ("NATIVE", "PASS", "PARTIAL", "FAIL", "DRY OK", "AS DEFAULT", "WALL", "BY HAND", "NOT A DECODER",
             "COULD NOT RUN")
 
@@ -90,8 +92,9 @@ class Row:
     plan: list[str] = field(default_factory=list)  # the plan's signature, to compare variants with the default
 
     def cells(self, stamp: str) -> str:
+        detail = WORK_DIR.sub("", self.detail)[:220]  # the run's scratch folder says nothing once it is gone
         values = [self.family, self.variant, self.kind, self.verdict, self.implemented, self.missing,
-                  self.first_divergence, self.worst_rel_l2, self.detail[:220], f"{self.seconds:.0f}", stamp]
+                  self.first_divergence, self.worst_rel_l2, detail, f"{self.seconds:.0f}", stamp]
         return "| " + " | ".join(str(v).replace("|", "/").replace("\n", " ") for v in values) + " |"
 
 
