@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -850,20 +850,22 @@ def _add(left: Sym, right: Sym) -> Sym:
     return ("add", terms)
 
 
-def _calls_of(sym: Sym, attrs: set[str]) -> list[Sym]:
-    found = []
+def _nodes(sym: Sym) -> Iterator[Sym]:
+    """Every node of a traced expression (calls, sums, products), depth first."""
     stack = [sym]
     while stack:
         current = stack.pop()
+        yield current
         if current[0] == "call":
-            if current[1] in attrs:
-                found.append(current)
             stack.append(current[2])
         elif current[0] == "add":
             stack.extend(current[1])
         elif current[0] == "mul":
             stack.append(current[1])
-    return found
+
+
+def _calls_of(sym: Sym, attrs: set[str]) -> list[Sym]:
+    return [node for node in _nodes(sym) if node[0] == "call" and node[1] in attrs]
 
 
 def _wrapper_of(sym: Sym, inner_attr: str, wrappers: set[str]) -> str | None:
@@ -885,20 +887,8 @@ def _norm_after_add(sym: Sym, sublayers: set[str], norms: set[str]) -> bool:
         return node[0] == "call" and node[1] in norms and node[2][0] == "add" and \
             any(_calls_of(part, sublayers) for part in node[2][1])
 
-    if normed_sum(sym):
-        return True
-    stack = [sym]
-    while stack:
-        node = stack.pop()
-        if node[0] == "add":
-            if any(normed_sum(term) for term in node[1]):
-                return True
-            stack.extend(node[1])
-        elif node[0] == "call":
-            stack.append(node[2])
-        elif node[0] == "mul":
-            stack.append(node[1])
-    return False
+    return normed_sum(sym) or any(node[0] == "add" and any(normed_sum(term) for term in node[1])
+                                  for node in _nodes(sym))
 
 
 def _norm_names(result: Sym, attn: str, mlp: str, attn_in: Sym, mlp_in: Sym, norms: set[str]) -> dict[str, str]:
