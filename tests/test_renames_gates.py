@@ -343,7 +343,7 @@ def test_renames_read_from_the_module_tree(model_type: str, architecture: str, k
 
     config = AutoConfig.for_model(model_type).to_dict() | {"architectures": [architecture]}
     assert graph_name not in renames.candidate_names(key)  # no table row knows this family's name
-    assert graph_name in renames.candidate_names(key, renames.found_renames(config))
+    assert graph_name in renames.candidate_names(key, renames.found_renames(renames.module_tree(config)))
     mapping = derive_mapping({key: (4,)}, {graph_name: (4,)}, config)
     assert mapping.renames == {key: graph_name} and mapping.complete
 

@@ -320,10 +320,11 @@ class _Matcher:
 
 def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config: dict[str, Any]) -> WeightMapping:
     """Match checkpoint tensors (name -> shape) to graph weights (name -> shape) by name and shape."""
-    stored = stored_transposed(config)
+    root = module_tree(config)  # read once: transposed weights and found renames both come from it
+    stored = stored_transposed(root)
     flipped = [k for k, v in checkpoint.items() if len(v) == 2 and any(p.fullmatch(k) for p in stored)]
     shapes = {k: tuple(reversed(v)) if k in flipped else tuple(v) for k, v in checkpoint.items()}
-    matcher = _Matcher(shapes, {k: tuple(v) for k, v in graph.items()}, found_renames(config))
+    matcher = _Matcher(shapes, {k: tuple(v) for k, v in graph.items()}, found_renames(root))
     matcher.mapping.transposed = flipped
     _drop_buffers(matcher)
     _match_direct(matcher)
@@ -336,7 +337,7 @@ def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config
     return mapping
 
 
-def _module_tree(config: dict[str, Any]) -> Any:
+def module_tree(config: dict[str, Any]) -> Any:
     """The HF module tree of the config's causal-LM class, read from its modeling source (None if unreadable)."""
     from import_model.plan.modeling import SourceTree, build_module_tree, causal_lm_class, modeling_path
 
@@ -356,10 +357,9 @@ def _module_tree(config: dict[str, Any]) -> Any:
         return None
 
 
-def stored_transposed(config: dict[str, Any]) -> tuple[re.Pattern[str], ...]:
+def stored_transposed(root: Any) -> tuple[re.Pattern[str], ...]:
     """Checkpoint weights the family's modeling code keeps as (in, out), as transformers' ``Conv1D`` does (GPT-2),
-    read from its module tree; none when the code cannot be read."""
-    root = _module_tree(config)
+    read from its module tree (:func:`module_tree`); none when the code could not be read."""
     if root is None:
         return ()
     return tuple(re.compile(re.escape(node.path).replace(re.escape("{i}"), r"\d+") + r"\.weight")
@@ -373,13 +373,12 @@ _KNOWN_PREFIXES = frozenset({"model.", "transformer.", "gpt_neox.", "model.decod
 _PROJECTION_NAMES = frozenset({"q_proj", "k_proj", "v_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv"})
 
 
-def found_renames(config: dict[str, Any]) -> tuple[RenameRule, ...]:
-    """Renames read from the family's HF module tree, tried before :data:`RENAME_RULES`: the final norm beside the
-    layer list, under whatever name the family gives it (XGLM's ``layer_norm``), an attention module whose
-    projections sit one module deeper (GPT-Neo's ``attn.attention``), and the decoder's own prefix."""
+def found_renames(root: Any) -> tuple[RenameRule, ...]:
+    """Renames read from the family's HF module tree (:func:`module_tree`), tried before :data:`RENAME_RULES`: the
+    final norm beside the layer list, under whatever name the family gives it (XGLM's ``layer_norm``), an attention
+    module whose projections sit one module deeper (GPT-Neo's ``attn.attention``), and the decoder's own prefix."""
     from import_model.plan.behaviour import find_roles
 
-    root = _module_tree(config)
     if root is None:
         return ()
     roles = find_roles(root)
