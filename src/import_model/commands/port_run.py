@@ -297,13 +297,10 @@ def walls_step(model: str, config: dict, checkpoint: Any, files: list[str], run:
     run.step("walls", "clear" if code == 0 else "warnings", "; ".join(f.code for f in findings) or "no walls")
 
 
-def write_weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, open_rules: list[str],
-                       stand_in: Callable[[dict[str, str], str], None] | None = None) -> tuple[bool, str]:
+def write_weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Path, open_rules: list[str]) -> tuple[bool, str]:
     """Derive the checkpoint -> graph name table, write it into the port's adapter; (complete, a summary).
 
     ``open_rules``: the plan's deltas the port does not implement yet, whose weights may be set aside.
-    ``stand_in``: when given, what name matching leaves open is closed (see ``renames.stand_in_gaps``) and the
-    stand-ins are handed to it with the summary before the table is written, so a partial port still loads.
     """
     from import_model.port import renames
 
@@ -311,46 +308,55 @@ def write_weight_table(source: Any, config: dict, checkpoint: Any, port_dir: Pat
         table = renames.derive_table(source, config, checkpoint, port_dir, open_rules, report.progress)
     except renames.DryBuildError as exc:
         return False, f"not written: {exc.message}"
+    renames.write_adapter_table(port_dir, table.mapping)
+    return table.mapping.complete, _table_summary(table)
+
+
+def _table_summary(table: Any) -> str:
     mapping, aside = table.mapping, table.set_aside_text()
-    complete = mapping.complete
     renamed = sum(1 for key, name in mapping.renames.items() if key != name)
-    problems = [f"{len(v)} {k}" for k, v in (("orphan(s)", mapping.orphans), ("missing", mapping.missing),
-                                              ("shape mismatch(es)", mapping.mismatches)) if v]
-    summary = (f"{renamed} rename(s), {len(mapping.splits)} split(s)" if complete else ", ".join(problems))
-    if stand_in is not None and not complete:
-        stand_in(renames.stand_in_gaps(mapping), ", ".join(problems))
-    renames.write_adapter_table(port_dir, mapping)
-    return complete, summary + (f" ({aside})" if aside else "")
+    summary = f"{renamed} rename(s), {len(mapping.splits)} split(s)" if mapping.complete else _gaps(mapping)
+    return summary + (f" ({aside})" if aside else "")
+
+
+def _gaps(mapping: Any) -> str:
+    """``2 orphan(s), 3 missing``: what name matching left open."""
+    return ", ".join(f"{len(v)} {k}" for k, v in (("orphan(s)", mapping.orphans), ("missing", mapping.missing),
+                                                   ("shape mismatch(es)", mapping.mismatches)) if v)
 
 
 def _weight_table(source: Any, config: dict, checkpoint: Any, out_dir: Path, request: Any, run: PortRun) -> Any:
-    """The weight table; where names leave gaps, the port is rewritten with stand-ins and a missing row."""
+    """The weight table; where names leave gaps, the port is rewritten with stand-ins and a missing row first (a
+    rewrite replaces the package, so the table is written after it). Returns the request the port was written from."""
     from dataclasses import replace
 
-    from import_model.port.renames import UNFILLED
+    from import_model.port import renames
     from import_model.port.writer import write_port
 
     port_dir = Path(run.port_dir or "")
-    partial = request
-
-    def stand_in(stand_ins: dict[str, str], problems: str) -> None:
-        nonlocal partial
+    try:
+        table = renames.derive_table(source, config, checkpoint, port_dir, [m["rule"] for m in run.missing],
+                                     report.progress)
+    except renames.DryBuildError as exc:
+        run.step("weight table", "FAIL", f"not written: {exc.message}")
+        return request
+    summary, complete = _table_summary(table), table.mapping.complete
+    if not complete:
+        gaps = _gaps(table.mapping)
+        stand_ins = renames.stand_in_gaps(table.mapping)
         shown = ", ".join(list(stand_ins)[:3]) + (f" (+{len(stand_ins) - 3})" if len(stand_ins) > 3 else "")
-        reason = (f"the weight table leaves {problems}: unmatched checkpoint tensors are set aside and "
+        reason = (f"the weight table leaves {gaps}: unmatched checkpoint tensors are set aside and "
                   f"{len(stand_ins)} graph weight(s) stood in ({shown or 'none'})")
-        partial = replace(request, stand_ins=tuple(stand_ins.items()), missing=(*request.missing, (UNFILLED, reason)))
-        write_port(out_dir, partial)
-        run.mode = partial.mode
-        run.missing.append({"trait": "weights", "rule": UNFILLED, "value": len(stand_ins), "reason": reason})
-        run.deltas.append({"rule": UNFILLED, "entry": None, "status": "missing", "how": reason})
-
-    complete, summary = write_weight_table(source, config, checkpoint, port_dir, [m["rule"] for m in run.missing],
-                                           stand_in)
-    failed = summary.startswith("not written")
-    run.step("weight table", "done" if complete else "FAIL" if failed else "partial",
-             summary + ("" if complete or failed else "; the rest set aside or stood in (missing row "
-                        f"{UNFILLED})"))
-    return partial
+        request = replace(request, stand_ins=tuple(stand_ins.items()),
+                          missing=(*request.missing, (renames.UNFILLED, reason)))
+        write_port(out_dir, request)
+        run.mode = request.mode
+        run.missing.append({"trait": "weights", "rule": renames.UNFILLED, "value": len(stand_ins), "reason": reason})
+        run.deltas.append({"rule": renames.UNFILLED, "entry": None, "status": "missing", "how": reason})
+        summary += f"; the rest set aside or stood in (missing row {renames.UNFILLED})"
+    renames.write_adapter_table(port_dir, table.mapping)
+    run.step("weight table", "done" if complete else "partial", summary)
+    return request
 
 
 def _smoke_gates(model: str, port_dir: Path, run: PortRun, revision: str | None) -> None:
