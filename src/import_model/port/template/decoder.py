@@ -761,12 +761,12 @@ class PortDecoder(Transformer):
             norm=make_norm(int(config.hidden_size), eps, dtype, device), output=head, embedding=embedding,
             kv_params=kv_params, rope=_NoRope(), return_logits=return_logits, embedding_multiplier=multiplier,
         )
-        if TRAITS.position_table:
+        if TRAITS.position_table or TRAITS.position_sinusoid != "none":
             rows = int(config_value(config, "max_positions")) + TRAITS.position_offset
-            self.embed_positions = Embedding(rows, int(config.hidden_size), dtype, device)
-        elif TRAITS.position_sinusoid != "none":
-            rows = int(config_value(config, "max_positions")) + TRAITS.position_offset
-            self.sinusoid = SinusoidTable(rows, int(config.hidden_size))
+            if TRAITS.position_table:
+                self.embed_positions = Embedding(rows, int(config.hidden_size), dtype, device)
+            else:
+                self.sinusoid = SinusoidTable(rows, int(config.hidden_size))
 
     if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
         @override
@@ -787,19 +787,16 @@ class PortDecoder(Transformer):
             h = self.embed_tokens(tokens)
             if TRAITS.embedding_scale != "none" and not TRAITS.embedding_scale_in_module:
                 h = h * float(self.embedding_multiplier)
-            if TRAITS.position_table:
-                # the learned table of absolute positions (its first rows sit before position 0 where the family
-                # offsets them)
+            if TRAITS.position_table or TRAITS.position_sinusoid != "none":
+                # the table of absolute positions, learned or computed (its first rows sit before position 0 where
+                # the family offsets them)
                 _, positions = token_positions(input_row_offsets, kv_collection, h.shape[0], h.device)
                 if TRAITS.position_offset:
                     positions = positions + TRAITS.position_offset
-                h = h + self.embed_positions(positions)
-            elif TRAITS.position_sinusoid != "none":
-                # the computed table of absolute positions, offset as the family offsets it
-                _, positions = token_positions(input_row_offsets, kv_collection, h.shape[0], h.device)
-                if TRAITS.position_offset:
-                    positions = positions + TRAITS.position_offset
-                h = h + ops.cast(ops.gather(self.sinusoid.value(h.device), positions, axis=0), h.dtype)
+                if TRAITS.position_table:
+                    h = h + self.embed_positions(positions)
+                else:
+                    h = h + ops.cast(ops.gather(self.sinusoid.value(h.device), positions, axis=0), h.dtype)
             if TRAITS.embedding_norm:
                 h = self.norm(h)  # the final norm's module normalises the embeddings too, as in HF
             return self._process_hidden_states(h, kv_collection, return_n_logits, input_row_offsets)
