@@ -945,7 +945,8 @@ def _embedding(anatomy: Anatomy, inputs: _Inputs) -> None:
 
 
 def _positions(anatomy: Anatomy, inputs: _Inputs) -> None:
-    """A learned position table: its key, and how many rows sit before position 0 (rows - max positions)."""
+    """A position table: learned (its key, and how many rows sit before position 0: rows - max positions), or
+    computed with no weight (its layout and offset read from the module's code)."""
     keys = inputs.facts["position_table"]
     if not keys:
         computed, offset = _seen(inputs, "positions", "sinusoid"), _seen(inputs, "positions", "offset")

@@ -366,13 +366,12 @@ def _expanded_names(node: ModuleNode, expr: ast.expr | None, depth: int = 0) -> 
 _SCALE_WORDS = re.compile(r"scal|sqrt|norm_factor|head_dim|head_size|inv_freq|softmax_scale|temperature", re.I)
 
 
-def _unscaled_scores(tree: SourceTree, node: ModuleNode) -> str | None:
-    """``Class.method`` of the attention (or a module inside it) that multiplies queries by transposed keys with no
-    division and no scale-like name in the whole method (GPT-Neo); None when every such method scales."""
-    for holder in (node, *node.children.values()):
-        if holder.ref is None:
-            continue
-        for method, owner in tree.methods(holder.ref):
+def _unscaled_scores(tree: SourceTree, classes: list[ClassRef]) -> str | None:
+    """``Class.method`` of the attention's classes (its own and its submodules') that multiplies queries by
+    transposed keys with no division and no scale-like name in the whole method (GPT-Neo); None when every such
+    method scales."""
+    for ref in classes:
+        for method, owner in tree.methods(ref):
             products = [n for n in ast.walk(method) if isinstance(n, ast.Call) and _call_leaf(n) == "matmul"
                         and any(isinstance(a, ast.Call) and _call_leaf(a) == "transpose" for a in n.args)]
             if not products:
@@ -421,7 +420,8 @@ def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
     name = node.class_name
     found: dict[str, Observation] = {}
     attr = next((a for a in SCALE_ATTRS if a in node.exprs), None)
-    unscaled = _unscaled_scores(tree, node) if attr is None else None
+    classes = [n.ref for n in (node, *node.children.values()) if n.ref is not None]  # GPT-Neo nests its attention
+    unscaled = _unscaled_scores(tree, classes) if attr is None else None
     if unscaled is not None:
         found["scale"] = Observation("none", f"{unscaled} multiplies q by kᵀ and scales nothing")
     elif attr is None:
@@ -447,7 +447,6 @@ def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
         reads = bool(re.search(r"config\.head_dim|['\"]head_dim['\"]", text))
         found["head_dim_source"] = Observation("config" if reads else "derived", f"{name}.head_dim = {source_text(head_dim, 90)}")
     found.update(_softcap(tree, node))
-    classes = [n.ref for n in (node, *node.children.values()) if n.ref is not None]
     text = " ".join(source_text(m, 100000) for ref in classes for m, _ in tree.methods(ref))
     if roles.layer is not None and roles.layer.ref is not None:
         text += " ".join(source_text(m, 100000) for m, _ in tree.methods(roles.layer.ref))
@@ -516,7 +515,7 @@ def _routing_methods(tree: SourceTree, holder: ModuleNode | None) -> list[tuple[
 
 def _divides_by_sum(node: ast.AST) -> bool:
     if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Div):
-        return ".sum(" in source_text(node.value, 200) or "sum(" in source_text(node.value, 200)
+        return "sum(" in source_text(node.value, 200)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
         return "sum(" in source_text(node.right, 200)
     return False
