@@ -520,7 +520,7 @@ def test_a_scale_divided_by_the_layer_depth_is_a_delta(tmp_path: Path) -> None:
 ])
 def test_a_norm_after_the_residual_add_is_told_from_a_pre_norm(model_type: str, architecture: str, placement: str,
                                                                 tmp_path: Path) -> None:
-    """Post-LN (GPT-1) is read from the block's forward and reported missing, never claimed as pre-norm."""
+    """Post-LN (GPT-1) is read from the block's forward, never taken for pre-norm, and the port norms each sum."""
     from transformers import CONFIG_MAPPING
 
     from import_model.port.catalog import build_spec
@@ -530,6 +530,9 @@ def test_a_norm_after_the_residual_add_is_told_from_a_pre_norm(model_type: str, 
     source = open_source(str(make_twin(config, tmp_path / model_type).path))
     plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
     assert value(plan, "block.norms") == placement
-    missing = {m.rule for m in build_spec(plan.anatomy, load_config(source), sorted(rules(plan))).missing}
-    assert ("block_norms" in missing) == (placement == "after_add")
+    spec = build_spec(plan.anatomy, load_config(source), sorted(rules(plan)))
+    assert "block_norms" not in {m.rule for m in spec.missing}
+    roles = {"after_add": {"after_attention_add", "after_mlp_add"}, "pre": {"pre_attention", "pre_mlp"}}[placement]
+    assert set(spec.traits.norms) == roles
+    assert spec.traits.final_norm is (placement == "pre")  # GPT-1 has no norm after its last layer
     assert value(plan, "attention.scale") == "default"  # GPT-1's `if self.scale:` flag, on

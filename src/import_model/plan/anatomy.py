@@ -77,11 +77,14 @@ TRAITS: dict[str, str] = {
     "norm.weight": "the norm has a learned weight",
     "norm.bias": "the norm has a learned bias",
     "norm.eps": "norm epsilon",
+    "norm.final": "a norm closes the layer stack before the head (False: the last layer's output goes to the head)",
     "block.residual": "sequential | parallel (attention and MLP both read the block input)",
     "block.norms": "pre | sandwich (pre and post) | post (post only) | none | after_add (post-LN, after the residual add)",
     "block.parallel_norm": "shared | separate (parallel blocks only)",
     "block.norm_names": "the decoder layer's norm attribute per role (pre/post attention, pre/post MLP)",
     "block.residual_multiplier": "scale on each sublayer output before the residual add (None: off)",
+    "block.cross_attention": "the layer's modules that run only with encoder states (cross-attention): a causal LM "
+                             "never reads their weights",
     "mlp.kind": "gated (act(gate) * up) | plain (act(up))",
     "mlp.fused_gate_up": "gate and up projections stored as one tensor",
     "mlp.activation": "silu | gelu_tanh | gelu | relu | relu2 | ...",
@@ -101,7 +104,8 @@ TRAITS: dict[str, str] = {
     "moe.expert_layout": "per_expert (experts.{j}.gate_proj ...) | stacked (3-D experts.gate_up_proj ...)",
     "embedding.scale": "none | sqrt_hidden | multiplier",
     "embedding.scale_value": "the embedding multiplier, evaluated",
-    "embedding.norm": "the norm module applied to the embeddings before the first layer (None: none)",
+    "embedding.norm": "a norm on the embeddings before the first layer: final (the final norm's module) | own (a module "
+                      "of its own) | None",
     "embedding.positions": "none | learned | sinusoidal (a position table added to the token embeddings; "
                            "sinusoidal: computed, no weights)",
     "embedding.sinusoid": "fairseq (sin | cos, 10000^(-i / (half - 1))) | halves (10000^(-i / half)) | unknown",
@@ -237,7 +241,8 @@ _FORMATS: dict[str, Any] = {
     "embedding.positions": lambda v: {"learned": "learned position table added to the embeddings",
                                       "sinusoidal": "sinusoidal position table (computed) added to the embeddings"
                                       }.get(v, "no position table"),
-    "embedding.norm": lambda v: f"embeddings normalised by {v} before the first layer" if v else "embeddings not normalised",
+    "embedding.norm": lambda v: {"final": "embeddings normalised by the final norm's module",
+                                 "own": "embeddings normalised by a norm of their own"}.get(v, "embeddings not normalised"),
 }
 
 
@@ -371,6 +376,9 @@ def _quiet():
 
 _ATTN = r"(?:self_attn|attention|attn|self_attention|mixer)"
 _MLP = r"(?:mlp|feed_forward|ffn|block_sparse_moe|moe)"
+#: A learned position table: wpe (GPT-2), embed_positions (OPT), position_embeddings (BERT-style), positions_embed
+#: (GPT-1).
+POSITION_TABLE_KEY = r"(?:^|\.)(?:wpe|embed_positions|position_embeddings|positions_embed)\.weight$"
 #: fact -> regex over key patterns (``model.layers.{i}.self_attn.q_proj.weight``).
 KEY_FACTS: dict[str, str] = {
     "qkv_fused": rf"\.{_ATTN}\.(?:qkv_proj|query_key_value|Wqkv|c_attn|W_pack|qkv)\.weight$",
@@ -391,7 +399,7 @@ KEY_FACTS: dict[str, str] = {
     "router_bias": rf"\.{_MLP}\.(?:gate|router)\.bias$",
     "correction_bias": r"e_score_correction_bias$",
     "lm_head": r"^(?:lm_head|embed_out|output)\.weight$",
-    "position_table": r"(?:^|\.)(?:wpe|embed_positions|position_embeddings)\.weight$",
+    "position_table": POSITION_TABLE_KEY,
     "lm_head_bias": r"^(?:lm_head|embed_out|output)\.bias$",
     # Block norms sit right under the block, whatever the block list is called (layers, h, blocks).
     "layer_norm_weight": r"\{i\}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.weight$",
@@ -470,7 +478,7 @@ def _read_modeling(anatomy: Anatomy, tree: SourceTree, cfg: dict, architecture: 
         return {}, None, {}
     try:
         root = build_module_tree(tree, ref, _text_section(cfg) if "text_config" in cfg else cfg)
-        roles = behaviour.find_roles(root)
+        roles = behaviour.find_roles(root, tree)
         seen = {name: detect(tree, roles) for name, detect in _DETECTORS.items()}
         seen["norm"] = behaviour.norm_behaviour(tree, _first_norm(roles))
         seen["qk_norm"] = behaviour.norm_behaviour(tree, roles.q_norm)
@@ -790,6 +798,21 @@ def _norms(anatomy: Anatomy, inputs: _Inputs) -> None:
                         row.evidence if row else "assumed")
     eps = _float(cfg, "rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "norm_epsilon", "norm_eps")
     anatomy.add("norm.eps", eps, CONFIG, f"eps={eps}")
+    _final_norm(anatomy, inputs)
+
+
+def _final_norm(anatomy: Anatomy, inputs: _Inputs) -> None:
+    """Whether a norm closes the layer stack: a norm module beside the layer list in the family's module tree
+    (GPT-1, BERT-style decoders and OPT without ``do_layer_norm_before`` have none)."""
+    roles = inputs.roles
+    if roles is None or roles.backbone is None:
+        anatomy.add("norm.final", True, DEFAULT, "no module tree read; assumed a final norm")
+    elif roles.final_norm is not None:
+        anatomy.add("norm.final", True, MODELING, f"{roles.final_norm.path} ({roles.final_norm.class_name})")
+    else:
+        anatomy.add("norm.final", False, MODELING,
+                    f"{roles.backbone.path} holds no norm beside its layer list: the last layer's output is the head's "
+                    "input")
 
 
 def _block(anatomy: Anatomy, inputs: _Inputs) -> None:
@@ -817,6 +840,9 @@ def _block(anatomy: Anatomy, inputs: _Inputs) -> None:
         anatomy.add("block.parallel_norm", seen["parallel_norm"].value, MODELING, seen["parallel_norm"].evidence)
     if "norm_names" in seen:
         anatomy.add("block.norm_names", seen["norm_names"].value, MODELING, seen["norm_names"].evidence)
+    cross = seen.get("cross_attention")
+    anatomy.add("block.cross_attention", cross.value if cross else [], MODELING if cross else DEFAULT,
+                cross.evidence if cross else "every module of the layer runs in a causal LM")
     multiplier = seen.get("residual_multiplier")
     value = multiplier.value if multiplier and multiplier.value != 1.0 else None
     anatomy.add("block.residual_multiplier", value, MODELING if multiplier else DEFAULT,
@@ -998,12 +1024,13 @@ def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
 #: ``weights.unexplained``. Block norms count only under the names the block's forward uses (norm_names).
 _PROJ = r"\.(?:weight|bias)$"
 EXPLAINED_KEYS: tuple[str, ...] = (
-    r"^(?:model\.|transformer\.|gpt_neox\.|language_model\.|decoder\.)*(?:embed_tokens|wte|word_embeddings|embed_in)"
+    r"^(?:model\.|transformer\.|gpt_neox\.|language_model\.|decoder\.)*(?:embed_tokens|wte|word_embeddings|embed_in|"
+    r"tokens_embed)"
     r"\.weight$",
     r"^(?:model\.|transformer\.|gpt_neox\.|language_model\.|decoder\.)*(?:norm|ln_f|final_layer_norm|final_layernorm|"
     r"norm_f|layer_norm)" + _PROJ,
     r"^(?:lm_head|embed_out|output)" + _PROJ,
-    r"(?:^|\.)(?:wpe|embed_positions|position_embeddings)\.weight$",  # the position table trait names it
+    POSITION_TABLE_KEY,  # the position table trait names it
     rf"\{{i\}}\.(?:{_ATTN}\.)+(?:q_proj|k_proj|v_proj|o_proj|qkv_proj|query_key_value|Wqkv|c_attn|c_proj|W_pack|dense|"
     r"out_proj|query|key|value|wq|wk|wv|wo|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj)" + _PROJ,
     rf"\{{i\}}\.(?:{_ATTN}\.)+(?:q_norm|k_norm|q_layernorm|k_layernorm|query_layernorm|key_layernorm|q_ln|k_ln|"
@@ -1031,9 +1058,13 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
     norm_names = anatomy.value("block.norm_names")
     used = set(norm_names.values()) if isinstance(norm_names, dict) and norm_names else None
     roles = inputs.roles  # the embedding, final norm and head wherever the module tree puts them (BioGPT's biogpt.)
-    found = {f"{node.path}.{name}" for node in (roles.embed, roles.final_norm, roles.lm_head) if node is not None
+    found = {f"{node.path}.{name}" for node in (roles.embed, roles.embed_norm, roles.final_norm, roles.lm_head)
+             if node is not None
              for name in ("weight", "bias")} if roles is not None else set()
-    left = [key for key in inputs.shapes if key not in found and not explained_key(key, used)]
+    cross = anatomy.value("block.cross_attention") or []
+    unread = re.compile(r"\{i\}\.(?:" + "|".join(map(re.escape, cross)) + r")\.") if cross else None
+    left = [key for key in inputs.shapes if key not in found and not explained_key(key, used)
+            and not (unread and unread.search(key))]
     anatomy.add("weights.unexplained", sorted(left), inputs.key_source,
                 _keys_text(sorted(left)) if left else "every key matches a trait's pattern")
 

@@ -68,6 +68,7 @@ class Roles:
     mlp: tuple[str, ModuleNode] | None = None
     layer_norms: dict[str, ModuleNode] = field(default_factory=dict)
     final_norm: ModuleNode | None = None
+    embed_norm: ModuleNode | None = None  # a norm the backbone applies to the embeddings before its layers
     embed: ModuleNode | None = None
     lm_head: ModuleNode | None = None
     q_norm: ModuleNode | None = None
@@ -87,7 +88,9 @@ def _role_child(node: ModuleNode | None, role: str) -> tuple[str, ModuleNode] | 
     return None
 
 
-def find_roles(root: ModuleNode) -> Roles:
+def find_roles(root: ModuleNode, tree: SourceTree | None = None) -> Roles:
+    """The modules that play each role; with ``tree``, the backbone's forward says which of its norms run before the
+    layers (on the embeddings) and which after them (the final norm)."""
     roles = Roles(root=root)
     found = _layer_list(root)
     if found is not None:
@@ -102,11 +105,44 @@ def find_roles(root: ModuleNode) -> Roles:
         roles.layer_norms = {a: c for a, c in roles.layer.children.items() if c.kind in NORM_KINDS}
     if roles.backbone is not None:
         roles.final_norm = next((c for c in roles.backbone.children.values() if c.kind in NORM_KINDS), None)
+        if tree is not None:
+            _settle_backbone_norms(tree, roles)
     attention = roles.attention[1] if roles.attention else None
     q_norm, k_norm = _role_child(attention, "q_norm"), _role_child(attention, "k_norm")
     roles.q_norm = q_norm[1] if q_norm else None
     roles.k_norm = k_norm[1] if k_norm else None
     return roles
+
+
+def _settle_backbone_norms(tree: SourceTree, roles: Roles) -> None:
+    """Read the backbone's forward: a norm called before the loop over the layers normalises the embeddings, one
+    called after it is the final norm (TrOCR's only backbone norm, ``layernorm_embedding``, runs before)."""
+    backbone = roles.backbone
+    found = _forward(tree, backbone)
+    if backbone is None or found is None:
+        return
+    norms = {attr: child for attr, child in backbone.children.items() if child.kind in NORM_KINDS}
+    lists = "|".join(re.escape(attr) for attr, child in backbone.children.items() if child.kind == "list")
+    before: list[str] = []
+    after: list[str] = []
+    seen_loop = False
+    for stmt in found[0].body:
+        if isinstance(stmt, ast.For) and lists and re.search(rf"\bself\.(?:{lists})\b", source_text(stmt.iter)):
+            seen_loop = True
+            continue
+        called = [attr for attr in _self_calls(stmt) if attr in norms]
+        (after if seen_loop else before).extend(called)
+    if not seen_loop:
+        return
+    roles.embed_norm = norms[before[0]] if before else None
+    roles.final_norm = norms[after[0]] if after else None
+
+
+def _self_calls(stmt: ast.stmt) -> list[str]:
+    """Attributes of ``self`` the statement calls, in order."""
+    return [node.func.attr for node in ast.walk(stmt) if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "self"]
 
 
 def _layer_list(root: ModuleNode) -> tuple[ModuleNode, ModuleNode] | None:
@@ -629,8 +665,7 @@ def embedding_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
                 if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Mult) and \
                         re.search(r"embeds|hidden_states", source_text(value.left)):
                     candidates.append((value.right, local, f"{forward[1].name}.forward: {source_text(stmt, 90)}"))
-    normed = _norm_before_layers(forward)
-    found = {"norm": normed} if normed else {}
+    found = {"norm": _embedding_norm(roles, forward)} if roles.embed_norm is not None else {}
     for expr, env, where in candidates:
         text = source_text(expr, 400) + " " + " ".join(_expanded_names(backbone, expr))
         if isinstance(expr, ast.Name) and expr.id in _local_sources(forward):
@@ -674,20 +709,16 @@ def position_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]
             "offset": Observation(offset, f"{node.class_name}.offset = {offset}")}
 
 
-def _norm_before_layers(forward: tuple[ast.FunctionDef, Any] | None) -> Observation | None:
-    """``hidden_states = self.<norm>(hidden_states)`` before the loop over the layers (NanoChat normalises its
-    embeddings with the final norm's module)."""
-    if forward is None:
-        return None
-    for stmt in forward[0].body:
-        if isinstance(stmt, ast.For) and "layers" in source_text(stmt.iter):
-            return None
-        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call) and \
-                isinstance(stmt.value.func, ast.Attribute) and "norm" in stmt.value.func.attr.lower() and \
-                isinstance(stmt.value.func.value, ast.Name) and stmt.value.func.value.id == "self":
-            return Observation(stmt.value.func.attr, f"{forward[1].name}.forward: {source_text(stmt, 90)} before the "
-                                                     "layers")
-    return None
+def _embedding_norm(roles: Roles, forward: tuple[ast.FunctionDef, Any] | None) -> Observation:
+    """``final``: the final norm's own module also normalises the embeddings (NanoChat); ``own``: a norm of their
+    own (TrOCR's ``layernorm_embedding``)."""
+    node = roles.embed_norm
+    assert node is not None
+    where = f"{forward[1].name}.forward" if forward else "the backbone's forward"
+    if node is roles.final_norm:
+        return Observation("final", f"{where}: {node.path} normalises the embeddings before the layers and the last "
+                                    "layer's output after them")
+    return Observation("own", f"{where}: {node.path} ({node.class_name}) normalises the embeddings before the layers")
 
 
 def _local_sources(forward: tuple[ast.FunctionDef, ClassRef] | None) -> dict[str, str]:
@@ -756,6 +787,14 @@ _PASS_THROUGH_METHODS = frozenset({"to", "type_as", "contiguous", "float", "view
 _HIDDEN_KWARGS = ("hidden_states", "x", "input", "inputs", "hidden_state", "input_tensor")
 
 
+#: Layer arguments a causal LM leaves unset: a branch that tests them is the encoder-decoder path (TrOCR's and the
+#: BERT-style decoders' cross-attention).
+ENCODER_INPUTS = r"\bencoder_hidden_states\b"
+
+#: An MLP kept on the block itself as two linears, input then output (OPT, XGLM, BioGPT, TrOCR).
+BLOCK_MLP = ("fc1", "fc2")
+
+
 class _Tracer:
     """Runs a decoder layer's forward on symbols: which module reads what, and how outputs are summed."""
 
@@ -776,6 +815,8 @@ class _Tracer:
                 return self.sym(value) if value is not None else None
             if isinstance(stmt, ast.If):
                 test = evaluate(stmt.test, self.layer.env) if self.layer.env else UNKNOWN
+                if test is UNKNOWN and re.search(ENCODER_INPUTS, source_text(stmt.test, 200)):
+                    test = False  # a causal LM passes no encoder states: the cross-attention branch never runs
                 result = self.run(stmt.body if test is UNKNOWN or test else stmt.orelse, depth + 1)
                 if result is not None:
                     return result
@@ -901,11 +942,44 @@ def _norm_names(result: Sym, attn: str, mlp: str, attn_in: Sym, mlp_in: Sym, nor
     return {role: str(name) for role, name in names.items() if name}
 
 
+def encoder_only_modules(tree: SourceTree, roles: Roles) -> list[str]:
+    """The layer's modules its forward calls only in a branch that tests for encoder states (TrOCR's and the
+    BERT-style decoders' cross-attention): a causal LM never runs them, so their weights are read by nothing."""
+    found = _forward(tree, roles.layer)
+    if roles.layer is None or found is None:
+        return []
+    branch_calls = {id(call) for node in ast.walk(found[0])
+                    if isinstance(node, ast.If) and re.search(ENCODER_INPUTS, source_text(node.test, 200))
+                    for stmt in node.body for call in ast.walk(stmt) if isinstance(call, ast.Call)}
+    inside, outside = set(), set()
+    for call in ast.walk(found[0]):
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and \
+                isinstance(call.func.value, ast.Name) and call.func.value.id == "self":
+            (inside if id(call) in branch_calls else outside).add(call.func.attr)
+    return sorted(attr for attr in inside - outside if attr in roles.layer.children)
+
+
+def _after_add_names(sym: Sym, attn: str, mlp: str, norms: set[str]) -> dict[str, str]:
+    """Post-LN: which norm normalises the sum that adds the attention's output, and which the MLP's."""
+    names: dict[str, str] = {}
+    for node in _nodes(sym):
+        if node[0] != "call" or node[1] not in norms or node[2][0] != "add":
+            continue
+        for term in node[2][1]:
+            while term[0] == "mul":
+                term = term[1]
+            if term[0] == "call" and term[1] in (attn, mlp):
+                names.setdefault("after_attention_add" if term[1] == attn else "after_mlp_add", str(node[1]))
+    return names
+
+
 def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """residual (sequential / parallel), norms (pre / sandwich / post), parallel_norm, residual multiplier."""
     layer = roles.layer
     found = _forward(tree, layer)
-    if layer is None or found is None or roles.attention is None or roles.mlp is None:
+    if layer is None or found is None or roles.attention is None:
+        return {}
+    if roles.mlp is None and not all(layer.children.get(name) for name in BLOCK_MLP):
         return {}
     forward, owner = found
     params = [a.arg for a in forward.args.args][1:]
@@ -914,10 +988,11 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     tracer = _Tracer(layer)
     tracer.state[params[0]] = ("in",)
     result = tracer.run(forward.body)
-    attn, mlp = roles.attention[0], roles.mlp[0]
+    attn = roles.attention[0]
+    mlp_first, mlp = (roles.mlp[0], roles.mlp[0]) if roles.mlp else BLOCK_MLP
     norms = set(roles.layer_norms)
-    attn_calls, mlp_calls = (_calls_of(result, {attn}), _calls_of(result, {mlp})) if result else ([], [])
-    if not attn_calls or not mlp_calls:
+    attn_calls, mlp_calls = (_calls_of(result, {attn}), _calls_of(result, {mlp_first})) if result else ([], [])
+    if not attn_calls or not mlp_calls or not _calls_of(result, {mlp}):
         return {}
     where = f"{owner.name}.forward"
     attn_in, mlp_in = attn_calls[0][2], mlp_calls[0][2]
@@ -928,6 +1003,7 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     placement = "sandwich" if pre and post else "post" if post else "pre" if pre else "none"
     if _norm_after_add(result, {attn, mlp}, norms):
         placement = "after_add"
+        names = _after_add_names(result, attn, mlp, norms)
     out = {
         "residual": Observation("parallel" if parallel else "sequential",
                                 f"{where}: " + ("attention and MLP read the same input and are summed" if parallel
@@ -941,6 +1017,10 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
         out["parallel_norm"] = Observation("shared" if shared else "separate",
                                            f"{where}: attention and MLP inputs are "
                                            + ("the same normed tensor" if shared else "normed separately"))
+    unread = encoder_only_modules(tree, roles)
+    if unread:
+        out["cross_attention"] = Observation(unread, f"{where}: {', '.join(unread)} run only when encoder states are "
+                                                     "passed, which a causal LM never does")
     for factor in tracer.factors:
         value = _value_in(layer, factor)
         if _is_real(value):

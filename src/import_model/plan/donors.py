@@ -36,7 +36,7 @@ from import_model.recon import registry
 from import_model.safe_io import MAX_CACHE_BYTES, read_bounded_text
 
 #: Bump when the cached donor anatomy format changes.
-SCHEMA = 2
+SCHEMA = 3
 
 #: Weight classes of a difference: how much of the donor it invalidates.
 STRUCTURAL, MLP_SHAPE, WIRING, STYLE, SMALL, SCALAR, CONFIG_ONLY = 100, 30, 20, 10, 5, 3, 1
@@ -111,6 +111,8 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
               "rewire the decoder block: {hf} instead of {donor}"),
     DeltaRule("block_norms", "block", ("block.norms",), STYLE, "graph",
               "move the block norms: {hf} instead of {donor}"),
+    # GPT-1, BERT-style decoders, OPT without do_layer_norm_before: the last layer's output feeds the head
+    DeltaRule("final_norm", "norm", ("norm.final",), SCALAR, "graph", "final norm before the head: {hf} (donor: {donor})"),
     DeltaRule("norm_style", "norm", ("norm.kind", "norm.offset", "norm.weight", "norm.bias"), STYLE, "graph",
               "swap every norm (layers and final): {hf} instead of {donor}"),
     DeltaRule("rotary_style", "rotary", ("rotary.style", "rotary.direction"), STYLE, "graph",

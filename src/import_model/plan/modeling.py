@@ -231,7 +231,7 @@ class ModuleInfo:
     classes: dict[str, ast.ClassDef]
     functions: dict[str, ast.FunctionDef]
     imports: dict[str, tuple[Path, str]]  # local name -> (file, name there)
-    #: Module-level ``NAME = {"eager": SomeAttention, ...}`` tables of classes, by name.
+    #: Module-level ``NAME = {"eager": SomeAttention, ...}`` tables of classes (or of functions), by name.
     class_tables: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
@@ -685,7 +685,7 @@ def _assign(tree: SourceTree, node: ModuleNode, target: ast.expr, value: ast.exp
     result = evaluate(value, env)
     env.attrs[attr] = result
     node.values[attr] = result
-    activation = _activation_name(value, env)
+    activation = _activation_name(value, env) or (_table_activation(tree, owner, value, env) if owner else None)
     if activation:
         node.activations.append(activation)
 
@@ -697,6 +697,23 @@ def _join(prefix: str, name: str) -> str:
 #: Activation modules a block may build directly -> the ACT2FN name of what they compute.
 ACTIVATION_MODULES: dict[str, str] = {"GELU": "gelu", "SiLU": "silu", "ReLU": "relu", "Tanh": "tanh",
                                       "GELUActivation": "gelu", "NewGELUActivation": "gelu_new"}
+
+
+#: Activation functions a family's own table may hand out (GPT-1's ``ACT_FNS = {"gelu": gelu_new, ...}``) -> the
+#: ACT2FN name of what they compute.
+ACTIVATION_FUNCTIONS: dict[str, str] = {"gelu_new": "gelu_new", "gelu": "gelu", "silu": "silu", "swish": "silu",
+                                        "relu": "relu", "quick_gelu": "quick_gelu", "gelu_fast": "gelu_fast"}
+
+
+def _table_activation(tree: SourceTree, owner: Path, value: ast.expr, env: Env) -> str | None:
+    """``ACT_FNS[config.afn]`` over a module-level table of activation functions -> the chosen one's name."""
+    if not (isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name)):
+        return None
+    info = tree.module(owner)
+    table = info.class_tables.get(value.value.id) if info else None
+    key = evaluate(value.slice, env)
+    chosen = table.get(key) if table and isinstance(key, str) else None
+    return ACTIVATION_FUNCTIONS.get(chosen) if chosen else None
 
 
 def _activation_name(value: ast.expr, env: Env) -> str | None:

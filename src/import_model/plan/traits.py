@@ -22,6 +22,7 @@ MLPKind = Literal["gated", "plain"]
 Activation = Literal["silu", "gelu", "gelu_tanh", "relu", "relu2", "quick_gelu", "tanh"]
 EmbeddingScale = Literal["none", "sqrt_hidden", "config"]
 Sinusoid = Literal["none", "fairseq", "halves"]
+EmbeddingNorm = Literal["none", "final", "own"]
 MoERouter = Literal["softmax", "sigmoid"]
 Renormalise = Literal["never", "always", "config"]
 
@@ -44,6 +45,7 @@ class Traits:
     residual: Residual = "sequential"
     block_norms: tuple[tuple[str, str], ...] = PRE_NORMS
     residual_multiplier: bool = False
+    final_norm: bool = True  # a norm between the last layer and the head
     qkv_bias: bool = False
     o_bias: bool = False
     qk_norm: QKNorm = "none"
@@ -67,7 +69,8 @@ class Traits:
     position_table: bool = False  # a learned table of absolute positions added to the embeddings (GPT-2, OPT)
     position_offset: int = 0  # its rows before position 0 (OPT: 2)
     position_sinusoid: Sinusoid = "none"  # a computed [sin | cos] table added to the embeddings (XGLM, Marian)
-    embedding_norm: bool = False  # the final norm's module also normalises the embeddings (NanoChat)
+    # a norm on the embeddings: the final norm's own module (NanoChat) or a module of its own (TrOCR)
+    embedding_norm: EmbeddingNorm = "none"
     head_bias: bool = False
     logit_scale: bool = False
     logits_divisor: bool = False

@@ -78,10 +78,10 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"^gpt_neox\.", "", "GPT-NeoX / Pythia prefix"),
     RenameRule(r"^decoder\.", "", "OPT / XGLM / BioGPT decoder prefix (model.decoder.layers)"),
     RenameRule(r"^h\.(\d+)\.", r"layers.\1.", "GPT-2 / Bloom / Falcon block list"),
-    RenameRule(r"^(?:embed_in|wte|word_embeddings)\.", "embed_tokens.", "token embedding"),
+    RenameRule(r"^(?:embed_in|wte|word_embeddings|tokens_embed)\.", "embed_tokens.", "token embedding (GPT-1: tokens_embed)"),
     RenameRule(r"^embed_out\.", "lm_head.", "GPT-NeoX output head"),
-    RenameRule(r"^(?:wpe|embed_positions|position_embeddings)\.", "embed_positions.",
-               "learned position table (GPT-2, GPT-Neo, GPT-BigCode, OPT, BioGPT)"),
+    RenameRule(r"^(?:wpe|embed_positions|position_embeddings|positions_embed)\.", "embed_positions.",
+               "learned position table (GPT-2, GPT-Neo, GPT-BigCode, OPT, BioGPT, GPT-1)"),
     RenameRule(r"^(?:final_layer_norm|final_layernorm|ln_f|norm_f)\.", "norm.", "final norm"),
     RenameRule(r"\.attn\.", ".self_attn.", "attention module named attn (GPT-J, CodeGen)"),
     RenameRule(r"\.self_attn\.out_proj\.", ".self_attn.o_proj.", "attention output (GPT-J, CodeGen, OPT)"),
@@ -326,6 +326,10 @@ def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config
     shapes = {k: tuple(reversed(v)) if k in flipped else tuple(v) for k, v in checkpoint.items()}
     matcher = _Matcher(shapes, {k: tuple(v) for k, v in graph.items()}, found_renames(root))
     matcher.mapping.transposed = flipped
+    unread = unread_by_causal_lm(root)
+    for key in [k for k in matcher.free_keys if unread and unread.match(k)]:
+        matcher.mapping.dropped[key] = "cross-attention: runs only with encoder states, which a causal LM never passes"
+        matcher.claim([key], [])
     _drop_buffers(matcher)
     _match_direct(matcher)
     _match_splits(matcher)
@@ -373,19 +377,41 @@ _KNOWN_PREFIXES = frozenset({"model.", "transformer.", "gpt_neox.", "model.decod
 _PROJECTION_NAMES = frozenset({"q_proj", "k_proj", "v_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv"})
 
 
+def unread_by_causal_lm(root: Any) -> re.Pattern[str] | None:
+    """Checkpoint keys of the layer modules a causal LM never runs (cross-attention that needs encoder states), read
+    from the family's module tree and the layer's forward; None when there are none."""
+    from import_model.plan.behaviour import encoder_only_modules, find_roles
+    from import_model.plan.modeling import SourceTree
+
+    if root is None:
+        return None
+    tree = SourceTree()
+    roles = find_roles(root, tree)
+    unread = encoder_only_modules(tree, roles)
+    if roles.layer is None or not unread:
+        return None
+    layer = re.escape(roles.layer.path).replace(re.escape("{i}"), r"\d+")
+    return re.compile(rf"{layer}\.(?:{'|'.join(map(re.escape, unread))})\.")
+
+
 def found_renames(root: Any) -> tuple[RenameRule, ...]:
     """Renames read from the family's HF module tree (:func:`module_tree`), tried before :data:`RENAME_RULES`: the
     final norm beside the layer list, under whatever name the family gives it (XGLM's ``layer_norm``), an attention
     module whose projections sit one module deeper (GPT-Neo's ``attn.attention``), and the decoder's own prefix."""
     from import_model.plan.behaviour import find_roles
+    from import_model.plan.modeling import SourceTree
 
     if root is None:
         return ()
-    roles = find_roles(root)
+    roles = find_roles(root, SourceTree())
     rules: list[RenameRule] = []
     norm = roles.final_norm
     if norm is not None and roles.backbone is not None and not norm.path.endswith(".norm"):
         rules.append(RenameRule(rf"^{re.escape(norm.path)}\.", "norm.", "final norm found beside the layer list"))
+    embed_norm = roles.embed_norm
+    if embed_norm is not None and embed_norm is not norm:
+        rules.append(RenameRule(rf"^{re.escape(embed_norm.path)}\.", "embed_norm.",
+                                "the embeddings' own norm, found before the layer loop (TrOCR's layernorm_embedding)"))
     if roles.attention is not None and roles.layer is not None:
         attr, attention = roles.attention
         inner = next((name for name, child in attention.children.items()

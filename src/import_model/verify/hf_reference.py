@@ -18,7 +18,7 @@ import numpy as np
 
 from import_model.errors import UserError
 from import_model.safe_io import FileRefused
-from import_model.source import LocalSource
+from import_model.source import LocalSource, load_config
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,32 @@ class DecoderModules:
         parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
         norms = [module for child, module in parent.named_children()
                  if child != name.rsplit(".", 1)[-1] and "norm" in type(module).__name__.lower()]
-        return cls(name, layers, model.get_input_embeddings(), norms[-1] if norms else None,
+        return cls(name, layers, model.get_input_embeddings(), _after_layers(model, layers, norms),
                    model.get_output_embeddings())
+
+
+def _after_layers(model: Any, layers: Any, norms: list[Any]) -> Any:
+    """The norm beside the layer list that runs after the last layer, seen by sending one token through the model:
+    a norm that runs only before the layers normalises the embeddings (TrOCR's ``layernorm_embedding``) and is no
+    final norm. The last such module if the probe cannot run."""
+    import torch
+
+    if not norms:
+        return None
+    order: list[int] = []
+    handles = [norm.register_forward_hook(lambda *_, index=index: order.append(index))
+               for index, norm in enumerate(norms)]
+    handles.append(layers[-1].register_forward_hook(lambda *_: order.append(-1)))
+    try:
+        with torch.no_grad():
+            model(torch.tensor([[0]]), use_cache=False)
+    except Exception:  # noqa: BLE001 - a model the probe cannot drive keeps the declaration-order guess
+        return norms[-1]
+    finally:
+        for handle in handles:
+            handle.remove()
+    after = order[order.index(-1) + 1:] if -1 in order else []
+    return norms[after[0]] if after else None
 
 
 def _parameters(module: Any) -> int:
@@ -77,13 +101,13 @@ class HFReference:
 
         hf_logging.set_verbosity_error()  # its load report would repeat, at length, what we say in one line
         refuse_remote_code(checkpoint, trust_remote_code)
+        loader = _causal_lm_class(checkpoint, trust_remote_code) or AutoModelForCausalLM
         try:
             # Eager attention is the reference: the fused sdpa path silently drops options such as Gemma2's
             # attention-logit soft-cap, so it is not what the model computes.
-            model, info = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32,
-                                                               trust_remote_code=trust_remote_code,
-                                                               output_loading_info=True,
-                                                               attn_implementation="eager")
+            model, info = loader.from_pretrained(str(checkpoint), dtype=torch.float32,
+                                                 trust_remote_code=trust_remote_code, output_loading_info=True,
+                                                 attn_implementation="eager")
         except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad checkpoint
             raise UserError(f"the HF reference could not load {checkpoint}: {str(exc).splitlines()[0][:200]}") from None
         missing = sorted(info.get("missing_keys") or [])
@@ -134,6 +158,26 @@ class HFReference:
                 logits = self.model(torch.tensor([sequence]), use_cache=False).logits[0, -1]
                 sequence.append(int(torch.argmax(logits)))
         return sequence[len(ids):]
+
+
+def _causal_lm_class(checkpoint: Path, trust_remote_code: bool) -> Any:
+    """transformers' own class named by ``architectures[0]`` when the auto mapping has no causal LM for the config
+    class (Emu3's text model: ``Emu3ForCausalLM`` over ``Emu3TextConfig``); None to use the auto mapping."""
+    import transformers
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    if trust_remote_code:
+        return None
+    try:
+        names = load_config(LocalSource(checkpoint)).get("architectures") or []
+        config_class = type(AutoConfig.from_pretrained(str(checkpoint)))
+    except Exception:  # noqa: BLE001 - the load itself reports what is wrong with the checkpoint
+        return None
+    if config_class in MODEL_FOR_CAUSAL_LM_MAPPING or not names or not isinstance(names[0], str):
+        return None
+    found = getattr(transformers, names[0], None)
+    return found if isinstance(found, type) and getattr(found, "config_class", None) is config_class else None
 
 
 def _capture(taps: dict[str, np.ndarray], name: str):  # noqa: ANN202 - a torch hook

@@ -616,7 +616,8 @@ class PortBlock(Module):
 
     def _sequential(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
                     freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
-        """``h = x + post_attention(attn(pre_attention(x)))``, then ``h + post_mlp(mlp(pre_mlp(h)))``."""
+        """``h = x + post_attention(attn(pre_attention(x)))``, then ``h + post_mlp(mlp(pre_mlp(h)))``; post-LN norms
+        each sum instead."""
         normed = self._norm("pre_attention", x) if "pre_attention" in TRAITS.norms else x
         attn = self.self_attn(layer_idx, normed, kv_collection, freqs_cis, input_row_offsets)
         if "post_attention" in TRAITS.norms:
@@ -624,12 +625,17 @@ class PortBlock(Module):
         if TRAITS.residual_multiplier:
             attn = attn * self.multiplier
         h = x + attn
+        if "after_attention_add" in TRAITS.norms:
+            h = self._norm("after_attention_add", h)  # post-LN: the residual stream itself is normed
         mlp = self.mlp(self._norm("pre_mlp", h) if "pre_mlp" in TRAITS.norms else h)
         if "post_mlp" in TRAITS.norms:
             mlp = self._norm("post_mlp", mlp)
         if TRAITS.residual_multiplier:
             mlp = mlp * self.multiplier
-        return h + mlp
+        if "after_mlp_add" in TRAITS.norms:
+            return self._norm("after_mlp_add", h + mlp)
+        else:
+            return h + mlp
 
     def _parallel(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
                   freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
@@ -698,6 +704,13 @@ class PortHead(Linear):
         return logits
 
 
+class NoFinalNorm(Module):
+    """The family has no norm after its last layer: the head reads the last layer's output as it is."""
+
+    def __call__(self, x: TensorValue) -> TensorValue:
+        return x
+
+
 class _NoRope:
     """Stands in for ``Transformer.rope``: each attention layer holds its own rotary table."""
 
@@ -756,11 +769,14 @@ class PortDecoder(Transformer):
         if tie_word_embeddings:
             head.set_shared_weight("weight", embedding.weight)
         eps = float(config_value(config, "norm_eps", 1e-5))
+        norm = make_norm(int(config.hidden_size), eps, dtype, device) if TRAITS.final_norm else NoFinalNorm()
         super().__init__(
             dim=int(config.hidden_size), n_heads=int(config.num_attention_heads), layers=layers,
-            norm=make_norm(int(config.hidden_size), eps, dtype, device), output=head, embedding=embedding,
+            norm=norm, output=head, embedding=embedding,
             kv_params=kv_params, rope=_NoRope(), return_logits=return_logits, embedding_multiplier=multiplier,
         )
+        if TRAITS.embedding_norm == "own":
+            self.embed_norm = make_norm(int(config.hidden_size), eps, dtype, device)
         if TRAITS.position_table or TRAITS.position_sinusoid != "none":
             rows = int(config_value(config, "max_positions")) + TRAITS.position_offset
             if TRAITS.position_table:
@@ -779,7 +795,7 @@ class PortDecoder(Transformer):
                                       return_hidden_states=self.return_hidden_states,
                                       capture_hidden_states=capture_hidden_states)
 
-    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm:
+    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm != "none":
         @override
         def __call__(self, tokens: Any, kv_collection: PagedCacheValues, return_n_logits: TensorValue,
                      input_row_offsets: TensorValue, hidden_states: TensorValue | None = None) -> tuple[TensorValue, ...]:
@@ -797,7 +813,9 @@ class PortDecoder(Transformer):
                     h = h + self.embed_positions(positions)
                 else:
                     h = h + ops.cast(ops.gather(self.sinusoid.value(h.device), positions, axis=0), h.dtype)
-            if TRAITS.embedding_norm:
+            if TRAITS.embedding_norm == "own":
+                h = self.embed_norm(h)
+            elif TRAITS.embedding_norm == "final":
                 h = self.norm(h)  # the final norm's module normalises the embeddings too, as in HF
             return self._process_hidden_states(h, kv_collection, return_n_logits, input_row_offsets)
 
