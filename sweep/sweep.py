@@ -37,6 +37,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from import_model.recon.walls import masks_by_is_decoder
+
 REPO = Path(__file__).resolve().parent.parent
 
 #: Config booleans that change neither the weights nor what the model computes at inference.
@@ -142,6 +144,9 @@ def variants_of(family: str, architecture: str) -> list[Variant]:
         config = dict(text)  # the causal LM is the language model alone (Emu3, Mllama): its own config
     config["architectures"] = [architecture]
     out = [Variant(family, "default", config)]
+    if config.get("is_decoder") is False and masks_by_is_decoder(family):
+        # BERT-style: the causal-LM class attends causally only as a decoder; the default config is bidirectional
+        out.append(Variant(family, "is_decoder=True", _rebuilt(family, architecture, config, {"is_decoder": True})))
     read = options_read(family)
     for name in sorted(read):
         value = config.get(name)

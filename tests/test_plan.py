@@ -536,3 +536,19 @@ def test_a_norm_after_the_residual_add_is_told_from_a_pre_norm(model_type: str, 
     assert set(spec.traits.norms) == roles
     assert spec.traits.final_norm is (placement == "pre")  # GPT-1 has no norm after its last layer
     assert value(plan, "attention.scale") == "default"  # GPT-1's `if self.scale:` flag, on
+
+
+def test_a_model_built_without_its_final_norm_is_read_from_its_module_tree(tmp_path: Path) -> None:
+    """OPT with ``_remove_final_layer_norm``: no norm beside the layer list, so the port writes none (no stand-in)."""
+    from transformers import AutoConfig
+
+    from import_model.port.catalog import build_spec
+    from import_model.verify.twin import make_twin
+
+    config = AutoConfig.for_model("opt").to_dict() | {"architectures": ["OPTForCausalLM"],
+                                                      "_remove_final_layer_norm": True}
+    source = open_source(str(make_twin(config, tmp_path / "opt").path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
+    assert value(plan, "norm.final") is False
+    spec = build_spec(plan.anatomy, load_config(source), sorted(rules(plan)))
+    assert spec.traits.final_norm is False and "final_norm" in {e.id for e in spec.applied}

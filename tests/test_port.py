@@ -4,9 +4,10 @@
 parallel residual + fused per-head QKV + partial rotary + LayerNorm + biases;
 sandwich (1 + w) norms + attention and final soft-caps + sliding pattern +
 embedding scale + gelu-tanh + tied head; post-norms + QK-norm + sliding
-pattern + NoPE layers + llama3 rope), plus Apertus, whose xIELU activation is
-outside the catalog: a written port with a stand-in, the delta named, verify
-run anyway, exit 1. OLMoE (softmax top-k experts) and Qwen2-MoE (plus a shared
+pattern + NoPE layers + llama3 rope), NanoChat, XGLM and TrOCR (post-LN), plus
+Apertus, whose xIELU activation is outside the catalog, and CTRL, whose weight
+names match nothing the catalog knows: written ports with stand-ins, the gaps
+named, verify run anyway, exit 1. OLMoE (softmax top-k experts) and Qwen2-MoE (plus a shared
 expert behind a sigmoid gate) prove the MoE entry on its CPU expert path.
 ``make port-matrix`` runs every family and commits the table
 in docs/port-matrix.md.
@@ -26,7 +27,7 @@ from import_model.procs import child_env
 from tests.support.families import family_twin_dir
 from tests.support.ports import CATALOG_BREAKAGES, plant
 
-IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4", "nanochat", "xglm", "olmoe", "qwen2_moe"]
+IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4", "nanochat", "xglm", "trocr", "olmoe", "qwen2_moe"]
 #: What each family proves beyond the rest: plan rules the catalog must implement, and a piece the port must hold.
 #: nanochat: norms with no weight in the checkpoint, told apart by the module tree, an embedding norm and a rotary
 #: by minus the angle. (GPT-2's learned table and Conv1D weights are proven by the short-context test below; GPT-2
@@ -35,6 +36,9 @@ PROVES: dict[str, tuple[set[str], str]] = {
     "nanochat": ({"norm_style", "qk_norm", "embedding_norm", "rotary_style"}, "class WeightlessNorm"),
     # xglm: a position table with no weight, computed in the graph; the final norm found under its own name
     "xglm": ({"position_table", "embedding_scale"}, "class SinusoidTable"),
+    # trocr: post-LN (a norm after each residual add), no final norm, the embeddings' own LayerNorm, learned
+    # positions offset by 2, cross-attention weights set aside because a causal LM never runs them
+    "trocr": ({"block_norms", "final_norm", "embedding_norm", "position_table"}, "class NoFinalNorm"),
     # olmoe: routed experts, a softmax top-k router (renormalised under norm_topk_prob), run every expert on the CPU
     "olmoe": ({"moe", "qk_norm"}, "class OlmoeRouter(MoEGate)"),
     # qwen2_moe: routed experts plus a shared expert scaled by sigmoid(its own gate); dense layers from
@@ -171,27 +175,28 @@ def test_planted_missing_bias_fails_at_the_first_layer(ported: Callable[[str], t
 
 @pytest.mark.slow
 def test_weights_no_name_matches_are_stood_in_and_verify_names_the_divergence(tmp_path: Path) -> None:
-    """OPT built without its final norm: the checkpoint lacks a weight the written graph asks for. The port still
-    builds (the gap stood in, named as a missing row), verify runs and names where it diverges, exit 1."""
+    """CTRL (the config class's defaults): its embedding (``w``), attention (``Wq``/``Wk``/``Wv``) and MLP
+    (``ffn.0``/``ffn.2``) weights match no name the catalog knows. The port still builds: the unmatched tensors
+    are set aside, the graph weights nothing fills are stood in (named as a missing row), verify runs and names
+    where it diverges, exit 1."""
     from transformers import AutoConfig
 
     from import_model.verify.twin import make_twin
 
-    config = AutoConfig.for_model("opt").to_dict() | {"architectures": ["OPTForCausalLM"],
-                                                      "_remove_final_layer_norm": True}
+    config = AutoConfig.for_model("ctrl").to_dict() | {"architectures": ["CTRLLMHeadModel"]}
     twin = make_twin(config, tmp_path / "twin").path
     code, payload, stderr = run_port(twin, tmp_path / "ports", "--yes")
     assert code == 1, stderr[-2000:]
     unfilled = next(m for m in payload["missing"] if m["rule"] == "unfilled_weights")
-    assert "norm.weight" in unfilled["reason"] and "stood in" in unfilled["reason"]
+    assert "embed_tokens.weight" in unfilled["reason"] and "stood in" in unfilled["reason"]
+    assert any(m["rule"] == "unexplained_weights" for m in payload["missing"])
     steps = {s["step"]: s for s in payload["steps"]}
     assert steps["weight table"]["status"] == "partial" and "adapter-graph-keys FAIL" not in steps["gates"]["detail"]
     model = (Path(payload["port_dir"]) / "model.py").read_text()
-    assert '"norm.weight": "no checkpoint tensor fills it"' in model and "with_stand_ins(" in model
+    assert '"embed_tokens.weight": "no checkpoint tensor fills it"' in model and "with_stand_ins(" in model
     verify = payload["verify"]
     assert verify is not None and "error" not in verify and not verify["passed"]
-    assert verify["first_divergence"]["tap"] == "lm_head"  # every block matches; the stood-in norm does not
-    assert any("no module for final_norm" in note for note in verify["notes"])
+    assert verify["first_divergence"]["tap"] == "embed"  # the stood-in token embedding is zeros
 
 
 @pytest.mark.slow

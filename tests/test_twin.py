@@ -57,6 +57,8 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
     "gpt_neo": {"window_size": 128, "attention_layers": ["global", "local"]},
     "xglm": {"scale_embedding": True, "activation_function": "gelu"},
     "nanochat": {"hidden_act": "relu2"},
+    "trocr": {"layernorm_embedding": True, "decoder_ffn_dim": 160},
+    "openai-gpt": {"afn": "gelu", "n_positions": 512},
     "bitnet": {"hidden_act": "relu2"},
     "nemotron": {"hidden_act": "relu2", "partial_rotary_factor": 0.5},
     "ernie4_5": {"tie_word_embeddings": True},

@@ -135,6 +135,7 @@ def test_config_only_scan_says_weights_were_not_read() -> None:
     (family_config("bart", "BartForConditionalGeneration"), "encoder-decoder", "is_encoder_decoder: true"),
     (family_config("bert", "BertForMaskedLM"), "non-causal", "model_type 'bert'"),
     (family_config("bert", "BertForMaskedLM"), "task-head", "'BertForMaskedLM'"),
+    (family_config("bert-generation", "BertGenerationDecoder"), "non-causal", "is_decoder: false"),
     (family_config("gemma2", "Gemma2ForCausalLM", use_bidirectional_attention=True), "non-causal",
      "use_bidirectional_attention: true"),
     (family_config("llama", "LlamaForSequenceClassification"), "task-head", "'LlamaForSequenceClassification'"),
@@ -631,3 +632,13 @@ def test_asking_max_for_blocks_does_not_import_max() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env())
     assert json.loads(out.stdout) == []
+
+
+@pytest.mark.parametrize(("config", "causal"), [
+    (family_config("bert", "BertLMHeadModel", is_decoder=True), True),  # a BERT-style decoder attends causally
+    (family_config("roberta", "RobertaForCausalLM"), False),  # the default config is bidirectional
+    (family_config("gpt_neox", "GPTNeoXForCausalLM"), True),  # is_decoder false, but read only in a docstring
+    (family_config("trocr", "TrOCRForCausalLM"), True),  # its causal-LM class sets is_decoder itself
+])
+def test_is_decoder_is_read_where_the_family_masks_by_it(config: dict, causal: bool) -> None:
+    assert ("non-causal" not in codes(scan_walls(config, BF16_LLAMA, []))) is causal

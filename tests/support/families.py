@@ -565,6 +565,12 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     # facebook/xglm-564M (the config class's defaults): a computed sinusoidal position table (no weight, offset 2),
     # embeddings scaled by sqrt(d_model), a final norm named layer_norm
     "xglm": ("xglm", "XGLMForCausalLM", {"bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1}),
+    # microsoft/trocr-base-handwritten's decoder (the config class's defaults): post-LN blocks, a LayerNorm of the
+    # embeddings' own and no final norm, learned positions offset by 2, cross-attention a causal LM never runs
+    "trocr": ("trocr", "TrOCRForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
+    # openai-community/openai-gpt (the config class's defaults): post-LN (ln_1 / ln_2 after each add), no final
+    # norm, learned positions, Conv1D weights, gelu_new picked from the family's own table
+    "openai-gpt": ("openai-gpt", "OpenAIGPTLMHeadModel", {"bos_token_id": 1, "eos_token_id": 2}),
     # karpathy's nanochat (the config class's defaults): weightless norms and QK-norm, embeddings normalised,
     # rotary by minus the angle, relu^2, final soft-cap
     "nanochat": ("nanochat", "NanoChatForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),

@@ -31,11 +31,13 @@ a **warn** (the repo's code may still differ from it).
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import cache
+from pathlib import Path
 
 from import_model.recon.max_blocks import find_block
 from import_model.source.checkpoint import Checkpoint
@@ -453,9 +455,42 @@ BIDIRECTIONAL_FLAGS = ("prefix_lm", "use_bidirectional_attention", "bidirectiona
 CAUSAL_FLAGS = ("is_causal", "causal", "use_causal_mask")
 
 
+@cache
+def masks_by_is_decoder(model_type: str) -> bool:
+    """The family's modeling code reads ``config.is_decoder`` (to pick a causal mask: BERT-style families attend
+    causally only as decoders) and its causal-LM class does not set it itself (TrOCR's does). Read from the
+    installed transformers' source, code only: docstrings and comments that mention the flag do not count."""
+    try:
+        import importlib.util
+
+        from transformers.models.auto.configuration_auto import model_type_to_module_name
+
+        spec = importlib.util.find_spec("transformers")
+        if spec is None or not spec.submodule_search_locations:
+            return False
+        folder = Path(next(iter(spec.submodule_search_locations))) / "models" / model_type_to_module_name(model_type)
+        reads = forced = False
+        for path in folder.glob("modeling_*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8", errors="replace"))):
+                if isinstance(node, ast.Attribute) and node.attr == "is_decoder" and _names_config(node.value):
+                    reads = reads or isinstance(node.ctx, ast.Load)
+                    forced = forced or isinstance(node.ctx, ast.Store)
+        return reads and not forced
+    except (ImportError, OSError, ValueError, SyntaxError):
+        return False
+
+
+def _names_config(node: ast.expr) -> bool:
+    """``config`` or ``<anything>.config``."""
+    return (isinstance(node, ast.Name) and node.id == "config") or \
+        (isinstance(node, ast.Attribute) and node.attr == "config")
+
+
 def _non_causal(facts: Facts) -> str | None:
+    if facts.config.get("is_decoder") is False and masks_by_is_decoder(facts.model_type):
+        return f"is_decoder: false (model_type {facts.model_type!r} attends causally only as a decoder)"
     kinds = sorted(facts.model_types & ENCODER_ONLY_MODEL_TYPES)
-    if kinds:
+    if kinds and facts.config.get("is_decoder") is not True:
         return f"model_type {kinds[0]!r} is an encoder-only family"
     for path, value in facts.values(*BIDIRECTIONAL_FLAGS):
         if value is True:
