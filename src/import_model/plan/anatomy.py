@@ -109,9 +109,12 @@ TRAITS: dict[str, str] = {
     "embedding.positions": "none | learned | sinusoidal (a position table added to the token embeddings; "
                            "sinusoidal: computed, no weights)",
     "embedding.sinusoid": "fairseq (sin | cos, 10000^(-i / (half - 1))) | halves (10000^(-i / half)) | unknown",
-    "embedding.position_offset": "rows of the position table before position 0 (OPT: 2)",
+    "embedding.position_offset": "the position table's row for position 0 (OPT: 2; RoBERTa: padding_idx + 1)",
+    "embedding.position_extra_rows": "rows of the position table beyond max_position_embeddings (OPT: 2)",
+    "embedding.token_type": "a table of token types whose row 0 is added to every embedding (BERT-style)",
     "head.tied": "the LM head reuses the embedding matrix",
     "head.bias": "the LM head carries a bias",
+    "head.transform": "the activation of a dense + activation + norm before the head (BERT-style; None: none)",
     "head.logit_scale": "logits multiplied by a constant (None: off)",
     "head.logits_divisor": "logits divided by a constant (None: off)",
     "head.final_softcap": "tanh cap on the final logits (None: off)",
@@ -241,6 +244,9 @@ _FORMATS: dict[str, Any] = {
     "embedding.positions": lambda v: {"learned": "learned position table added to the embeddings",
                                       "sinusoidal": "sinusoidal position table (computed) added to the embeddings"
                                       }.get(v, "no position table"),
+    "norm.final": lambda v: "a norm before the head" if v else "no norm after the last layer",
+    "embedding.token_type": lambda v: "row 0 of a token-type table added" if v else "no token types",
+    "head.transform": lambda v: f"dense, {v}, norm before the head" if v else "no head transform",
     "embedding.norm": lambda v: {"final": "embeddings normalised by the final norm's module",
                                  "own": "embeddings normalised by a norm of their own"}.get(v, "embeddings not normalised"),
 }
@@ -374,7 +380,11 @@ def _quiet():
 
 # --------------------------------------------------------------------------- checkpoint key facts
 
-_ATTN = r"(?:self_attn|attention|attn|self_attention|mixer)"
+#: BERT-style attention keeps its projections one module deeper (attention.self.query, attention.output.dense).
+_ATTN = r"(?:self_attn|attention|attn|self_attention|mixer)(?:\.self|\.output)?"
+#: BERT-style blocks: the MLP is intermediate.dense then output.dense, each sublayer's norm sits in its output module.
+_BERT_MLP = r"\{i\}\.(?:intermediate|output)\.dense"
+_BERT_NORM = r"\{i\}\.(?:attention\.)?output\.LayerNorm"
 _MLP = r"(?:mlp|feed_forward|ffn|block_sparse_moe|moe)"
 #: A learned position table: wpe (GPT-2), embed_positions (OPT), position_embeddings (BERT-style), positions_embed
 #: (GPT-1).
@@ -389,8 +399,10 @@ KEY_FACTS: dict[str, str] = {
     "k_norm": rf"\.{_ATTN}\.(?:k_norm|k_layernorm|key_layernorm|k_ln)\.(?:norms\.\{{j\}}\.)?weight$",
     "mlp_gate": rf"\.{_MLP}\.(?:gate_proj|w1|w3|wi_0|gate_up_proj)(?:\.weight)?$",
     "mlp_gate_up": rf"\.{_MLP}\.(?:experts\.)?(?:gate_up_proj|w13)(?:\.weight)?$",
-    "mlp_plain": rf"(?:\.{_MLP}\.(?:fc1|c_fc|dense_h_to_4h|fc_in|up_proj|w_in)|\{{i\}}\.fc1)\.weight$",  # OPT: on the block
-    "mlp_bias": rf"\.{_MLP}\.(?!.*(?:router|gate)\.).*\.bias$|\{{i\}}\.fc[12]\.bias$",  # OPT: on the block
+    # OPT: on the block; BERT-style: intermediate.dense
+    "mlp_plain": rf"(?:\.{_MLP}\.(?:fc1|c_fc|dense_h_to_4h|fc_in|up_proj|w_in)|\{{i\}}\.fc1|\{{i\}}\.intermediate\.dense)"
+                 r"\.weight$",
+    "mlp_bias": rf"\.{_MLP}\.(?!.*(?:router|gate)\.).*\.bias$|\{{i\}}\.fc[12]\.bias$|{_BERT_MLP}\.bias$",
     "experts": r"\.experts\.",
     "experts_per_module": r"\.experts\.\{j\}\.",
     "experts_stacked": r"\.experts\.(?:gate_up_proj|gate_proj|up_proj|down_proj|w1|w2|w3|w13)(?:\.weight)?$",
@@ -402,8 +414,8 @@ KEY_FACTS: dict[str, str] = {
     "position_table": POSITION_TABLE_KEY,
     "lm_head_bias": r"^(?:lm_head|embed_out|output)\.bias$",
     # Block norms sit right under the block, whatever the block list is called (layers, h, blocks).
-    "layer_norm_weight": r"\{i\}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.weight$",
-    "layer_norm_bias": r"\{i\}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.bias$",
+    "layer_norm_weight": rf"\{{i\}}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.weight$|{_BERT_NORM}\.weight$",
+    "layer_norm_bias": rf"\{{i\}}\.[a-z_0-9]*(?:norm|ln)[a-z_0-9]*\.bias$|{_BERT_NORM}\.bias$",
     "pre_feedforward_norm": r"\{i\}\.pre_feedforward_layernorm\.weight$",
     "post_feedforward_norm": r"\{i\}\.post_feedforward_layernorm\.weight$",
     "input_norm": r"\{i\}\.(?:input_layernorm|ln_1|attention_norm)\.weight$",
@@ -968,6 +980,10 @@ def _embedding(anatomy: Anatomy, inputs: _Inputs) -> None:
     normed = seen.get("norm")
     anatomy.add("embedding.norm", normed.value if normed else None, MODELING if normed else DEFAULT,
                 normed.evidence if normed else "embeddings enter the first layer as they are")
+    token_type = inputs.roles.token_type if inputs.roles is not None else None
+    anatomy.add("embedding.token_type", token_type is not None, MODELING if inputs.roles else DEFAULT,
+                f"{token_type.path}: the type-0 row is added to every token's embedding (no token types are passed)"
+                if token_type else "no table of token types")
 
 
 def _positions(anatomy: Anatomy, inputs: _Inputs) -> None:
@@ -989,8 +1005,24 @@ def _positions(anatomy: Anatomy, inputs: _Inputs) -> None:
     limit = _int(inputs.cfg, "max_position_embeddings", "n_positions", "n_ctx")
     offset = shape[0] - limit if len(shape) == 2 and isinstance(shape[0], int) and limit else 0
     anatomy.add("embedding.positions", "learned", inputs.key_source, f"{keys[0]} shape {list(shape)}")
-    anatomy.add("embedding.position_offset", max(offset, 0), inputs.key_source,
-                f"{shape[0] if shape else '?'} rows for max_position_embeddings={limit}")
+    rows_text = f"{shape[0] if shape else '?'} rows for max_position_embeddings={limit}"
+    anatomy.add("embedding.position_extra_rows", max(offset, 0), inputs.key_source, rows_text)
+    counted = _seen(inputs, "positions", "learned_offset")
+    if counted is not None:
+        anatomy.add("embedding.position_offset", counted.value, MODELING, counted.evidence)
+        return
+    anatomy.add("embedding.position_offset", max(offset, 0), inputs.key_source, rows_text)
+
+
+def _head_biases(inputs: _Inputs) -> list[str]:
+    """The head's bias where the module tree puts it: on its linear, or beside it (BERT's ``cls.predictions.bias``,
+    RoBERTa's ``lm_head.bias``)."""
+    head = inputs.roles.lm_head if inputs.roles is not None else None
+    if head is None:
+        return []
+    owner = head.path.rsplit(".", 1)[0] if "." in head.path else ""
+    names = {f"{head.path}.bias", f"{owner}.bias" if owner else "bias"}
+    return [key for key in inputs.shapes if key in names]
 
 
 def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
@@ -1002,9 +1034,13 @@ def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
         anatomy.add("head.tied", tied, CHECKPOINT, f"{stored}; tie_word_embeddings={tie}")
     else:
         anatomy.add("head.tied", tie is not False, CONFIG, f"tie_word_embeddings={tie}")
-    anatomy.add("head.bias", bool(facts["lm_head_bias"]), source,
-                _keys_text(facts["lm_head_bias"]) or "no LM head bias key")
+    biases = facts["lm_head_bias"] or _head_biases(inputs)
+    anatomy.add("head.bias", bool(biases), source, _keys_text(biases) or "no LM head bias key")
     seen = inputs.seen.get("head", {})
+    transform = seen.get("transform")
+    anatomy.add("head.transform", ACTIVATIONS.get(transform.value, transform.value) if transform else None,
+                MODELING if transform else DEFAULT, transform.evidence if transform else "the head reads the last "
+                "hidden state as it is")
     fallback = {"logit_scale": "logit_scale", "logits_divisor": "logits_scaling", "final_softcap": "final_logit_softcapping"}
     for trait, config_key in fallback.items():
         row = seen.get(trait)
@@ -1039,6 +1075,7 @@ EXPLAINED_KEYS: tuple[str, ...] = (
     r"dense_4h_to_h|w1|w2|w3|wi_0|wi_1|wo|w13)" + _PROJ,
     rf"\{{i\}}\.{_MLP}\..*(?:expert|router|gate)",  # mixture-of-experts weights: the moe traits read them
     r"\{i\}\.(?:fc1|fc2)" + _PROJ,  # OPT / XGLM keep the MLP's two layers on the block itself
+    _BERT_MLP + _PROJ, _BERT_NORM + _PROJ,  # BERT-style blocks
     r"\.(?:act_fn|act|activation_fn)\.\w+$",  # a learned activation's scalars: the activation trait names it
     r"(?:^|\.)rotary_emb\.inv_freq$",  # buffers, not weights
     r"\.(?:attention|attn)\.(?:bias|masked_bias)$",
@@ -1058,9 +1095,12 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
     norm_names = anatomy.value("block.norm_names")
     used = set(norm_names.values()) if isinstance(norm_names, dict) and norm_names else None
     roles = inputs.roles  # the embedding, final norm and head wherever the module tree puts them (BioGPT's biogpt.)
-    found = {f"{node.path}.{name}" for node in (roles.embed, roles.embed_norm, roles.final_norm, roles.lm_head)
-             if node is not None
-             for name in ("weight", "bias")} if roles is not None else set()
+    found = {f"{node.path}.{name}" for node in (roles.embed, roles.embed_norm, roles.final_norm, roles.lm_head,
+                                                 roles.token_type)
+             if node is not None for name in ("weight", "bias")} if roles is not None else set()
+    if roles is not None and roles.head_transform is not None:
+        found |= {key for key in inputs.shapes if key.startswith(f"{roles.head_transform.path}.")}
+    found |= set(_head_biases(inputs))
     cross = anatomy.value("block.cross_attention") or []
     unread = re.compile(r"\{i\}\.(?:" + "|".join(map(re.escape, cross)) + r")\.") if cross else None
     left = [key for key in inputs.shapes if key not in found and not explained_key(key, used)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from import_model.plan.modeling import (
+    ACTIVATION_FUNCTIONS,
     IDENTITY_KINDS,
     UNKNOWN,
     ClassRef,
@@ -69,6 +70,8 @@ class Roles:
     layer_norms: dict[str, ModuleNode] = field(default_factory=dict)
     final_norm: ModuleNode | None = None
     embed_norm: ModuleNode | None = None  # a norm the backbone applies to the embeddings before its layers
+    token_type: ModuleNode | None = None  # BERT-style: a table of token types, row 0 added to every embedding
+    head_transform: ModuleNode | None = None  # BERT-style: dense, activation and norm between the layers and head
     embed: ModuleNode | None = None
     lm_head: ModuleNode | None = None
     q_norm: ModuleNode | None = None
@@ -98,7 +101,9 @@ def find_roles(root: ModuleNode, tree: SourceTree | None = None) -> Roles:
     head = _role_child(root, "lm_head")
     roles.lm_head = head[1] if head else None
     embed = _role_child(roles.backbone, "embed")
-    roles.embed = embed[1] if embed else None
+    roles.embed = embed[1] if embed else _outside_layers(root, "embed")
+    if roles.lm_head is None or roles.lm_head.kind != "linear":  # RoBERTa's lm_head module holds its decoder
+        roles.lm_head = _outside_layers(roles.lm_head or root, "lm_head")
     roles.attention = _role_child(roles.layer, "attention")
     roles.mlp = _role_child(roles.layer, "mlp")
     if roles.layer is not None:
@@ -107,11 +112,61 @@ def find_roles(root: ModuleNode, tree: SourceTree | None = None) -> Roles:
         roles.final_norm = next((c for c in roles.backbone.children.values() if c.kind in NORM_KINDS), None)
         if tree is not None:
             _settle_backbone_norms(tree, roles)
+    _embedding_module(root, roles)
     attention = roles.attention[1] if roles.attention else None
     q_norm, k_norm = _role_child(attention, "q_norm"), _role_child(attention, "k_norm")
     roles.q_norm = q_norm[1] if q_norm else None
     roles.k_norm = k_norm[1] if k_norm else None
     return roles
+
+
+def _outside_layers(root: ModuleNode, role: str) -> ModuleNode | None:
+    """The shallowest module anywhere outside the layer list that plays ``role`` by its attribute name: BERT-style
+    models keep the embeddings beside the encoder (``bert.embeddings.word_embeddings``) and the head's linear
+    inside a prediction head (``cls.predictions.decoder``)."""
+    attr_re = ROLE_PATTERNS[role][0] if role != "lm_head" else r"^(lm_head|embed_out|output|decoder)$"
+    queue = [root]
+    while queue:
+        node = queue.pop(0)
+        for attr, child in node.children.items():
+            if child.kind == "list":
+                continue
+            if re.search(attr_re, attr) and child.kind in ("embedding", "linear"):
+                return child
+            queue.append(child)
+    return None
+
+
+def _parent(root: ModuleNode, node: ModuleNode) -> ModuleNode | None:
+    path = node.path.rsplit(".", 1)[0] if "." in node.path else ""
+    found: ModuleNode | None = root
+    for part in path.split(".") if path else []:
+        found = found.children.get(part) if found is not None else None
+    return found
+
+
+def _embedding_module(root: ModuleNode, roles: Roles) -> None:
+    """BERT-style embeddings: the module that holds the token embedding also holds a table of token types and a
+    norm of the sum; BERT-style heads: the head's linear sits beside a transform (dense, activation, norm)."""
+    embed = roles.embed
+    holder = _parent(root, embed) if embed is not None else None
+    if holder is not None and holder is not roles.backbone and holder is not root:
+        if roles.embed_norm is None:
+            roles.embed_norm = next((c for c in holder.children.values() if c.kind in NORM_KINDS), None)
+        roles.token_type = next((c for a, c in holder.children.items() if c.kind == "embedding" and "type" in a), None)
+    head = roles.lm_head
+    parent = _parent(root, head) if head is not None else None
+    if parent is not None and parent is not root:
+        for child in (parent, *parent.children.values()):
+            kinds = {c.kind for c in child.children.values()}
+            if child is not head and "linear" in kinds and kinds & NORM_KINDS and child.path != head.path and \
+                    not any(c is head for c in child.children.values()):
+                roles.head_transform = child
+                break
+        else:
+            kinds = {c.kind for a, c in parent.children.items() if c is not head}
+            if "linear" in kinds and kinds & NORM_KINDS:
+                roles.head_transform = parent  # RoBERTa's lm_head: dense and layer_norm beside the decoder
 
 
 def _settle_backbone_norms(tree: SourceTree, roles: Roles) -> None:
@@ -690,11 +745,27 @@ SINUSOID_PATTERNS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _padding_offset(tree: SourceTree, roles: Roles) -> Observation | None:
+    """RoBERTa-style positions: the embeddings module counts positions from ``padding_idx + 1`` (a running count of
+    the tokens that are not padding), so a learned table's row for position 0 is ``padding_idx + 1``."""
+    holder = _parent(roles.root, roles.embed) if roles.embed is not None else None
+    if holder is None or holder.ref is None:
+        return None
+    text = " ".join(source_text(m, 100000) for m, _ in tree.methods(holder.ref))
+    pad = holder.values.get("padding_idx")
+    if "cumsum" not in text or "padding_idx" not in text or not isinstance(pad, int) or isinstance(pad, bool):
+        return None
+    return Observation(pad + 1, f"{holder.class_name}: positions count from padding_idx + 1 = {pad + 1}")
+
+
 def position_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """A position module beside the layer list that holds no weights (a computed table): its layout and its row
-    offset (XGLM: ``self.offset = 2``)."""
+    offset (XGLM: ``self.offset = 2``); or a learned table's first row counted from the padding index (RoBERTa)."""
     if roles.backbone is None:
         return {}
+    padded = _padding_offset(tree, roles)
+    if padded is not None:
+        return {"learned_offset": padded}
     node = next((child for attr, child in roles.backbone.children.items()
                  if re.search(r"pos", attr) and child.ref is not None
                  and re.search(r"Positional|Position|Sinusoidal", child.ref.name)
@@ -728,7 +799,31 @@ def _local_sources(forward: tuple[ast.FunctionDef, ClassRef] | None) -> dict[str
             if isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)}
 
 
+def head_transform(tree: SourceTree, roles: Roles) -> Observation | None:
+    """BERT-style: a dense, an activation and a norm between the last layer and the head's linear; the value is
+    the activation's ACT2FN name (``ACT2FN[config.hidden_act]`` built in ``__init__``, or a function its forward
+    calls: RoBERTa's ``gelu(x)``)."""
+    node = roles.head_transform
+    if node is None:
+        return None
+    activation = node.activations[0] if node.activations else None
+    if activation is None:
+        found = _forward(tree, node)
+        activation = next((n for n in called_names(found[0]) if n in ACTIVATION_FUNCTIONS), None) if found else None
+    if activation is None:
+        return None
+    return Observation(activation, f"{node.path} ({node.class_name}): dense, {activation}, norm before the head")
+
+
 def head_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """Arithmetic on the logits after the LM head: final softcap, a logit scale, a divisor; a transform before
+    it."""
+    transform = head_transform(tree, roles)
+    result = head_arithmetic(tree, roles)
+    return {**result, "transform": transform} if transform else result
+
+
+def head_arithmetic(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """Arithmetic on the logits after the LM head: final softcap, a logit scale, a divisor."""
     root = roles.root
     found = _forward(tree, root)
@@ -973,6 +1068,32 @@ def _after_add_names(sym: Sym, attn: str, mlp: str, norms: set[str]) -> dict[str
     return names
 
 
+def _residual_output_norms(tree: SourceTree, roles: Roles) -> dict[str, str]:
+    """BERT-style post-LN: each sublayer's output module adds the residual it is handed and norms the sum
+    (``LayerNorm(dense(h) + input_tensor)``). Role (after the attention's add, or the MLP's) -> the norm's path
+    in the layer; empty unless both are found."""
+    layer = roles.layer
+    if layer is None or roles.attention is None:
+        return {}
+    names: dict[str, str] = {}
+    for node in layer.walk():
+        norm = next((a for a, c in node.children.items() if c.kind in NORM_KINDS), None)
+        found = _forward(tree, node) if norm is not None and node is not layer else None
+        params = [a.arg for a in found[0].args.args][1:] if found else []
+        if found is None or len(params) < 2:
+            continue
+        tracer = _Tracer(node)
+        tracer.state[params[0]] = ("in",)
+        tracer.state[params[1]] = ("residual",)
+        result = tracer.run(found[0].body)
+        if result and result[0] == "call" and result[1] == norm and result[2][0] == "add" and \
+                ("residual",) in result[2][1]:
+            inside_attention = node.path.startswith(f"{layer.path}.{roles.attention[0]}.")
+            role = "after_attention_add" if inside_attention else "after_mlp_add"
+            names.setdefault(role, f"{node.path[len(layer.path) + 1:]}.{norm}")
+    return names if len(names) == 2 else {}
+
+
 def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """residual (sequential / parallel), norms (pre / sandwich / post), parallel_norm, residual multiplier."""
     layer = roles.layer
@@ -980,7 +1101,13 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     if layer is None or found is None or roles.attention is None:
         return {}
     if roles.mlp is None and not all(layer.children.get(name) for name in BLOCK_MLP):
-        return {}
+        post_ln = _residual_output_norms(tree, roles)
+        if not post_ln:
+            return {}
+        where = f"{layer.class_name}: " + ", ".join(f"{name} norms its sublayer's output plus the residual"
+                                                   for name in post_ln.values())
+        return {"residual": Observation("sequential", where), "norms": Observation("after_add", where),
+                "norm_names": Observation(post_ln, where)}
     forward, owner = found
     params = [a.arg for a in forward.args.args][1:]
     if not params:

@@ -163,6 +163,12 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
     DeltaRule("embedding_norm", "embedding", ("embedding.norm",), SCALAR, "graph",
               "normalise the embeddings before the first layer ({hf})", project=_present,
               change_off="drop the donor's embedding norm"),
+    # BERT-style decoders (BERT, RoBERTa, ELECTRA, ...): type-0 row of the token-type table, a transform before the head
+    DeltaRule("token_type", "embedding", ("embedding.token_type",), SCALAR, "graph",
+              "add row 0 of the token-type table to every embedding ({hf})", change_off="drop the donor's token types"),
+    DeltaRule("head_transform", "head", ("head.transform",), SMALL, "graph",
+              "transform the last hidden state before the head: dense, {hf}, norm", project=_present,
+              change_off="drop the donor's head transform"),
     DeltaRule("residual_multiplier", "block", ("block.residual_multiplier",), SCALAR, "graph",
               "scale the residual branches: {hf}", project=_present, change_off="drop the donor's {donor}"),
     DeltaRule("head_bias", "head", ("head.bias",), SCALAR, "graph", "add the LM head bias",

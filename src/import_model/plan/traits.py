@@ -67,10 +67,13 @@ class Traits:
     embedding_scale: EmbeddingScale = "none"
     embedding_scale_in_module: bool = False
     position_table: bool = False  # a learned table of absolute positions added to the embeddings (GPT-2, OPT)
-    position_offset: int = 0  # its rows before position 0 (OPT: 2)
+    position_offset: int = 0  # its row for position 0 (OPT: 2, RoBERTa: padding_idx + 1)
+    position_extra_rows: int = 0  # its rows beyond max_position_embeddings (OPT: 2)
     position_sinusoid: Sinusoid = "none"  # a computed [sin | cos] table added to the embeddings (XGLM, Marian)
     # a norm on the embeddings: the final norm's own module (NanoChat) or a module of its own (TrOCR)
     embedding_norm: EmbeddingNorm = "none"
+    token_type_row: bool = False  # BERT-style: row 0 of a token-type table added to every embedding
+    head_transform: bool = False  # BERT-style: dense, the MLP's activation and a norm before the head
     head_bias: bool = False
     logit_scale: bool = False
     logits_divisor: bool = False

@@ -91,12 +91,18 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("logits_divisor", ("logits_divisor",), ("logits_divisor",), "logits divided by logits_scaling"),
     CatalogEntry("embedding_scale", ("embedding_scale",), ("embedding_scale", "embedding_scale_in_module"),
                  "embeddings times sqrt(hidden_size) or a configured multiplier"),
-    CatalogEntry("position_table", ("position_table",), ("position_table", "position_offset", "position_sinusoid"),
+    CatalogEntry("position_table", ("position_table",),
+                 ("position_table", "position_offset", "position_extra_rows", "position_sinusoid"),
                  "a table of absolute positions added to the token embeddings, learned (with its row offset) or "
                  "computed (sinusoidal, fairseq or halves layout)",
                  "wpe.weight / embed_positions.weight"),
     CatalogEntry("embedding_norm", ("embedding_norm",), ("embedding_norm",),
                  "embeddings normalised before the first layer, by the final norm's module or by a norm of their own"),
+    CatalogEntry("token_type", ("token_type",), ("token_type_row",),
+                 "row 0 of the token-type table added to every embedding", "token_type_embeddings.weight"),
+    CatalogEntry("head_transform", ("head_transform",), ("head_transform",),
+                 "dense, the MLP's activation and a norm between the last layer and the head",
+                 "head_transform.{dense,norm}"),
     CatalogEntry("tied_head", ("tied_head",), (), "LM head shares the embedding matrix", "embed_tokens.weight"),
     CatalogEntry("head_bias", ("head_bias",), ("head_bias",), "LM head bias", "lm_head.bias"),
     CatalogEntry("norm_style", ("norm_style",), ("norm", "norm_offset", "norm_bias", "norm_weight"),
@@ -152,6 +158,8 @@ PIECES: dict[str, tuple[str, ...]] = {
     "norm_style": ("make_norm", "OffsetLayerNorm", "WeightlessNorm"),
     "block_norms": ("PortBlock._sequential",),
     "final_norm": ("NoFinalNorm",),
+    "token_type": ("PortDecoder.__call__",),
+    "head_transform": ("HeadTransform",),
     "residual": ("PortBlock._parallel",),
     "residual_multiplier": ("PortBlock._sequential",),
     "mlp_kind": ("PortMLP",),
@@ -254,6 +262,10 @@ def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
         if test(value):
             missing.append(MissingDelta(key, value, reason))
     missing.extend(_moe_unsupported(anatomy))
+    transform = _value(anatomy, "head.transform")
+    if transform is not None and transform != _value(anatomy, "mlp.activation", "silu"):
+        missing.append(MissingDelta("head.transform", transform, "the head transform's activation differs from the "
+                                                                   "MLP's; the template applies the MLP's to both"))
     sliding = _value(anatomy, "attention.sliding_window", "none")
     if sliding not in ("none", "all", "interleaved"):
         missing.append(MissingDelta("attention.sliding_window", sliding, "this sliding-window form is not in the catalog"))
@@ -316,7 +328,8 @@ def _block_norms(anatomy: Anatomy, missing: list[MissingDelta]) -> tuple[str, di
     # The modeling code's own attribute names, when it uses the layout's roles (GLM-4 calls its pre-MLP norm
     # post_attention_layernorm): the graph then asks for the checkpoint's names as they are.
     seen = _value(anatomy, "block.norm_names")
-    if isinstance(seen, dict) and set(seen) == set(norms) and len(set(seen.values())) == len(seen):
+    if isinstance(seen, dict) and set(seen) == set(norms) and len(set(seen.values())) == len(seen) and \
+            all(str(name).isidentifier() for name in seen.values()):  # BERT's attention.output.LayerNorm: renamed
         norms = {role: seen[role] for role in norms}
     return residual, dict(norms)
 
@@ -365,8 +378,11 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "embedding_norm": value("embedding.norm") if value("embedding.norm") in ("final", "own") else "none",
         "position_table": value("embedding.positions") == "learned",
         "position_offset": int(value("embedding.position_offset") or 0),
+        "position_extra_rows": int(value("embedding.position_extra_rows", value("embedding.position_offset")) or 0),
         "position_sinusoid": value("embedding.sinusoid", "none") if value("embedding.positions") == "sinusoidal"
                              else "none",
+        "token_type_row": bool(value("embedding.token_type")),
+        "head_transform": value("head.transform") is not None,
         "head_bias": bool(value("head.bias", False)),
         "logit_scale": value("head.logit_scale") is not None,
         "logits_divisor": value("head.logits_divisor") is not None,

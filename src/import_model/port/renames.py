@@ -104,6 +104,14 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"\.self_attn\.(q|k)_layernorm\.", r".self_attn.\1_norm.", "QK LayerNorm (Persimmon)"),
     RenameRule(r"\.self_attn\.query_layernorm\.", ".self_attn.q_norm.", "QK-norm (Hunyuan)"),
     RenameRule(r"\.self_attn\.key_layernorm\.", ".self_attn.k_norm.", "QK-norm (Hunyuan)"),
+    RenameRule(r"^layer\.(\d+)\.", r"layers.\1.", "BERT-style block list (encoder.layer)"),
+    RenameRule(r"\.attention\.self\.(q|k|v)\w*\.", r".self_attn.\1_proj.", "BERT-style query / key / value"),
+    RenameRule(r"\.attention\.output\.dense\.", ".self_attn.o_proj.", "BERT-style attention output"),
+    RenameRule(r"\.attention\.output\.LayerNorm\.", ".input_layernorm.", "BERT-style norm after the attention's add"),
+    RenameRule(r"\.intermediate\.dense\.", ".mlp.up_proj.", "BERT-style MLP input"),
+    RenameRule(r"^layers\.(\d+)\.output\.dense\.", r"layers.\1.mlp.down_proj.", "BERT-style MLP output"),
+    RenameRule(r"^layers\.(\d+)\.output\.LayerNorm\.", r"layers.\1.post_attention_layernorm.",
+               "BERT-style norm after the MLP's add"),
     RenameRule(r"\.block_sparse_moe\.", ".mlp.", "MoE block named block_sparse_moe (Mixtral, PhiMoE, MiniMax)"),
     RenameRule(r"\.mlp\.(?:gate|router)\.(weight|bias)$", r".mlp.gate.gate_score.\1",
                "MoE router linear: MAX's MoEGate keeps it as gate_score"),
@@ -394,6 +402,27 @@ def unread_by_causal_lm(root: Any) -> re.Pattern[str] | None:
     return re.compile(rf"{layer}\.(?:{'|'.join(map(re.escape, unread))})\.")
 
 
+def _head_renames(roles: Any) -> list[RenameRule]:
+    """The head's linear, its bias and a transform before it, wherever the module tree puts them (BERT's
+    ``cls.predictions.{transform,decoder,bias}``, RoBERTa's ``lm_head.{dense,layer_norm,decoder,bias}``)."""
+    head = roles.lm_head
+    if head is None or head.path == "lm_head":
+        return []
+    owner = head.path.rsplit(".", 1)[0]
+    rules = [RenameRule(rf"^{re.escape(head.path)}\.", "lm_head.", "the head's linear, found in the module tree"),
+             RenameRule(rf"^{re.escape(owner)}\.bias$", "lm_head.bias", "the head's bias beside its linear")]
+    transform = roles.head_transform
+    if transform is not None:
+        for attr, child in transform.children.items():
+            if child is head:
+                continue
+            part = "dense" if child.kind == "linear" else "norm" if "norm" in child.kind else None
+            if part:
+                rules.append(RenameRule(rf"^{re.escape(transform.path)}\.{re.escape(attr)}\.", f"head_transform.{part}.",
+                                        "the head transform's dense and norm"))
+    return rules
+
+
 def found_renames(root: Any) -> tuple[RenameRule, ...]:
     """Renames read from the family's HF module tree (:func:`module_tree`), tried before :data:`RENAME_RULES`: the
     final norm beside the layer list, under whatever name the family gives it (XGLM's ``layer_norm``), an attention
@@ -411,7 +440,11 @@ def found_renames(root: Any) -> tuple[RenameRule, ...]:
     embed_norm = roles.embed_norm
     if embed_norm is not None and embed_norm is not norm:
         rules.append(RenameRule(rf"^{re.escape(embed_norm.path)}\.", "embed_norm.",
-                                "the embeddings' own norm, found before the layer loop (TrOCR's layernorm_embedding)"))
+                                "the embeddings' own norm (TrOCR's layernorm_embedding, BERT's embeddings.LayerNorm)"))
+    rules.extend(_head_renames(roles))
+    holder = roles.embed.path.rsplit(".", 1)[0] if roles.embed is not None and "." in roles.embed.path else ""
+    if holder and roles.backbone is not None and holder != roles.backbone.path:
+        rules.append(RenameRule(rf"^{re.escape(holder)}\.", "", "the embeddings' own module (BERT's bert.embeddings)"))
     if roles.attention is not None and roles.layer is not None:
         attr, attention = roles.attention
         inner = next((name for name, child in attention.children.items()

@@ -711,6 +711,19 @@ class NoFinalNorm(Module):
         return x
 
 
+class HeadTransform(Module):
+    """Between the last layer and the head: a dense, the MLP's activation and a norm (BERT-style heads)."""
+
+    def __init__(self, *, config: Any, dtype: DType, device: DeviceRef) -> None:
+        super().__init__()
+        hidden = int(config.hidden_size)
+        self.dense = Linear(hidden, hidden, dtype, device, has_bias=True)
+        self.norm = make_norm(hidden, float(config_value(config, "norm_eps", 1e-5)), dtype, device)
+
+    def __call__(self, x: TensorValue) -> TensorValue:
+        return self.norm(activation(self.dense(x)))
+
+
 class _NoRope:
     """Stands in for ``Transformer.rope``: each attention layer holds its own rotary table."""
 
@@ -777,25 +790,38 @@ class PortDecoder(Transformer):
         )
         if TRAITS.embedding_norm == "own":
             self.embed_norm = make_norm(int(config.hidden_size), eps, dtype, device)
+        if TRAITS.token_type_row:
+            types = int(config_value(config, "type_vocab_size", 2))
+            self.token_type_embeddings = Embedding(types, int(config.hidden_size), dtype, device)
+        if TRAITS.head_transform:
+            self.head_transform = HeadTransform(config=config, dtype=dtype, device=device)
         if TRAITS.position_table or TRAITS.position_sinusoid != "none":
-            rows = int(config_value(config, "max_positions")) + TRAITS.position_offset
+            rows = int(config_value(config, "max_positions")) + TRAITS.position_extra_rows
             if TRAITS.position_table:
                 self.embed_positions = Embedding(rows, int(config.hidden_size), dtype, device)
             else:
                 self.sinusoid = SinusoidTable(rows, int(config.hidden_size))
 
-    if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
+    if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap or TRAITS.head_transform:
         @override
         def _postprocess_logits(self, h: TensorValue, input_row_offsets: TensorValue, return_n_logits: TensorValue,
                                 capture_hidden_states: Any = None) -> tuple[TensorValue, ...]:
-            head = self.lm_head
-            assert isinstance(head, PortHead)
-            return logits_postprocess(h, input_row_offsets, return_n_logits, norm=self.norm,
-                                      lm_head=lambda x: head.finish(head(x)), return_logits=self.return_logits,
-                                      return_hidden_states=self.return_hidden_states,
+            return logits_postprocess(h, input_row_offsets, return_n_logits, norm=self.norm, lm_head=self._head,
+                                      return_logits=self.return_logits, return_hidden_states=self.return_hidden_states,
                                       capture_hidden_states=capture_hidden_states)
 
-    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm != "none":
+        def _head(self, x: TensorValue) -> TensorValue:
+            """What HF computes from the last hidden state: its head transform, head and logit arithmetic."""
+            if TRAITS.head_transform:
+                x = self.head_transform(x)
+            head = self.lm_head
+            if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
+                assert isinstance(head, PortHead)
+                return head.finish(head(x))
+            else:
+                return head(x)
+
+    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm != "none" or TRAITS.token_type_row:  # noqa: E501
         @override
         def __call__(self, tokens: Any, kv_collection: PagedCacheValues, return_n_logits: TensorValue,
                      input_row_offsets: TensorValue, hidden_states: TensorValue | None = None) -> tuple[TensorValue, ...]:
@@ -813,6 +839,8 @@ class PortDecoder(Transformer):
                     h = h + self.embed_positions(positions)
                 else:
                     h = h + ops.cast(ops.gather(self.sinusoid.value(h.device), positions, axis=0), h.dtype)
+            if TRAITS.token_type_row:
+                h = h + self.token_type_embeddings(tokens * 0)  # no token types are passed: every token is type 0
             if TRAITS.embedding_norm == "own":
                 h = self.embed_norm(h)
             elif TRAITS.embedding_norm == "final":
