@@ -41,6 +41,9 @@ from import_model.recon.walls import masks_by_is_decoder
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: The variant of a BERT-style family that is a decoder (its default config attends both ways).
+DECODER_VARIANT = "is_decoder=True"
+
 #: Config booleans that change neither the weights nor what the model computes at inference.
 RUNTIME_FLAGS = frozenset({
     "use_cache", "output_attentions", "output_hidden_states", "return_dict", "torchscript", "is_decoder",
@@ -146,7 +149,7 @@ def variants_of(family: str, architecture: str) -> list[Variant]:
     out = [Variant(family, "default", config)]
     if config.get("is_decoder") is False and masks_by_is_decoder(family):
         # BERT-style: the causal-LM class attends causally only as a decoder; the default config is bidirectional
-        out.append(Variant(family, "is_decoder=True", _rebuilt(family, architecture, config, {"is_decoder": True})))
+        out.append(Variant(family, DECODER_VARIANT, _rebuilt(family, architecture, config, {"is_decoder": True})))
     read = options_read(family)
     for name in sorted(read):
         value = config.get(name)
@@ -332,7 +335,10 @@ def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool, v
         default: Row | None = None
         compiled = 0
         for variant in variants:
-            if default is not None and default.verdict in ("NATIVE", "NOT A DECODER", "WALL", "BY HAND"):
+            # BERT-style: the default config is bidirectional, its is_decoder=True variant is the decoder to port
+            as_decoder = default is not None and default.verdict == "NOT A DECODER" and variant.name == DECODER_VARIANT
+            if default is not None and default.verdict in ("NATIVE", "NOT A DECODER", "WALL", "BY HAND") and \
+                    not as_decoder:
                 break  # MAX registers the class (``check-native`` proves it), or there is no decoder to port
             key = f"{family}/{variant.name}"
             if key in skip:
@@ -340,8 +346,9 @@ def worker(families: list[str], rows_path: Path, skip: set[str], verify: bool, v
             record({"start": key})
             row = run_variant(variant, work, verify=False)
             differs = default is None or row.plan != default.plan
-            if verify and row.verdict == "DRY OK" and differs and (default is None or compiled != variant_compiles):
-                compiled += default is not None
+            first = default is None or as_decoder  # the family's first decoder config is always compiled
+            if verify and row.verdict == "DRY OK" and differs and (first or compiled != variant_compiles):
+                compiled += not first
                 row = run_variant(variant, work, verify=True)
             elif default is not None and row.verdict == "DRY OK" and row.plan == default.plan:
                 row.verdict, row.detail = "AS DEFAULT", f"same plan as the default (verdict {default.verdict})"

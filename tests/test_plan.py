@@ -552,3 +552,30 @@ def test_a_model_built_without_its_final_norm_is_read_from_its_module_tree(tmp_p
     assert value(plan, "norm.final") is False
     spec = build_spec(plan.anatomy, load_config(source), sorted(rules(plan)))
     assert spec.traits.final_norm is False and "final_norm" in {e.id for e in spec.applied}
+
+
+@pytest.mark.parametrize(("model_type", "architecture", "padded", "transform"), [
+    ("bert", "BertLMHeadModel", False, "gelu"),
+    ("roberta", "RobertaForCausalLM", True, "gelu"),  # positions counted from padding_idx + 1
+    ("bert-generation", "BertGenerationDecoder", False, None),  # its head is the decoder linear alone
+])
+def test_a_bert_style_decoder_is_read_from_its_module_tree(model_type: str, architecture: str, padded: bool,
+                                                           transform: str | None, tmp_path: Path) -> None:
+    """BERT-style decoders: each sublayer's output module adds the residual and norms it (post-LN), the
+    embeddings module adds a token-type row and norms the sum, a transform may sit before the head; every
+    checkpoint weight is accounted for and the catalog writes them all."""
+    from transformers import CONFIG_MAPPING
+
+    from import_model.port.catalog import build_spec
+    from import_model.verify.twin import make_twin
+
+    config = CONFIG_MAPPING[model_type](is_decoder=True, pad_token_id=1).to_dict() | {"architectures": [architecture]}
+    source = open_source(str(make_twin(config, tmp_path / model_type).path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
+    assert value(plan, "block.norms") == "after_add" and value(plan, "norm.final") is False
+    assert value(plan, "embedding.norm") == "own" and value(plan, "head.transform") == transform
+    offset = load_config(source)["pad_token_id"] + 1 if padded else 0
+    assert value(plan, "embedding.position_offset") == offset and value(plan, "weights.unexplained") == []
+    spec = build_spec(plan.anatomy, load_config(source), sorted(rules(plan)))
+    assert spec.missing == [] and set(spec.traits.norms) == {"after_attention_add", "after_mlp_add"}
+    assert spec.traits.head_transform is (transform is not None)

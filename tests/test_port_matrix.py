@@ -34,6 +34,8 @@ FAMILIES: dict[str, int] = {
     "gpt2": 0, "gpt_neo": 0, "xglm": 0, "nanochat": 0,
     # post-LN: GPT-1 (no final norm, gelu_new from its own table), TrOCR (embedding norm, cross-attention unread)
     "openai-gpt": 0, "trocr": 0,
+    # BERT-style decoders (is_decoder): post-LN in output modules, token types, head transform
+    "bert": 0, "roberta": 0,
     # families no issue lists
     "vaultgemma": 0, "persimmon": 0, "apertus": 1, "glm4": 0, "hyperclovax": 0, "falcon": 0, "falcon_40b": 0,
     "gptj": 0, "codegen": 0, "bitnet": 1, "nemotron": 0, "ernie4_5": 0,

@@ -59,6 +59,8 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
     "nanochat": {"hidden_act": "relu2"},
     "trocr": {"layernorm_embedding": True, "decoder_ffn_dim": 160},
     "openai-gpt": {"afn": "gelu", "n_positions": 512},
+    "bert": {"is_decoder": True, "type_vocab_size": 2},
+    "roberta": {"is_decoder": True, "hidden_act": "gelu"},
     "bitnet": {"hidden_act": "relu2"},
     "nemotron": {"hidden_act": "relu2", "partial_rotary_factor": 0.5},
     "ernie4_5": {"tie_word_embeddings": True},
@@ -155,7 +157,8 @@ def test_twin_keeps_structure(family: str) -> None:
     for key in ("layer_types", "no_rope_layers"):
         if isinstance(source.get(key), list):  # every per-layer variant still appears in the twin
             assert set(twin[key]) == set(source[key]) and len(twin[key]) == twin["num_hidden_layers"]
-    heads_key = next(k for k in ("num_attention_heads", "n_head", "num_heads", "attention_heads") if k in source)
+    heads_key = next(k for k in ("num_attention_heads", "n_head", "num_heads", "attention_heads",
+                                 "decoder_attention_heads") if k in source)
     heads, kv = source[heads_key], source.get("num_key_value_heads") or source[heads_key]
     t_heads, t_kv = twin[heads_key], twin.get("num_key_value_heads") or twin[heads_key]
     assert (kv == heads) == (t_kv == t_heads) and (kv == 1) == (t_kv == 1) and t_heads % t_kv == 0

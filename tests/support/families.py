@@ -567,7 +567,14 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "xglm": ("xglm", "XGLMForCausalLM", {"bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1}),
     # microsoft/trocr-base-handwritten's decoder (the config class's defaults): post-LN blocks, a LayerNorm of the
     # embeddings' own and no final norm, learned positions offset by 2, cross-attention a causal LM never runs
-    "trocr": ("trocr", "TrOCRForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
+    "trocr": ("trocr", "TrOCRForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+                                            "is_decoder": True}),
+    # google-bert/bert-base-uncased's family as a decoder (BertLMHeadModel, is_decoder): post-LN in each sublayer's
+    # output module, token-type row 0, the embeddings' own LayerNorm, a head transform, no final norm
+    "bert": ("bert", "BertLMHeadModel", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "is_decoder": True}),
+    # FacebookAI/roberta-base's family as a decoder: BERT's block, positions counted from padding_idx + 1
+    "roberta": ("roberta", "RobertaForCausalLM", {"bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1,
+                                                  "is_decoder": True}),
     # openai-community/openai-gpt (the config class's defaults): post-LN (ln_1 / ln_2 after each add), no final
     # norm, learned positions, Conv1D weights, gelu_new picked from the family's own table
     "openai-gpt": ("openai-gpt", "OpenAIGPTLMHeadModel", {"bos_token_id": 1, "eos_token_id": 2}),

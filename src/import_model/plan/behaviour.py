@@ -749,7 +749,7 @@ def _padding_offset(tree: SourceTree, roles: Roles) -> Observation | None:
     """RoBERTa-style positions: the embeddings module counts positions from ``padding_idx + 1`` (a running count of
     the tokens that are not padding), so a learned table's row for position 0 is ``padding_idx + 1``."""
     holder = _parent(roles.root, roles.embed) if roles.embed is not None else None
-    if holder is None or holder.ref is None:
+    if holder is None or holder.ref is None or holder is roles.backbone:  # OPT's decoder counts from its mask
         return None
     text = " ".join(source_text(m, 100000) for m, _ in tree.methods(holder.ref))
     pad = holder.values.get("padding_idx")
