@@ -138,7 +138,10 @@ def options_read(family: str) -> set[str]:
 def variants_of(family: str, architecture: str) -> list[Variant]:
     from transformers import AutoConfig
 
-    config = AutoConfig.for_model(family).to_dict()
+    try:
+        config = AutoConfig.for_model(family).to_dict()
+    except Exception:  # noqa: BLE001 - a composite the model type names (MusicGen's) needs parts to be built
+        config = _causal_config(architecture)
     text = config.get("text_config")
     text_type = text.get("model_type") if isinstance(text, dict) else None
     if isinstance(text_type, str) and text_type != family:
@@ -162,6 +165,16 @@ def variants_of(family: str, architecture: str) -> list[Variant]:
             out.append(Variant(family, f"rope={rope_type}", _rebuilt(
                 family, architecture, config, {"rope_parameters": rope | {"rope_type": rope_type, **params, **extra}})))
     return out
+
+
+def _causal_config(architecture: str) -> dict[str, Any]:
+    """The config the causal-LM class itself takes (MusicGen's decoder config), built with its defaults."""
+    import transformers
+
+    config_class = getattr(getattr(transformers, architecture, None), "config_class", None)
+    if config_class is None:
+        raise ValueError(f"{architecture} names no config class")
+    return config_class().to_dict()
 
 
 def _rebuilt(family: str, architecture: str, default: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
