@@ -196,3 +196,22 @@ def test_single_cpu_collectives_need_no_accelerator_and_are_restored() -> None:
         (buffer,) = Signals.allocate([CPU()])
         assert buffer.shape == (Signals.NUM_BYTES,) and not buffer.to_numpy()[:4096].any()
     assert Allreduce.__init__ is original
+
+
+@pytest.mark.parametrize(("config_of", "cls", "final_norm"), [
+    # Emu3's language model: transformers' auto mapping has no causal LM for Emu3TextConfig; architectures[0] names it
+    (lambda: __import__("transformers").AutoConfig.for_model("emu3").text_config.to_dict()
+     | {"architectures": ["Emu3ForCausalLM"]}, "Emu3ForCausalLM", True),
+    # TrOCR's only backbone norm runs on the embeddings, before the layers: it is no final norm
+    (lambda: __import__("transformers").AutoConfig.for_model("trocr").to_dict()
+     | {"architectures": ["TrOCRForCausalLM"]}, "TrOCRForCausalLM", False),
+])
+def test_the_hf_reference_loads_the_named_class_and_finds_the_norm_after_the_layers(config_of, cls: str,  # noqa: ANN001
+                                                                                     final_norm: bool,
+                                                                                     tmp_path: Path) -> None:
+    from import_model.verify.hf_reference import HFReference
+    from import_model.verify.twin import make_twin
+
+    reference = HFReference.load(make_twin(config_of(), tmp_path / "twin").path)
+    assert type(reference.model).__name__ == cls
+    assert ("final_norm" not in reference.absent_taps()) is final_norm
