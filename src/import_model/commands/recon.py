@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from import_model import report
@@ -96,20 +97,31 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_caveats(natives: list[dict[str, Any]]) -> None:
-    """Known differences between MAX's native architecture and transformers that apply to this config."""
+def print_native(architecture: str | None, natives: list[dict[str, Any]], serve_command: str | None,
+                 model: str) -> None:
+    """The native registration, what the static reading of MAX's code found, and the command that proves it."""
+    slugs = ", ".join(n["slug"] for n in natives)
+    unread = {k["key"]: k for native in natives for k in native.get("unread_keys", [])}
+    check = f"import-model check-native {model}"
+    if unread:
+        keys = "; ".join(f"{k['key']} = {json.dumps(k['value'])} ({k['note']})" for k in unread.values())
+        report.line(f"MAX registers {architecture} natively (slug {slugs}), but its code never reads: {keys}.",
+                    style="yellow")
+        report.line(f"Native but unverified, and likely to diverge: `{check}` decides (exit 1: port it).")
+    else:
+        report.line(f"MAX registers {architecture} natively (slug {slugs}); its code reads every config key that "
+                    "changes this model.")
+        report.line(f"Native but unverified: `{check}` proves parity on a twin (exit 0: no port needed).")
+    report.line(f"  serve it with:  {serve_command}")
     for text in sorted({t for native in natives for t in native.get("caveats", [])}):
-        report.line(f"  caution: {text}", style="yellow")
+        report.line(f"  known difference on this config (check-native measures it): {text}", style="yellow")
 
 
 def _print_inspect(result: dict[str, Any]) -> None:
     report.heading(f"{result['model']}  ({result['source']})")
     report.line(f"architecture: {result['architecture'] or '(none declared)'}    model_type: {result['model_type'] or '-'}")
     if result["native"]:
-        slugs = ", ".join(n["slug"] for n in result["native"])
-        report.line(f"MAX registers {result['architecture']} natively (slug {slugs}): no port needed.")
-        report.line(f"  serve it with:  {result['serve_command']}")
-        print_caveats(result["native"])
+        print_native(result["architecture"], result["native"], result["serve_command"], result["model"])
     else:
         report.line(f"MAX does not register {result['architecture']}: a port is needed (next: check-walls, then plan).")
     ckpt = result["checkpoint"]

@@ -72,15 +72,15 @@ def _head_dim_differs(config: dict[str, Any]) -> bool:
 
 #: Keys whose effect depends on other keys (or whose table role says "wired" when a native may still skip them):
 #: key -> does the value change the computation for this config.
-ACTIVE_WHEN: dict[str, Callable[[dict[str, Any]], bool]] = {
+ACTIVE_WHEN: dict[str, tuple[Callable[[dict[str, Any]], bool], str]] = {
     # mistral, qwen2, qwen3, phi3, gemma2/3: a window narrower than the context (and switched on, for qwen2/qwen3)
-    "sliding_window": _window_active,
+    "sliding_window": (_window_active, "transformers masks every token older than the window"),
     # qwen2, qwen3, gemma3, ministral: per-layer attention kinds, a no-op when every layer is full attention
-    "layer_types": _some_layer_not_full,
+    "layer_types": (_some_layer_not_full, "per-layer attention kind: some layers are not full attention"),
     # qwen2, qwen3: where full attention starts, only with use_sliding_window on
-    "max_window_layers": _window_layers_active,
+    "max_window_layers": (_window_layers_active, "layers from this index on use the sliding window"),
     # llama, mistral, qwen3, gemma: an explicit head width other than hidden_size / heads
-    "head_dim": _head_dim_differs,
+    "head_dim": (_head_dim_differs, "head width other than hidden_size / num_attention_heads"),
 }
 
 
@@ -92,10 +92,10 @@ def unread_keys(slug: str, config: dict[str, Any]) -> list[UnreadKey]:
     for row in config_map.map_config(config):
         if "." in row.key or row.key in read or aliases.get(row.key, frozenset()) & read:
             continue
-        active = ACTIVE_WHEN.get(row.key)
-        if active is not None:
-            if active(config):
-                found.append(UnreadKey(row.key, row.value, row.note or "changes the attention pattern"))
+        special = ACTIVE_WHEN.get(row.key)
+        if special is not None:
+            if special[0](config):
+                found.append(UnreadKey(row.key, row.value, special[1]))
         elif row.role == config_map.GRAPH:
             found.append(UnreadKey(row.key, row.value, row.note))
     return found
