@@ -146,3 +146,143 @@ def test_plain_llama_is_verified(tmp_path: Path) -> None:
     """The graph tests/test_verify.py compiles for its Llama copy: a cache hit."""
     payload = _run_case(PLAIN_LLAMA, tmp_path)
     assert {row["tap"] for row in payload["per_tap"]} >= {"embed", "layer_0", "layer_1", "logits"}
+
+
+# --------------------------------------------------------------------------- the static reader (no compile, no MAX import)
+
+
+def _config(family: str, drop: tuple[str, ...] = (), **edits: Any) -> dict[str, Any]:
+    config = copy.deepcopy(FAMILY_CONFIGS[family])
+    for key in drop:
+        config.pop(key, None)
+    config.update(edits)
+    return config
+
+
+def _unread(slug: str, config: dict[str, Any]) -> set[str]:
+    from import_model.recon.native_reads import unread_keys
+
+    return {k.key for k in unread_keys(slug, config)}
+
+
+@pytest.mark.parametrize(("family", "slug"), [("llama", "llama3"), ("qwen2", "qwen2"), ("qwen3", "qwen3"),
+                                              ("olmo2", "olmo2"), ("phi3", "phi3"), ("phi4", "phi3"),
+                                              ("gemma3_text", "gemma3"), ("qwen3_moe", "qwen3")])
+def test_native_code_reads_every_key_of_the_configs_it_was_written_for(family: str, slug: str) -> None:
+    # qwen3_moe stores num_local_experts; MAX reads it as num_experts through the config class's attribute_map.
+    # phi3's window (262144) is longer than its context, and qwen2's is switched off: neither is active.
+    assert _unread(slug, FAMILY_CONFIGS[family]) == set()
+
+
+def test_keys_the_native_code_never_reads_are_named() -> None:
+    assert _unread("llama3", _config("llama", mlp_bias=True)) == {"mlp_bias"}
+    assert _unread("llama3", _config("llama", mlp_bias=True, hidden_act="gelu")) == {"mlp_bias", "hidden_act"}
+    qwen2 = _config("qwen2", drop=("layer_types",), use_sliding_window=True, sliding_window=128, max_window_layers=0)
+    assert _unread("qwen2", qwen2) == {"use_sliding_window", "sliding_window", "max_window_layers"}
+    assert _unread("mistral", FAMILY_CONFIGS["mistral"]) == {"sliding_window"}
+    assert _unread("mistral", _config("mistral", sliding_window=None)) == set()
+    assert _unread("mistral", _config("mistral", sliding_window=10**6)) == set()  # wider than the context
+
+
+def test_the_reader_follows_the_architectures_a_native_imports() -> None:
+    from import_model.recon.native_reads import names_read, source_files
+
+    files = {path.relative_to(path.parents[1]).as_posix() for path, _ in source_files("qwen2")}
+    assert "qwen2/model_config.py" in files and "llama3/llama3.py" in files  # qwen2 builds on llama3's code
+    assert "attention_bias" in names_read("qwen2") and "mlp_bias" not in names_read("llama3")
+    assert names_read("no_such_architecture") == frozenset()
+
+
+def test_inspect_says_native_but_unverified_and_names_the_keys(tmp_path: Path) -> None:
+    twin = LLAMA_MLP_BIAS.twin(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "import_model", "inspect", str(twin), "--json"],
+                            capture_output=True, text=True, env=child_env(), check=True)
+    native = json.loads(result.stdout)["native"][0]
+    assert native["status"] == "unverified" and [k["key"] for k in native["unread_keys"]] == ["mlp_bias"]
+    human = subprocess.run([sys.executable, "-m", "import_model", "inspect", str(twin)], capture_output=True,
+                           text=True, env=child_env(), check=True).stdout
+    assert "never reads: mlp_bias" in human and f"check-native {twin}" in human and "no port needed." not in human
+
+
+# --------------------------------------------------------------------------- CLI wiring and exit codes (engine mocked)
+
+
+def _answer(verdict: str, **extra: Any) -> Any:
+    from import_model.recon.native_reads import UnreadKey
+    from import_model.verify.native_check import NativeCheck
+
+    keys = (UnreadKey("sliding_window", 128, "transformers masks every token older than the window"),) \
+        if verdict == "diverges" else ()
+    return NativeCheck("m", "MistralForCausalLM", "mistral", "twin", verdict, f"because {verdict}",
+                       worst_rel_l2=1e-6 if verdict == "verified" else None, unread_keys=keys,
+                       first_divergence={"tap": "layer_0", "step": 0, "prompt": 2} if verdict == "diverges" else None,
+                       **extra)
+
+
+@pytest.mark.parametrize(("verdict", "code"), [("verified", 0), ("diverges", 1), ("cannot_run", 2)])
+def test_exit_codes_and_json_follow_the_verdict(verdict: str, code: int, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from import_model.cli import main
+    from import_model.commands import native
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(native, "run_in_child", lambda argv, model, arch: seen.append(argv) or _answer(verdict))
+    twin = str(family_twin_dir("mistral"))
+    assert main(["check-native", twin, "--json", "--decode-steps", "2"]) == code
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["verdict"] == verdict and payload["exit_code"] == code
+    assert seen[0][:2] == ["check-native", twin] and "--json" in seen[0] and "2" in seen[0]
+    assert main(["check-native", twin]) == code
+    out = capsys.readouterr().out
+    assert {"verified": "VERIFIED", "diverges": "DIVERGES", "cannot_run": "CANNOT RUN"}[verdict] in out
+    if verdict == "diverges":
+        assert "sliding_window" in out and "import-model port" in out
+
+
+def test_a_class_max_does_not_register_is_refused_with_one_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "import_model", "check-native", str(family_twin_dir("helium"))],
+                            capture_output=True, text=True, env=child_env())
+    assert result.returncode == 2 and "does not register HeliumForCausalLM" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_full_weights_need_a_local_checkpoint() -> None:
+    from import_model.cli import main
+
+    assert main(["check-native", "org/not-local", "--weights", "full"]) == 2
+
+
+def test_the_answer_survives_the_trip_through_json() -> None:
+    from import_model.verify.native_check import from_dict
+
+    answer = _answer("diverges", unread_weights=("layers.0.mlp.up_proj.bias",), explanations=("x",))
+    assert from_dict(json.loads(json.dumps(answer.as_dict()))) == answer
+    with pytest.raises(ValueError):
+        from_dict({**answer.as_dict(), "verdict": "maybe"})
+
+
+# --------------------------------------------------------------------------- port runs the same check first
+
+
+@pytest.mark.parametrize("verdict", ["verified", "diverges", "cannot_run"])
+def test_port_acts_on_the_native_answer(verdict: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from import_model.commands import native, port_run
+    from import_model.errors import UserError
+
+    monkeypatch.setattr(native, "run_in_child", lambda argv, model, arch: _answer(verdict))
+    target = port_run.open_target(str(family_twin_dir("mistral")), None, "/tmp/unused-ports")
+    args = argparse.Namespace(model=str(family_twin_dir("mistral")), weights="twin", revision=None)
+    run = port_run.PortRun(args.model)
+    if verdict == "cannot_run":
+        with pytest.raises(UserError) as refused:
+            port_run.native_check_step(args, target, run)
+        assert refused.value.exit_code == 2 and "cannot run" in refused.value.message
+    else:
+        assert port_run.native_check_step(args, target, run) is (verdict == "verified")
+        assert run.native_check["verdict"] == verdict
+    step = run.steps[-1]
+    assert step["step"] == "native check" and step["status"] == verdict.replace("_", " ")
+    if verdict == "diverges":
+        assert "through the catalog" in step["detail"]
