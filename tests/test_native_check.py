@@ -286,3 +286,55 @@ def test_port_acts_on_the_native_answer(verdict: str, monkeypatch: pytest.Monkey
     assert step["step"] == "native check" and step["status"] == verdict.replace("_", " ")
     if verdict == "diverges":
         assert "through the catalog" in step["detail"]
+
+
+# --------------------------------------------------------------------------- the engine's decisions (MAX mocked)
+
+
+def _engine(monkeypatch: pytest.MonkeyPatch, dry: Any, compare: Any = None) -> Any:
+    """check_native on mistral's twin config with the copy, the dry build and the comparison replaced."""
+    from types import SimpleNamespace
+
+    from import_model.recon import registry
+    from import_model.verify import engine, native_check
+
+    monkeypatch.setattr(native_check, "native_registration_copy", lambda arch, work: work)
+    monkeypatch.setattr(native_check, "_dry_build", lambda checkpoint, port: dry)
+    if compare is not None:
+        monkeypatch.setattr(engine, "run_verify", compare)
+    config = json.loads((family_twin_dir("mistral") / "config.json").read_text())
+    arch = registry.find_native("MistralForCausalLM")[0]
+    return native_check.check_native(Path("/nonexistent"), config, arch, SimpleNamespace(), model="m")
+
+
+def test_weights_the_graph_never_loads_decide_without_a_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    def never(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("compiled although the dry build had decided")
+
+    dry = SimpleNamespace(adapted={"layers.0.mlp.up_proj.bias": [8], "layers.0.mlp.up_proj.weight": [8, 4]},
+                          expected={"layers.0.mlp.up_proj.weight": [8, 4]}, seconds=1.0)
+    result = _engine(monkeypatch, dry, never)
+    assert (result.verdict, result.exit_code) == ("diverges", 1)
+    assert result.unread_weights == ("layers.0.mlp.up_proj.bias",) and "layers.*.mlp.up_proj.bias" in result.reason
+    assert [k.key for k in result.unread_keys] == ["sliding_window"]
+    assert any("sliding_window" in text for text in result.explanations)  # mistral's known difference, quoted
+
+
+def test_a_graph_max_cannot_build_is_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _engine(monkeypatch, "building the module tree: ValueError: no float32 kernel")
+    assert (result.verdict, result.exit_code) == ("cannot_run", 2) and "no float32 kernel" in result.details
+    assert result.explanations == ()  # a known difference explains a measured divergence only
+
+
+def test_a_compile_failure_is_cannot_run_with_maxs_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from import_model.verify.max_runner import MaxBuildError
+
+    def fails(*_a: Any, **_k: Any) -> Any:
+        raise MaxBuildError("building the port's graph", "Traceback...\nconstraint failed: kernel has no CPU path")
+
+    result = _engine(monkeypatch, SimpleNamespace(adapted={"w": [1]}, expected={"w": [1]}, seconds=1.0), fails)
+    assert result.verdict == "cannot_run" and "kernel constraint: kernel has no CPU path" in result.reason

@@ -68,6 +68,10 @@ def native_target(model: str, revision: str | None) -> tuple[Any, dict[str, Any]
     if architecture is None:
         raise UserError(f"{source.display}: config.json declares no usable architectures[0]; nothing to check")
     natives = registry.find_native(architecture)
+    other_tasks = sorted({a.task_label for a in registry.find_native(architecture, text_only=False)})
+    if not natives and other_tasks:
+        raise UserError(f"MAX registers {architecture} for {', '.join(other_tasks)}; check-native compares "
+                        "text-generation graphs only")
     if not natives:
         raise UserError(f"MAX does not register {architecture}: there is no native graph to check; a port is needed "
                         "(import-model plan, then port)")
