@@ -199,6 +199,7 @@ def test_inspect_says_native_but_unverified_and_names_the_keys(tmp_path: Path) -
                             capture_output=True, text=True, env=child_env(), check=True)
     native = json.loads(result.stdout)["native"][0]
     assert native["status"] == "unverified" and [k["key"] for k in native["unread_keys"]] == ["mlp_bias"]
+    assert len(native["unread_weights"]) == 6 and all(".mlp." in w and w.endswith(".bias") for w in native["unread_weights"])
     human = subprocess.run([sys.executable, "-m", "import_model", "inspect", str(twin)], capture_output=True,
                            text=True, env=child_env(), check=True).stdout
     assert "never reads: mlp_bias" in human and f"check-native {twin}" in human and "no port needed." not in human

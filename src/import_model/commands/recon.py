@@ -50,7 +50,7 @@ def inspect_model(source: ModelSource, config: dict[str, Any]) -> dict[str, Any]
         "source": source.kind,
         "architecture": architecture,
         "model_type": config.get("model_type") if isinstance(config.get("model_type"), str) else None,
-        "native": native_entries(natives, config),
+        "native": _with_weights(native_entries(natives, config), checkpoint),
         "serve_command": registry.serve_command(source.display) if natives else None,
         "config": [row.as_dict() for row in rows],
         "config_summary": config_map.summarize(rows),
@@ -59,6 +59,16 @@ def inspect_model(source: ModelSource, config: dict[str, Any]) -> dict[str, Any]
         "model_card": _card_dict(card) if card else None,
         "model_card_note": card_note,
     }
+
+
+def _with_weights(natives: list[dict[str, Any]], checkpoint: Checkpoint) -> list[dict[str, Any]]:
+    """Each native entry plus the checkpoint tensors that come with its unread switch keys."""
+    from import_model.recon.native_reads import UnreadKey, weights_of_unread_keys
+
+    for native in natives:
+        keys = [UnreadKey(k["key"], k["value"], k["note"]) for k in native.get("unread_keys", [])]
+        native["unread_weights"] = weights_of_unread_keys(keys, checkpoint.tensors)
+    return natives
 
 
 def _card_dict(card: Any) -> dict[str, Any]:
@@ -107,6 +117,11 @@ def print_native(architecture: str | None, natives: list[dict[str, Any]], serve_
         keys = "; ".join(f"{k['key']} = {json.dumps(k['value'])} ({k['note']})" for k in unread.values())
         report.line(f"MAX registers {architecture} natively (slug {slugs}), but its code never reads: {keys}.",
                     style="yellow")
+        weights = sorted({w for native in natives for w in native.get("unread_weights", [])})
+        if weights:
+            report.line(f"The checkpoint holds {len(weights)} weight(s) that come with them and that MAX's graph "
+                        f"has no place for ({', '.join(weights[:3])}{', ...' if len(weights) > 3 else ''}).",
+                        style="yellow")
         report.line(f"Native but unverified, and likely to diverge: `{check}` decides (exit 1: port it).")
     else:
         report.line(f"MAX registers {architecture} natively (slug {slugs}); its code reads every config key that "

@@ -19,7 +19,8 @@ than the context, per-layer kinds that are all full attention).
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -82,6 +83,22 @@ ACTIVE_WHEN: dict[str, tuple[Callable[[dict[str, Any]], bool], str]] = {
     # llama, mistral, qwen3, gemma: an explicit head width other than hidden_size / heads
     "head_dim": (_head_dim_differs, "head width other than hidden_size / num_attention_heads"),
 }
+
+
+#: Weights a switch key adds in transformers' modeling code, by name: a native graph that never reads the key
+#: builds no place for them, so they go unread. ``check-native``'s dry build lists the real ones.
+KEY_WEIGHTS: dict[str, re.Pattern[str]] = {
+    # llama, mistral-style MLPs with mlp_bias: gate/up/down biases
+    "mlp_bias": re.compile(r"\.mlp\.\w+\.bias$"),
+    # llama, granite, olmo with attention_bias: q/k/v/o biases
+    "attention_bias": re.compile(r"\.self_attn\.\w+\.bias$"),
+}
+
+
+def weights_of_unread_keys(keys: list[UnreadKey], names: Iterable[str]) -> list[str]:
+    """Checkpoint tensors that come with the unread switch keys (by name, per :data:`KEY_WEIGHTS`)."""
+    patterns = [KEY_WEIGHTS[k.key] for k in keys if k.key in KEY_WEIGHTS]
+    return sorted(name for name in names if any(p.search(name) for p in patterns))
 
 
 def unread_keys(slug: str, config: dict[str, Any]) -> list[UnreadKey]:
