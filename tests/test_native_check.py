@@ -92,8 +92,8 @@ def results_table():
         "A diverging row names the config keys MAX's native code never reads, the checkpoint weights its graph "
         "never loads (decided by a dry build, without compiling), or the first tap that differs.", "",
         "| twin | architecture | verdict | exit | first divergence | worst rel. L2 | unread config keys | "
-        "unread weights | seconds | reason |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "unread weights | seconds | reason | known difference (quoted) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     if _rows:
         RESULTS.write_text("\n".join(header + merged_rows(RESULTS, _rows)) + "\n")
@@ -125,7 +125,8 @@ def _record(case: Case, payload: dict) -> None:
     _rows.append(f"| {case.name} | {payload['architecture']} | {payload['verdict']} | {payload['exit_code']} | "
                  f"{first.get('tap', '-')} | {'-' if worst is None else f'{worst:.2e}'} | "
                  f"{', '.join(k['key'] for k in payload['unread_keys']) or '-'} | "
-                 f"{len(weights) if weights else '-'} | {seconds:.0f} | {payload['reason'].replace('|', '/')[:300]} |")
+                 f"{len(weights) if weights else '-'} | {seconds:.0f} | {payload['reason'].replace('|', '/')[:300]} | "
+                 f"{'; '.join(payload['explanations']).replace('|', '/') or '-'} |")
 
 
 @pytest.mark.matrix

@@ -57,6 +57,8 @@ class NativeCheck:
     #: MAX's own message when the check could not run.
     details: str = ""
     per_tap: tuple[dict[str, Any], ...] = ()
+    #: Real weights: greedy continuations of HF and MAX on the model's chat format, token for token.
+    greedy_text: tuple[dict[str, Any], ...] = ()
     notes: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -71,7 +73,7 @@ class NativeCheck:
             "worst_rel_l2": self.worst_rel_l2, "first_divergence": self.first_divergence,
             "unread_keys": [k.as_dict() for k in self.unread_keys], "unread_weights": list(self.unread_weights),
             "explanations": list(self.explanations), "details": self.details, "per_tap": list(self.per_tap),
-            "notes": list(self.notes), "timings": self.timings,
+            "greedy_text": list(self.greedy_text), "notes": list(self.notes), "timings": self.timings,
         }
 
 
@@ -87,6 +89,7 @@ def from_dict(data: dict[str, Any]) -> NativeCheck:
         unread_keys=tuple(UnreadKey(k["key"], k["value"], k["note"]) for k in data.get("unread_keys", [])),
         unread_weights=tuple(data.get("unread_weights", [])), explanations=tuple(data.get("explanations", [])),
         details=str(data.get("details", "")), per_tap=tuple(data.get("per_tap", [])),
+        greedy_text=tuple(data.get("greedy_text", [])),
         notes=tuple(data.get("notes", [])), timings=dict(data.get("timings", {})),
     )
 
@@ -153,7 +156,8 @@ def _compare(checkpoint: Path, port: Path, options: Any, base: dict[str, Any],
     per_tap = tuple(worst_by_tap(result.verdict.diffs, result.tap_order))
     worst = max((row["rel_l2"] for row in per_tap), default=None)
     timings = {"dry_build_s": dry_seconds, **result.timings, "total_s": round(time.perf_counter() - start, 2)}
-    common = {**base, "worst_rel_l2": worst, "per_tap": per_tap, "notes": tuple(result.notes), "timings": timings}
+    common = {**base, "worst_rel_l2": worst, "per_tap": per_tap, "notes": tuple(result.notes), "timings": timings,
+              "greedy_text": tuple(result.greedy_text)}
     if result.verdict.passed:
         untested = f"; the config keys MAX's code never reads ({', '.join(k.key for k in base['unread_keys'])}) " \
             "made no difference on these prompts" if base["unread_keys"] else ""
