@@ -90,7 +90,8 @@ def results_table():
         f"`make matrix` on {platform.machine()}, Python {platform.python_version()}: `import-model check-native` on "
         "family twins, MAX's own registration against transformers, float32 on the CPU, tolerance rel. L2 1e-4.",
         "A diverging row names the config keys MAX's native code never reads, the checkpoint weights its graph "
-        "never loads (decided by a dry build, without compiling), or the first tap that differs.", "",
+        "never loads (decided by a dry build, without compiling), or the first tap that differs. Seconds are the "
+        "dry build plus the comparison as measured; a graph compiled for the first time adds minutes.", "",
         "| twin | architecture | verdict | exit | first divergence | worst rel. L2 | unread config keys | "
         "unread weights | seconds | reason | known difference (quoted) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -340,3 +341,16 @@ def test_a_compile_failure_is_cannot_run_with_maxs_message(monkeypatch: pytest.M
 
     result = _engine(monkeypatch, SimpleNamespace(adapted={"w": [1]}, expected={"w": [1]}, seconds=1.0), fails)
     assert result.verdict == "cannot_run" and "kernel constraint: kernel has no CPU path" in result.reason
+
+
+@pytest.mark.matrix
+def test_native_check_on_real_weights(smollm2_dir: Path, results_table: None) -> None:
+    """SmolLM2-135M-Instruct in float32 under its own class: MAX's llama3 on the real weights, HF sanity first."""
+    from tests.support.smollm2 import smollm2_float32
+
+    smollm2_float32()
+    checkpoint = smollm2_dir.with_name(smollm2_dir.name + "-f32")  # the float32 copy, still LlamaForCausalLM
+    result, payload = check_native(checkpoint, "--weights", "full")
+    assert result.returncode == 0 and payload["verdict"] == "verified", (payload.get("reason"), result.stderr[-2000:])
+    assert payload["worst_rel_l2"] < 1e-4 and payload["greedy_text"] and all(r["match"] for r in payload["greedy_text"])
+    _record(Case("smollm2-135m-instruct (real weights)", "llama"), payload)
