@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -109,8 +110,8 @@ def check_native(checkpoint: Path, config: dict[str, Any], arch: NativeArch, opt
         progress(f"reading which weights MAX's {arch.slug} graph loads (a dry build, no compile)")
         dry = _dry_build(checkpoint, port)
         if isinstance(dry, str):
-            return NativeCheck(**base, verdict=CANNOT_RUN, reason="MAX could not build its graph for this config",
-                               details=dry)
+            return NativeCheck(**base, verdict=CANNOT_RUN, details=dry,
+                               reason=f"MAX could not build its own module tree for this config: {dry.splitlines()[0][:240]}")
         unread = tuple(sorted(set(dry.adapted) - set(dry.expected)))
         if unread:
             return NativeCheck(**base, verdict=DIVERGES, unread_weights=unread, timings={"dry_build_s": dry.seconds},
@@ -175,8 +176,6 @@ def _compare(checkpoint: Path, port: Path, options: Any, base: dict[str, Any],
 
 def _patterns(names: tuple[str, ...]) -> str:
     """``layers.*.mlp.down_proj.bias, ...``: the names with layer numbers folded, a few shown."""
-    import re
-
     folded = sorted({re.sub(r"\.\d+\.", ".*.", name) for name in names})
     more = f" and {len(folded) - 3} more pattern(s)" if len(folded) > 3 else ""
     return ", ".join(folded[:3]) + more
