@@ -3,7 +3,8 @@
 ``make matrix`` runs seven twins (four where MAX's native code computes something else, three where it is
 right) and writes docs/native-check.md. ``make test`` runs one of each kind cheaply: the Llama with MLP biases
 is decided by the dry build (weights the graph never loads, no compile), and plain Llama reuses the graph
-``tests/test_verify.py`` compiles, so it hits the compile cache.
+``tests/test_verify.py`` compiles, so it hits the compile cache. ``make matrix`` also ports the diverging
+Llama through the catalog under its own class and verifies the port.
 """
 
 from __future__ import annotations
@@ -354,3 +355,18 @@ def test_native_check_on_real_weights(smollm2_dir: Path, results_table: None) ->
     assert result.returncode == 0 and payload["verdict"] == "verified", (payload.get("reason"), result.stderr[-2000:])
     assert payload["worst_rel_l2"] < 1e-4 and payload["greedy_text"] and all(r["match"] for r in payload["greedy_text"])
     _record(Case("smollm2-135m-instruct (real weights)", "llama"), payload)
+
+
+@pytest.mark.matrix
+def test_port_writes_and_verifies_a_diverging_native_under_its_own_class(tmp_path: Path) -> None:
+    """The Llama with MLP biases: check-native says diverges, so port goes on through the catalog (mlp_bias entry)."""
+    twin = LLAMA_MLP_BIAS.twin(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "import_model", "port", str(twin), "--output-dir",
+                             str(tmp_path / "ports"), "--yes", "--json"], capture_output=True, text=True, timeout=1500,
+                            env=child_env())
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    run = json.loads(result.stdout)
+    steps = {s["step"]: s for s in run["steps"]}
+    assert steps["native check"]["status"] == "diverges" and run["native_check"]["unread_weights"]
+    assert any(r["rule"] == "mlp_bias" and r["status"] == "implemented" for r in run["deltas"])
+    assert result.returncode == 0 and run["verify"]["passed"] and run["verify"]["worst_rel_l2"] < 1e-4
