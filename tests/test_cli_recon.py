@@ -148,7 +148,7 @@ def test_smollm2_is_native_llama(smollm2_dir: Path, mirror: HubMirror, mirror_en
     assert hub_walls.returncode == 0
 
     human = run_cli("inspect", str(smollm2_dir))
-    assert human.returncode == 0 and "no port needed" in human.stdout
+    assert human.returncode == 0 and "natively" in human.stdout and "check-native" in human.stdout
 
     summary = json_of(run_cli("list-keys", str(smollm2_dir), "--summary", "--json"))
     rows = {p["pattern"]: p for p in summary["patterns"]}

@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     # Later phases keep their argument definitions beside their commands.
-    from import_model.commands import gates_cmd, port_cmds, port_run, serve_compare, verify
+    from import_model.commands import gates_cmd, native, port_cmds, port_run, serve_compare, verify
 
+    native.add_check_native_parser(sub, _command)
     port_cmds.add_port_parsers(sub, _command)
     port_run.add_port_run_parser(sub, _command)
     gates_cmd.add_gates_parsers(sub, _command)
@@ -85,13 +86,14 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _handlers() -> dict[str, Handler]:
-    from import_model.commands import gates_cmd, plan, port_cmds, port_run, recon, serve_compare, verify
+    from import_model.commands import gates_cmd, native, plan, port_cmds, port_run, recon, serve_compare, verify
 
     return {
         "inspect": recon.cmd_inspect,
         "list-archs": recon.cmd_list_archs,
         "list-keys": recon.cmd_list_keys,
         "check-walls": recon.cmd_check_walls,
+        "check-native": native.cmd_check_native,
         "plan": plan.cmd_plan,
         "twin": recon.cmd_twin,
         "scaffold": port_cmds.cmd_scaffold,

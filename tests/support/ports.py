@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from import_model.port.native_copy import copy_native_port
+from import_model.port.native_copy import allow_cpu_float32, copy_native_port
 
 
 @dataclass(frozen=True)
@@ -132,17 +132,6 @@ def native_port(donor: str, out_dir: Path, architecture: str, slug: str, breakag
     return plant(port, BREAKAGES[breakage]) if breakage else port
 
 
-#: MAX registers some donors for bfloat16 only (a GPU encoding); their copies get float32 added to the
-#: registration so the CPU can run them. The graph code is not touched.
-BFLOAT16_ONLY = '{"bfloat16"}'
-
-
 def allow_float32(port: Path) -> bool:
-    """Add float32 to a copied port's bfloat16-only encodings; True if anything changed."""
-    changed = False
-    for path in port.glob("*.py"):
-        text = path.read_text()
-        if "SUPPORTED_ENCODINGS" in text and BFLOAT16_ONLY in text:
-            path.write_text(text.replace(BFLOAT16_ONLY, '{"bfloat16", "float32"}'))
-            changed = True
-    return changed
+    """Add float32 to a copied port's bfloat16-only encodings (graph untouched); True if anything changed."""
+    return allow_cpu_float32(port)

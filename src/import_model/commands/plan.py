@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from import_model import report
-from import_model.commands.recon import print_caveats
+from import_model.commands.recon import print_native
 from import_model.errors import UserError
 from import_model.plan.planner import Plan, make_plan, top
 from import_model.source import load_checkpoint, load_config, open_source, user_path
@@ -65,10 +65,7 @@ def _print(plan: Plan) -> None:
     report.heading(plan.model)
     report.line(f"architecture: {plan.architecture or '(none declared)'}    model_type: {plan.model_type or '-'}")
     if plan.is_native:
-        slugs = ", ".join(n["slug"] for n in plan.native)
-        report.line(f"MAX registers {plan.architecture} natively (slug {slugs}): no port needed.")
-        report.line(f"  serve it with:  {plan.serve_command}")
-        print_caveats(plan.native)
+        print_native(plan.architecture, plan.native, plan.serve_command, plan.model)
         return
     anatomy = plan.anatomy
     if anatomy is not None:

@@ -46,7 +46,9 @@ def cmd_scaffold(args: argparse.Namespace) -> int:
     source = target.source
     if target.natives:
         raise UserError(f"MAX registers {target.architecture} natively (slug {target.natives[0].slug}): no port "
-                        f"needed; serve it with: {registry.serve_command(source.display)}")
+                        f"needed if `import-model check-native {source.display}` verifies it (serve it with: "
+                        f"{registry.serve_command(source.display)}); if it diverges, `import-model port` ports it "
+                        "under the same class")
     slug = claim_package(target, args.slug, args.force)
     checkpoint = load_checkpoint(source, progress=report.progress)
     plan = make_plan(source.display, target.config, checkpoint, donor=donor.slug)

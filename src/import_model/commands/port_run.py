@@ -1,6 +1,7 @@
 """``import-model port MODEL``: every phase in one run, from config to a verified port.
 
-inspect -> native check (native: the serve command, exit 0) -> walls (a
+inspect -> native check (MAX registers the class: check-native; verified: the serve command, exit 0; cannot
+run: exit 2; diverges: go on and port it under the same class) -> walls (a
 blocker, or a token mixer the catalog does not write even where MAX ships a
 block for it: exit 2) -> plan -> the plan review (on a terminal, the default
 plan and the delta list wait for a yes; a no stops with exit 2 and nothing
@@ -64,6 +65,8 @@ class PortRun:
     spec: dict[str, Any] = field(default_factory=dict)
     mode: str | None = None
     verify: dict[str, Any] | None = None
+    #: check-native's answer when MAX registers the class (None otherwise).
+    native_check: dict[str, Any] | None = None
     serve_command: str | None = None
     exit_code: int = 0
     seconds: float = 0.0
@@ -153,13 +156,14 @@ def port_steps(args: argparse.Namespace, run: PortRun, review: Review | None = N
     source, config, out_dir = target.source, target.config, target.out_dir
     run.model = source.display
     run.architecture = architecture = target.architecture
-    if target.natives:
-        run.serve_command = registry.serve_command(source.display)
-        run.step("native check", "done", f"MAX serves {architecture} natively (slug {target.natives[0].slug}): no port")
-        return 0
-    run.step("native check", "done", f"{architecture} is not registered in MAX")
     if args.weights == "full" and source.kind != "local":
         raise UserError("--weights full needs the checkpoint on disk: download it (hf download) and pass the folder")
+    if target.natives:
+        if native_check_step(args, target, run):
+            run.serve_command = registry.serve_command(source.display)
+            return 0
+    else:
+        run.step("native check", "done", f"{architecture} is not registered in MAX")
     slug = claim_package(target, args.slug, args.force)
     check_test_file(out_dir / f"{TEST_PREFIX}{slug}.py")
     checkpoint = load_checkpoint(source, progress=report.progress)
@@ -207,6 +211,37 @@ def port_steps(args: argparse.Namespace, run: PortRun, review: Review | None = N
     if any(s["status"] == "FAIL" for s in run.steps):
         return 1
     return 0 if verified in (True, None) else 1
+
+
+def native_check_step(args: argparse.Namespace, target: Target, run: PortRun) -> bool:
+    """``check-native`` on a class MAX registers: True when MAX's own graph is verified (stop at the serve command),
+    False when it diverges (port it through the catalog, under the same class); one that cannot run stops (exit 2).
+    """
+    from import_model.commands.native import run_in_child
+
+    native = target.natives[0]
+    report.progress(f"MAX registers {target.architecture} natively (slug {native.slug}): checking that its own graph "
+                    "computes what transformers computes on this config (check-native)")
+    argv = ["check-native", args.model, "--weights", args.weights, "--json"]
+    argv += ["--revision", args.revision] if args.revision else []
+    result = run_in_child(argv, target.source.display, native)
+    if isinstance(result, int):
+        raise UserError(f"check-native stopped on {target.source.display} (exit {result}, its reason is above)")
+    run.native_check = result.as_dict()
+    if result.verdict == "verified":
+        run.step("native check", "verified", f"MAX serves {target.architecture} natively (slug {native.slug}) and its "
+                                             f"graph matches transformers (worst rel. L2 {result.worst_rel_l2:.1e}): "
+                                             "no port needed")
+        return True
+    if result.verdict == "cannot_run":
+        run.step("native check", "cannot run", result.reason)
+        raise UserError(f"MAX registers {target.architecture} natively, but check-native cannot run it on this machine: "
+                        f"{result.reason}; no port was written")
+    keys = ", ".join(k.key for k in result.unread_keys)
+    run.step("native check", "diverges", f"{result.reason}" + (f" (unread config keys: {keys})" if keys and
+                                                               "never reads" not in result.reason else "")
+             + f"; porting {target.architecture} through the catalog, registered under the same class")
+    return False
 
 
 def review_plan(plan: Any, run: PortRun, *, assume_yes: bool, stdin: IO[str] | None = None) -> bool:

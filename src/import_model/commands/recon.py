@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from import_model import report
@@ -49,7 +50,7 @@ def inspect_model(source: ModelSource, config: dict[str, Any]) -> dict[str, Any]
         "source": source.kind,
         "architecture": architecture,
         "model_type": config.get("model_type") if isinstance(config.get("model_type"), str) else None,
-        "native": native_entries(natives, config),
+        "native": _with_weights(native_entries(natives, config), checkpoint),
         "serve_command": registry.serve_command(source.display) if natives else None,
         "config": [row.as_dict() for row in rows],
         "config_summary": config_map.summarize(rows),
@@ -58,6 +59,16 @@ def inspect_model(source: ModelSource, config: dict[str, Any]) -> dict[str, Any]
         "model_card": _card_dict(card) if card else None,
         "model_card_note": card_note,
     }
+
+
+def _with_weights(natives: list[dict[str, Any]], checkpoint: Checkpoint) -> list[dict[str, Any]]:
+    """Each native entry plus the checkpoint tensors that come with its unread switch keys."""
+    from import_model.recon.native_reads import UnreadKey, weights_of_unread_keys
+
+    for native in natives:
+        keys = [UnreadKey(k["key"], k["value"], k["note"]) for k in native.get("unread_keys", [])]
+        native["unread_weights"] = weights_of_unread_keys(keys, checkpoint.tensors)
+    return natives
 
 
 def _card_dict(card: Any) -> dict[str, Any]:
@@ -96,20 +107,36 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_caveats(natives: list[dict[str, Any]]) -> None:
-    """Known differences between MAX's native architecture and transformers that apply to this config."""
+def print_native(architecture: str | None, natives: list[dict[str, Any]], serve_command: str | None,
+                 model: str) -> None:
+    """The native registration, what the static reading of MAX's code found, and the command that proves it."""
+    slugs = ", ".join(n["slug"] for n in natives)
+    unread = {k["key"]: k for native in natives for k in native.get("unread_keys", [])}
+    check = f"import-model check-native {model}"
+    if unread:
+        keys = "; ".join(f"{k['key']} = {json.dumps(k['value'])} ({k['note']})" for k in unread.values())
+        report.line(f"MAX registers {architecture} natively (slug {slugs}), but its code never reads: {keys}.",
+                    style="yellow")
+        weights = sorted({w for native in natives for w in native.get("unread_weights", [])})
+        if weights:
+            report.line(f"The checkpoint holds {len(weights)} weight(s) that come with them and that MAX's graph "
+                        f"has no place for ({', '.join(weights[:3])}{', ...' if len(weights) > 3 else ''}).",
+                        style="yellow")
+        report.line(f"Native but unverified, and likely to diverge: `{check}` decides (exit 1: port it).")
+    else:
+        report.line(f"MAX registers {architecture} natively (slug {slugs}); its code reads every config key that "
+                    "changes this model.")
+        report.line(f"Native but unverified: `{check}` proves parity on a twin (exit 0: no port needed).")
+    report.line(f"  serve it with:  {serve_command}")
     for text in sorted({t for native in natives for t in native.get("caveats", [])}):
-        report.line(f"  caution: {text}", style="yellow")
+        report.line(f"  known difference on this config (check-native measures it): {text}", style="yellow")
 
 
 def _print_inspect(result: dict[str, Any]) -> None:
     report.heading(f"{result['model']}  ({result['source']})")
     report.line(f"architecture: {result['architecture'] or '(none declared)'}    model_type: {result['model_type'] or '-'}")
     if result["native"]:
-        slugs = ", ".join(n["slug"] for n in result["native"])
-        report.line(f"MAX registers {result['architecture']} natively (slug {slugs}): no port needed.")
-        report.line(f"  serve it with:  {result['serve_command']}")
-        print_caveats(result["native"])
+        print_native(result["architecture"], result["native"], result["serve_command"], result["model"])
     else:
         report.line(f"MAX does not register {result['architecture']}: a port is needed (next: check-walls, then plan).")
     ckpt = result["checkpoint"]

@@ -20,9 +20,12 @@ def render_markdown(plan: Plan) -> str:
     lines = [f"# Plan: {plan.model}", "",
              f"- architecture: `{plan.architecture or '-'}`, model_type: `{plan.model_type or '-'}`"]
     if plan.is_native:
-        lines += ["", f"MAX registers `{plan.architecture}` natively: no port needed.", "",
-                  f"```bash\n{plan.serve_command}\n```", ""]
-        lines += [f"> Caution: {text}" for native in plan.native for text in native.get("caveats", [])]
+        unread = {k["key"]: k for native in plan.native for k in native.get("unread_keys", [])}
+        lines += ["", f"MAX registers `{plan.architecture}` natively; unverified on this config until "
+                      f"`import-model check-native {plan.model}` says so (exit 0: no port needed).", ""]
+        lines += [f"> MAX's code never reads `{k['key']}` = `{k['value']}` ({k['note']})." for k in unread.values()]
+        lines += ["", f"```bash\n{plan.serve_command}\n```", ""]
+        lines += [f"> Known difference: {text}" for native in plan.native for text in native.get("caveats", [])]
         return "\n".join(lines)
     if plan.anatomy is not None:
         lines += [f"- category: {plan.anatomy.category}; modeling source: `{plan.anatomy.modeling_file or '-'}`", "",

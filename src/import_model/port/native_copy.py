@@ -94,6 +94,24 @@ def copy_native_port(donor_slug: str, output_dir: Path, *, class_name: str, port
     return target
 
 
+#: How MAX writes a bfloat16-only registration (a GPU encoding) in its config classes.
+BFLOAT16_ONLY = '{"bfloat16"}'
+
+
+def allow_cpu_float32(port: Path) -> bool:
+    """Add float32 to a copied port's bfloat16-only ``SUPPORTED_ENCODINGS`` (the CPU runs float32); True if changed.
+
+    The graph code is not touched: only the list of encodings the registration accepts.
+    """
+    changed = False
+    for path in port.glob("*.py"):
+        text = path.read_text()
+        if "SUPPORTED_ENCODINGS" in text and BFLOAT16_ONLY in text:
+            path.write_text(text.replace(BFLOAT16_ONLY, '{"bfloat16", "float32"}'))
+            changed = True
+    return changed
+
+
 def write_manifest(package: Path) -> None:
     """Record every file of the staged ``package`` (and the manifest itself) as the tool's own.
 

@@ -56,6 +56,13 @@ def native_caveats(architecture: str | None, config: dict[str, Any]) -> list[str
 
 
 def native_entries(natives: list[Any], config: dict[str, Any]) -> list[dict[str, Any]]:
-    """What ``inspect`` and ``plan`` report for each native registration of the checkpoint's class."""
-    return [{"name": a.name, "slug": a.slug, "default_encoding": a.default_encoding,
+    """What ``inspect`` and ``plan`` report for each native registration of the checkpoint's class.
+
+    ``unread_keys`` (read statically from MAX's source) and ``caveats`` are hints; ``status`` is ``unverified``
+    whatever they say, because only ``import-model check-native`` measures parity.
+    """
+    from import_model.recon.native_reads import unread_keys
+
+    return [{"name": a.name, "slug": a.slug, "default_encoding": a.default_encoding, "status": "unverified",
+             "unread_keys": [k.as_dict() for k in unread_keys(a.slug, config)],
              "caveats": native_caveats(a.name, config)} for a in natives]
