@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -426,7 +427,8 @@ def _verify(args: argparse.Namespace, source: Any, config: dict, port_dir: Path,
         return False
     payload = json.loads(proc.stdout)
     first = payload.get("first_divergence")
-    worst = max((r["rel_l2"] for r in payload.get("per_tap", [])), default=0.0)
+    # a non-finite error is written as null (strict JSON): the worst there is
+    worst = max((math.inf if r["rel_l2"] is None else r["rel_l2"] for r in payload.get("per_tap", [])), default=0.0)
     passed = bool(payload.get("passed"))
     run.verify = {"passed": passed, "first_divergence": first, "worst_rel_l2": worst,
                   "per_tap": payload.get("per_tap", []), "report": str(report_path),

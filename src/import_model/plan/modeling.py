@@ -110,8 +110,10 @@ def modeling_path(model_type: str) -> Path | None:
     root, name = transformers_models_dir(), module_name(model_type)
     if root is None or name is None:
         return None
-    path = root / name / f"modeling_{name}.py"
-    return path if path.is_file() else None
+    # one folder may hold several model types, each in its own file (data2vec-text: data2vec/modeling_data2vec_text.py)
+    own = model_type.replace("-", "_")
+    paths = [root / name / f"modeling_{name}.py", root / name / f"modeling_{own}.py"]
+    return next((path for path in paths if _SAFE_NAME.fullmatch(own) and path.is_file()), None)
 
 
 def known_model_type(model_type: object) -> bool:
