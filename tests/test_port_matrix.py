@@ -62,8 +62,9 @@ def _row(name: str, payload: dict, code: int, seconds: float, note: str = "") ->
     verify = payload.get("verify") or {}
     verdict = {0: "PASS", 1: "PARTIAL" if payload.get("missing") else "FAIL"}.get(code, f"ERROR {code}")
     first = (verify.get("first_divergence") or {}).get("tap", "-")
+    routing = (verify.get("routing_summary") or "-").replace("|", "/")
     return (f"| {name} | {donor} | {payload.get('mode') or '-'} | {_port_lines(payload)} | {applied} | {missing} | "
-            f"{_taps(verify)} | {first} | {verdict} | {seconds:.0f} | {note} |")
+            f"{_taps(verify)} | {first} | {routing} | {verdict} | {seconds:.0f} | {note} |")
 
 
 def _port_lines(payload: dict) -> str:
@@ -87,9 +88,12 @@ def results_table():
         "MAX's compile cache includes its compile, 1.5 to 3 minutes (see docs/benchmarks.md).",
         "Mode: `donor` reuses MAX's own Llama3 graph with the family's switches set; `catalog` writes the decoder out. "
         "Lines: Python in the written package, weight table included.", "",
+        "Routing agreement (MoE rows): over every prompt, prefill and decode, the token-layers whose chosen experts "
+        "are HF's, the worst MoE layer, and the mismatches that are near-ties in the router's scores or divergent.",
+        "",
         "| family | closest native donor | mode | lines | deltas implemented | missing deltas | max abs error per tap "
-        "| first divergence | verdict | time s | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| first divergence | routing agreement | verdict | time s | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     RESULTS.write_text("\n".join(header + merged_rows(RESULTS, _rows)) + "\n")
 

@@ -111,6 +111,8 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"\.mlp\.experts\.(\d+)\.w3\.", r".mlp.experts.\1.up_proj.", "expert up projection (Mixtral)"),
     RenameRule(r"\.mlp\.experts\.(\d+)\.w2\.", r".mlp.experts.\1.down_proj.", "expert down projection (Mixtral)"),
     RenameRule(r"\.mlp\.shared_experts\.", ".mlp.shared_expert.", "shared experts as one MLP (DeepSeek-style)"),
+    RenameRule(r"\.mlp\.e_score_correction_bias$", ".mlp.gate.e_score_correction_bias",
+               "score-correction bias kept on the MoE block, not its router (EXAONE-MoE)"),
 )
 
 BLOCKS, PER_HEAD, FOUR_SHARDS = "blocks", "per_head", "four_shards"
