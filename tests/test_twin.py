@@ -52,6 +52,8 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
     "flex_olmo": {"num_experts": 4, "num_experts_per_tok": 2, "norm_topk_prob": False},
     "exaone_moe": {"num_experts": 4, "num_shared_experts": 1, "mlp_layer_types": ["dense", "sparse", "sparse", "sparse"],
                    "layer_types": [S, S, S, F]},
+    "granitemoe": {"num_local_experts": 4, "num_experts_per_tok": 2, "residual_multiplier": 0.22,
+                   "logits_scaling": 6.0},
     "ernie4_5_moe": {"moe_num_experts": 4, "moe_num_shared_experts": 2, "moe_layer_start_index": 1},
     "apertus": {"hidden_act": "xielu", "rope_parameters.rope_type": "llama3"},
     "vaultgemma": {"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "tie_word_embeddings": True},

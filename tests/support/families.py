@@ -571,6 +571,32 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
             "tie_word_embeddings": True,
         },
     ),
+    # ibm-granite/granite-3.1-3b-a800m-instruct: every expert's weights stacked in 3-D tensors (input_linear
+    # [E, 2I, H], output_linear [E, H, I]), a softmax over the top-k logits, Granite's multipliers
+    "granitemoe": (
+        "granitemoe",
+        "GraniteMoeForCausalLM",
+        {
+            "hidden_size": 1536,
+            "intermediate_size": 512,
+            "num_local_experts": 40,
+            "num_experts_per_tok": 8,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 24,
+            "num_key_value_heads": 8,
+            "vocab_size": 49155,
+            "embedding_multiplier": 12.0,
+            "residual_multiplier": 0.22,
+            "attention_multiplier": 0.015625,
+            "logits_scaling": 6.0,
+            "rope_theta": 10000000.0,
+            "max_position_embeddings": 131072,
+            "bos_token_id": 0,
+            "eos_token_id": 0,
+            "pad_token_id": 0,
+            "tie_word_embeddings": True,
+        },
+    ),
     # meta-llama/Llama-3.2-1B: GQA 4:1, llama3 rope scaling, tied
     "llama": (
         "llama",

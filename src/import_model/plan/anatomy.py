@@ -386,7 +386,8 @@ KEY_FACTS: dict[str, str] = {
     "mlp_bias": rf"\.{_MLP}\.(?!.*(?:router|gate)\.).*\.bias$|\{{i\}}\.fc[12]\.bias$",  # OPT: on the block
     "experts": r"\.experts\.",
     "experts_per_module": r"\.experts\.\{j\}\.",
-    "experts_stacked": r"\.experts\.(?:gate_up_proj|gate_proj|up_proj|down_proj|w1|w2|w3|w13)(?:\.weight)?$",
+    "experts_stacked": rf"\.experts\.(?:gate_up_proj|gate_proj|up_proj|down_proj|w1|w2|w3|w13)(?:\.weight)?$|"
+                       rf"\.{_MLP}\.(?:input_linear|output_linear)\.weight$",
     "shared_expert": r"shared_expert",
     "shared_expert_gate": r"shared_expert_gate\.weight$",
     "router_bias": rf"\.{_MLP}\.(?:gate|router)\.bias$",
@@ -1018,6 +1019,7 @@ EXPLAINED_KEYS: tuple[str, ...] = (
     rf"\{{i\}}\.{_MLP}\.(?:gate_proj|up_proj|down_proj|gate_up_proj|fc1|fc2|fc_in|fc_out|c_fc|c_proj|dense_h_to_4h|"
     r"dense_4h_to_h|w1|w2|w3|wi_0|wi_1|wo|w13)" + _PROJ,
     rf"\{{i\}}\.{_MLP}\..*(?:expert|router|gate)",  # mixture-of-experts weights: the moe traits read them
+    rf"\{{i\}}\.{_MLP}\.(?:input_linear|output_linear)\.weight$",  # every expert in one 3-D tensor (GraniteMoE)
     rf"\{{i\}}\.{_MLP}\..*e_score_correction_bias$",  # the router's bias kept beside it (EXAONE-MoE, ERNIE-4.5-MoE)
     r"\{i\}\.(?:fc1|fc2)" + _PROJ,  # OPT / XGLM keep the MLP's two layers on the block itself
     r"\.(?:act_fn|act|activation_fn)\.\w+$",  # a learned activation's scalars: the activation trait names it

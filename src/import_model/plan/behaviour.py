@@ -521,6 +521,18 @@ def _divides_by_sum(node: ast.AST, sums: set[str]) -> bool:
     return False
 
 
+def _top_k_values(method: ast.FunctionDef) -> set[str]:
+    """Local names assigned the values of a top-k (``values, indices = logits.topk(k)``)."""
+    names = set()
+    for stmt in ast.walk(method):
+        if isinstance(stmt, ast.Assign) and "topk(" in source_text(stmt.value, 200):
+            target = stmt.targets[0]
+            first = target.elts[0] if isinstance(target, ast.Tuple) and target.elts else target
+            if isinstance(first, ast.Name):
+                names.add(first.id)
+    return names
+
+
 def _local_sums(method: ast.FunctionDef) -> set[str]:
     """Local names the method assigns a sum to."""
     return {t.id for stmt in ast.walk(method) if isinstance(stmt, ast.Assign) and "sum(" in source_text(stmt.value, 200)
@@ -538,7 +550,13 @@ def _routing_arithmetic(method: ast.FunctionDef, owner: ClassRef) -> dict[str, O
                 for sub in ast.walk(inner):
                     guarded[id(sub)] = stmt
     sums = _local_sums(method)
+    top_k = _top_k_values(method)
     for sub in ast.walk(method):
+        if isinstance(sub, ast.Call) and source_text(sub.func, 60).rsplit(".", 1)[-1] == "softmax" and sub.args and \
+                isinstance(sub.args[0], ast.Name) and sub.args[0].id in top_k and "renormalise" not in found:
+            # a softmax over the top-k logits: the top-k of the full softmax, divided by their sum (GraniteMoE)
+            found["renormalise"] = Observation(("always", None), f"{owner.name}.{method.name}: "
+                                                                 f"{source_text(sub, 90)} over the top-k logits")
         if _divides_by_sum(sub, sums) and "renormalise" not in found:
             condition = guarded.get(id(sub))
             where = f"{owner.name}.{method.name}: {source_text(sub, 90)}"
@@ -636,15 +654,23 @@ def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
         placement = _expert_layers(tree, roles)
         if placement is not None:
             found["expert_layers"] = placement
-    if expert.activations:
-        found["activation"] = Observation(expert.activations[0],
-                                          f"{expert.class_name} uses activation {expert.activations[0]!r}")
-    forward = _forward(tree, expert)
-    if forward is not None:
+    # experts kept as bare weight banks (GraniteMoE's ParallelExperts) leave the activation and the gate product to
+    # the MoE block's own forward
+    holders = [expert] + ([node] if expert is not node else [])
+    owner_of_activation = next((h for h in holders if h.activations), None)
+    if owner_of_activation is not None:
+        found["activation"] = Observation(owner_of_activation.activations[0], f"{owner_of_activation.class_name} "
+                                          f"uses activation {owner_of_activation.activations[0]!r}")
+    for holder in holders:
+        forward = _forward(tree, holder)
+        if forward is None:
+            continue
         nodes = nodes_of(forward[0])
         hit = next(((v, t) for v, t, m in MLP_PATTERNS if m(nodes)), None)
         value, text = hit if hit else ("plain", "applies up, activation, down with no gate product")
         found["kind"] = Observation(value, f"{forward[1].name}.forward {text}")
+        if hit:
+            break
     return found
 
 

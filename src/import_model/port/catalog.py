@@ -207,8 +207,6 @@ STANDINS: dict[str, tuple[str, Any]] = {
 
 #: Traits the template cannot express: (anatomy key, test on its value, why).
 UNSUPPORTED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("moe.expert_layout", lambda v: v == "stacked",
-     "experts stored as stacked 3-D tensors: the weight table does not unstack them into per-expert weights yet"),
     ("rotary.scaling", lambda v: v in ("dynamic",),
      "dynamic NTK rope rescales past the trained length; the port's table is static (exact only within it)"),
 )
