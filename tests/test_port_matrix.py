@@ -27,9 +27,12 @@ REPO = Path(__file__).resolve().parent.parent
 FAMILIES: dict[str, int] = {
     "helium": 0, "arcee": 0, "stablelm": 0, "starcoder2": 0, "gemma": 0, "gemma2": 0, "smollm3": 0,
     "gpt_neox": 0, "phi": 0, "cohere": 0, "glm": 0, "exaone4": 0, "olmoe": 0, "qwen2_moe": 0,
-    # routed experts on the CPU expert path; dots.llm1's router sits in a layer that builds a dense MLP in its other
-    # branch: a named missing router
-    "mixtral": 0, "dots1": 1,
+    # routed experts on the CPU expert path, routing compared token for token: softmax top-k (Mixtral, FlexOlmo);
+    # sigmoid routers choosing through a score-correction bias with a shared expert and dense layers read from the
+    # layer's other branch (dots.llm1, GLM-4-MoE, GLM-4-MoE with expert groups, Solar-Open, EXAONE-MoE); every
+    # expert stacked in 3-D tensors (GraniteMoE); ERNIE-4.5-MoE's bias is stored [1, E]: the weight table names it
+    "mixtral": 0, "flex_olmo": 0, "dots1": 0, "glm4_moe": 0, "glm4_moe_grouped": 0, "solar_open": 0,
+    "exaone_moe": 0, "granitemoe": 0, "ernie4_5_moe": 1,
     # position tables: learned (GPT-2), computed (XGLM); GPT-Neo's unscaled scores and local layers
     "gpt2": 0, "gpt_neo": 0, "xglm": 0, "nanochat": 0,
     # families no issue lists

@@ -494,9 +494,7 @@ def _one_hot(indices: TensorValue, count: int) -> TensorValue:
 
 
 def _row_sum(x: TensorValue) -> TensorValue:
-    """``[rows, 1]``: each row's sum over its few columns, as column adds. In MAX 26.7's CPU graphs a row reduction
-    (``ops.sum(axis=-1)``) over the router's top-k output gave every prefill row after the first wrong values
-    inside a full decoder, though not in a graph of the router alone."""
+    """``[rows, 1]``: each row's sum over its few columns (a group's two best scores), as column adds."""
     total = x[:, 0:1]
     for column in range(1, int(x.shape[-1])):
         total = total + x[:, column:column + 1]
@@ -542,7 +540,7 @@ class PortRouter(MoEGate):
             choice = self._within_best_groups(choice)
         if TRAITS.moe_correction_bias:
             # the bias only chooses; the chosen experts are weighed by their plain scores: the chosen values less
-            # the bias of each chosen expert (no row reduction: see _row_sum)
+            # the bias of each chosen expert
             chosen, indices = ops.top_k(choice, k=self.num_experts_per_token, axis=-1)
             weights = chosen - ops.gather(self.e_score_correction_bias, indices, axis=0)
         else:
@@ -571,13 +569,15 @@ class PortRouter(MoEGate):
     def _renormalised(self, logits: TensorValue, weights: TensorValue) -> TensorValue:
         """The top-k weights divided by their sum. Under a plain softmax router that equals the softmax of the top-k
         logits, which is how it is computed: MAX 26.7's CPU graph returned wrong rows for the top-k values divided
-        by their own sum (a Mixtral twin's MoE block: rel. L2 0.15 against HF that way, 1e-7 this way). Other
-        routers divide by the sum written as column adds (:func:`_row_sum`)."""
+        by their own sum in a prefill (every row after the first: a Mixtral twin's MoE block, rel. L2 0.15; a
+        dots.llm1 twin's, 0.76), though a graph of the router alone divides right."""
         if TRAITS.moe_router == "softmax" and not TRAITS.moe_correction_bias and not TRAITS.moe_grouped_topk:
             top, _ = ops.top_k(logits, k=self.num_experts_per_token, axis=-1)
             return ops.softmax(top)
         else:
-            return weights / _row_sum(weights)
+            # positive weights (sigmoid scores, softmax probabilities) over their sum, as the softmax of their logs
+            # (the quotient itself is what MAX 26.7's CPU graph got wrong)
+            return ops.softmax(ops.log(weights))
 
 
 def expert_activation() -> GatedActivation:
