@@ -103,6 +103,13 @@ MOE_TRAITS: dict[str, dict[str, Any]] = {
     # FlexOlmoTopKRouter: softmax under norm_topk_prob, every layer routes
     "flex_olmo": {"moe": True, "moe_router": "softmax", "moe_renormalise": "config", "moe_correction_bias": False,
                   "moe_grouped_topk": False, "moe_dense_layers": ()},
+    # GraniteMoeTopKGating: a softmax over the top-k logits (renormalised); experts stacked in 3-D tensors, their
+    # gate product in GraniteMoeMoE.forward
+    "granitemoe": {"moe": True, "moe_router": "softmax", "moe_renormalise": "always", "mlp": "gated",
+                   "moe_dense_layers": ()},
+    # Glm4MoeMoE with n_group 2: group-limited top-k on
+    "glm4_moe_grouped": {"moe": True, "moe_router": "sigmoid", "moe_grouped_topk": True, "moe_correction_bias": True,
+                         "moe_routed_scaling": True, "moe_dense_layers": ("first_k_dense_replace",)},
     # Ernie4_5_MoeTopKRouter: softmax chosen through moe_statics' bias, always divided by its (clamped) sum; the
     # layer routes by moe_layer_interval / start / end
     "ernie4_5_moe": {"moe": True, "moe_router": "softmax", "moe_renormalise": "always", "moe_correction_bias": True,
