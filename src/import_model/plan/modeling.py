@@ -618,7 +618,7 @@ def _walk_init(tree: SourceTree, node: ModuleNode, owner: ClassRef, body: list[a
             _walk_init(tree, node, owner, branch, env, budget, depth)
             other = stmt.orelse if branch is stmt.body else stmt.body
             if test is not UNKNOWN and other:
-                _walk_alternative(tree, node, owner, other, env, budget, depth)
+                _walk_alternative(tree, node, owner, other, env, depth)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and _is_super_init(stmt.value):
             _walk_super(tree, node, owner, stmt.value, env, budget, depth)
         elif isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None:
@@ -628,13 +628,13 @@ def _walk_init(tree: SourceTree, node: ModuleNode, owner: ClassRef, body: list[a
 
 
 def _walk_alternative(tree: SourceTree, node: ModuleNode, owner: ClassRef, body: list[ast.stmt], env: Env,
-                      budget: _Budget, depth: int) -> None:
+                      depth: int) -> None:
     """Read the branch the config did not take on a scratch copy; keep the submodules it builds in place of another
     class as ``node.alternatives``."""
     shadow = ModuleNode(path=node.path, kind=node.kind, ref=node.ref, call=node.call)
     scratch = Env(dict(env.config) if isinstance(env.config, dict) else env.config, dict(env.names))
     scratch.attrs = dict(env.attrs)
-    _walk_init(tree, shadow, owner, body, scratch, budget, depth)
+    _walk_init(tree, shadow, owner, body, scratch, _Budget(), depth)  # its own budget: the real tree's stays whole
     for attr, child in shadow.children.items():
         taken = node.children.get(attr)
         if taken is None or taken.class_name != child.class_name:
@@ -693,7 +693,7 @@ def _assign(tree: SourceTree, node: ModuleNode, target: ast.expr, value: ast.exp
         chosen = _chosen_branch(value, env)
         other = value.orelse if chosen is value.body else value.body
         if evaluate(value.test, env) is not UNKNOWN:
-            _walk_alternative(tree, node, node.ref, [ast.Assign(targets=[target], value=other)], env, budget,  # type: ignore[arg-type]
+            _walk_alternative(tree, node, node.ref, [ast.Assign(targets=[target], value=other)], env,  # type: ignore[arg-type]
                               depth)
         value = chosen
     node.exprs[attr] = value
