@@ -43,8 +43,7 @@ PROVES: dict[str, tuple[set[str], str]] = {
     "olmoe": ({"moe", "qk_norm"}, "class OlmoeRouter(MoEGate)"),
     # glm4_moe_grouped: a sigmoid router choosing through a score-correction bias within the best expert groups,
     # renormalised and scaled, a shared expert, the first layer dense (read from the layer's other branch)
-    "glm4_moe_grouped": ({"moe", "moe_grouped_topk", "moe_correction_bias", "moe_scaling", "moe_layers",
-                          "attention_bias"}, "def _within_best_groups"),
+    "glm4_moe_grouped": ({"moe", "rotary_fraction", "attention_bias"}, "def _within_best_groups"),
 }
 #: Families whose MLP is a mixture of experts: PORT.md must say which expert path verify ran, and verify must
 #: report each MoE layer's routing against HF's.
