@@ -17,7 +17,15 @@ apart on the same machine:
   model in its own process, measured port, native, native, port and averaged
   per side), on SmolLM2-135M's real weights under a class MAX
   does not register and on Helium and GPT-NeoX twins widened to SmolLM2's
-  shape; then transformers eager against the MAX port on SmolLM2-135M.
+  shape; then transformers eager against the MAX port on SmolLM2-135M;
+- moe: decode tokens/s and time to first token of a mixture-of-experts port
+  on its CPU path (a Mixtral twin at SmolLM2's shape with 8 experts of width
+  768, top-2; catalog mode) beside a dense port of the same active width (the
+  Helium twin at SmolLM2's shape, MLP width 1536 = 2 x 768; donor mode), same
+  prompt, steps and ABBA order as speed. The CPU path runs every expert on
+  every token (8 x 768 MLP columns where a token uses 2 x 768), so the ratio
+  measures what verification on the CPU costs, not MoE serving speed, which
+  MAX's grouped-matmul kernels give on a GPU.
 
 Every measurement runs the real command or the real model in a child process;
 memory is that child's peak resident set size.
@@ -63,7 +71,10 @@ RUNS = 3
 #: SmolLM2-135M's shape, given to the widened twins (keys their config class has).
 WIDE = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
         "num_key_value_heads": 3, "head_dim": 64}
-SECTIONS = ("recon", "verify", "port", "speed")
+SECTIONS = ("recon", "verify", "port", "speed", "moe")
+#: The MoE twin's expert layout at SmolLM2's shape: 8 experts of half SmolLM2's MLP width, 2 per token, so its active
+#: MLP width equals the dense twin's 1536.
+MOE_WIDE = {"intermediate_size": 768, "num_local_experts": 8, "num_experts_per_tok": 2}
 
 
 @dataclass(frozen=True)
@@ -254,15 +265,15 @@ def abba(first: Callable[[], dict], second: Callable[[], dict]) -> tuple[dict, d
     return mean(a1, a2), mean(b1, b2)
 
 
-def wide_twin(family: str, target: Path) -> Path:
-    """The family's twin config at SmolLM2's shape, seeded random weights, the twin's tokenizer."""
+def wide_twin(family: str, target: Path, extra: dict | None = None) -> Path:
+    """The family's twin config at SmolLM2's shape (and ``extra``), seeded random weights, the twin's tokenizer."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     small = target.with_name(target.name + "-small")
     make_family_twin(family, small, force=True)
     config = AutoConfig.from_pretrained(str(small))
-    for key, value in WIDE.items():
+    for key, value in (WIDE | (extra or {})).items():
         if hasattr(config, key):
             setattr(config, key, value)
     torch.manual_seed(0)
@@ -306,6 +317,29 @@ def speed_rows(work: Path) -> list[Row]:
                     f"{smol_figures['ttft_s'] * 1000:.0f} vs {hf['ttft_s'] * 1000:.0f} ms; peak RSS "
                     f"{human(smol_figures['peak_rss'])} vs {human(hf['peak_rss'])}"))
     return rows
+
+
+def moe_rows(work: Path) -> list[Row]:
+    """The MoE port's CPU path beside a dense port of the same active width (see the module docstring)."""
+    moe = wide_twin("mixtral", work / "mixtral-wide", MOE_WIDE)
+    dense = wide_twin("helium", work / "helium-wide-dense")
+    _, moe_port = run_port(moe, work / "mixtral-ports", child_env(), "--no-verify")
+    _, dense_port = run_port(dense, work / "helium-dense-ports", child_env(), "--no-verify")
+    experts, top_k, width = (MOE_WIDE[k] for k in ("num_local_experts", "num_experts_per_tok", "intermediate_size"))
+    routed, plain = abba(partial(measured, "--measure", moe, Path(moe_port["port_dir"])),
+                         partial(measured, "--measure", dense, Path(dense_port["port_dir"])))
+    name = (f"Mixtral twin, {experts} experts x {width} top-{top_k}, CPU path ({moe_port['mode']} mode) / Helium twin, "
+            f"MLP {top_k * width} ({dense_port['mode']} mode), both at SmolLM2's shape")
+    return [
+        Row("moe", f"decode tok/s, MoE port / dense port of the same active width: {name}",
+            f"{routed['decode_tps'] / plain['decode_tps']:.2f}",
+            f"MoE {routed['decode_tps']:.1f} vs dense {plain['decode_tps']:.1f} tok/s; every expert runs on every "
+            f"token ({experts} x {width} MLP columns computed, {top_k} x {width} used); peak RSS "
+            f"{human(routed['peak_rss'])} vs {human(plain['peak_rss'])}"),
+        Row("moe", f"time to first token, dense / MoE port: {name}", f"{plain['ttft_s'] / routed['ttft_s']:.2f}",
+            f"MoE {routed['ttft_s'] * 1000:.0f} ms vs dense {plain['ttft_s'] * 1000:.0f} ms "
+            f"({PROMPT_TOKENS}-token prompt)"),
+    ]
 
 
 # -- report ------------------------------------------------------------------------------------------------------
@@ -354,7 +388,7 @@ def main() -> int:
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="import-model-bench-"))
     sections = {"recon": lambda: recon_rows(args.repeats), "verify": lambda: verify_rows(work),
-                "port": lambda: port_rows(work), "speed": lambda: speed_rows(work)}
+                "port": lambda: port_rows(work), "speed": lambda: speed_rows(work), "moe": lambda: moe_rows(work)}
     rows: list[Row] = []
     try:
         for name in args.only or SECTIONS:

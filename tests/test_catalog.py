@@ -91,6 +91,30 @@ MOE_TRAITS: dict[str, dict[str, Any]] = {
     # mlp_only_layers and decoder_sparse_step
     "qwen2_moe": {"moe": True, "moe_router": "softmax", "moe_renormalise": "config", "moe_shared": True,
                   "moe_shared_gate": True, "moe_dense_layers": ("mlp_only_layers", "decoder_sparse_step")},
+    # Dots1MoE, built only where layer_idx >= first_k_dense_replace (the module tree's layer 0 is dense): sigmoid,
+    # a score-correction bias on the router, top-k divided by a local `denominator` under norm_topk_prob, times
+    # routed_scaling_factor, group-limited by n_group
+    "dots1": {"moe": True, "moe_router": "sigmoid", "moe_renormalise": "config", "moe_routed_scaling": True,
+              "moe_correction_bias": True, "moe_grouped_topk": True, "moe_shared": True, "moe_shared_gate": False,
+              "moe_dense_layers": ("first_k_dense_replace",)},
+    # ExaoneMoeDecoderLayer: `MoE(config) if config.mlp_layer_types[layer_idx] == "sparse" else MLP(config)`
+    "exaone_moe": {"moe": True, "moe_router": "sigmoid", "moe_correction_bias": True, "moe_shared": True,
+                   "moe_dense_layers": ("mlp_layer_types",)},
+    # FlexOlmoTopKRouter: softmax under norm_topk_prob, every layer routes
+    "flex_olmo": {"moe": True, "moe_router": "softmax", "moe_renormalise": "config", "moe_correction_bias": False,
+                  "moe_grouped_topk": False, "moe_dense_layers": ()},
+    # GraniteMoeTopKGating: a softmax over the top-k logits (renormalised); experts stacked in 3-D tensors, their
+    # gate product in GraniteMoeMoE.forward
+    "granitemoe": {"moe": True, "moe_router": "softmax", "moe_renormalise": "always", "mlp": "gated",
+                   "moe_dense_layers": ()},
+    # Glm4MoeMoE with n_group 2: group-limited top-k on
+    "glm4_moe_grouped": {"moe": True, "moe_router": "sigmoid", "moe_grouped_topk": True, "moe_correction_bias": True,
+                         "moe_routed_scaling": True, "moe_dense_layers": ("first_k_dense_replace",)},
+    # Ernie4_5_MoeTopKRouter: softmax chosen through moe_statics' bias, always divided by its (clamped) sum; the
+    # layer routes by moe_layer_interval / start / end
+    "ernie4_5_moe": {"moe": True, "moe_router": "softmax", "moe_renormalise": "always", "moe_correction_bias": True,
+                     "moe_shared": True,
+                     "moe_dense_layers": ("moe_layer_interval", "moe_layer_start_index", "moe_layer_end_index")},
 }
 
 
@@ -104,15 +128,16 @@ def test_moe_traits_are_read_and_implemented(family: str) -> None:
 
 
 def test_moe_variants_outside_the_catalog_are_named() -> None:
-    """Group-limited top-k and stacked 3-D expert tensors are named as missing rows, not silently routed."""
+    """A router that scores some other way and a layer test on keys the template does not read are named as
+    missing rows, not silently routed."""
     result, config, rules = _spec_for("olmoe")
     anatomy = make_plan("olmoe", config, load_checkpoint(open_source(str(family_twin_dir("olmoe")))),
                         donor="llama3").anatomy
     assert anatomy is not None
-    anatomy.add("moe.grouped_topk", 4, "config", "n_group=4")
-    anatomy.add("moe.expert_layout", "stacked", "checkpoint", "model.layers.{i}.mlp.experts.gate_up_proj")
+    anatomy.add("moe.router", "sparsemixer", "modeling", "PhimoeTopKRouter.forward")
+    anatomy.add("moe.dense_layers", ["moe_every_other"], "modeling", "builds self.mlp under a test")
     missing = build_spec(anatomy, config, rules).missing
-    assert {m.trait for m in missing} == {"moe.grouped_topk", "moe.expert_layout"}
+    assert {m.trait for m in missing} == {"moe.router", "moe.dense_layers"}
     assert result.complete
 
 

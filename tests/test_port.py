@@ -7,8 +7,10 @@ embedding scale + gelu-tanh + tied head; post-norms + QK-norm + sliding
 pattern + NoPE layers + llama3 rope), NanoChat, XGLM and TrOCR (post-LN), plus
 Apertus, whose xIELU activation is outside the catalog, and CTRL, whose weight
 names match nothing the catalog knows: written ports with stand-ins, the gaps
-named, verify run anyway, exit 1. OLMoE (softmax top-k experts) and Qwen2-MoE (plus a shared
-expert behind a sigmoid gate) prove the MoE entry on its CPU expert path.
+named, verify run anyway, exit 1. OLMoE (softmax top-k experts) and GLM-4-MoE with expert
+groups (a sigmoid router with a score-correction bias, group-limited top-k,
+routed scaling, a shared expert, a dense first layer) prove the MoE entry on its
+CPU expert path, routing token for token as HF does.
 ``make port-matrix`` runs every family and commits the table
 in docs/port-matrix.md.
 """
@@ -27,7 +29,9 @@ from import_model.procs import child_env
 from tests.support.families import family_twin_dir
 from tests.support.ports import CATALOG_BREAKAGES, plant
 
-IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4", "nanochat", "xglm", "trocr", "olmoe", "qwen2_moe"]
+IN_CI = ["helium", "gpt_neox", "gemma2", "exaone4", "nanochat", "xglm", "trocr", "olmoe", "glm4_moe_grouped"]
+#: A family config named apart from its model_type: the port is written under the model_type's slug.
+SLUG = {"glm4_moe_grouped": "glm4_moe"}
 #: What each family proves beyond the rest: plan rules the catalog must implement, and a piece the port must hold.
 #: nanochat: norms with no weight in the checkpoint, told apart by the module tree, an embedding norm and a rotary
 #: by minus the angle. (GPT-2's learned table and Conv1D weights are proven by the short-context test below; GPT-2
@@ -41,12 +45,13 @@ PROVES: dict[str, tuple[set[str], str]] = {
     "trocr": ({"block_norms", "final_norm", "embedding_norm", "position_table"}, "class NoFinalNorm"),
     # olmoe: routed experts, a softmax top-k router (renormalised under norm_topk_prob), run every expert on the CPU
     "olmoe": ({"moe", "qk_norm"}, "class OlmoeRouter(MoEGate)"),
-    # qwen2_moe: routed experts plus a shared expert scaled by sigmoid(its own gate); dense layers from
-    # mlp_only_layers / decoder_sparse_step
-    "qwen2_moe": ({"moe", "attention_bias"}, "self.shared_expert_gate"),
+    # glm4_moe_grouped: a sigmoid router choosing through a score-correction bias within the best expert groups,
+    # renormalised and scaled, a shared expert, the first layer dense (read from the layer's other branch)
+    "glm4_moe_grouped": ({"moe", "rotary_fraction", "attention_bias"}, "def _within_best_groups"),
 }
-#: Families whose MLP is a mixture of experts: PORT.md must say which expert path verify ran.
-MOE = {"olmoe", "qwen2_moe"}
+#: Families whose MLP is a mixture of experts: PORT.md must say which expert path verify ran, and verify must
+#: report each MoE layer's routing against HF's.
+MOE = {"olmoe", "glm4_moe_grouped"}
 
 
 def run_port(model: Path, out_dir: Path, *extra: str, timeout: int = 1500) -> tuple[int, dict, str]:
@@ -84,7 +89,7 @@ def test_family_ports_and_passes(family: str, ported: Callable[[str], tuple[int,
     assert payload["verify"]["passed"] and payload["verify"]["worst_rel_l2"] < 1e-4
     port_dir = Path(payload["port_dir"])
     assert payload["mode"] == ("donor" if family == "helium" else "catalog")  # helium: MAX's Llama3, one switch
-    assert (port_dir / f"{family}.py").is_file() == (payload["mode"] == "catalog")
+    assert (port_dir / f"{SLUG.get(family, family)}.py").is_file() == (payload["mode"] == "catalog")
     assert not (port_dir / "layers.py").exists()
     assert (port_dir / "weight_adapters.py").read_text().count("import-model weight table") == 2
     assert all(row["where"] for row in payload["deltas"] if row["rule"] != "tied_head")
@@ -92,6 +97,9 @@ def test_family_ports_and_passes(family: str, ported: Callable[[str], tuple[int,
     assert "Tier 6 (logit parity)" in tracking and "implemented" in tracking
     assert payload["serve_command"].startswith("max serve") and str(port_dir) in payload["serve_command"]
     assert ("verify ran the port's CPU path" in tracking) == (family in MOE)
+    routing = payload["verify"].get("routing") or []
+    assert bool(routing) == (family in MOE)
+    assert all(layer["tokens"] > 0 and layer["divergent"] == 0 for layer in routing), routing
     if family in PROVES:
         rules, piece = PROVES[family]
         assert rules <= {r["rule"] for r in payload["deltas"]}

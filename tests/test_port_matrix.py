@@ -27,9 +27,12 @@ REPO = Path(__file__).resolve().parent.parent
 FAMILIES: dict[str, int] = {
     "helium": 0, "arcee": 0, "stablelm": 0, "starcoder2": 0, "gemma": 0, "gemma2": 0, "smollm3": 0,
     "gpt_neox": 0, "phi": 0, "cohere": 0, "glm": 0, "exaone4": 0, "olmoe": 0, "qwen2_moe": 0,
-    # routed experts on the CPU expert path; dots.llm1's router sits in a layer that builds a dense MLP in its other
-    # branch: a named missing router
-    "mixtral": 0, "dots1": 1,
+    # routed experts on the CPU expert path, routing compared token for token: softmax top-k (Mixtral, FlexOlmo);
+    # sigmoid routers choosing through a score-correction bias with a shared expert and dense layers read from the
+    # layer's other branch (dots.llm1, GLM-4-MoE, GLM-4-MoE with expert groups, Solar-Open, EXAONE-MoE); every
+    # expert stacked in 3-D tensors (GraniteMoE); ERNIE-4.5-MoE's bias is stored [1, E]: the weight table names it
+    "mixtral": 0, "flex_olmo": 0, "dots1": 0, "glm4_moe": 0, "glm4_moe_grouped": 0, "solar_open": 0,
+    "exaone_moe": 0, "granitemoe": 0, "ernie4_5_moe": 1,
     # position tables: learned (GPT-2), computed (XGLM); GPT-Neo's unscaled scores and local layers
     "gpt2": 0, "gpt_neo": 0, "xglm": 0, "nanochat": 0,
     # post-LN: GPT-1 (no final norm, gelu_new from its own table), TrOCR (embedding norm, cross-attention unread)
@@ -66,8 +69,9 @@ def _row(name: str, payload: dict, code: int, seconds: float, note: str = "") ->
     verify = payload.get("verify") or {}
     verdict = {0: "PASS", 1: "PARTIAL" if payload.get("missing") else "FAIL"}.get(code, f"ERROR {code}")
     first = (verify.get("first_divergence") or {}).get("tap", "-")
+    routing = (verify.get("routing_summary") or "-").replace("|", "/")
     return (f"| {name} | {donor} | {payload.get('mode') or '-'} | {_port_lines(payload)} | {applied} | {missing} | "
-            f"{_taps(verify)} | {first} | {verdict} | {seconds:.0f} | {note} |")
+            f"{_taps(verify)} | {first} | {routing} | {verdict} | {seconds:.0f} | {note} |")
 
 
 def _port_lines(payload: dict) -> str:
@@ -91,9 +95,12 @@ def results_table():
         "MAX's compile cache includes its compile, 1.5 to 3 minutes (see docs/benchmarks.md).",
         "Mode: `donor` reuses MAX's own Llama3 graph with the family's switches set; `catalog` writes the decoder out. "
         "Lines: Python in the written package, weight table included.", "",
+        "Routing agreement (MoE rows): over every prompt, prefill and decode, the token-layers whose chosen experts "
+        "are HF's, the worst MoE layer, and the mismatches that are near-ties in the router's scores or divergent.",
+        "",
         "| family | closest native donor | mode | lines | deltas implemented | missing deltas | max abs error per tap "
-        "| first divergence | verdict | time s | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| first divergence | routing agreement | verdict | time s | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     RESULTS.write_text("\n".join(header + merged_rows(RESULTS, _rows)) + "\n")
 

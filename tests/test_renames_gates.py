@@ -437,3 +437,28 @@ def test_phase_all_runs_parity_on_a_good_port(llama_ckpt: Path, llama_port: Path
     code = run_cli("gates", str(llama_ckpt), "--port-dir", str(llama_port), "--phase", "all", "--json-out", str(out))
     parity = next(g for g in json.loads(out.read_text())["gates"] if g["gate"] == "parity")
     assert code == 0 and parity["status"] == "PASS", parity
+
+
+def test_stacked_experts_are_cut_into_each_experts_weights() -> None:
+    """GraniteMoE keeps every expert in one 3-D tensor: input_linear [E, 2I, H] (each expert's gate, then up) and
+    output_linear [E, H, I]; the table cuts them into the per-expert modules the port builds."""
+    experts, inner, hidden = 3, 4, 5
+    prefix = "model.layers.0.block_sparse_moe."
+    checkpoint = {prefix + "input_linear.weight": (experts, 2 * inner, hidden),
+                  prefix + "output_linear.weight": (experts, hidden, inner)}
+    graph = {f"layers.0.mlp.experts.{j}.{part}.weight": (inner, hidden) for j in range(experts)
+             for part in ("gate_proj", "up_proj")}
+    graph |= {f"layers.0.mlp.experts.{j}.down_proj.weight": (hidden, inner) for j in range(experts)}
+    mapping = derive_mapping(checkpoint, graph, {"model_type": "granitemoe"})
+    assert mapping.complete, (mapping.orphans, mapping.missing, mapping.mismatches)
+    table = renames.adapter_table(mapping)
+    namespace: dict[str, Any] = {"convert": lambda state_dict, **kw: {k: v.data() for k, v in state_dict.items()}}
+    exec(compile(renames.render_table_block(table, "convert"), "<table>", "exec"), namespace)  # our own code
+    up_gate = np.arange(experts * 2 * inner * hidden, dtype=np.float32).reshape(experts, 2 * inner, hidden)
+    down = -np.arange(experts * hidden * inner, dtype=np.float32).reshape(experts, hidden, inner)
+    state = {prefix + "input_linear.weight": _FakeWeights(up_gate), prefix + "output_linear.weight": _FakeWeights(down)}
+    out = {k: np.from_dlpack(v.data) for k, v in namespace["convert"](state).items()}
+    for j in range(experts):
+        np.testing.assert_array_equal(out[f"layers.0.mlp.experts.{j}.gate_proj.weight"], up_gate[j, :inner])
+        np.testing.assert_array_equal(out[f"layers.0.mlp.experts.{j}.up_proj.weight"], up_gate[j, inner:])
+        np.testing.assert_array_equal(out[f"layers.0.mlp.experts.{j}.down_proj.weight"], down[j])

@@ -432,9 +432,12 @@ def _verify(args: argparse.Namespace, source: Any, config: dict, port_dir: Path,
     passed = bool(payload.get("passed"))
     run.verify = {"passed": passed, "first_divergence": first, "worst_rel_l2": worst,
                   "per_tap": payload.get("per_tap", []), "report": str(report_path),
-                  "greedy_text": payload.get("greedy_text", []), "notes": payload.get("notes", [])}
+                  "greedy_text": payload.get("greedy_text", []), "notes": payload.get("notes", []),
+                  "routing": payload.get("routing", []), "routing_summary": payload.get("routing_summary")}
     detail = f"PASS (worst rel. L2 {worst:.1e})" if passed else \
         f"FAIL: first divergence at {first['tap'] if first else '?'}"
+    if payload.get("routing_summary"):
+        detail += f"; routing: {payload['routing_summary']}"
     run.step("verify", "PASS" if passed else "FAIL", f"{detail}; report: {report_path}")
     return passed
 
@@ -479,6 +482,8 @@ def _write_tracking(out_dir: Path, plan: Any, config: dict, run: PortRun, source
         sections["validation"] = f"Tier {tier}; report: {run.verify.get('report')}"
         if any(str(r["rule"]).startswith("moe") and r["status"] == "implemented" for r in run.deltas):
             sections["validation"] += "\n\n" + MOE_PATH_NOTE
+            if run.verify.get("routing_summary"):
+                sections["validation"] += f" Routing against HF: {run.verify['routing_summary']}."
     path = out_dir / "PORT.md"
     text = tracking.planned_text(path, f"Port of {source.display} to MAX", sections)
     atomic_write(path, text.encode())

@@ -186,6 +186,8 @@ def _print_summary(payload: dict[str, Any], paths: dict[str, Path]) -> None:
     for prompt in payload["prompts"]:
         same = prompt["hf_greedy"] == prompt["max_greedy"]
         report.line(f"greedy {'match' if same else 'MISMATCH'}: HF {prompt['hf_greedy']} MAX {prompt['max_greedy']}")
+    if payload.get("routing_summary"):
+        report.line(f"routing: {payload['routing_summary']}")
     for row in payload.get("greedy_text", []):
         report.line(f"greedy text {'match' if row['match'] else 'MISMATCH'} on {row['prompt']!r}: "
                     f"HF {row['hf_text']!r} / MAX {row['max_text']!r}")

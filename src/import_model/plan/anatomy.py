@@ -96,7 +96,8 @@ TRAITS: dict[str, str] = {
     "moe.renormalise": "top-k weights divided by their sum: never | always | config (under a config switch)",
     "moe.renormalise_key": "the config attribute that switches renormalisation on (norm_topk_prob)",
     "moe.routed_scaling": "the attribute the top-k weights are multiplied by (routed_scaling_factor; None: off)",
-    "moe.grouped_topk": "expert groups for group-limited top-k (n_group; None: plain top-k)",
+    "moe.grouped_topk": "expert groups for group-limited top-k (n_group, also 1 where the router's code groups; "
+                        "None: plain top-k)",
     "moe.correction_bias": "a score-correction bias added to the scores for choosing only",
     "moe.router_bias": "the router's linear carries a bias",
     "moe.shared_gate": "the shared experts' output scaled by sigmoid(its own linear gate)",
@@ -405,7 +406,8 @@ KEY_FACTS: dict[str, str] = {
     "mlp_bias": rf"\.{_MLP}\.(?!.*(?:router|gate)\.).*\.bias$|\{{i\}}\.fc[12]\.bias$|{_BERT_MLP}\.bias$",
     "experts": r"\.experts\.",
     "experts_per_module": r"\.experts\.\{j\}\.",
-    "experts_stacked": r"\.experts\.(?:gate_up_proj|gate_proj|up_proj|down_proj|w1|w2|w3|w13)(?:\.weight)?$",
+    "experts_stacked": rf"\.experts\.(?:gate_up_proj|gate_proj|up_proj|down_proj|w1|w2|w3|w13)(?:\.weight)?$|"
+                       rf"\.{_MLP}\.(?:input_linear|output_linear)\.weight$",
     "shared_expert": r"shared_expert",
     "shared_expert_gate": r"shared_expert_gate\.weight$",
     "router_bias": rf"\.{_MLP}\.(?:gate|router)\.bias$",
@@ -900,7 +902,7 @@ def _key_note(facts: dict[str, list[str]]) -> str:
 #: MoE config keys, first present wins.
 EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_routed_experts")
 TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "num_experts_per_token", "top_k")
-SHARED_KEYS = ("n_shared_experts", "num_shared_experts", "shared_expert_intermediate_size")
+SHARED_KEYS = ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts", "shared_expert_intermediate_size")
 
 
 def _moe(anatomy: Anatomy, inputs: _Inputs) -> None:
@@ -946,8 +948,14 @@ def _moe(anatomy: Anatomy, inputs: _Inputs) -> None:
     anatomy.add("moe.routed_scaling", scaling.value if scaling else None, MODELING if scaling else DEFAULT,
                 scaling.evidence if scaling else "top-k weights used as the router gives them")
     groups = _int(cfg, "n_group")
-    anatomy.add("moe.grouped_topk", groups if groups and groups > 1 else None, CONFIG,
-                f"n_group={groups}, topk_group={cfg.get('topk_group')}" if groups else "no expert groups")
+    grouped = _seen(inputs, "mlp", "grouped")
+    if grouped is not None and groups:
+        # the router's code groups: the port groups too, so a size of the family with n_group > 1 routes right
+        anatomy.add("moe.grouped_topk", groups, MODELING,
+                    f"{grouped.evidence}; n_group={groups}, topk_group={cfg.get('topk_group')}")
+    else:
+        anatomy.add("moe.grouped_topk", groups if groups and groups > 1 else None, CONFIG,
+                    f"n_group={groups}, topk_group={cfg.get('topk_group')}" if groups else "no expert groups")
     anatomy.add("moe.correction_bias", bool(facts["correction_bias"]), source,
                 _keys_text(facts["correction_bias"]) or "no score-correction bias key")
     anatomy.add("moe.router_bias", bool(facts["router_bias"]), source,
@@ -1074,6 +1082,8 @@ EXPLAINED_KEYS: tuple[str, ...] = (
     rf"\{{i\}}\.{_MLP}\.(?:gate_proj|up_proj|down_proj|gate_up_proj|fc1|fc2|fc_in|fc_out|c_fc|c_proj|dense_h_to_4h|"
     r"dense_4h_to_h|w1|w2|w3|wi_0|wi_1|wo|w13)" + _PROJ,
     rf"\{{i\}}\.{_MLP}\..*(?:expert|router|gate)",  # mixture-of-experts weights: the moe traits read them
+    rf"\{{i\}}\.{_MLP}\.(?:input_linear|output_linear)\.weight$",  # every expert in one 3-D tensor (GraniteMoE)
+    rf"\{{i\}}\.{_MLP}\..*e_score_correction_bias$",  # the router's bias kept beside it (EXAONE-MoE, ERNIE-4.5-MoE)
     r"\{i\}\.(?:fc1|fc2)" + _PROJ,  # OPT / XGLM keep the MLP's two layers on the block itself
     _BERT_MLP + _PROJ, _BERT_NORM + _PROJ,  # BERT-style blocks
     r"\.(?:act_fn|act|activation_fn)\.\w+$",  # a learned activation's scalars: the activation trait names it

@@ -604,12 +604,30 @@ def _routing_methods(tree: SourceTree, holder: ModuleNode | None) -> list[tuple[
     return [(m, owner) for m, owner in tree.methods(holder.ref) if m.name != "__init__"]
 
 
-def _divides_by_sum(node: ast.AST) -> bool:
-    if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Div):
-        return "sum(" in source_text(node.value, 200)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-        return "sum(" in source_text(node.right, 200)
+def _divides_by_sum(node: ast.AST, sums: set[str]) -> bool:
+    """A division by a sum written in place, or by a local name assigned one (dots.llm1's ``denominator``)."""
+    if isinstance(node, (ast.AugAssign, ast.BinOp)) and isinstance(node.op, ast.Div):
+        divisor = node.value if isinstance(node, ast.AugAssign) else node.right
+        return "sum(" in source_text(divisor, 200) or (isinstance(divisor, ast.Name) and divisor.id in sums)
     return False
+
+
+def _top_k_values(method: ast.FunctionDef) -> set[str]:
+    """Local names assigned the values of a top-k (``values, indices = logits.topk(k)``)."""
+    names = set()
+    for stmt in ast.walk(method):
+        if isinstance(stmt, ast.Assign) and "topk(" in source_text(stmt.value, 200):
+            target = stmt.targets[0]
+            first = target.elts[0] if isinstance(target, ast.Tuple) and target.elts else target
+            if isinstance(first, ast.Name):
+                names.add(first.id)
+    return names
+
+
+def _local_sums(method: ast.FunctionDef) -> set[str]:
+    """Local names the method assigns a sum to."""
+    return {t.id for stmt in ast.walk(method) if isinstance(stmt, ast.Assign) and "sum(" in source_text(stmt.value, 200)
+            for t in stmt.targets if isinstance(t, ast.Name)}
 
 
 def _routing_arithmetic(method: ast.FunctionDef, owner: ClassRef) -> dict[str, Observation]:
@@ -622,8 +640,15 @@ def _routing_arithmetic(method: ast.FunctionDef, owner: ClassRef) -> dict[str, O
             for inner in stmt.body:
                 for sub in ast.walk(inner):
                     guarded[id(sub)] = stmt
+    sums = _local_sums(method)
+    top_k = _top_k_values(method)
     for sub in ast.walk(method):
-        if _divides_by_sum(sub) and "renormalise" not in found:
+        if isinstance(sub, ast.Call) and source_text(sub.func, 60).rsplit(".", 1)[-1] == "softmax" and sub.args and \
+                isinstance(sub.args[0], ast.Name) and sub.args[0].id in top_k and "renormalise" not in found:
+            # a softmax over the top-k logits: the top-k of the full softmax, divided by their sum (GraniteMoE)
+            found["renormalise"] = Observation(("always", None), f"{owner.name}.{method.name}: "
+                                                                 f"{source_text(sub, 90)} over the top-k logits")
+        if _divides_by_sum(sub, sums) and "renormalise" not in found:
             condition = guarded.get(id(sub))
             where = f"{owner.name}.{method.name}: {source_text(sub, 90)}"
             if condition is not None:
@@ -632,6 +657,9 @@ def _routing_arithmetic(method: ast.FunctionDef, owner: ClassRef) -> dict[str, O
                                                    f"{where}, under `if {source_text(condition.test, 60)}`")
             else:
                 found["renormalise"] = Observation(("always", None), where)
+        if isinstance(sub, ast.Attribute) and sub.attr == "n_group" and "grouped" not in found:
+            found["grouped"] = Observation("n_group", f"{owner.name}.{method.name} limits the choice to the best "
+                                                      "n_group groups of experts")
         if isinstance(sub, (ast.BinOp, ast.AugAssign)) and isinstance(sub.op, ast.Mult):
             text = source_text(sub, 200)
             scale = re.search(r"self\.(\w*scal\w*)", text)
@@ -651,8 +679,16 @@ def _expert_layers(tree: SourceTree, roles: Roles) -> Observation | None:
     init, owner = found
     attr = roles.mlp[0]
     for node in ast.walk(init):
-        if not isinstance(node, ast.If):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.IfExp) and \
+                any(isinstance(t, ast.Attribute) and t.attr == attr for t in node.targets):
+            node = node.value  # ``self.mlp = MoE(config) if <test> else MLP(config)`` (EXAONE-MoE)
+        elif not isinstance(node, ast.If):
             continue
+        if isinstance(node, ast.IfExp):
+            names = sorted({n.attr for n in ast.walk(node.test) if isinstance(n, ast.Attribute)
+                            and isinstance(n.value, ast.Name) and n.value.id == "config"})
+            return Observation(list(names), f"{owner.name}.__init__ builds self.{attr} by "
+                                             f"`... if {source_text(node.test, 90)} else ...`")
         assigns = any(isinstance(t, ast.Attribute) and t.attr == attr for stmt in node.body
                       for sub in ast.walk(stmt) if isinstance(sub, ast.Assign) for t in sub.targets)
         if assigns:
@@ -663,6 +699,24 @@ def _expert_layers(tree: SourceTree, roles: Roles) -> Observation | None:
     return Observation([], f"{owner.name}.__init__ builds self.{attr} the same in every layer")
 
 
+def _is_moe_block(node: ModuleNode) -> bool:
+    """A block that routes: it holds a router (``gate`` / ``router``) and experts, or is named as a mixture."""
+    experts = any("expert" in a and "shared" not in a for a in list(node.children) + list(node.params))
+    return any(_ROUTER_ATTR.match(a) for a in node.children) and (experts or bool(_MOE_CLASS.search(node.class_name)))
+
+
+def moe_block(roles: Roles) -> ModuleNode | None:
+    """The layer's MoE block: its MLP, or what the layer builds there in the branch this layer index did not take
+    (a dense first layer under ``first_k_dense_replace``)."""
+    if roles.mlp is None:
+        return None
+    attr, node = roles.mlp
+    if _is_moe_block(node):
+        return node
+    other = roles.layer.alternatives.get(attr) if roles.layer is not None else None
+    return other if other is not None and _is_moe_block(other) else None
+
+
 def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """kind (gated / plain) and activation of the MLP; of the experts and the router for an MoE block."""
     if roles.mlp is None:
@@ -670,12 +724,15 @@ def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     node = roles.mlp[1]
     found: dict[str, Observation] = {}
     expert = node
-    if _MOE_CLASS.search(node.class_name):
-        found["moe_class"] = Observation(node.class_name, f"the decoder layer's MLP is {node.class_name}")
-        expert = next((c for a, c in node.children.items() if a != "shared_expert" and c.ref is not None
-                       and _EXPERTS_CLASS.search(c.ref.name)), node)
-        router = next((c for a, c in node.children.items() if _ROUTER_ATTR.match(a)), None)
-        for holder in (router, node):  # the router's own code first: the block may gate a shared expert
+    moe = moe_block(roles)
+    if moe is not None:
+        where = "is" if moe is node else "is, in the layers that route,"
+        found["moe_class"] = Observation(moe.class_name, f"the decoder layer's MLP {where} {moe.class_name}")
+        if moe is node:
+            expert = next((c for a, c in node.children.items() if a != "shared_expert" and c.ref is not None
+                           and _EXPERTS_CLASS.search(c.ref.name)), node)
+        router = next((c for a, c in moe.children.items() if _ROUTER_ATTR.match(a)), None)
+        for holder in (router, moe):  # the router's own code first: the block may gate a shared expert
             for method, owner in _routing_methods(tree, holder):
                 nodes = nodes_of(method)
                 scoring = next((value for value, matcher in ROUTER_PATTERNS if matcher(nodes)), None)
@@ -688,15 +745,23 @@ def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
         placement = _expert_layers(tree, roles)
         if placement is not None:
             found["expert_layers"] = placement
-    if expert.activations:
-        found["activation"] = Observation(expert.activations[0],
-                                          f"{expert.class_name} uses activation {expert.activations[0]!r}")
-    forward = _forward(tree, expert)
-    if forward is not None:
+    # experts kept as bare weight banks (GraniteMoE's ParallelExperts) leave the activation and the gate product to
+    # the MoE block's own forward
+    holders = [expert] + ([node] if expert is not node else [])
+    owner_of_activation = next((h for h in holders if h.activations), None)
+    if owner_of_activation is not None:
+        found["activation"] = Observation(owner_of_activation.activations[0], f"{owner_of_activation.class_name} "
+                                          f"uses activation {owner_of_activation.activations[0]!r}")
+    for holder in holders:
+        forward = _forward(tree, holder)
+        if forward is None:
+            continue
         nodes = nodes_of(forward[0])
         hit = next(((v, t) for v, t, m in MLP_PATTERNS if m(nodes)), None)
         value, text = hit if hit else ("plain", "applies up, activation, down with no gate product")
         found["kind"] = Observation(value, f"{forward[1].name}.forward {text}")
+        if hit:
+            break
     return found
 
 

@@ -539,6 +539,9 @@ class ModuleNode:
     exprs: dict[str, ast.expr] = field(default_factory=dict)
     activations: list[str] = field(default_factory=list)
     env: Env | None = None
+    #: attr -> the submodule the ``__init__``'s other branch builds there (a layer's MoE block where this layer
+    #: index got a dense MLP: dots.llm1, GLM-4-MoE, DeepSeek's first_k_dense_replace)
+    alternatives: dict[str, ModuleNode] = field(default_factory=dict)
 
     @property
     def class_name(self) -> str:
@@ -615,12 +618,29 @@ def _walk_init(tree: SourceTree, node: ModuleNode, owner: ClassRef, body: list[a
             test = evaluate(stmt.test, env)
             branch = stmt.body if test is UNKNOWN or test else stmt.orelse
             _walk_init(tree, node, owner, branch, env, budget, depth)
+            other = stmt.orelse if branch is stmt.body else stmt.body
+            if test is not UNKNOWN and other:
+                _walk_alternative(tree, node, owner, other, env, depth)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and _is_super_init(stmt.value):
             _walk_super(tree, node, owner, stmt.value, env, budget, depth)
         elif isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None:
             targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
             for target in targets:
                 _assign(tree, node, target, stmt.value, env, budget, depth)
+
+
+def _walk_alternative(tree: SourceTree, node: ModuleNode, owner: ClassRef, body: list[ast.stmt], env: Env,
+                      depth: int) -> None:
+    """Read the branch the config did not take on a scratch copy; keep the submodules it builds in place of another
+    class as ``node.alternatives``."""
+    shadow = ModuleNode(path=node.path, kind=node.kind, ref=node.ref, call=node.call)
+    scratch = Env(dict(env.config) if isinstance(env.config, dict) else env.config, dict(env.names))
+    scratch.attrs = dict(env.attrs)
+    _walk_init(tree, shadow, owner, body, scratch, _Budget(), depth)  # its own budget: the real tree's stays whole
+    for attr, child in shadow.children.items():
+        taken = node.children.get(attr)
+        if taken is None or taken.class_name != child.class_name:
+            node.alternatives.setdefault(attr, child)
 
 
 def _is_super_init(call: ast.Call) -> bool:
@@ -672,7 +692,12 @@ def _assign(tree: SourceTree, node: ModuleNode, target: ast.expr, value: ast.exp
         return
     attr = target.attr
     if isinstance(value, ast.IfExp):  # e.g. ``Norm(...) if config.use_post_norm else nn.Identity()``
-        value = _chosen_branch(value, env)
+        chosen = _chosen_branch(value, env)
+        other = value.orelse if chosen is value.body else value.body
+        if evaluate(value.test, env) is not UNKNOWN:
+            _walk_alternative(tree, node, node.ref, [ast.Assign(targets=[target], value=other)], env,  # type: ignore[arg-type]
+                              depth)
+        value = chosen
     node.exprs[attr] = value
     if isinstance(value, ast.Call) and _dotted(value.func).rsplit(".", 1)[-1] == "Parameter" and value.args:
         node.params[attr] = _tensor_shape(value.args[0], env)

@@ -28,7 +28,9 @@ Renormalise = Literal["never", "always", "config"]
 
 #: Config attributes a decoder layer may test to build a dense MLP in place of its MoE block, which the template
 #: knows how to read (the layer's own test, read from the modeling code, names them).
-MOE_LAYER_KEYS: tuple[str, ...] = ("mlp_only_layers", "decoder_sparse_step", "first_k_dense_replace", "moe_layer_freq")
+MOE_LAYER_KEYS: tuple[str, ...] = ("mlp_only_layers", "decoder_sparse_step", "first_k_dense_replace", "moe_layer_freq",
+                                   "mlp_layer_types", "moe_layer_interval", "moe_layer_start_index",
+                                   "moe_layer_end_index")
 
 #: The donor's norm placement: role -> the HF module name the checkpoint uses.
 PRE_NORMS: tuple[tuple[str, str], ...] = (("pre_attention", "input_layernorm"), ("pre_mlp", "post_attention_layernorm"))
@@ -84,6 +86,7 @@ class Traits:
     moe_renormalise: Renormalise = "never"  # top-k weights divided by their sum (config: under norm_topk_prob)
     moe_routed_scaling: bool = False  # top-k weights times routed_scaling_factor
     moe_correction_bias: bool = False  # a score-correction bias chooses the experts, the plain scores weigh them
+    moe_grouped_topk: bool = False  # experts chosen only from the topk_group groups whose two best scores sum highest
     moe_router_bias: bool = False
     moe_shared: bool = False  # always-on shared expert(s) beside the routed ones
     moe_shared_gate: bool = False  # their output scaled by sigmoid(a linear gate)

@@ -119,10 +119,11 @@ CATALOG: tuple[CatalogEntry, ...] = (
                  "silu, gelu, gelu-tanh, relu, relu^2, quick-gelu, tanh"),
     CatalogEntry("mlp_bias", ("mlp_bias",), ("mlp_bias",), "MLP biases", "mlp.*.bias"),
     CatalogEntry("moe", ("moe", "moe_shared", "moe_router", "moe_renormalise", "moe_scaling", "moe_correction_bias",
-                         "moe_router_bias", "moe_shared_gate", "moe_layers", "moe_expert_layout"),
-                 ("moe", "moe_router", "moe_renormalise", "moe_routed_scaling", "moe_correction_bias", "moe_router_bias",
-                  "moe_shared", "moe_shared_gate", "moe_dense_layers"),
-                 "routed experts: softmax or sigmoid router (score-correction bias, top-k renormalised always or "
+                         "moe_grouped_topk", "moe_router_bias", "moe_shared_gate", "moe_layers", "moe_expert_layout"),
+                 ("moe", "moe_router", "moe_renormalise", "moe_routed_scaling", "moe_correction_bias",
+                  "moe_grouped_topk", "moe_router_bias", "moe_shared", "moe_shared_gate", "moe_dense_layers"),
+                 "routed experts: softmax or sigmoid router (score-correction bias, group-limited top-k over the "
+                 "n_group groups whose two best scores sum highest, top-k renormalised always or "
                  "under norm_topk_prob, routed scaling), shared experts with or without a sigmoid gate, dense layers "
                  "picked by the config; on the CPU every expert runs and the router's top-k weights combine them, on "
                  "a GPU MAX's MoE kernels run the same router's choice",
@@ -220,10 +221,6 @@ STANDINS: dict[str, tuple[str, Any]] = {
 
 #: Traits the template cannot express: (anatomy key, test on its value, why).
 UNSUPPORTED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("moe.grouped_topk", lambda v: isinstance(v, int) and v > 1,
-     "group-limited top-k (experts chosen only from the best n_group groups) is not in the catalog"),
-    ("moe.expert_layout", lambda v: v == "stacked",
-     "experts stored as stacked 3-D tensors: the weight table does not unstack them into per-expert weights yet"),
     ("rotary.scaling", lambda v: v in ("dynamic",),
      "dynamic NTK rope rescales past the trained length; the port's table is static (exact only within it)"),
 )
@@ -396,6 +393,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
             "moe_renormalise": value("moe.renormalise", "never"),
             "moe_routed_scaling": value("moe.routed_scaling") is not None,
             "moe_correction_bias": bool(value("moe.correction_bias")),
+            "moe_grouped_topk": value("moe.grouped_topk") is not None,
             "moe_router_bias": bool(value("moe.router_bias")),
             "moe_shared": bool(value("moe.shared_experts")),
             "moe_shared_gate": bool(value("moe.shared_gate")),

@@ -119,9 +119,13 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"\.mlp\.experts\.(\d+)\.w3\.", r".mlp.experts.\1.up_proj.", "expert up projection (Mixtral)"),
     RenameRule(r"\.mlp\.experts\.(\d+)\.w2\.", r".mlp.experts.\1.down_proj.", "expert down projection (Mixtral)"),
     RenameRule(r"\.mlp\.shared_experts\.", ".mlp.shared_expert.", "shared experts as one MLP (DeepSeek-style)"),
+    RenameRule(r"\.mlp\.router\.layer\.(weight|bias)$", r".mlp.gate.gate_score.\1",
+               "MoE router linear kept as router.layer (GraniteMoE)"),
+    RenameRule(r"\.mlp\.e_score_correction_bias$", ".mlp.gate.e_score_correction_bias",
+               "score-correction bias kept on the MoE block, not its router (EXAONE-MoE)"),
 )
 
-BLOCKS, PER_HEAD, FOUR_SHARDS = "blocks", "per_head", "four_shards"
+BLOCKS, PER_HEAD, FOUR_SHARDS, STACKED = "blocks", "per_head", "four_shards", "stacked"
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,24 @@ FUSED_RULES: tuple[FusedRule, ...] = (
     # CodeGen: shards of [q | v | k], in that order
     FusedRule(r"\.attn\.qkv_proj\.", ".attn.qkv_proj.",
               (".self_attn.q_proj.", ".self_attn.v_proj.", ".self_attn.k_proj."), FOUR_SHARDS),
+)
+
+@dataclass(frozen=True)
+class StackedRule:
+    """Every expert's weights in one 3-D tensor ``[experts, out, in]``: ``stacked`` (a regex) is replaced by each of
+    ``parts`` with ``{j}`` the expert's number; expert ``j``'s slice holds its parts one after the other."""
+
+    stacked: str
+    parts: tuple[str, ...]
+    note: str
+
+
+STACKED_RULES: tuple[StackedRule, ...] = (
+    StackedRule(r"\.(?:input_linear|experts\.gate_up_proj)(?:\.weight)?$",
+                (".experts.{j}.gate_proj.weight", ".experts.{j}.up_proj.weight"),
+                "gate and up of every expert, [E, 2I, H] (GraniteMoE's input_linear, transformers 5's gate_up_proj)"),
+    StackedRule(r"\.(?:output_linear|experts\.down_proj)(?:\.weight)?$", (".experts.{j}.down_proj.weight",),
+                "down of every expert, [E, H, I] (GraniteMoE's output_linear, transformers 5's down_proj)"),
 )
 
 #: (head weight, embedding weight it shares) in graph names: a tied checkpoint stores only the embedding.
@@ -341,6 +363,7 @@ def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config
     _drop_buffers(matcher)
     _match_direct(matcher)
     _match_splits(matcher)
+    _match_stacked(matcher)
     _match_concats(matcher)
     _match_ties(matcher, _ties_embeddings(config))
     mapping = matcher.mapping
@@ -506,6 +529,32 @@ def _match_splits(matcher: _Matcher) -> None:
                 matcher.mapping.splits.append(Split(key, rule.layout, names, _ratio(shapes)))
             else:
                 matcher.mapping.mismatches.append(Mismatch(key, " + ".join(names), source_shape, _stacked(shapes)))
+            matcher.claim([key], names)
+            break
+
+
+def _match_stacked(matcher: _Matcher) -> None:
+    """A 3-D tensor of every expert's weights, cut into each expert's graph weights (expert by expert, its parts in
+    order): a split of the tensor seen as ``[experts * out, in]``."""
+    for key in list(matcher.free_keys):
+        shape = matcher.checkpoint[key]
+        if len(shape) != 3 or not all(isinstance(d, int) for d in shape):
+            continue
+        for rule in STACKED_RULES:
+            if not re.search(rule.stacked, key):
+                continue
+            wanted = [re.sub(rule.stacked, part.format(j=j), key) for j in range(shape[0]) for part in rule.parts]
+            targets = [matcher.free_target(name) for name in wanted]
+            if any(t is None for t in targets):
+                continue
+            names = tuple(t for t in targets if t is not None)
+            shapes = [matcher.graph[t] for t in names]
+            flat = (shape[0] * shape[1], shape[2])
+            if _stacks_to(shapes, flat, BLOCKS) and len({s[0] for s in shapes}) == 1:
+                matcher.mapping.splits.append(Split(key, STACKED, names, (1,) * len(names)))
+            else:
+                matcher.mapping.mismatches.append(Mismatch(key, " + ".join(names[:2]) + " ...", shape,
+                                                           _stacked(shapes)))
             matcher.claim([key], names)
             break
 

@@ -43,7 +43,7 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "top_k": ("num_experts_per_tok", "moe_top_k", "num_experts_per_token", "top_k"),
     "expert_width": ("moe_intermediate_size", "expert_ffn_hidden_size", "intermediate_size"),
     "shared_width": ("shared_expert_intermediate_size", "moe_shared_expert_intermediate_size"),
-    "shared_count": ("n_shared_experts", "num_shared_experts"),
+    "shared_count": ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts"),
     "norm_topk_prob": ("norm_topk_prob",),
     "routed_scaling": ("routed_scaling_factor",),
 }

@@ -22,6 +22,7 @@ from import_model.recon.native_caveats import longrope_original
 from import_model.source import LocalSource, load_config
 from import_model.source.config_keys import context_length
 from import_model.verify import parity
+from import_model.verify import routing as routing_parity
 from import_model.verify.hf_reference import HFReference, tap_names
 
 #: Prompts the twin is checked on: short, medium, and one longer than any twin's sliding window.
@@ -58,12 +59,15 @@ class VerifyResult:
     prompts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     greedy_text: list[dict[str, Any]] = field(default_factory=list)
+    #: per MoE layer: tokens whose chosen experts match HF's (empty for a dense model)
+    routing: list[routing_parity.LayerRouting] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "checkpoint": self.checkpoint, "port_dir": self.port_dir, "architecture": self.architecture,
             "tap_order": self.tap_order, "timings": self.timings, "prompts": self.prompts, "notes": self.notes,
-            "greedy_text": self.greedy_text,
+            "greedy_text": self.greedy_text, "routing": [layer.as_dict() for layer in self.routing],
+            "routing_summary": routing_parity.summary(self.routing) if self.routing else None,
             **self.verdict.as_dict(),
         }
 
@@ -119,6 +123,7 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
                             "computes for the last prompt position only (head, logits) are compared there")
     diffs: list[parity.TapDiff] = []
     greedy: list[bool] = []
+    routes: dict[int, routing_parity.LayerRouting] = {}
     start = time.perf_counter()
     try:
         for number, prompt in enumerate(options.prompts):
@@ -140,6 +145,7 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
                     rows = slice(-1, None) if last_only else slice(None)
                     diffs.append(parity.compare_tap(number, step_index, tap, ref[tap][rows], got,
                                                     options.rel_l2, options.min_cosine))
+                _tally_routing(routes, ref, step.taps)
                 hf_tokens.append(int(np.argmax(ref["logits"][-1])))
                 max_tokens.append(step.next_token)
                 sequence.append(step.next_token)
@@ -154,8 +160,22 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     finally:
         port.close()
     result.timings["compare_s"] = round(time.perf_counter() - start, 2)
+    result.routing = [routes[index] for index in sorted(routes)]
+    divergent = sum(layer.divergent for layer in result.routing)
+    if divergent:
+        result.notes.append(f"routing: {divergent} token-layer(s) chose other experts than HF with no near-tie in "
+                            "the router's scores")
     result.verdict = parity.verdict(diffs, order, greedy)
     return result
+
+
+def _tally_routing(routes: dict[int, routing_parity.LayerRouting], ref: dict[str, np.ndarray],
+                   got: dict[str, np.ndarray]) -> None:
+    """Add one execution's expert choices, per MoE layer both sides report, to ``routes``."""
+    for index in set(routing_parity.routed_layers(ref)) & set(routing_parity.routed_layers(got)):
+        layer = routes.setdefault(index, routing_parity.LayerRouting(index))
+        routing_parity.tally(layer, ref[f"{routing_parity.INDICES_TAP}{index}"],
+                             got[f"{routing_parity.INDICES_TAP}{index}"], got.get(f"{routing_parity.CHOICE_TAP}{index}"))
 
 
 #: Files any transformers tokenizer is loaded from; a checkpoint with none of them ships no tokenizer.

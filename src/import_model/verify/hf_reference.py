@@ -19,6 +19,7 @@ import numpy as np
 from import_model.errors import UserError
 from import_model.safe_io import FileRefused
 from import_model.source import LocalSource, load_config
+from import_model.verify.routing import INDICES_TAP
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,9 @@ class HFReference:
         for name, module in modules.items():
             if module is not None:
                 handles.append(module.register_forward_hook(_capture(taps, name)))
+        for index, experts in expert_modules(found.layers).items():
+            handles.append(experts.register_forward_pre_hook(_capture_choice(taps, f"{INDICES_TAP}{index}"),
+                                                             with_kwargs=True))
         try:
             with torch.no_grad():
                 out = self.model(torch.tensor([ids]), use_cache=False)
@@ -178,6 +182,39 @@ def _causal_lm_class(checkpoint: Path, trust_remote_code: bool) -> Any:
         return None
     found = getattr(transformers, names[0], None)
     return found if isinstance(found, type) and getattr(found, "config_class", None) is config_class else None
+
+
+#: The argument transformers passes each MoE layer's experts module with every token's chosen experts.
+TOP_K_ARGUMENT = "top_k_index"
+
+
+def expert_modules(layers: Any) -> dict[int, Any]:
+    """Layer index -> the module its tokens' chosen experts are handed to (its forward takes ``top_k_index``)."""
+    import inspect
+
+    found = {}
+    for index, layer in enumerate(layers):
+        for module in layer.modules():
+            try:
+                parameters = list(inspect.signature(module.forward).parameters)
+            except (TypeError, ValueError):
+                continue
+            if TOP_K_ARGUMENT in parameters:
+                found[index] = module
+                break
+    return found
+
+
+def _capture_choice(taps: dict[str, np.ndarray], name: str):  # noqa: ANN202 - a torch pre-hook
+    def hook(module: Any, args: Any, kwargs: Any) -> None:
+        import inspect
+
+        position = list(inspect.signature(module.forward).parameters).index(TOP_K_ARGUMENT)
+        value = kwargs.get(TOP_K_ARGUMENT, args[position] if len(args) > position else None)
+        if value is not None:
+            taps[name] = value.detach().reshape(-1, value.shape[-1]).float().numpy().copy()
+
+    return hook
 
 
 def _capture(taps: dict[str, np.ndarray], name: str):  # noqa: ANN202 - a torch hook

@@ -28,6 +28,7 @@ import numpy as np
 
 from import_model.errors import UserError
 from import_model.max_cpu import one_device_collective_patches, patched
+from import_model.verify.routing import CHOICE_TAP, INDICES_TAP
 
 #: Attribute names of the tapped modules on MAX's top-level model, first match wins.
 MAX_TAP_ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -74,15 +75,23 @@ class _TapHook:
     """Collects layer outputs during graph building and prints the tapped ones."""
 
     calls: dict[int, list[Any]] = field(default_factory=dict)
+    #: id(router) -> per call, (chosen expert ids, the scores the top-k was taken over or None)
+    routes: dict[int, list[tuple[Any, Any]]] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
     num_layers: int = 0
 
-    def __call__(self, layer: Any, _args: Any, _kwargs: Any, outputs: Any) -> None:
+    def __call__(self, layer: Any, args: Any, _kwargs: Any, outputs: Any) -> None:
         from max.graph import TensorValue
+        from max.nn.moe import MoEGate
 
         value = outputs[0] if isinstance(outputs, (tuple, list)) and outputs else outputs
         if isinstance(value, TensorValue):
             self.calls.setdefault(id(layer), []).append(value)
+        if isinstance(layer, MoEGate) and isinstance(value, TensorValue):
+            # a router returns (expert ids, weights); a port's router also gives the scores it chose from
+            route = getattr(layer, "route", None)
+            choice = route(*args)[2] if callable(route) and args else None
+            self.routes.setdefault(id(layer), []).append((value, choice))
         if self._is_root(layer):
             self._emit(layer)
         return None
@@ -101,12 +110,25 @@ class _TapHook:
         taps = [("embed", self._calls_of(root, "embed"))]
         taps += [(f"layer_{i}", self.calls.get(id(layer), [])) for i, layer in enumerate(layers)]
         taps += [("final_norm", self._calls_of(root, "final_norm")), ("lm_head", self._calls_of(root, "lm_head"))]
+        taps += self._routing_taps(layers)
         for name, calls in taps:
             for call, value in enumerate(calls):
                 label = _LABEL.format(name=name, call=call)
                 ops.print(value, label=label)
                 self.labels.append(label)
         self.calls.clear()
+        self.routes.clear()
+
+    def _routing_taps(self, layers: list[Any]) -> list[tuple[str, list[Any]]]:
+        """Each MoE layer's chosen experts and, where its router gives them, the scores it chose from."""
+        taps: list[tuple[str, list[Any]]] = []
+        for index, layer in enumerate(layers):
+            modules = layer.named_modules() if hasattr(layer, "named_modules") else []
+            calls = next((self.routes[id(m)] for _, m in modules if id(m) in self.routes), None)
+            if calls:
+                taps.append((f"{INDICES_TAP}{index}", [chosen for chosen, _ in calls]))
+                taps.append((f"{CHOICE_TAP}{index}", [choice for _, choice in calls if choice is not None]))
+        return taps
 
     def _calls_of(self, root: Any, tap: str) -> list[Any]:
         """Recorded outputs of the tapped module, or of its first shard (``norm_shards[0]``).

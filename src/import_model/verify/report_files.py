@@ -9,6 +9,7 @@ from typing import Any
 from import_model.cache import atomic_write
 from import_model.safe_output import strict_json
 from import_model.verify.parity import TapDiff
+from import_model.verify.routing import NEAR_TIE
 
 
 def worst_by_tap(diffs: list[TapDiff], tap_order: list[str]) -> list[dict[str, Any]]:
@@ -67,6 +68,17 @@ def markdown(result: dict[str, Any]) -> str:
         kl = "-" if row["kl"] is None else f"{row['kl']:.2e}"
         lines.append(f"| {row['tap']} | {row['phase']} | {row['max_abs']:.2e} | {row['rel_l2']:.2e} | "
                      f"{row['cosine']:.6f} | {top1} | {kl} | {'yes' if row['ok'] else '**no**'} |")
+    routing = result.get("routing") or []
+    if routing:
+        lines += ["", "## Routing", "",
+                  f"Per MoE layer, over every prompt, prefill and decode: tokens whose chosen experts are HF's. A "
+                  f"near-tie is a token whose k-th and (k+1)-th router scores lie within {NEAR_TIE:g} of each other, "
+                  "so either choice is right to float32 rounding.", "",
+                  "| layer | tokens | same experts | agreement | near-ties | divergent |", "|---|---|---|---|---|---|"]
+        for row in routing:
+            lines.append(f"| layer_{row['layer']} | {row['tokens']} | {row['same_experts']} | "
+                         f"{100 * row['agreement']:.1f}% | {row['near_ties']} | "
+                         f"{row['divergent'] if not row['divergent'] else '**' + str(row['divergent']) + '**'} |")
     prompts = result.get("prompts") or []
     if prompts:
         lines += ["", "## Greedy tokens", "", "| prompt | tokens | HF | MAX | match |", "|---|---|---|---|---|"]

@@ -471,6 +471,19 @@ def expert_layers(config: Any) -> list[bool]:
     if "moe_layer_freq" in TRAITS.moe_dense_layers:
         every = int(getattr(config, "moe_layer_freq", None) or 1)
         routed = [r and i % every == 0 for i, r in enumerate(routed)]
+    if "moe_layer_interval" in TRAITS.moe_dense_layers:  # ERNIE-4.5-MoE: every interval-th layer routes
+        interval = int(getattr(config, "moe_layer_interval", None) or 1)
+        routed = [r and (i + 1) % interval == 0 for i, r in enumerate(routed)]
+    if "moe_layer_start_index" in TRAITS.moe_dense_layers:
+        start = int(getattr(config, "moe_layer_start_index", None) or 0)
+        routed = [r and i >= start for i, r in enumerate(routed)]
+    if "moe_layer_end_index" in TRAITS.moe_dense_layers:
+        end = getattr(config, "moe_layer_end_index", None)
+        last = layers - 1 if end is None or int(end) < 0 else int(end)
+        routed = [r and i <= last for i, r in enumerate(routed)]
+    if "mlp_layer_types" in TRAITS.moe_dense_layers:
+        kinds = list(getattr(config, "mlp_layer_types", None) or ["sparse"] * layers)
+        routed = [r and str(kind) == "sparse" for r, kind in zip(routed, kinds, strict=True)]
     return routed
 
 
@@ -478,6 +491,14 @@ def _one_hot(indices: TensorValue, count: int) -> TensorValue:
     """``[tokens, count]`` float32: 1 where the column is ``indices`` (a ``[tokens, 1]`` column of expert ids)."""
     experts = ops.range(0, count, 1, out_dim=count, dtype=indices.dtype, device=indices.device)
     return ops.cast(ops.equal(indices, experts.reshape((1, -1))), DType.float32)
+
+
+def _row_sum(x: TensorValue) -> TensorValue:
+    """``[rows, 1]``: each row's sum over its few columns (a group's two best scores), as column adds."""
+    total = x[:, 0:1]
+    for column in range(1, int(x.shape[-1])):
+        total = total + x[:, column:column + 1]
+    return total
 
 
 class PortRouter(MoEGate):
@@ -499,34 +520,64 @@ class PortRouter(MoEGate):
             self.scaling = float(config_value(config, "routed_scaling", 1.0))
         if TRAITS.moe_correction_bias:
             self.e_score_correction_bias = Weight("e_score_correction_bias", DType.float32, [num_experts], devices[0])
+        if TRAITS.moe_grouped_topk:
+            self.groups = int(config_value(config, "n_group", 1) or 1)
+            self.group_top_k = int(config_value(config, "topk_group", 1) or 1)
 
     @override
     def __call__(self, hidden_state: TensorValue) -> tuple[TensorValue, TensorValue]:
         """``(indices, weights)``: each token's top-k experts and what their outputs are multiplied by."""
+        indices, weights, _ = self.route(hidden_state)
+        return indices, weights
+
+    def route(self, hidden_state: TensorValue) -> tuple[TensorValue, TensorValue, TensorValue]:
+        """``(indices, weights, choice)``: the top-k experts, their weights, and the float32 scores the top-k was
+        taken over (what verify compares with the reference to tell a near-tie from a wrong choice)."""
         logits = ops.cast(self.gate_score(hidden_state), DType.float32)
         scores = ops.sigmoid(logits) if TRAITS.moe_router == "sigmoid" else ops.softmax(logits)
+        choice = scores + self.e_score_correction_bias if TRAITS.moe_correction_bias else scores
+        if TRAITS.moe_grouped_topk and self.groups > 1:
+            choice = self._within_best_groups(choice)
         if TRAITS.moe_correction_bias:
-            # the bias only chooses; the chosen experts are weighed by their plain scores
-            _, indices = ops.top_k(scores + self.e_score_correction_bias, k=self.num_experts_per_token, axis=-1)
-            weights = ops.concat([ops.sum(scores * _one_hot(indices[:, k:k + 1], self.num_experts), axis=-1)
-                                  for k in range(self.num_experts_per_token)], axis=-1)
+            # the bias only chooses; the chosen experts are weighed by their plain scores: the chosen values less
+            # the bias of each chosen expert
+            chosen, indices = ops.top_k(choice, k=self.num_experts_per_token, axis=-1)
+            weights = chosen - ops.gather(self.e_score_correction_bias, indices, axis=0)
         else:
-            weights, indices = ops.top_k(scores, k=self.num_experts_per_token, axis=-1)
+            weights, indices = ops.top_k(choice, k=self.num_experts_per_token, axis=-1)
         if TRAITS.moe_renormalise != "never" and self.renormalise:
             weights = self._renormalised(logits, weights)
         if TRAITS.moe_routed_scaling:
             weights = weights * self.scaling
-        return indices, ops.cast(weights, hidden_state.dtype)
+        return indices, ops.cast(weights, hidden_state.dtype), choice
+
+    def _within_best_groups(self, choice: TensorValue) -> TensorValue:
+        """``choice`` with every expert outside the ``topk_group`` best groups pushed out of reach; a group's score
+        is the sum of its two best experts' (the group-limited top-k of DeepSeek-V3, dots.llm1, GLM-4-MoE)."""
+        per_group = self.num_experts // self.groups
+        best, _ = ops.top_k(choice.reshape((-1, per_group)), k=min(2, per_group), axis=-1)
+        group_scores = _row_sum(best).reshape((-1, self.groups))
+        _, chosen = ops.top_k(group_scores, k=self.group_top_k, axis=-1)
+        group_of = ops.range(0, self.num_experts, 1, out_dim=self.num_experts, dtype=chosen.dtype,
+                             device=choice.device) // per_group
+        keep = ops.cast(ops.equal(chosen[:, 0:1], group_of.reshape((1, -1))), DType.float32)
+        for g in range(1, self.group_top_k):
+            keep = keep + ops.cast(ops.equal(chosen[:, g:g + 1], group_of.reshape((1, -1))), DType.float32)
+        out_of_reach = ops.constant(-1e30, DType.float32, device=choice.device)
+        return ops.where(keep > 0.5, choice, out_of_reach)
 
     def _renormalised(self, logits: TensorValue, weights: TensorValue) -> TensorValue:
-        """The top-k weights divided by their sum. Under a softmax router that equals the softmax of the top-k
+        """The top-k weights divided by their sum. Under a plain softmax router that equals the softmax of the top-k
         logits, which is how it is computed: MAX 26.7's CPU graph returned wrong rows for the top-k values divided
-        by their own sum (a Mixtral twin's MoE block: rel. L2 0.15 against HF that way, 1e-7 this way)."""
-        if TRAITS.moe_router == "softmax" and not TRAITS.moe_correction_bias:
+        by their own sum in a prefill (every row after the first: a Mixtral twin's MoE block, rel. L2 0.15; a
+        dots.llm1 twin's, 0.76), though a graph of the router alone divides right."""
+        if TRAITS.moe_router == "softmax" and not TRAITS.moe_correction_bias and not TRAITS.moe_grouped_topk:
             top, _ = ops.top_k(logits, k=self.num_experts_per_token, axis=-1)
             return ops.softmax(top)
         else:
-            return weights / ops.sum(weights, axis=-1)
+            # positive weights (sigmoid scores, softmax probabilities) over their sum, as the softmax of their logs
+            # (the quotient itself is what MAX 26.7's CPU graph got wrong)
+            return ops.softmax(ops.log(weights))
 
 
 def expert_activation() -> GatedActivation:

@@ -103,9 +103,12 @@ def _transposed(weight: object, name: str) -> _Derived:
 
 
 def _split(weight: object, layout: str, ratio: tuple[int, ...], index: int, heads: int | None, name: str) -> _Derived:
-    """Part ``index`` of a fused tensor: contiguous blocks, four shards, or grouped by KV head."""
+    """Part ``index`` of a fused tensor: contiguous blocks, four shards, grouped by KV head, or one expert's part
+    of a stacked ``[experts, out, in]`` tensor."""
     def make() -> object:
         array, dtype = _array(weight)
+        if layout == "stacked":
+            array = array.reshape(-1, array.shape[-1])  # [experts * out, in]: expert by expert, parts in order
         rest = array.shape[1:]
         if layout == "four_shards":
             part = array.reshape(4, len(ratio), -1, *rest)[:, index].reshape(-1, *rest)
