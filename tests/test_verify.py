@@ -238,10 +238,11 @@ def test_the_oracle_refuses_a_reference_that_echoes_the_question() -> None:
 
     tokenizer = _WordTokenizer()
     check = check_oracle(_EchoingReference(tokenizer.ids("What is the capital of France?")), tokenizer)
-    assert not check.sane and any("repeats the question" in p for p in check.problems)
+    assert not check.sane and any("opens by repeating the question" in p for p in check.problems)
     assert check_oracle(_EchoingReference(tokenizer.ids("The capital of France? is Paris.")), tokenizer).sane
     assert echoes("What is the capital of France?", "what is the CAPITAL of france ? mendatang")
     assert not echoes("What is the capital of France?", "The capital of France is Paris.")
+    assert not echoes("What is the capital of France?", "Paris. What is the capital of France?")  # answered first
     turns = oracle_messages("Why?")
     assert [t["role"] for t in turns] == ["user", "assistant", "user"]
     assert (turns[0]["content"], turns[1]["content"], turns[2]["content"]) == (*ORACLE_EXAMPLE, "Why?")

@@ -58,7 +58,7 @@ def check_oracle(reference: Any, tokenizer: Any, tokens: int = 24) -> OracleChec
         if share > MAX_REPEAT_SHARE:
             check.problems.append(f"degenerate repetition on {prompt!r}: {text[:60]!r}")
         elif echoes(prompt, text):
-            check.problems.append(f"the answer to {prompt!r} repeats the question instead of answering: {text[:60]!r}")
+            check.problems.append(f"the answer to {prompt!r} opens by repeating the question: {text[:60]!r}")
     check.sane = not check.problems
     return check
 
@@ -71,11 +71,14 @@ def oracle_messages(prompt: str) -> list[dict[str, str]]:
 
 
 def echoes(prompt: str, text: str) -> bool:
-    """The generated text restates the question (letters and digits compared, case and spacing ignored)."""
+    """The generated text opens by restating the question (letters and digits compared, case and spacing ignored).
+
+    Only the opening counts: a small model that answers and then rambles on into a new question has answered.
+    """
     def letters(value: str) -> str:
         return "".join(ch for ch in value.lower() if ch.isalnum())
 
-    return len(letters(prompt)) >= 8 and letters(prompt) in letters(text)
+    return len(letters(prompt)) >= 8 and letters(text).startswith(letters(prompt))
 
 
 def repeat_share(tokens: list[int], n: int = 3) -> float:
