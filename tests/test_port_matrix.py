@@ -5,7 +5,10 @@ Each row is its own graph compile (minutes cold on 2 cores), so this is not in
 ports the real checkpoint under a class name MAX does not register (so the tool
 must port it), checks parity and greedy text on the real weights, then serves
 the port with `max serve --custom-architectures` on the CPU and asks it a chat
-question.
+question. Gemma 3 270M, the second real model, has three rows: MAX's own gemma3
+registration on the real weights, the catalog port under a renamed class, and
+that port under `import-model serve`, checked by `import-model compare` and
+asked a chat question.
 """
 
 from __future__ import annotations
@@ -88,13 +91,15 @@ def results_table():
     header = [
         "# Port matrix", "",
         f"`make port-matrix` on {platform.machine()}, Python {platform.python_version()}: `import-model port` on each "
-        "family's tiny twin (float32, CPU, tolerance rel. L2 1e-4), and on the real SmolLM2-135M weights.",
+        "family's tiny twin (float32, CPU, tolerance rel. L2 1e-4), and on the real SmolLM2-135M and Gemma 3 270M "
+        "weights (the same tolerance; Gemma 3 270M dequantized from its Q4_K_M GGUF).",
         "Max error per tap is the largest absolute difference over prompts, prefill and decode. "
         "PARTIAL: the port is written, the missing delta is named and verify shows where it diverges (exit 1).",
         "Time is the whole `port` run (plan, port, weight table, gates, verify); a row whose graph was not yet in "
         "MAX's compile cache includes its compile, 1.5 to 3 minutes (see docs/benchmarks.md).",
-        "Mode: `donor` reuses MAX's own Llama3 graph with the family's switches set; `catalog` writes the decoder out. "
-        "Lines: Python in the written package, weight table included.", "",
+        "Mode: `donor` reuses MAX's own Llama3 graph with the family's switches set; `catalog` writes the decoder out; "
+        "`native` is MAX's own registration, copied unchanged under a class MAX does not register (what "
+        "`check-native` runs). Lines: Python in the written package, weight table included.", "",
         "| family | closest native donor | mode | lines | deltas implemented | missing deltas | max abs error per tap "
         "| first divergence | verdict | time s | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
