@@ -190,9 +190,8 @@ def test_gemma3_270m_native_registration_on_real_weights(gemma3_dir: Path, tmp_p
     seconds = time.perf_counter() - start
     worst = answer["worst_rel_l2"]
     first = (answer["first_divergence"] or {}).get("tap", "-")
-    note = (f"check-native's computation on the real weights: {answer['verdict']}, worst rel. L2 {worst:.1e}; "
-            f"MAX's own gemma3 graph (float32 added to its bfloat16-only registration, norm weights kept bfloat16 as "
-            f"it declares them); "
+    note = (f"check-native --weights full: {answer['verdict']}, worst rel. L2 {worst:.1e}; MAX's own gemma3 graph "
+            f"(float32 added to its bfloat16-only registration, norm weights kept bfloat16 as it declares them); "
             f"{_greedy_note(answer['greedy_text'])}") if worst is not None else "; ".join(answer["notes"])
     _rows.append(f"| {GEMMA3}, MAX's own registration) | gemma3 | native | - | - | - | {_taps(answer)} | {first} | "
                  f"{answer['verdict'].upper()} | {seconds:.0f} | {note.replace('|', '/')} |")
