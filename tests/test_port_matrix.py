@@ -263,8 +263,8 @@ def test_gemma3_270m_served_chat_and_compare(gemma3_port: tuple[Path, int, dict,
             "model": name, "max_tokens": 12, "temperature": 0,
             "messages": oracle_messages("What is the capital of France?")})
         answer = reply.json()["choices"][0]["message"]["content"]
-    finally:
-        server.send_signal(signal.SIGINT)
+    finally:  # SIGTERM: `serve` stops max serve's own process group on it (SIGINT may be ignored in a background job)
+        server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=120)
         except subprocess.TimeoutExpired:
