@@ -197,7 +197,9 @@ def native_check(checkpoint: Path, donor: str, work: Path, architecture: str) ->
     architecture (float32 added to its bfloat16-only encodings, the graph untouched), compared with transformers
     tap by tap by verify's engine on the real weights, after the HF oracle check. ``checkpoint`` names
     ``architecture`` (a class MAX does not register, so the copy is what runs). The answer has check-native's
-    fields (verdict, worst_rel_l2, first_divergence, per_tap, notes, timings).
+    fields (verdict, worst_rel_l2, first_divergence, per_tap, notes, timings) plus the greedy text verify compared,
+    so this function's body can become ``import-model check-native CHECKPOINT --weights full --json`` (on the
+    checkpoint under its own class, ``gemma3_float32(bfloat16_norms=True)``) with no change to its callers.
     """
     from tests.support.ports import allow_float32, native_port
     from tests.test_verify import verify
