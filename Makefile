@@ -39,7 +39,7 @@ test-fast: setup
 matrix: setup
 	$(BIN)/python -m pytest -q -m matrix
 
-## `import-model port` on every target family and the real SmolLM2 weights: docs/port-matrix.md.
+## `import-model port` on every target family and the real SmolLM2 and Gemma 3 270M weights: docs/port-matrix.md.
 port-matrix: setup
 	$(BIN)/python -m pytest -q -m matrix tests/test_port_matrix.py
 

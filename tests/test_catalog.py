@@ -169,3 +169,42 @@ def test_catalog_entries_are_unique_and_described() -> None:
     ids = [e.id for e in CATALOG]
     assert len(ids) == len(set(ids))
     assert all(e.summary and e.rules for e in CATALOG)
+
+
+def test_rope_per_layer_type_reaches_the_decoder_through_the_donor_view(tmp_path: Any, monkeypatch: Any) -> None:
+    """Gemma 3's sliding layers rotate with their own base (10000), its full layers with the global one (1e6), as
+    HF's rotary embedding computes them, although the donor's config view flattens rope_parameters for the donor."""
+    import importlib
+    import json
+
+    import numpy as np
+    import torch
+    from transformers import AutoConfig
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RotaryEmbedding
+
+    from tests.support.ports import renamed_checkpoint
+
+    twin = renamed_checkpoint(family_twin_dir("gemma3_text"), tmp_path / "twin", "Gemma3RopeCheckForCausalLM")
+    config = json.loads((twin / "config.json").read_text())
+    result, _, rules = _spec_for("gemma3_text")
+    assert result.traits.rope_per_layer_type
+    names = port_names("Gemma3RopeCheckForCausalLM", "gemma3_rope_check")
+    request = PortRequest(names, config, result.traits, rules=tuple(rules))
+    package = tmp_path / "ports" / names.slug
+    package.mkdir(parents=True)
+    for name, text in port_files(request).items():
+        (package / name).write_text(text)
+    monkeypatch.syspath_prepend(str(package.parent))
+    decoder = importlib.import_module(f"{names.slug}.{names.slug}")
+    view = importlib.import_module(f"{names.slug}.model_config").donor_view(AutoConfig.from_pretrained(str(twin)))
+    assert view.rope_parameters["rope_theta"] == 1e6  # what the donor reads
+    sliding = decoder.sliding_layers(view)
+    tables = decoder.rotary_tables(view, decoder.head_dim_of(view), 16, sliding)
+    hf = Gemma3RotaryEmbedding(view.family_config)
+    for layer, slides in enumerate(sliding):
+        cos, sin = hf(torch.zeros(1, 16, 1), torch.arange(16)[None], layer_type="sliding_attention" if slides
+                      else "full_attention")
+        half = cos.shape[-1] // 2
+        expected = np.stack([cos[0, :, :half].numpy(), sin[0, :, :half].numpy()], axis=-1).reshape(16, -1)
+        np.testing.assert_allclose(tables[layer].table, expected, atol=1e-5, err_msg=f"layer {layer}")
+    assert sliding == [True] * 5 + [False]

@@ -231,3 +231,21 @@ def test_a_checkpoint_with_no_tokenizer_and_a_short_context_ports_and_verifies(t
     assert "WEIGHT_TRANSPOSES" in (Path(payload["port_dir"]) / "weight_adapters.py").read_text()
     notes = " ".join(verify["notes"])
     assert "ships no tokenizer" in notes and "cut to 125 tokens" in notes
+
+
+@pytest.mark.slow
+def test_gemma3_270m_real_weights_port_passes(gemma3_dir: Path, tmp_path: Path) -> None:
+    """The real Gemma 3 270M weights under a class MAX does not register: the catalog writes Gemma 3's decoder
+    (QK-norm with 1 + w, 5 sliding : 1 full layers with their own rope bases, query_pre_attn_scalar, the embedding
+    scale) and `verify --weights full` passes: the HF oracle answers first, then every tap and 16 greedy tokens
+    on two chat prompts. `make port-matrix` adds MAX's own gemma3 on the same weights and the served port."""
+    from tests.support.gemma3 import gemma3_float32
+
+    code, payload, stderr = run_port(gemma3_float32("Gemma3RenamedForCausalLM"), tmp_path, "--weights", "full",
+                                     timeout=3000)
+    assert code == 0, stderr[-2000:]
+    verify = payload["verify"]
+    assert payload["mode"] == "catalog" and verify["passed"] and verify["worst_rel_l2"] < 1e-4
+    assert any(n.startswith("HF oracle:") and "Paris" in n for n in verify["notes"])
+    assert len(verify["greedy_text"]) == 2
+    assert all(t["match"] and len(t["hf"]) >= 16 for t in verify["greedy_text"])

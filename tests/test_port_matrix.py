@@ -5,11 +5,15 @@ Each row is its own graph compile (minutes cold on 2 cores), so this is not in
 ports the real checkpoint under a class name MAX does not register (so the tool
 must port it), checks parity and greedy text on the real weights, then serves
 the port with `max serve --custom-architectures` on the CPU and asks it a chat
-question.
+question. Gemma 3 270M, the second real model, has three rows: MAX's own gemma3
+registration on the real weights, the catalog port under a renamed class, and
+that port under `import-model serve`, checked by `import-model compare` and
+asked a chat question.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -43,6 +47,13 @@ FAMILIES: dict[str, int] = {
     "vaultgemma": 0, "persimmon": 0, "apertus": 1, "glm4": 0, "hyperclovax": 0, "falcon": 0, "falcon_40b": 0,
     "gptj": 0, "codegen": 0, "bitnet": 1, "nemotron": 0, "ernie4_5": 0,
     "hunyuan_v1_dense": 0, "seed_oss": 0, "cohere2": 0, "jais2": 0, "cwm": 0,
+}
+
+#: Families MAX registers natively, ported under a class it does not register (so `port` must write the decoder):
+#: family -> the class name the twin's config is given.
+RENAMED: dict[str, str] = {
+    # 5 sliding : 1 full layers, a local rope base, QK-norm with (1 + w), query_pre_attn_scalar, no soft-caps
+    "gemma3_text": "Gemma3RenamedForCausalLM",
 }
 
 _rows: list[str] = []
@@ -88,13 +99,15 @@ def results_table():
     header = [
         "# Port matrix", "",
         f"`make port-matrix` on {platform.machine()}, Python {platform.python_version()}: `import-model port` on each "
-        "family's tiny twin (float32, CPU, tolerance rel. L2 1e-4), and on the real SmolLM2-135M weights.",
+        "family's tiny twin (float32, CPU, tolerance rel. L2 1e-4), and on the real SmolLM2-135M and Gemma 3 270M "
+        "weights (the same tolerance; Gemma 3 270M dequantized from its Q4_K_M GGUF).",
         "Max error per tap is the largest absolute difference over prompts, prefill and decode. "
         "PARTIAL: the port is written, the missing delta is named and verify shows where it diverges (exit 1).",
         "Time is the whole `port` run (plan, port, weight table, gates, verify); a row whose graph was not yet in "
         "MAX's compile cache includes its compile, 1.5 to 3 minutes (see docs/benchmarks.md).",
-        "Mode: `donor` reuses MAX's own Llama3 graph with the family's switches set; `catalog` writes the decoder out. "
-        "Lines: Python in the written package, weight table included.", "",
+        "Mode: `donor` reuses MAX's own Llama3 graph with the family's switches set; `catalog` writes the decoder out; "
+        "`native` is MAX's own registration, copied unchanged under a class MAX does not register (what "
+        "`check-native` runs). Lines: Python in the written package, weight table included.", "",
         "Routing agreement (MoE rows): over every prompt, prefill and decode, the token-layers whose chosen experts "
         "are HF's, the worst MoE layer, and the mismatches that are near-ties in the router's scores or divergent.",
         "",
@@ -117,6 +130,19 @@ def test_family(family: str, tmp_path: Path) -> None:
         assert payload["verify"]["passed"]
     else:
         assert payload["missing"], "a non-zero port must name what is missing"
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("family", sorted(RENAMED))
+def test_native_family_under_a_renamed_class(family: str, tmp_path: Path) -> None:
+    from tests.support.ports import renamed_checkpoint
+
+    twin = renamed_checkpoint(family_twin_dir(family), tmp_path / "twin", RENAMED[family])
+    start = time.perf_counter()
+    code, payload, stderr = run_port(twin, tmp_path / "ports")
+    _rows.append(_row(f"{family} (class renamed, native in MAX)", payload, code, time.perf_counter() - start))
+    assert code == 0, stderr[-2000:]
+    assert payload["mode"] == "catalog" and payload["verify"]["passed"]
 
 
 @pytest.mark.matrix
@@ -150,4 +176,120 @@ def test_smollm2_real_weights_port_serve_and_chat(smollm2_dir: Path, tmp_path: P
     _rows.append(_row("SmolLM2-135M (real weights, class renamed)", payload, code, seconds, note.replace("|", "/")))
     assert code == 0, stderr[-2000:]
     assert verify["passed"] and texts and all(t["match"] and len(t["hf"]) >= 16 for t in texts)
+    assert "Paris" in answer
+
+
+# -- Gemma 3 270M, the second real model: MAX's own registration, the catalog port, the served port -------------
+
+GEMMA3 = "Gemma 3 270M (real weights"
+GEMMA3_CLASS = "Gemma3RenamedForCausalLM"
+GEMMA3_NATIVE_CLASS = "Gemma3NativeCopyForCausalLM"
+
+
+def _greedy_note(texts: list[dict]) -> str:
+    return f"greedy text identical on {sum(t['match'] for t in texts)}/{len(texts)} prompts"
+
+
+@pytest.mark.matrix
+def test_gemma3_270m_native_registration_on_real_weights(gemma3_dir: Path, tmp_path: Path) -> None:
+    """What `import-model check-native` answers for MAX's own gemma3 registration on the real weights."""
+    from tests.support.gemma3 import gemma3_float32, native_check
+
+    checkpoint = gemma3_float32(GEMMA3_NATIVE_CLASS, bfloat16_norms=True)
+    start = time.perf_counter()
+    code, answer = native_check(checkpoint, "gemma3", tmp_path / "ports", GEMMA3_NATIVE_CLASS)
+    seconds = time.perf_counter() - start
+    worst = answer["worst_rel_l2"]
+    first = (answer["first_divergence"] or {}).get("tap", "-")
+    note = (f"check-native --weights full: {answer['verdict']}, worst rel. L2 {worst:.1e}; MAX's own gemma3 graph "
+            f"(float32 added to its bfloat16-only registration, norm weights kept bfloat16 as it declares them); "
+            f"{_greedy_note(answer.get('greedy_text', []))}") if worst is not None else "; ".join(answer["notes"])
+    _rows.append(f"| {GEMMA3}, MAX's own registration) | gemma3 | native | - | - | - | {_taps(answer)} | {first} | - | "
+                 f"{answer['verdict'].upper()} | {seconds:.0f} | {note.replace('|', '/')} |")
+    assert code == 0 and answer["verdict"] == "verified", answer["notes"]
+    assert all(t["match"] for t in answer.get("greedy_text", []))  # check-native's answer may carry none
+
+
+@pytest.fixture(scope="module")
+def gemma3_port(gemma3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict, str, float]:
+    """`import-model port --weights full` of Gemma 3 270M under a class MAX does not register, run once."""
+    from tests.support.gemma3 import gemma3_float32
+
+    checkpoint = gemma3_float32(GEMMA3_CLASS)
+    start = time.perf_counter()
+    code, payload, stderr = run_port(checkpoint, tmp_path_factory.mktemp("gemma3-port"), "--weights", "full",
+                                     timeout=3000)
+    return checkpoint, code, payload, stderr, time.perf_counter() - start
+
+
+@pytest.mark.matrix
+def test_gemma3_270m_real_weights_catalog_port(gemma3_port: tuple[Path, int, dict, str, float]) -> None:
+    _, code, payload, stderr, seconds = gemma3_port
+    verify = payload.get("verify") or {}
+    oracle = next((n for n in verify.get("notes", []) if n.startswith("HF oracle:")), "")
+    note = f"{_greedy_note(verify.get('greedy_text', []))}; {oracle}"
+    _rows.append(_row(f"{GEMMA3}, class renamed)", payload, code, seconds, note.replace("|", "/")))
+    assert code == 0, stderr[-2000:]
+    assert payload["mode"] == "catalog" and {"qk_norm", "local_theta", "sliding_window", "attention_scale",
+                                             "embedding_scale"} <= {r["rule"] for r in payload["deltas"]}
+    texts = verify["greedy_text"]
+    assert verify["passed"] and texts and all(t["match"] and len(t["hf"]) >= 16 for t in texts)
+
+
+@pytest.mark.matrix
+def test_gemma3_270m_served_chat_and_compare(gemma3_port: tuple[Path, int, dict, str, float], tmp_path: Path) -> None:
+    """The written port under `import-model serve`, checked by `import-model compare` and asked a chat question."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from import_model.procs import child_env
+    from import_model.verify.oracle import oracle_messages
+    from import_model.verify.serve import free_port
+
+    checkpoint, code, payload, _, _ = gemma3_port
+    assert code == 0
+    tcp, name = free_port(), "gemma3"
+    start = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "import_model", "serve", str(checkpoint), "--port-dir",
+                               payload["port_dir"], "--port", str(tcp), "--served-model-name", name,
+                               "--log", str(tmp_path / "serve.log")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env(),
+                              start_new_session=True)
+    try:
+        said = []
+        for line in server.stdout:  # the command says "ready after" once max serve answers its health check
+            said.append(line)
+            if "ready after" in line:
+                break
+        assert server.poll() is None, "".join(said)[-2000:]
+        compared = subprocess.run([sys.executable, "-m", "import_model", "compare", str(checkpoint), "--slug", name,
+                                   "--port", str(tcp), "--json"], capture_output=True, text=True, timeout=1200,
+                                  env=child_env())
+        result = json.loads(compared.stdout) if compared.stdout.strip().startswith("{") else {}
+        reply = httpx.post(f"http://127.0.0.1:{tcp}/v1/chat/completions", timeout=600, json={
+            "model": name, "max_tokens": 12, "temperature": 0,
+            "messages": oracle_messages("What is the capital of France?")})
+        answer = reply.json()["choices"][0]["message"]["content"]
+    finally:  # SIGTERM: `serve` stops max serve's own process group on it (SIGINT may be ignored in a background job)
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    seconds = time.perf_counter() - start
+    diff = result.get("max_abs_logprob_diff", float("nan"))
+    positions = result.get("positions", 0)
+    note = (f"`compare`: max abs logprob diff {diff:.1e} over {positions} greedy positions, "
+            f"{'PASS' if result.get('passed') else 'FAIL'}; served chat (one worked turn, then "
+            f"'What is the capital of France?', 12 tokens): {answer!r}")
+    _rows.append(f"| {GEMMA3}, served port) | gemma3 | catalog | {_port_lines(payload)} | served by `import-model serve` "
+                 f"| - | - | - | - | {'PASS' if compared.returncode == 0 else 'FAIL'} | {seconds:.0f} | "
+                 f"{note.replace('|', '/')} |")
+    assert compared.returncode == 0, compared.stderr[-2000:] + compared.stdout[-2000:]
+    assert result["passed"] and positions >= 8
     assert "Paris" in answer

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,3 +216,52 @@ def test_the_hf_reference_loads_the_named_class_and_finds_the_norm_after_the_lay
     reference = HFReference.load(make_twin(config_of(), tmp_path / "twin").path)
     assert type(reference.model).__name__ == cls
     assert ("final_norm" not in reference.absent_taps()) is final_norm
+
+
+class _EchoingReference:
+    """A stand-in HF reference whose greedy answer is the question again (a base model on a chat template)."""
+
+    def __init__(self, answer: list[int]) -> None:
+        self.answer = answer
+
+    def model(self, ids: Any) -> Any:
+        import torch
+
+        logits = torch.zeros(1, ids.shape[1], 64)
+        logits[..., 7] = 20.0  # confident: not a near-uniform distribution
+        return type("Out", (), {"logits": logits})()
+
+    def greedy(self, ids: list[int], tokens: int) -> list[int]:
+        return self.answer
+
+
+class _WordTokenizer:
+    """Ids are word positions in a fixed list; the chat template joins the turns' words."""
+
+    chat_template = "turns"
+    words = ["<pad>", "What", "is", "the", "capital", "of", "France?", "Italy?", "Rome.", "The", "Paris.", "largest",
+             "planet", "in", "solar", "system?"]
+
+    def ids(self, text: str) -> list[int]:
+        return [self.words.index(w) for w in text.split(" ") if w in self.words]
+
+    def apply_chat_template(self, messages: list[dict[str, str]], **_: object) -> list[int]:
+        return [i for m in messages for i in self.ids(m["content"])]
+
+    def decode(self, ids: list[int], **_: object) -> str:
+        return " ".join(self.words[i] for i in ids)
+
+
+def test_the_oracle_refuses_a_reference_that_echoes_the_question() -> None:
+    from import_model.verify.oracle import ORACLE_EXAMPLE, check_oracle, echoes, oracle_messages
+
+    tokenizer = _WordTokenizer()
+    check = check_oracle(_EchoingReference(tokenizer.ids("What is the capital of France?")), tokenizer)
+    assert not check.sane and any("opens by repeating the question" in p for p in check.problems)
+    assert check_oracle(_EchoingReference(tokenizer.ids("The capital of France? is Paris.")), tokenizer).sane
+    assert echoes("What is the capital of France?", "what is the CAPITAL of france ? mendatang")
+    assert not echoes("What is the capital of France?", "The capital of France is Paris.")
+    assert not echoes("What is the capital of France?", "Paris. What is the capital of France?")  # answered first
+    turns = oracle_messages("Why?")
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"]
+    assert (turns[0]["content"], turns[1]["content"], turns[2]["content"]) == (*ORACLE_EXAMPLE, "Why?")

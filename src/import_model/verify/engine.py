@@ -24,6 +24,7 @@ from import_model.source.config_keys import context_length
 from import_model.verify import parity
 from import_model.verify import routing as routing_parity
 from import_model.verify.hf_reference import HFReference, tap_names
+from import_model.verify.oracle import oracle_messages
 
 #: Prompts the twin is checked on: short, medium, and one longer than any twin's sliding window.
 DEFAULT_PROMPTS = (
@@ -207,9 +208,9 @@ def _greedy_text(port: Any, reference: HFReference, tokenizer: Any, prompts: tup
 
 
 def _prompt_ids(tokenizer: Any, prompt: str, chat: bool) -> list[int]:
+    """``prompt`` as the oracle asks it (after its worked example turn) on a chat model, else as plain text."""
     if chat and getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                            tokenize=True)
+        ids = tokenizer.apply_chat_template(oracle_messages(prompt), add_generation_prompt=True, tokenize=True)
         ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
         return [int(i) for i in ids]
     return [int(i) for i in tokenizer(prompt)["input_ids"]]

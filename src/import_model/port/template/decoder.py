@@ -161,6 +161,8 @@ def _inverse_frequencies(config: Any, rot_dim: int, max_seq_len: int,
     try:
         from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
+        if layer_type is not None:  # the family's own per-type dicts: a donor view flattens them for the donor
+            config = getattr(config, "family_config", config)
         params = getattr(config, "rope_parameters", None) or {}
         if layer_type is not None and isinstance(params.get(layer_type), dict):
             params = params[layer_type]

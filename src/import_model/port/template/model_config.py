@@ -34,6 +34,11 @@ class DonorNamedConfig:
     def __init__(self, config: Any) -> None:
         object.__setattr__(self, "_config", config)
 
+    @property
+    def family_config(self) -> Any:
+        """The HF config itself, for what the view reshapes for the donor (rope parameters per layer type)."""
+        return object.__getattribute__(self, "_config")
+
     def __getattr__(self, name: str) -> Any:
         config = object.__getattribute__(self, "_config")
         if VIEW.rope_per_layer_type and name in ("rope_scaling", "rope_parameters", "rope_theta"):
