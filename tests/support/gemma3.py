@@ -190,28 +190,21 @@ if __name__ == "__main__":
     print(gemma3_checkpoint())
 
 
-def native_check(checkpoint: Path, donor: str, work: Path, architecture: str) -> tuple[int, dict[str, Any]]:
-    """What ``import-model check-native CHECKPOINT --weights full --json`` answers, and its exit code.
+def native_check(checkpoint: Path) -> tuple[int, dict[str, Any]]:
+    """``import-model check-native CHECKPOINT --weights full --json``: its exit code and its answer (verdict,
+    worst_rel_l2, first_divergence, per_tap, notes, timings, greedy_text). ``checkpoint`` keeps the class MAX
+    registers (``Gemma3ForCausalLM``), so the check runs MAX's own registration."""
+    import json
+    import subprocess
+    import sys
 
-    Computed the way check-native does it: MAX's own registration of ``donor`` copied verbatim as a custom
-    architecture (float32 added to its bfloat16-only encodings, the graph untouched), compared with transformers
-    tap by tap by verify's engine on the real weights, after the HF oracle check. ``checkpoint`` names
-    ``architecture`` (a class MAX does not register, so the copy is what runs). The answer has check-native's
-    fields (verdict, worst_rel_l2, first_divergence, per_tap, notes, timings) plus the greedy text verify compared,
-    so this function's body can become ``import-model check-native CHECKPOINT --weights full --json`` (on the
-    checkpoint under its own class, ``gemma3_float32(bfloat16_norms=True)``) with no change to its callers.
-    """
-    from tests.support.ports import allow_float32, native_port
-    from tests.test_verify import verify
+    from import_model.procs import child_env
 
-    port = native_port(donor, work, architecture, f"native_{donor}")
-    allow_float32(port)
-    result, payload = verify(str(checkpoint), "--port-dir", str(port), "--weights", "full", "--decode-steps", "2",
-                             timeout=3000)
-    verdict = {0: "verified", 1: "diverges"}.get(result.returncode, "cannot_run")
-    worst = max((row["rel_l2"] for row in payload.get("per_tap", [])), default=None)
-    notes = payload.get("notes", []) if result.returncode in (0, 1) else [(result.stderr.strip().splitlines() or [""])[-1]]
-    return result.returncode, {"verdict": verdict, "worst_rel_l2": worst, "slug": donor,
-                               "first_divergence": payload.get("first_divergence"), "per_tap": payload.get("per_tap", []),
-                               "greedy_text": payload.get("greedy_text", []), "notes": notes,
-                               "timings": payload.get("timings", {})}
+    result = subprocess.run([sys.executable, "-m", "import_model", "check-native", str(checkpoint), "--weights", "full",
+                             "--decode-steps", "2", "--json"], capture_output=True, text=True, env=child_env(),
+                            timeout=3000)
+    text = result.stdout.strip()
+    answer = json.loads(text) if text.startswith("{") else {
+        "verdict": "cannot_run", "worst_rel_l2": None, "first_divergence": None, "per_tap": [],
+        "notes": [(result.stderr.strip().splitlines() or [""])[-1]]}
+    return result.returncode, answer
