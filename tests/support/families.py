@@ -31,6 +31,33 @@ def _longrope_factors(n: int, top: float) -> list[float]:
 
 
 # (model_type, architecture, options of a real checkpoint); the comment names the checkpoint mimicked.
+#: zai-org/GLM-4.5-Air: a sigmoid router with a score-correction bias, a shared expert, the first layer dense.
+_GLM4_MOE: dict[str, Any] = {
+    "hidden_size": 4096,
+    "intermediate_size": 10944,
+    "moe_intermediate_size": 1408,
+    "n_routed_experts": 128,
+    "n_shared_experts": 1,
+    "num_experts_per_tok": 8,
+    "n_group": 1,
+    "topk_group": 1,
+    "routed_scaling_factor": 1.0,
+    "norm_topk_prob": True,
+    "first_k_dense_replace": 1,
+    "num_hidden_layers": 46,
+    "num_attention_heads": 96,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "partial_rotary_factor": 0.5,
+    "attention_bias": True,
+    "use_qk_norm": False,
+    "vocab_size": 151552,
+    "rope_theta": 1000000.0,
+    "eos_token_id": [151329, 151336, 151338],
+    "pad_token_id": 151329,
+    "tie_word_embeddings": False,
+}
+
 _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     # kyutai/helium-1-preview-2b
     "helium": (
@@ -411,66 +438,11 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     ),
     # zai-org/GLM-4.5-Air: sigmoid router with a score-correction bias, top-k renormalised, a shared expert, the
     # first layer dense, partial rotary 0.5, qkv bias
-    "glm4_moe": (
-        "glm4_moe",
-        "Glm4MoeForCausalLM",
-        {
-            "hidden_size": 4096,
-            "intermediate_size": 10944,
-            "moe_intermediate_size": 1408,
-            "n_routed_experts": 128,
-            "n_shared_experts": 1,
-            "num_experts_per_tok": 8,
-            "n_group": 1,
-            "topk_group": 1,
-            "routed_scaling_factor": 1.0,
-            "norm_topk_prob": True,
-            "first_k_dense_replace": 1,
-            "num_hidden_layers": 46,
-            "num_attention_heads": 96,
-            "num_key_value_heads": 8,
-            "head_dim": 128,
-            "partial_rotary_factor": 0.5,
-            "attention_bias": True,
-            "use_qk_norm": False,
-            "vocab_size": 151552,
-            "rope_theta": 1000000.0,
-            "eos_token_id": [151329, 151336, 151338],
-            "pad_token_id": 151329,
-            "tie_word_embeddings": False,
-        },
-    ),
+    "glm4_moe": ("glm4_moe", "Glm4MoeForCausalLM", _GLM4_MOE),
     # GLM-4.5-Air's block with DeepSeek-V3's expert groups (n_group 8, topk_group 4; the twin keeps 2 groups of 2
     # experts and picks 1): the group-limited top-k of the sigmoid router, on a family MAX does not register
-    "glm4_moe_grouped": (
-        "glm4_moe",
-        "Glm4MoeForCausalLM",
-        {
-            "hidden_size": 4096,
-            "intermediate_size": 10944,
-            "moe_intermediate_size": 1408,
-            "n_routed_experts": 128,
-            "n_shared_experts": 1,
-            "num_experts_per_tok": 8,
-            "n_group": 8,
-            "topk_group": 4,
-            "routed_scaling_factor": 2.5,
-            "norm_topk_prob": True,
-            "first_k_dense_replace": 1,
-            "num_hidden_layers": 46,
-            "num_attention_heads": 96,
-            "num_key_value_heads": 8,
-            "head_dim": 128,
-            "partial_rotary_factor": 0.5,
-            "attention_bias": True,
-            "use_qk_norm": False,
-            "vocab_size": 151552,
-            "rope_theta": 1000000.0,
-            "eos_token_id": [151329, 151336, 151338],
-            "pad_token_id": 151329,
-            "tie_word_embeddings": False,
-        },
-    ),
+    "glm4_moe_grouped": ("glm4_moe", "Glm4MoeForCausalLM",
+                         _GLM4_MOE | {"n_group": 8, "topk_group": 4, "routed_scaling_factor": 2.5}),
     # upstage/Solar-Open-100B: sigmoid router with a score-correction bias, a shared expert, every layer routed
     "solar_open": (
         "solar_open",
