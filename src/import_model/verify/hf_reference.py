@@ -146,6 +146,10 @@ class HFReference:
         try:
             with torch.no_grad():
                 out = self.model(torch.tensor([ids]), use_cache=False)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            # a model that takes something else than one row of token ids (MusicGen's decoder: a row per codebook)
+            raise UserError(f"the HF reference {type(self.model).__name__} cannot run on one row of token ids: "
+                            f"{str(exc).splitlines()[0][:200]}") from None
         finally:
             for handle in handles:
                 handle.remove()
