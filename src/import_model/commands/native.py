@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from import_model import report
-from import_model.arg_types import float_in, int_in, nonblank
+from import_model.arg_types import nonblank
+from import_model.commands.verify import add_comparison_arguments
 from import_model.errors import UserError
 
 #: Set in the child that does the work.
 CHILD_FLAG = "IMPORT_MODEL_CHECK_NATIVE_CHILD"
-MAX_DECODE_STEPS = 64
 
 
 def add_check_native_parser(sub: Any, command: Any) -> None:
@@ -31,10 +31,7 @@ def add_check_native_parser(sub: Any, command: Any) -> None:
                         "full: MODEL's real weights (local directory), after a sanity check of the HF reference")
     p.add_argument("--prompt", action="append", type=nonblank, metavar="TEXT",
                    help="prompt to check (repeatable; default: three, one longer than a twin's sliding window)")
-    p.add_argument("--decode-steps", type=int_in(0, MAX_DECODE_STEPS), default=3, metavar="N",
-                   help=f"greedy decode steps after prefill (default 3, at most {MAX_DECODE_STEPS})")
-    p.add_argument("--rel-tol", type=float_in(0.0, 1.0), default=None, metavar="T",
-                   help="relative L2 tolerance per tap (default 1e-4; from 0 to 1)")
+    add_comparison_arguments(p)
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
 
 

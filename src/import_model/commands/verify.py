@@ -25,15 +25,20 @@ def add_verify_parser(sub: Any, command: Any) -> None:
                         "full: MODEL's real weights (local directory)")
     p.add_argument("--prompt", action="append", type=nonblank, metavar="TEXT",
                    help="prompt to check (repeatable; default: three)")
-    p.add_argument("--decode-steps", type=int_in(0, MAX_DECODE_STEPS), default=3, metavar="N",
-                   help=f"greedy decode steps after prefill (default 3, at most {MAX_DECODE_STEPS})")
-    p.add_argument("--rel-tol", type=float_in(0.0, 1.0), default=None, metavar="T",
-                   help="relative L2 tolerance per tap (default 1e-4; from 0 to 1)")
+    add_comparison_arguments(p)
     p.add_argument("--report-dir", metavar="DIR", help="where report.md/.json/.svg go (default: beside the port)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let the HF reference import modeling code shipped in the checkpoint (auto_map); that "
                         "code runs with your rights, so read it first")
     p.add_argument("--json", action="store_true", help="print the JSON report")
+
+
+def add_comparison_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a tap-by-tap comparison with the HF reference (verify's and check-native's)."""
+    p.add_argument("--decode-steps", type=int_in(0, MAX_DECODE_STEPS), default=3, metavar="N",
+                   help=f"greedy decode steps after prefill (default 3, at most {MAX_DECODE_STEPS})")
+    p.add_argument("--rel-tol", type=float_in(0.0, 1.0), default=None, metavar="T",
+                   help="relative L2 tolerance per tap (default 1e-4; from 0 to 1)")
 
 
 #: Set in the child that does the work; the parent only watches it (a crash inside MAX kills the child, not us).
