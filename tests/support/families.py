@@ -30,7 +30,6 @@ def _longrope_factors(n: int, top: float) -> list[float]:
     return [round(1.0 + (top - 1.0) * (i / (n - 1)) ** 2, 4) for i in range(n)]
 
 
-# (model_type, architecture, options of a real checkpoint); the comment names the checkpoint mimicked.
 #: zai-org/GLM-4.5-Air: a sigmoid router with a score-correction bias, a shared expert, the first layer dense.
 _GLM4_MOE: dict[str, Any] = {
     "hidden_size": 4096,
@@ -58,6 +57,7 @@ _GLM4_MOE: dict[str, Any] = {
     "tie_word_embeddings": False,
 }
 
+# (model_type, architecture, options of a real checkpoint); the comment names the checkpoint mimicked.
 _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     # kyutai/helium-1-preview-2b
     "helium": (

