@@ -350,13 +350,14 @@ class _Matcher:
 
 def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config: dict[str, Any]) -> WeightMapping:
     """Match checkpoint tensors (name -> shape) to graph weights (name -> shape) by name and shape."""
-    root = module_tree(config)  # read once: transposed weights and found renames both come from it
+    root = module_tree(config)  # read once: transposed weights, found renames and unread modules all come from it
+    read = read_roles(root)
     stored = stored_transposed(root)
     flipped = [k for k, v in checkpoint.items() if len(v) == 2 and any(p.fullmatch(k) for p in stored)]
     shapes = {k: tuple(reversed(v)) if k in flipped else tuple(v) for k, v in checkpoint.items()}
-    matcher = _Matcher(shapes, {k: tuple(v) for k, v in graph.items()}, found_renames(root))
+    matcher = _Matcher(shapes, {k: tuple(v) for k, v in graph.items()}, found_renames(root, read))
     matcher.mapping.transposed = flipped
-    unread = unread_by_causal_lm(root)
+    unread = unread_by_causal_lm(read)
     for key in [k for k in matcher.free_keys if unread and unread.match(k)]:
         matcher.mapping.dropped[key] = "cross-attention: runs only with encoder states, which a causal LM never passes"
         matcher.claim([key], [])
@@ -408,16 +409,26 @@ _KNOWN_PREFIXES = frozenset({"model.", "transformer.", "gpt_neox.", "model.decod
 _PROJECTION_NAMES = frozenset({"q_proj", "k_proj", "v_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv"})
 
 
-def unread_by_causal_lm(root: Any) -> re.Pattern[str] | None:
-    """Checkpoint keys of the layer modules a causal LM never runs (cross-attention that needs encoder states), read
-    from the family's module tree and the layer's forward; None when there are none."""
-    from import_model.plan.behaviour import encoder_only_modules, find_roles
+def read_roles(root: Any) -> tuple[Any, Any] | None:
+    """``(source tree, roles)`` of the family's module tree (:func:`module_tree`), read once for the renames and the
+    unread modules; None when the code could not be read."""
+    from import_model.plan.behaviour import find_roles
     from import_model.plan.modeling import SourceTree
 
     if root is None:
         return None
     tree = SourceTree()
-    roles = find_roles(root, tree)
+    return tree, find_roles(root, tree)
+
+
+def unread_by_causal_lm(read: tuple[Any, Any] | None) -> re.Pattern[str] | None:
+    """Checkpoint keys of the layer modules a causal LM never runs (cross-attention that needs encoder states), read
+    from the family's module tree and the layer's forward (:func:`read_roles`); None when there are none."""
+    from import_model.plan.behaviour import encoder_only_modules
+
+    if read is None:
+        return None
+    tree, roles = read
     unread = encoder_only_modules(tree, roles)
     if roles.layer is None or not unread:
         return None
@@ -446,16 +457,14 @@ def _head_renames(roles: Any) -> list[RenameRule]:
     return rules
 
 
-def found_renames(root: Any) -> tuple[RenameRule, ...]:
+def found_renames(root: Any, read: tuple[Any, Any] | None = None) -> tuple[RenameRule, ...]:
     """Renames read from the family's HF module tree (:func:`module_tree`), tried before :data:`RENAME_RULES`: the
     final norm beside the layer list, under whatever name the family gives it (XGLM's ``layer_norm``), an attention
     module whose projections sit one module deeper (GPT-Neo's ``attn.attention``), and the decoder's own prefix."""
-    from import_model.plan.behaviour import find_roles
-    from import_model.plan.modeling import SourceTree
-
-    if root is None:
+    read = read or read_roles(root)
+    if read is None:
         return ()
-    roles = find_roles(root, SourceTree())
+    _, roles = read
     rules: list[RenameRule] = []
     norm = roles.final_norm
     if norm is not None and roles.backbone is not None and not norm.path.endswith(".norm"):
