@@ -193,11 +193,15 @@ def _settle_backbone_norms(tree: SourceTree, roles: Roles) -> None:
     roles.final_norm = norms[after[0]] if after else None
 
 
+def _self_call_nodes(node: ast.AST) -> list[ast.Call]:
+    """The calls of an attribute of ``self`` under ``node`` (``self.norm(h)``), in walk order."""
+    return [call for call in ast.walk(node) if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+            and isinstance(call.func.value, ast.Name) and call.func.value.id == "self"]
+
+
 def _self_calls(stmt: ast.stmt) -> list[str]:
     """Attributes of ``self`` the statement calls, in order."""
-    return [node.func.attr for node in ast.walk(stmt) if isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
-            and node.func.value.id == "self"]
+    return [call.func.attr for call in _self_call_nodes(stmt) if isinstance(call.func, ast.Attribute)]
 
 
 def _layer_list(root: ModuleNode) -> tuple[ModuleNode, ModuleNode] | None:
@@ -1110,11 +1114,10 @@ def encoder_only_modules(tree: SourceTree, roles: Roles) -> list[str]:
         return []
     branch_calls = {id(call) for node in ast.walk(found[0])
                     if isinstance(node, ast.If) and re.search(ENCODER_INPUTS, source_text(node.test, 200))
-                    for stmt in node.body for call in ast.walk(stmt) if isinstance(call, ast.Call)}
+                    for stmt in node.body for call in _self_call_nodes(stmt)}
     inside, outside = set(), set()
-    for call in ast.walk(found[0]):
-        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and \
-                isinstance(call.func.value, ast.Name) and call.func.value.id == "self":
+    for call in _self_call_nodes(found[0]):
+        if isinstance(call.func, ast.Attribute):
             (inside if id(call) in branch_calls else outside).add(call.func.attr)
     return sorted(attr for attr in inside - outside if attr in roles.layer.children)
 
