@@ -79,7 +79,7 @@ def ported(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[in
 @pytest.mark.parametrize("family", IN_CI)
 def test_family_ports_and_passes(family: str, ported: Callable[[str], tuple[int, dict, str, Path]]) -> None:
     code, payload, stderr, tmp_path = ported(family)
-    assert code == 0, stderr[-2000:]
+    assert code == 0, f"{stderr[-2000:]}\nsteps: {payload.get('steps')}\nverify: {str(payload.get('verify'))[:2000]}"
     steps = {s["step"]: s for s in payload["steps"]}
     assert steps["weight table"]["status"] == "done" and steps["gates"]["status"] == "done"
     assert steps["verify"]["status"] == "PASS"

@@ -161,3 +161,10 @@ def test_plan_writes_the_paragraph_and_the_review_note_for_a_reviewer(tmp_path: 
     text = document.read_text()
     assert "Veto any of these before the scaffold is written." in text
     assert "**Review:**" in text and "`port --yes`" in text
+
+
+def test_a_verify_child_killed_by_a_signal_is_named() -> None:
+    from import_model.commands.port_run import _exit_text
+
+    assert _exit_text(2) == "exit 2"
+    assert _exit_text(-9) == "killed by SIGKILL" and _exit_text(-11) == "killed by SIGSEGV"

@@ -406,6 +406,18 @@ def _smoke_gates(model: str, port_dir: Path, run: PortRun, revision: str | None)
              ", ".join(f"{g.name} {g.status}" for g in results))
 
 
+def _exit_text(returncode: int) -> str:
+    """``exit 2``, or the signal that killed the child (a crash inside MAX or the kernel's out-of-memory killer)."""
+    import signal
+
+    if returncode >= 0:
+        return f"exit {returncode}"
+    try:
+        return f"killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"killed by signal {-returncode}"
+
+
 def _verify(args: argparse.Namespace, source: Any, config: dict, port_dir: Path, run: PortRun) -> bool:
     """``import-model verify`` in a child process: MAX's compile and run stay out of this one."""
     import subprocess
@@ -422,8 +434,9 @@ def _verify(args: argparse.Namespace, source: Any, config: dict, port_dir: Path,
     proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, env=child_env(), check=False)
     report_path = port_dir.parent / f"verify-{port_dir.name}" / "report.md"
     if proc.returncode not in (0, 1) or not proc.stdout.strip().startswith("{"):
-        run.step("verify", "FAIL", f"verify could not run (exit {proc.returncode}); report: {report_path}")
-        run.verify = {"passed": False, "error": f"exit {proc.returncode}", "report": str(report_path)}
+        how = _exit_text(proc.returncode)
+        run.step("verify", "FAIL", f"verify could not run ({how}); report: {report_path}")
+        run.verify = {"passed": False, "error": how, "report": str(report_path)}
         return False
     payload = json.loads(proc.stdout)
     first = payload.get("first_divergence")
