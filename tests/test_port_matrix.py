@@ -54,7 +54,12 @@ FAMILIES: dict[str, int] = {
 RENAMED: dict[str, str] = {
     # 5 sliding : 1 full layers, a local rope base, QK-norm with (1 + w), query_pre_attn_scalar, no soft-caps
     "gemma3_text": "Gemma3RenamedForCausalLM",
+    # 4 experts, top-2 of a softmax renormalised under norm_topk_prob, QK-norm: beside check-native of MAX's own
+    # Qwen3-MoE on the same twin, both on the experts' CPU path
+    "qwen3_moe": "Qwen3MoeRenamedForCausalLM",
 }
+#: Renamed rows whose note also gives check-native's answer for MAX's own registration on the same twin.
+NATIVE_BESIDE = {"qwen3_moe"}
 
 _rows: list[str] = []
 
@@ -140,7 +145,16 @@ def test_native_family_under_a_renamed_class(family: str, tmp_path: Path) -> Non
     twin = renamed_checkpoint(family_twin_dir(family), tmp_path / "twin", RENAMED[family])
     start = time.perf_counter()
     code, payload, stderr = run_port(twin, tmp_path / "ports")
-    _rows.append(_row(f"{family} (class renamed, native in MAX)", payload, code, time.perf_counter() - start))
+    seconds = time.perf_counter() - start
+    note = ""
+    if family in NATIVE_BESIDE:
+        from tests.test_native_check import check_native
+
+        _, native = check_native(family_twin_dir(family))
+        note = (f"check-native on the same twin (MAX's own registration): {native['verdict']}, worst rel. L2 "
+                f"{native['worst_rel_l2']:.1e}; routing {native['routing'] or '-'}").replace("|", "/")
+        assert native["verdict"] == "verified", native["reason"]
+    _rows.append(_row(f"{family} (class renamed, native in MAX)", payload, code, seconds, note))
     assert code == 0, stderr[-2000:]
     assert payload["mode"] == "catalog" and payload["verify"]["passed"]
 

@@ -99,6 +99,7 @@ TRAITS: dict[str, str] = {
     "moe.grouped_topk": "expert groups for group-limited top-k (n_group, also 1 where the router's code groups; "
                         "None: plain top-k)",
     "moe.correction_bias": "a score-correction bias added to the scores for choosing only",
+    "moe.correction_bias_rows": "rows of a score-correction bias stored as [rows, experts] (None: one per expert)",
     "moe.router_bias": "the router's linear carries a bias",
     "moe.shared_gate": "the shared experts' output scaled by sigmoid(its own linear gate)",
     "moe.dense_layers": "config attributes the layer tests to build a dense MLP instead (empty: every layer routes)",
@@ -958,6 +959,9 @@ def _moe(anatomy: Anatomy, inputs: _Inputs) -> None:
                     f"n_group={groups}, topk_group={cfg.get('topk_group')}" if groups else "no expert groups")
     anatomy.add("moe.correction_bias", bool(facts["correction_bias"]), source,
                 _keys_text(facts["correction_bias"]) or "no score-correction bias key")
+    bias_shape = inputs.shapes.get(facts["correction_bias"][0]) or () if facts["correction_bias"] else ()
+    anatomy.add("moe.correction_bias_rows", bias_shape[0] if len(bias_shape) == 2 else None, source,
+                f"stored {list(bias_shape)}" if bias_shape else "no stored shape")
     anatomy.add("moe.router_bias", bool(facts["router_bias"]), source,
                 _keys_text(facts["router_bias"]) or "no router bias key")
     layers = _seen(inputs, "mlp", "expert_layers")

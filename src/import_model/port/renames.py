@@ -123,6 +123,8 @@ RENAME_RULES: tuple[RenameRule, ...] = (
                "MoE router linear kept as router.layer (GraniteMoE)"),
     RenameRule(r"\.mlp\.e_score_correction_bias$", ".mlp.gate.e_score_correction_bias",
                "score-correction bias kept on the MoE block, not its router (EXAONE-MoE)"),
+    RenameRule(r"\.mlp\.(?:gate\.)?moe_statics\.e_score_correction_bias$", ".mlp.gate.e_score_correction_bias",
+               "score-correction bias kept in a statistics module (ERNIE-4.5-MoE)"),
 )
 
 BLOCKS, PER_HEAD, FOUR_SHARDS, STACKED = "blocks", "per_head", "four_shards", "stacked"
