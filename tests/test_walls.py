@@ -642,3 +642,12 @@ def test_asking_max_for_blocks_does_not_import_max() -> None:
 ])
 def test_is_decoder_is_read_where_the_family_masks_by_it(config: dict, causal: bool) -> None:
     assert ("non-causal" not in codes(scan_walls(config, BF16_LLAMA, []))) is causal
+
+
+def test_several_token_streams_per_position_block() -> None:
+    from transformers import MusicgenDecoderConfig
+
+    config = MusicgenDecoderConfig().to_dict() | {"architectures": ["MusicgenForCausalLM"]}
+    findings = scan_walls(config, BF16_LLAMA, [])
+    assert codes(findings)["token-streams"] == BLOCK and "num_codebooks: 4" in by_code(findings, "token-streams").reason
+    assert "token-streams" not in codes(scan_walls(config | {"num_codebooks": 1}, BF16_LLAMA, []))

@@ -270,6 +270,15 @@ def _alibi(facts: Facts) -> str | None:
     return None
 
 
+def _codebooks(facts: Facts) -> str | None:
+    """Several token streams per position (MusicGen's codebooks): each embedded, summed, and predicted by its own
+    head."""
+    for path, value in facts.values("num_codebooks"):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+            return f"{path}: {value}"
+    return None
+
+
 LAYER_LIST_KEYS = ("layer_types", "layers_block_type", "block_types", "layers_type", "hybrid_override_pattern")
 RECURRENT_WORDS = ("mamba", "ssm", "recurrent", "rwkv", "conv", "lstm", "rnn", "retention")
 LINEAR_ATTENTION_WORDS = ("linear_attention", "linear", "lightning", "delta")
@@ -845,6 +854,9 @@ RULES: tuple[Rule, ...] = (
     Rule("alibi", BLOCK, _alibi,
          "ALiBi position bias ({evidence}); MAX attention kernels add no per-head linear bias",
          "recognize-walls.md, then {modeling}"),
+    Rule("token-streams", BLOCK, _codebooks,
+         "several token streams per position ({evidence}), one embedding and one head per codebook; MAX's text "
+         "pipelines take one token id per position and return one row of logits", "recognize-walls.md"),
     # Token mixers other than softmax attention: a warning where the installed MAX ships a block for the mixer,
     # a blocker where it does not (see MIXER_OF_MODEL_TYPE and recon.max_blocks).
     Rule("recurrent-layers", WARN, _recurrent, "state-space / recurrent layers ({evidence})",
