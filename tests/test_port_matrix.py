@@ -34,9 +34,9 @@ FAMILIES: dict[str, int] = {
     # routed experts on the CPU expert path, routing compared token for token: softmax top-k (Mixtral, FlexOlmo);
     # sigmoid routers choosing through a score-correction bias with a shared expert and dense layers read from the
     # layer's other branch (dots.llm1, GLM-4-MoE, GLM-4-MoE with expert groups, Solar-Open, EXAONE-MoE); every
-    # expert stacked in 3-D tensors (GraniteMoE); ERNIE-4.5-MoE's bias is stored [1, E]: the weight table names it
+    # expert stacked in 3-D tensors (GraniteMoE); ERNIE-4.5-MoE's bias kept in a statistics module as [1, E]
     "mixtral": 0, "flex_olmo": 0, "dots1": 0, "glm4_moe": 0, "glm4_moe_grouped": 0, "solar_open": 0,
-    "exaone_moe": 0, "granitemoe": 0, "ernie4_5_moe": 1,
+    "exaone_moe": 0, "granitemoe": 0, "ernie4_5_moe": 0,
     # position tables: learned (GPT-2), computed (XGLM); GPT-Neo's unscaled scores and local layers
     "gpt2": 0, "gpt_neo": 0, "xglm": 0, "nanochat": 0,
     # post-LN: GPT-1 (no final norm, gelu_new from its own table), TrOCR (embedding norm, cross-attention unread)

@@ -386,7 +386,9 @@ def _quiet():
 _ATTN = r"(?:self_attn|attention|attn|self_attention|mixer)(?:\.self|\.output)?"
 #: BERT-style blocks: the MLP is intermediate.dense then output.dense, each sublayer's norm sits in its output module.
 _BERT_MLP = r"\{i\}\.(?:intermediate|output)\.dense"
-_BERT_NORM = r"\{i\}\.(?:attention\.)?output\.LayerNorm"
+#: BERT-style norms in a sublayer: post-LN in the output modules, pre-LN in the attention wrapper or the MLP's
+#: first module, or BERT-cased on the layer (Megatron-BERT's attention.ln, XLM-RoBERTa-XL's LayerNorm)
+_BERT_NORM = r"\{i\}\.(?:(?:attention\.)?output\.LayerNorm|(?:attention\.|intermediate\.)?(?:LayerNorm|ln|\w*layer_norm))"
 _MLP = r"(?:mlp|feed_forward|ffn|block_sparse_moe|moe)"
 #: A learned position table: wpe (GPT-2), embed_positions (OPT), position_embeddings (BERT-style), positions_embed
 #: (GPT-1).
@@ -1094,12 +1096,15 @@ EXPLAINED_KEYS: tuple[str, ...] = (
     r"(?:^|\.)rotary_emb\.inv_freq$",  # buffers, not weights
     r"\.(?:attention|attn)\.(?:bias|masked_bias)$",
 )
-_BLOCK_NORM_KEY = re.compile(r"\{i\}\.([a-z_0-9]*(?:norm|ln)[a-z_0-9]*)\.(?:weight|bias)$")
+_BLOCK_NORM_KEY = re.compile(r"\{i\}\.([a-z_0-9]*(?:norm|ln)[a-z_0-9]*)\.(?:weight|bias)$", re.IGNORECASE)
 
 
 def explained_key(pattern: str, block_norms: set[str] | None = None) -> bool:
     """A key pattern some trait accounts for; a block-level norm only under ``block_norms`` when they are known."""
     if any(re.search(explained, pattern) for explained in EXPLAINED_KEYS):
+        return True
+    nested = [name for name in block_norms or () if "." in name]  # a norm inside a sublayer (attention.ln)
+    if any(re.search(rf"\{{i\}}\.{re.escape(name)}\.(?:weight|bias)$", pattern) for name in nested):
         return True
     norm = _BLOCK_NORM_KEY.search(pattern)
     return bool(norm) and (block_norms is None or norm.group(1) in block_norms)
