@@ -830,7 +830,7 @@ def embedding_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
 #: ``fairseq`` divides by half - 1 (XGLM, TrOCR), ``halves`` by half (Marian, Pegasus).
 SINUSOID_PATTERNS: tuple[tuple[str, str], ...] = (
     ("fairseq", r"half_dim\s*-\s*1"),
-    ("halves", r"2\s*\*\s*\(\s*j\s*//\s*2\s*\)"),
+    ("halves", r"2\s*\*\s*\(\s*\w+\s*//\s*2\s*\)"),  # Marian's 2 * (j // 2), CTRL's 2 * (i // 2)
 )
 
 
@@ -860,13 +860,37 @@ def position_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]
                  and re.search(r"Positional|Position|Sinusoidal", child.ref.name)
                  and not any(c.params for c in child.walk())), None)
     if node is None or node.ref is None:
-        return {}
+        buffer = _sinusoid_buffer(tree, roles.backbone)
+        return {"sinusoid": buffer, "offset": Observation(0, "a table indexed by position")} if buffer else {}
     text = " ".join(source_text(m, 100000) for m, _ in tree.methods(node.ref))
     kind = next((k for k, pattern in SINUSOID_PATTERNS if re.search(pattern, text)), "unknown")
     offset = node.values.get("offset", 0)
     offset = offset if isinstance(offset, int) and not isinstance(offset, bool) and 0 <= offset < 64 else 0
     return {"sinusoid": Observation(kind, f"{node.path} is a {node.class_name} with no weights ({kind} layout)"),
             "offset": Observation(offset, f"{node.class_name}.offset = {offset}")}
+
+
+def _sinusoid_buffer(tree: SourceTree, backbone: ModuleNode) -> Observation | None:
+    """A computed position table the backbone keeps as a buffer, built by a function of the modeling file (CTRL's
+    ``pos_encoding = positional_encoding(...)``): its layout, read from that function and the helpers it calls."""
+    init = tree.method(backbone.ref, "__init__") if backbone.ref is not None else None
+    if init is None:
+        return None
+    for call in ast.walk(init[0]):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "register_buffer" and len(call.args) >= 2
+                and isinstance(call.args[1], ast.Call) and isinstance(call.args[1].func, ast.Name)):
+            continue
+        built = tree.find_function(init[1].path, call.args[1].func.id)
+        if built is None:
+            continue
+        helpers = [tree.find_function(built[1], name) for name in called_names(built[0])]
+        text = " ".join(source_text(f, 100000) for f in (built[0], *(h[0] for h in helpers if h)))
+        kind = next((k for k, pattern in SINUSOID_PATTERNS if re.search(pattern, text) and "sin" in text), None)
+        if kind is not None:
+            return Observation(kind, f"{backbone.class_name} keeps a buffer built by {call.args[1].func.id}() "
+                                     f"({kind} layout)")
+    return None
 
 
 def _embedding_norm(roles: Roles, forward: tuple[ast.FunctionDef, Any] | None) -> Observation:
