@@ -654,3 +654,9 @@ def test_several_token_streams_per_position_block() -> None:
     findings = scan_walls(config, BF16_LLAMA, [])
     assert codes(findings)["token-streams"] == BLOCK and "num_codebooks: 4" in by_code(findings, "token-streams").reason
     assert "token-streams" not in codes(scan_walls(config | {"num_codebooks": 1}, BF16_LLAMA, []))
+
+
+def test_hashed_and_chunked_attention_block() -> None:
+    config = family_config("reformer", "ReformerModelWithLMHead", is_decoder=True)
+    findings = scan_walls(config, BF16_LLAMA, [])
+    assert codes(findings)["hashed-attention"] == BLOCK and "lsh" in by_code(findings, "hashed-attention").reason

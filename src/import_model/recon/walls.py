@@ -270,6 +270,15 @@ def _alibi(facts: Facts) -> str | None:
     return None
 
 
+def _hashed_attention(facts: Facts) -> str | None:
+    """Reformer's attention kinds: LSH buckets and chunked local attention, neither a mask over one sequence."""
+    for path, value in facts.values("attn_layers"):
+        kinds = sorted({v for v in value if v in ("lsh", "local")}) if isinstance(value, list) else []
+        if kinds:
+            return f"{path}: {', '.join(kinds)}"
+    return None
+
+
 def _codebooks(facts: Facts) -> str | None:
     """Several token streams per position (MusicGen's codebooks): each embedded, summed, and predicted by its own
     head."""
@@ -884,6 +893,9 @@ RULES: tuple[Rule, ...] = (
     Rule("alibi", BLOCK, _alibi,
          "ALiBi position bias ({evidence}); MAX attention kernels add no per-head linear bias",
          "recognize-walls.md, then {modeling}"),
+    Rule("hashed-attention", BLOCK, _hashed_attention,
+         "attention by hashed buckets or fixed chunks ({evidence}); MAX's attention kernels attend over one causal "
+         "sequence, optionally windowed", "recognize-walls.md, then {modeling}"),
     Rule("token-streams", BLOCK, _codebooks,
          "several token streams per position ({evidence}), one embedding and one head per codebook; MAX's text "
          "pipelines take one token id per position and return one row of logits", "recognize-walls.md"),
