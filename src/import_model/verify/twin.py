@@ -123,6 +123,7 @@ SHRINK_RULES: dict[str, Rule] = {
     "zero_expert_num": Rule("cap", 2),
     "num_experts_per_tok": Rule("top_k", TOP_K),
     "moe_topk": Rule("top_k", TOP_K),
+    "moe_top_k": Rule("top_k", TOP_K),  # DBRX's ffn_config
     "n_group": Rule("cap", 2),  # must divide the expert count
     "topk_group": Rule("cap", 1),
     "n_shared_experts": Rule("cap", 1),
@@ -238,7 +239,8 @@ def _twin_head_dim(ctx: _Ctx) -> int:
     explicit = ctx.out_get("head_dim")
     if isinstance(explicit, int) and explicit > 0:
         return explicit
-    return ctx.out_get("hidden_size") // _twin_heads(ctx)
+    hidden = ctx.out_get("hidden_size")
+    return hidden // _twin_heads(ctx) if isinstance(hidden, int) else HEAD_DIM  # a sub-config with no width
 
 
 def _rule_head_dim(value: Any, ctx: _Ctx, arg: Any) -> Any:
@@ -496,6 +498,10 @@ def shrink_config(src: dict[str, Any], aliases: dict[str, str], layers: int) -> 
             ctx.out[key] = ROLE_IDS["unk"]
     for key in DROPPED_KEYS:
         ctx.out.pop(key, None)
+    for key, value in src.items():  # sizes kept in sub-configs (DBRX's ffn_config, a vision tower): the same rules
+        if isinstance(value, dict) and SUBCONFIG_SIZE_KEYS & value.keys():
+            ctx.out[key] = {k: v for k, v in shrink_config(value, {}, layers)[0].items()
+                            if k not in _GENERIC_CONFIG_KEYS or k in SUBCONFIG_SIZE_KEYS}
     changed = {k: (src.get(k), v) for k, v in ctx.out.items() if src.get(k) != v}
     changed.update({k: (src[k], None) for k in DROPPED_KEYS if src.get(k) and k != "transformers_version"})
     return ctx.out, changed
@@ -546,6 +552,13 @@ def _architecture(config: dict[str, Any], model_type: str) -> tuple[str, type]:
     return name, cls
 
 
+#: Keys every transformers config writes, whatever its class (``PretrainedConfig().to_dict()``).
+_GENERIC_CONFIG_KEYS = frozenset({"_name_or_path", "output_attentions", "output_hidden_states", "return_dict",
+                                  "torchscript", "dtype", "torch_dtype", "transformers_version", "architectures",
+                                  "id2label", "label2id", "problem_type", "chunk_size_feed_forward",
+                                  "tie_word_embeddings", "is_encoder_decoder"})
+
+
 def _normalise(config: dict[str, Any], config_cls: type) -> dict[str, Any]:
     """Round-trip through the config class: legacy keys (rope_theta, rope_scaling...) become canonical."""
     nested = sorted(k for k, v in config.items() if isinstance(v, dict) and SUBCONFIG_SIZE_KEYS & v.keys())
@@ -554,11 +567,9 @@ def _normalise(config: dict[str, Any], config_cls: type) -> dict[str, Any]:
             f"{config_cls.model_type} is a composite config ({', '.join(nested)}); "
             "build the twin from its text_config (the language model) instead"
         )
-    if nested:
-        raise UserError(
-            f"{config_cls.model_type} keeps sizes in sub-configs ({', '.join(nested)}); twins cannot shrink those"
-        )
     raw = {k: v for k, v in config.items() if k not in ("auto_map", "quantization_config")}
+    for key in nested:  # a sub-config class may refuse the generic keys another class's to_dict wrote (DBRX's)
+        raw[key] = {k: v for k, v in raw[key].items() if k not in _GENERIC_CONFIG_KEYS or k in SUBCONFIG_SIZE_KEYS}
     try:
         parsed = config_cls.from_dict(raw)
     except Exception as exc:  # transformers raises many types for bad configs
