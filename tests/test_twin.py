@@ -522,3 +522,12 @@ def test_sizes_kept_in_sub_configs_shrink_by_the_same_rules() -> None:
     vision = twin["vision_config"]
     assert vision["num_hidden_layers"] == 2 and vision["hidden_size"] < 1024 and vision["image_size"] == 224
     assert "output_attentions" not in vision and "vision_config" in changed
+
+
+def test_kv_shared_layers_leave_every_layer_kind_computing_its_own() -> None:
+    from import_model.verify.twin import build_twin_config
+
+    source = AutoConfig.for_model("gemma3n_text").to_dict() | {"architectures": ["Gemma3nForCausalLM"]}
+    twin = build_twin_config(source)[0]
+    own = twin.layer_types[:twin.num_hidden_layers - twin.num_kv_shared_layers]
+    assert {"sliding_attention", "full_attention"} <= set(own)

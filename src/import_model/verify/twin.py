@@ -145,6 +145,7 @@ SHRINK_RULES: dict[str, Rule] = {
     "mlp_only_layers": Rule("layer_ids"),
     "attn_layer_indices": Rule("layer_ids"),
     "max_window_layers": Rule("layer_index"),
+    "num_kv_shared_layers": Rule("shared_suffix"),  # Gemma 3n: after the per-layer lists
     "first_k_dense_replace": Rule("dense_prefix"),
     "num_dense_layers": Rule("dense_prefix"),
     "attn_layer_offset": Rule("dense_prefix"),
@@ -318,6 +319,16 @@ def _rule_layer_index(value: Any, ctx: _Ctx, arg: Any) -> Any:
     return min(value, ctx.layers) if isinstance(value, int) else value
 
 
+def _rule_shared_suffix(value: Any, ctx: _Ctx, arg: Any) -> Any:
+    """Last layers that reuse earlier layers' KV (Gemma 3n): as many as leave every layer kind in the layers
+    before them, which compute their own."""
+    if not isinstance(value, int) or value <= 0:
+        return value
+    kinds = ctx.out_get("layer_types")
+    own = _prefix_cover(kinds[:ctx.layers]) if isinstance(kinds, list) and kinds else 1
+    return max(0, min(value, ctx.layers - own))
+
+
 def _rule_dense_prefix(value: Any, ctx: _Ctx, arg: Any) -> Any:
     return min(value, ctx.layers - 1) if isinstance(value, int) and value > 0 else value
 
@@ -423,6 +434,7 @@ _RULE_FUNCS: dict[str, Callable[[Any, _Ctx, Any], Any]] = {
     "layer_ids": _rule_layer_ids,
     "layer_index": _rule_layer_index,
     "dense_prefix": _rule_dense_prefix,
+    "shared_suffix": _rule_shared_suffix,
     "period": _rule_keep,
     "follow_head_dim": _rule_follow_head_dim,
     "rotary_dim": _rule_rotary_dim,
