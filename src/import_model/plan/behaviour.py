@@ -53,7 +53,7 @@ ROLE_PATTERNS: dict[str, tuple[str, str]] = {
     "attention": (r"^(self_attn|attn|attention|self_attention|mixer)$", r"Attention"),
     "mlp": (r"^(mlp|feed_forward|ffn|block_sparse_moe|moe)$", r"MLP|MoE|Moe|FeedForward|Experts|Sparse"),
     "embed": (r"^(embed_tokens|wte|word_embeddings|embed_in|tok_embeddings)$", r"Embedding"),
-    "lm_head": (r"^(lm_head|embed_out|output)$", r"^$"),
+    "lm_head": (r"^(\w+_)?lm_head$|^(embed_out|output)$", r"^$"),  # ELECTRA's generator_lm_head
     "q_norm": (r"^(q_norm|q_layernorm|query_layernorm|q_ln)$", r"^$"),
     "k_norm": (r"^(k_norm|k_layernorm|key_layernorm|k_ln)$", r"^$"),
 }
@@ -72,6 +72,7 @@ class Roles:
     embed_norm: ModuleNode | None = None  # a norm the backbone applies to the embeddings before its layers
     token_type: ModuleNode | None = None  # BERT-style: a table of token types, row 0 added to every embedding
     head_transform: ModuleNode | None = None  # BERT-style: dense, activation and norm between the layers and head
+    embed_projection: ModuleNode | None = None  # ELECTRA: a linear from the embedding width up to the hidden size
     embed: ModuleNode | None = None
     lm_head: ModuleNode | None = None
     q_norm: ModuleNode | None = None
@@ -115,6 +116,7 @@ def find_roles(root: ModuleNode, tree: SourceTree | None = None) -> Roles:
             if roles.final_norm is None:
                 roles.final_norm = _norm_after_backbone(tree, root, roles.backbone)
     _embedding_module(root, roles)
+    roles.embed_projection = _embedding_projection(root, roles)
     attention = roles.attention[1] if roles.attention else None
     q_norm, k_norm = _role_child(attention, "q_norm"), _role_child(attention, "k_norm")
     roles.q_norm = q_norm[1] if q_norm else None
@@ -126,7 +128,7 @@ def _outside_layers(root: ModuleNode, role: str) -> ModuleNode | None:
     """The shallowest module anywhere outside the layer list that plays ``role`` by its attribute name: BERT-style
     models keep the embeddings beside the encoder (``bert.embeddings.word_embeddings``) and the head's linear
     inside a prediction head (``cls.predictions.decoder``)."""
-    attr_re = ROLE_PATTERNS[role][0] if role != "lm_head" else r"^(lm_head|embed_out|output|decoder)$"
+    attr_re = ROLE_PATTERNS[role][0] if role != "lm_head" else r"^(\w+_)?lm_head$|^(embed_out|output|decoder)$"
     queue = [root]
     while queue:
         node = queue.pop(0)
@@ -158,11 +160,13 @@ def _embedding_module(root: ModuleNode, roles: Roles) -> None:
         roles.token_type = next((c for a, c in holder.children.items() if c.kind == "embedding" and "type" in a), None)
     head = roles.lm_head
     parent = _parent(root, head) if head is not None else None
-    if parent is not None and parent is not root:
-        for child in (parent, *parent.children.values()):
+    if parent is not None:
+        # the head's own module and its siblings; at the root, the siblings only (ELECTRA's generator_predictions)
+        for child in (parent, *parent.children.values()) if parent is not root else tuple(parent.children.values()):
             kinds = {c.kind for c in child.children.values()}
+            holds_layers = roles.backbone is not None and roles.backbone.path.startswith(f"{child.path}.")
             if child is not head and "linear" in kinds and kinds & NORM_KINDS and child.path != head.path and \
-                    not any(c is head for c in child.children.values()):
+                    not holds_layers and not any(c is head for c in child.children.values()):
                 roles.head_transform = child
                 break
         else:
@@ -186,6 +190,20 @@ def _norm_after_backbone(tree: SourceTree, root: ModuleNode, backbone: ModuleNod
         if ran and any(call in norms for call in calls):
             return norms[next(call for call in calls if call in norms)]
         ran = ran or attr in calls
+    return None
+
+
+def _embedding_projection(root: ModuleNode, roles: Roles) -> ModuleNode | None:
+    """A linear beside the layer stack that takes the embeddings' width to a different one (ELECTRA's
+    ``embeddings_project``: embeddings narrower than the layers)."""
+    if roles.embed is None or roles.backbone is None:
+        return None
+    vocab, width = (roles.embed.params.get("weight") or (None, None))[-2:]
+    owner = _parent(root, roles.backbone)
+    for child in owner.children.values() if owner is not None else ():
+        shape = child.params.get("weight") if child.kind == "linear" and child is not roles.lm_head else None
+        if shape and len(shape) == 2 and isinstance(width, int) and shape[1] == width and shape[0] not in (width, vocab):
+            return child
     return None
 
 

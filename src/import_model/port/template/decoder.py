@@ -63,6 +63,14 @@ def config_value(config: Any, name: str, default: Any = None) -> Any:
     return default
 
 
+def embedding_width(config: Any) -> int:
+    """The embeddings' width: ``embedding_size`` where a projection takes them to the hidden size (ELECTRA)."""
+    if TRAITS.embedding_projection:
+        return int(config_value(config, "embedding_size", config.hidden_size))
+    else:
+        return int(config.hidden_size)
+
+
 def head_dim_of(config: Any) -> int:
     explicit = getattr(config, "head_dim", None)
     return int(explicit) if explicit else int(config.hidden_size // config.num_attention_heads)
@@ -283,7 +291,7 @@ class PortAttention(Module):
     """Self-attention over MAX's paged KV cache: projections, rotary, flash attention, output projection."""
 
     def __init__(self, *, config: Any, kv_params: KVCacheParams, dtype: DType, device: DeviceRef,
-                 rotary: RotaryTable | None, sliding: bool) -> None:
+                 rotary: RotaryTable | None, sliding: bool, output_bias: bool) -> None:
         super().__init__()
         hidden = int(config.hidden_size)
         self.heads = int(config.num_attention_heads)
@@ -300,7 +308,7 @@ class PortAttention(Module):
         self.q_proj = Linear(hidden, self.heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
         self.k_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
         self.v_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
-        self.o_proj = Linear(self.heads * self.head_dim, hidden, dtype, device, has_bias=TRAITS.o_bias)
+        self.o_proj = Linear(self.heads * self.head_dim, hidden, dtype, device, has_bias=output_bias)
         if TRAITS.qk_norm == "per_head":
             eps = float(config_value(config, "norm_eps", 1e-6))
             self.q_norm = make_qk_norm(self.head_dim, eps, dtype, device)
@@ -776,9 +784,9 @@ class HeadTransform(Module):
 
     def __init__(self, *, config: Any, dtype: DType, device: DeviceRef) -> None:
         super().__init__()
-        hidden = int(config.hidden_size)
-        self.dense = Linear(hidden, hidden, dtype, device, has_bias=True)
-        self.norm = make_norm(hidden, float(config_value(config, "norm_eps", 1e-5)), dtype, device)
+        hidden, width = int(config.hidden_size), embedding_width(config)
+        self.dense = Linear(hidden, width, dtype, device, has_bias=True)
+        self.norm = make_norm(width, float(config_value(config, "norm_eps", 1e-5)), dtype, device)
 
     def __call__(self, x: TensorValue) -> TensorValue:
         return self.norm(activation(self.dense(x)))
@@ -809,6 +817,10 @@ class PortDecoder(Transformer):
             tables = [table if rope else None for table, rope in
                       zip(rotary_tables(config, rotary_width(config, head_dim_of(config)), max_seq_len, sliding),
                           with_rope, strict=True)]
+        if TRAITS.o_bias_last_layer:
+            output_bias = [index == len(sliding) - 1 for index in range(len(sliding))]  # the last layer's only
+        else:
+            output_bias = [TRAITS.o_bias] * len(sliding)
         if TRAITS.moe:
             routed = expert_layers(config)
             mlps: list[Module] = [PortMoE(config=config, dtype=dtype, device=device) if routes else
@@ -818,7 +830,8 @@ class PortDecoder(Transformer):
         layers = [
             PortBlock(config=config, dtype=dtype, device=device,
                       attention=PortAttention(config=config, kv_params=kv_params, dtype=dtype, device=device,
-                                              rotary=tables[index], sliding=sliding[index]),
+                                              rotary=tables[index], sliding=sliding[index],
+                                              output_bias=output_bias[index]),
                       mlp=mlps[index])
             for index in range(len(sliding))
         ]
@@ -826,19 +839,19 @@ class PortDecoder(Transformer):
             for index, layer in enumerate(layers):
                 layer.self_attn.scale /= index + 1  # the scale divided by the layer's depth, as the family does
         if TRAITS.embedding_scale_in_module:
-            embedding = ScaledEmbedding(int(config.vocab_size), int(config.hidden_size), dtype, device,
+            embedding = ScaledEmbedding(int(config.vocab_size), embedding_width(config), dtype, device,
                                         scale=embedding_multiplier(config))
             multiplier = 1.0
         elif TRAITS.embedding_scale != "none":
-            embedding = Embedding(int(config.vocab_size), int(config.hidden_size), dtype, device)
+            embedding = Embedding(int(config.vocab_size), embedding_width(config), dtype, device)
             multiplier = embedding_multiplier(config)
         else:
-            embedding = Embedding(int(config.vocab_size), int(config.hidden_size), dtype, device)
+            embedding = Embedding(int(config.vocab_size), embedding_width(config), dtype, device)
             multiplier = 1.0
         if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
             head: Linear = PortHead(config=config, dtype=dtype, device=device)
         else:
-            head = Linear(int(config.hidden_size), int(config.vocab_size), dtype, device, has_bias=TRAITS.head_bias)
+            head = Linear(embedding_width(config), int(config.vocab_size), dtype, device, has_bias=TRAITS.head_bias)
         if tie_word_embeddings:
             head.set_shared_weight("weight", embedding.weight)
         eps = float(config_value(config, "norm_eps", 1e-5))
@@ -849,16 +862,19 @@ class PortDecoder(Transformer):
             kv_params=kv_params, rope=_NoRope(), return_logits=return_logits, embedding_multiplier=multiplier,
         )
         if TRAITS.embedding_norm == "own":
-            self.embed_norm = make_norm(int(config.hidden_size), eps, dtype, device)
+            self.embed_norm = make_norm(embedding_width(config), eps, dtype, device)
         if TRAITS.token_type_row:
             types = int(config_value(config, "type_vocab_size", 2))
-            self.token_type_embeddings = Embedding(types, int(config.hidden_size), dtype, device)
+            self.token_type_embeddings = Embedding(types, embedding_width(config), dtype, device)
         if TRAITS.head_transform:
             self.head_transform = HeadTransform(config=config, dtype=dtype, device=device)
+        if TRAITS.embedding_projection:
+            self.embed_projection = Linear(embedding_width(config), int(config.hidden_size), dtype, device,
+                                           has_bias=True)
         if TRAITS.position_table or TRAITS.position_sinusoid != "none":
             rows = int(config_value(config, "max_positions")) + TRAITS.position_extra_rows
             if TRAITS.position_table:
-                self.embed_positions = Embedding(rows, int(config.hidden_size), dtype, device)
+                self.embed_positions = Embedding(rows, embedding_width(config), dtype, device)
             else:
                 self.sinusoid = SinusoidTable(rows, int(config.hidden_size))
 
@@ -881,7 +897,7 @@ class PortDecoder(Transformer):
             else:
                 return head(x)
 
-    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm != "none" or TRAITS.token_type_row:  # noqa: E501
+    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm != "none" or TRAITS.token_type_row or TRAITS.embedding_projection:  # noqa: E501
         @override
         def __call__(self, tokens: Any, kv_collection: PagedCacheValues, return_n_logits: TensorValue,
                      input_row_offsets: TensorValue, hidden_states: TensorValue | None = None) -> tuple[TensorValue, ...]:
@@ -905,6 +921,8 @@ class PortDecoder(Transformer):
                 h = self.embed_norm(h)
             elif TRAITS.embedding_norm == "final":
                 h = self.norm(h)  # the final norm's module normalises the embeddings too, as in HF
+            if TRAITS.embedding_projection:
+                h = self.embed_projection(h)
             return self._process_hidden_states(h, kv_collection, return_n_logits, input_row_offsets)
 
     # Graph inputs and tracing are the donor's (ragged tokens, row offsets, paged KV cache).
