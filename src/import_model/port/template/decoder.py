@@ -64,11 +64,8 @@ def config_value(config: Any, name: str, default: Any = None) -> Any:
 
 
 def embedding_width(config: Any) -> int:
-    """The embeddings' width: ``embedding_size`` where a projection takes them to the hidden size (ELECTRA)."""
-    if TRAITS.embedding_projection:
-        return int(config_value(config, "embedding_size", config.hidden_size))
-    else:
-        return int(config.hidden_size)
+    """The embeddings' width, ``embedding_size``, which a projection takes to the hidden size (ELECTRA)."""
+    return int(config_value(config, "embedding_size", config.hidden_size))
 
 
 def head_dim_of(config: Any) -> int:
@@ -291,7 +288,7 @@ class PortAttention(Module):
     """Self-attention over MAX's paged KV cache: projections, rotary, flash attention, output projection."""
 
     def __init__(self, *, config: Any, kv_params: KVCacheParams, dtype: DType, device: DeviceRef,
-                 rotary: RotaryTable | None, sliding: bool, output_bias: bool) -> None:
+                 rotary: RotaryTable | None, sliding: bool) -> None:
         super().__init__()
         hidden = int(config.hidden_size)
         self.heads = int(config.num_attention_heads)
@@ -308,7 +305,7 @@ class PortAttention(Module):
         self.q_proj = Linear(hidden, self.heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
         self.k_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
         self.v_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
-        self.o_proj = Linear(self.heads * self.head_dim, hidden, dtype, device, has_bias=output_bias)
+        self.o_proj = Linear(self.heads * self.head_dim, hidden, dtype, device, has_bias=TRAITS.o_bias)
         if TRAITS.qk_norm == "per_head":
             eps = float(config_value(config, "norm_eps", 1e-6))
             self.q_norm = make_qk_norm(self.head_dim, eps, dtype, device)
@@ -784,7 +781,8 @@ class HeadTransform(Module):
 
     def __init__(self, *, config: Any, dtype: DType, device: DeviceRef) -> None:
         super().__init__()
-        hidden, width = int(config.hidden_size), embedding_width(config)
+        hidden = int(config.hidden_size)
+        width = embedding_width(config) if TRAITS.embedding_projection else hidden  # the tied head's input
         self.dense = Linear(hidden, width, dtype, device, has_bias=True)
         self.norm = make_norm(width, float(config_value(config, "norm_eps", 1e-5)), dtype, device)
 
@@ -817,10 +815,6 @@ class PortDecoder(Transformer):
             tables = [table if rope else None for table, rope in
                       zip(rotary_tables(config, rotary_width(config, head_dim_of(config)), max_seq_len, sliding),
                           with_rope, strict=True)]
-        if TRAITS.o_bias_last_layer:
-            output_bias = [index == len(sliding) - 1 for index in range(len(sliding))]  # the last layer's only
-        else:
-            output_bias = [TRAITS.o_bias] * len(sliding)
         if TRAITS.moe:
             routed = expert_layers(config)
             mlps: list[Module] = [PortMoE(config=config, dtype=dtype, device=device) if routes else
@@ -830,28 +824,33 @@ class PortDecoder(Transformer):
         layers = [
             PortBlock(config=config, dtype=dtype, device=device,
                       attention=PortAttention(config=config, kv_params=kv_params, dtype=dtype, device=device,
-                                              rotary=tables[index], sliding=sliding[index],
-                                              output_bias=output_bias[index]),
+                                              rotary=tables[index], sliding=sliding[index]),
                       mlp=mlps[index])
             for index in range(len(sliding))
         ]
+        if TRAITS.o_bias_last_layer:
+            for layer in layers[:-1]:  # only the last layer's output projection carries a bias
+                attention = layer.self_attn
+                attention.o_proj = Linear(attention.heads * attention.head_dim, int(config.hidden_size), dtype,
+                                          device, has_bias=False)
         if TRAITS.scale_by_layer:
             for index, layer in enumerate(layers):
                 layer.self_attn.scale /= index + 1  # the scale divided by the layer's depth, as the family does
+        width = embedding_width(config) if TRAITS.embedding_projection else int(config.hidden_size)
         if TRAITS.embedding_scale_in_module:
-            embedding = ScaledEmbedding(int(config.vocab_size), embedding_width(config), dtype, device,
+            embedding = ScaledEmbedding(int(config.vocab_size), width, dtype, device,
                                         scale=embedding_multiplier(config))
             multiplier = 1.0
         elif TRAITS.embedding_scale != "none":
-            embedding = Embedding(int(config.vocab_size), embedding_width(config), dtype, device)
+            embedding = Embedding(int(config.vocab_size), width, dtype, device)
             multiplier = embedding_multiplier(config)
         else:
-            embedding = Embedding(int(config.vocab_size), embedding_width(config), dtype, device)
+            embedding = Embedding(int(config.vocab_size), width, dtype, device)
             multiplier = 1.0
         if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
             head: Linear = PortHead(config=config, dtype=dtype, device=device)
         else:
-            head = Linear(embedding_width(config), int(config.vocab_size), dtype, device, has_bias=TRAITS.head_bias)
+            head = Linear(width, int(config.vocab_size), dtype, device, has_bias=TRAITS.head_bias)
         if tie_word_embeddings:
             head.set_shared_weight("weight", embedding.weight)
         eps = float(config_value(config, "norm_eps", 1e-5))
@@ -862,19 +861,18 @@ class PortDecoder(Transformer):
             kv_params=kv_params, rope=_NoRope(), return_logits=return_logits, embedding_multiplier=multiplier,
         )
         if TRAITS.embedding_norm == "own":
-            self.embed_norm = make_norm(embedding_width(config), eps, dtype, device)
+            self.embed_norm = make_norm(width, eps, dtype, device)
         if TRAITS.token_type_row:
             types = int(config_value(config, "type_vocab_size", 2))
-            self.token_type_embeddings = Embedding(types, embedding_width(config), dtype, device)
+            self.token_type_embeddings = Embedding(types, width, dtype, device)
         if TRAITS.head_transform:
             self.head_transform = HeadTransform(config=config, dtype=dtype, device=device)
         if TRAITS.embedding_projection:
-            self.embed_projection = Linear(embedding_width(config), int(config.hidden_size), dtype, device,
-                                           has_bias=True)
+            self.embed_projection = Linear(width, int(config.hidden_size), dtype, device, has_bias=True)
         if TRAITS.position_table or TRAITS.position_sinusoid != "none":
             rows = int(config_value(config, "max_positions")) + TRAITS.position_extra_rows
             if TRAITS.position_table:
-                self.embed_positions = Embedding(rows, embedding_width(config), dtype, device)
+                self.embed_positions = Embedding(rows, width, dtype, device)
             else:
                 self.sinusoid = SinusoidTable(rows, int(config.hidden_size))
 
