@@ -55,6 +55,9 @@ TRAITS: dict[str, str] = {
     "attention.o_bias": "the output projection carries a bias",
     "attention.o_bias_last_layer": "only the last layer's output projection carries that bias (GPT-NeoX-Japanese)",
     "attention.qk_norm": "none | per_head (norm over head_dim) | whole_projection (norm over heads * head_dim)",
+    "attention.output_norm": "the attention module's norm on its output before the output projection (BitNet's "
+                             "attn_sub_norm; None: none)",
+    "mlp.inner_norm": "the MLP's norm on what its last projection reads (BitNet's ffn_sub_norm; None: none)",
     "attention.qk_norm_type": "rms | layernorm (only with a QK norm)",
     "attention.qk_norm_position": "before_rope | after_rope (only with a QK norm whose forward was read)",
     "attention.qk_norm_weight": "the QK-norm has a learned weight (only with a QK norm)",
@@ -233,6 +236,8 @@ _FORMATS: dict[str, Any] = {
     "attention.logit_softcap": lambda v: f"attention scores capped by {v:g} * tanh(x / {v:g})" if v else "no attention softcap",
     "attention.qkv_bias": lambda v: "q/k/v biases" if v else "no q/k/v biases",
     "attention.o_bias_last_layer": lambda v: "on the last layer only" if v else "",
+    "attention.output_norm": lambda v: f"{v} on the attention's output" if v else "no norm on the attention's output",
+    "mlp.inner_norm": lambda v: f"{v} on the down projection's input" if v else "no norm inside the MLP",
     "attention.o_bias": lambda v: "output-projection bias" if v else "no output-projection bias",
     "attention.clip_qkv": lambda v: f"q/k/v clamped to +-{v:g}" if v else "no q/k/v clamp",
     "attention.layer_pattern": lambda v: f"layer pattern {v} (S=sliding, F=full)",
@@ -536,6 +541,7 @@ _DETECTORS = {
     "rotary": behaviour.rotary_behaviour,
     "attention": behaviour.attention_behaviour,
     "mlp": behaviour.mlp_behaviour,
+    "sub_norms": behaviour.sublayer_output_norms,
     "embedding": behaviour.embedding_behaviour,
     "positions": behaviour.position_behaviour,
     "head": behaviour.head_behaviour,
@@ -900,9 +906,18 @@ ACTIVATIONS: dict[str, str] = {
 }
 
 
+def _sub_norms(anatomy: Anatomy, inputs: _Inputs) -> None:
+    seen = inputs.seen.get("sub_norms", {})
+    for key, group in (("attention.output_norm", "attention"), ("mlp.inner_norm", "mlp")):
+        row = seen.get(group)
+        anatomy.add(key, row.value if row else None, MODELING if row else DEFAULT,
+                    row.evidence if row else "no norm inside the sublayer")
+
+
 def _mlp(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg, facts, source = inputs.cfg, inputs.facts, inputs.key_source
     seen = inputs.seen.get("mlp", {})
+    _sub_norms(anatomy, inputs)
     if "kind" in seen:
         anatomy.add("mlp.kind", seen["kind"].value, MODELING, seen["kind"].evidence + _key_note(facts))
     elif facts["mlp_gate"] or facts["mlp_plain"]:
@@ -1149,6 +1164,10 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
              if node is not None for name in ("weight", "bias")} if roles is not None else set()
     if roles is not None and roles.head_transform is not None:
         found |= {key for key in inputs.shapes if key.startswith(f"{roles.head_transform.path}.")}
+    for owner, key in ((roles.attention if roles else None, "attention.output_norm"),
+                       (roles.mlp if roles else None, "mlp.inner_norm")):
+        if owner is not None and anatomy.value(key):
+            found |= {f"{owner[1].path}.{anatomy.value(key)}.{name}" for name in ("weight", "bias")}
     found |= set(_head_biases(inputs))
     cross = anatomy.value("block.cross_attention") or []
     unread = re.compile(r"\{i\}\.(?:" + "|".join(map(re.escape, cross)) + r")\.") if cross else None

@@ -759,6 +759,47 @@ def moe_block(roles: Roles) -> ModuleNode | None:
     return other if other is not None and _is_moe_block(other) else None
 
 
+def _norm_before_output(tree: SourceTree, node: ModuleNode, skip: tuple[ModuleNode | None, ...]) -> str | None:
+    """A norm child of ``node`` its forward applies to what its last projection reads, after everything else it
+    computes (BitNet's ``attn_sub_norm`` between the attention and ``o_proj``, ``ffn_sub_norm`` on the input of
+    ``down_proj``); not a norm of the queries, keys or values."""
+    norms = {a for a, c in node.children.items() if c.kind in NORM_KINDS and not any(c is k for k in skip)}
+    linears = {a for a, c in node.children.items() if c.kind == "linear"}
+    found = _forward(tree, node) if norms and linears else None
+    if found is None:
+        return None
+    calls = [(call.lineno, call.func.attr, call) for call in _self_call_nodes(found[0])]
+    last = max(((line, attr, call) for line, attr, call in calls if attr in linears), default=None,
+               key=lambda item: item[0])
+    if last is None:
+        return None
+    # the attention itself: after it, only the output projection is left (Gemma 3n's v_norm comes before it)
+    mixed = [call.lineno for call in ast.walk(found[0]) if isinstance(call, ast.Call)
+             and re.search(r"attention|softmax|sdpa|scaled_dot_product", source_text(call.func, 200), re.I)]
+    for line, attr, call in calls:
+        inside = any(n is call for n in ast.walk(last[2]))
+        if attr in norms and (inside or (mixed and max(mixed) < line <= last[0])):
+            return attr
+    return None
+
+
+def sublayer_output_norms(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """``attention``: the norm on the attention's output before its output projection; ``mlp``: the norm on what
+    the MLP's last projection reads (BitNet's sub-norms)."""
+    found: dict[str, Observation] = {}
+    if roles.attention is not None:
+        name = _norm_before_output(tree, roles.attention[1], (roles.q_norm, roles.k_norm))
+        if name is not None:
+            found["attention"] = Observation(name, f"{roles.attention[1].class_name} norms the attention's output "
+                                                   f"({name}) before its output projection")
+    if roles.mlp is not None and moe_block(roles) is None:
+        name = _norm_before_output(tree, roles.mlp[1], ())
+        if name is not None:
+            found["mlp"] = Observation(name, f"{roles.mlp[1].class_name} norms the input of its last projection "
+                                             f"({name})")
+    return found
+
+
 def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """kind (gated / plain) and activation of the MLP; of the experts and the router for an MoE block."""
     if roles.mlp is None:

@@ -167,6 +167,9 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
     # BERT-style decoders (BERT, RoBERTa, ELECTRA, ...): type-0 row of the token-type table, a transform before the head
     DeltaRule("token_type", "embedding", ("embedding.token_type",), SCALAR, "graph",
               "add row 0 of the token-type table to every embedding ({hf})", change_off="drop the donor's token types"),
+    # BitNet: norms inside the sublayers, on the attention's output and on the down projection's input
+    DeltaRule("sub_norms", "block", ("attention.output_norm", "mlp.inner_norm"), SMALL, "graph",
+              "norm inside the sublayers ({hf})", project=_present, change_off="drop the donor's sub-norms"),
     # ELECTRA: embeddings narrower than the layers, projected up (and the head transform narrows back)
     DeltaRule("embedding_projection", "embedding", ("embedding.projection",), SMALL, "graph",
               "project the embeddings ({hf}) to the hidden size before the first layer", project=_present,

@@ -482,6 +482,7 @@ def found_renames(root: Any, read: tuple[Any, Any] | None = None) -> tuple[Renam
         rules.append(RenameRule(rf"^{re.escape(roles.embed_projection.path)}\.", "embed_projection.",
                                 "the embeddings' projection to the hidden size (ELECTRA's embeddings_project)"))
     rules.extend(_sublayer_norm_renames(read))
+    rules.extend(_inner_norm_renames(read))
     holder = roles.embed.path.rsplit(".", 1)[0] if roles.embed is not None and "." in roles.embed.path else ""
     if holder and roles.backbone is not None and holder != roles.backbone.path:
         rules.append(RenameRule(rf"^{re.escape(holder)}\.", "", "the embeddings' own module (BERT's bert.embeddings)"))
@@ -507,6 +508,21 @@ def _sublayer_norm_renames(read: tuple[Any, Any]) -> list[RenameRule]:
     return [RenameRule(rf"\.(\d+)\.{re.escape(path)}\.", rf".\1.{names[role]}.",
                        f"the norm {path} runs on the {role[4:]}'s input, found in the layer's code")
             for role, path in sublayer_input_norms(*read).items()]
+
+
+def _inner_norm_renames(read: tuple[Any, Any]) -> list[RenameRule]:
+    """Norms inside the sublayers (BitNet's ``attn_sub_norm`` and ``ffn_sub_norm``), read from their code, under
+    the port's names."""
+    from import_model.plan.behaviour import sublayer_output_norms
+
+    tree, roles = read
+    targets = {"attention": ("self_attn", "output_norm", roles.attention), "mlp": ("mlp", "inner_norm", roles.mlp)}
+    rules = []
+    for group, seen in sublayer_output_norms(tree, roles).items():
+        module, name, role = targets[group]
+        rules.append(RenameRule(rf"\.{re.escape(role[0])}\.{re.escape(seen.value)}\.", f".{module}.{name}.",
+                                f"the norm {seen.value} inside the layer's {group}, found in its code"))
+    return rules
 
 
 def _ties_embeddings(config: dict[str, Any]) -> bool:

@@ -306,6 +306,9 @@ class PortAttention(Module):
         self.k_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
         self.v_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
         self.o_proj = Linear(self.heads * self.head_dim, hidden, dtype, device, has_bias=TRAITS.o_bias)
+        if TRAITS.attention_output_norm:
+            self.output_norm = make_norm(self.heads * self.head_dim, float(config_value(config, "norm_eps", 1e-5)),
+                                         dtype, device)
         if TRAITS.qk_norm == "per_head":
             eps = float(config_value(config, "norm_eps", 1e-6))
             self.q_norm = make_qk_norm(self.head_dim, eps, dtype, device)
@@ -339,7 +342,10 @@ class PortAttention(Module):
             mask = MHAMaskVariant.SLIDING_WINDOW_CAUSAL_MASK if self.window > 0 else MHAMaskVariant.CAUSAL_MASK
             out = flash_attention_ragged(self.kv_params, q, input_row_offsets, kv_collection, layer_idx,
                                          mask_variant=mask, scale=self.scale, local_window_size=self.window)
-        return self.o_proj(out.reshape((-1, self.heads * self.head_dim)))
+        out = out.reshape((-1, self.heads * self.head_dim))
+        if TRAITS.attention_output_norm:
+            out = self.output_norm(out)  # BitNet: the attention's output normed before the output projection
+        return self.o_proj(out)
 
     def _rotate(self, x: TensorValue, input_row_offsets: TensorValue, kv_collection: PagedCacheValues) -> TensorValue:
         """Rotary on the leading ``rot_dim`` columns of each head (all of them unless partial)."""
@@ -451,12 +457,17 @@ class PortMLP(Module):
             self.gate_proj = Linear(hidden, inner, dtype, device, has_bias=TRAITS.mlp_bias)
         self.up_proj = Linear(hidden, inner, dtype, device, has_bias=TRAITS.mlp_bias)
         self.down_proj = Linear(inner, hidden, dtype, device, has_bias=TRAITS.mlp_bias)
+        if TRAITS.mlp_inner_norm:
+            self.inner_norm = make_norm(inner, float(config_value(config, "norm_eps", 1e-5)), dtype, device)
 
     def __call__(self, x: TensorValue) -> TensorValue:
         if TRAITS.mlp == "gated":
-            return self.down_proj(activation(self.gate_proj(x)) * self.up_proj(x))
+            inner = activation(self.gate_proj(x)) * self.up_proj(x)
         else:
-            return self.down_proj(activation(self.up_proj(x)))
+            inner = activation(self.up_proj(x))
+        if TRAITS.mlp_inner_norm:
+            inner = self.inner_norm(inner)  # BitNet: what the down projection reads is normed first
+        return self.down_proj(inner)
 
 
 # --------------------------------------------------------------------------- mixture of experts
