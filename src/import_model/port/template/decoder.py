@@ -572,7 +572,8 @@ class PortRouter(MoEGate):
 
     def _correction_bias(self) -> TensorValue:
         """The score-correction bias, one value per expert (ERNIE-4.5-MoE stores it as a ``[1, experts]`` row)."""
-        return self.e_score_correction_bias.reshape((self.num_experts,))
+        bias = self.e_score_correction_bias
+        return bias.reshape((self.num_experts,)) if TRAITS.moe_correction_bias_row else bias
 
     def _within_best_groups(self, choice: TensorValue) -> TensorValue:
         """``choice`` with every expert outside the ``topk_group`` best groups pushed out of reach; a group's score
