@@ -58,6 +58,7 @@ TRAITS: dict[str, str] = {
     "attention.output_norm": "the attention module's norm on its output before the output projection (BitNet's "
                              "attn_sub_norm; None: none)",
     "mlp.inner_norm": "the MLP's norm on what its last projection reads (BitNet's ffn_sub_norm; None: none)",
+    "mlp.width_per_layer": "intermediate_size is a list, one MLP width per layer (Gemma 3n)",
     "attention.qk_norm_type": "rms | layernorm (only with a QK norm)",
     "attention.qk_norm_position": "before_rope | after_rope (only with a QK norm whose forward was read)",
     "attention.qk_norm_weight": "the QK-norm has a learned weight (only with a QK norm)",
@@ -918,6 +919,10 @@ def _mlp(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg, facts, source = inputs.cfg, inputs.facts, inputs.key_source
     seen = inputs.seen.get("mlp", {})
     _sub_norms(anatomy, inputs)
+    widths = cfg.get("intermediate_size")
+    anatomy.add("mlp.width_per_layer", isinstance(widths, list), CONFIG,
+                f"intermediate_size lists {len(widths)} widths, one per layer" if isinstance(widths, list) else
+                "one intermediate_size for every layer")
     if "kind" in seen:
         anatomy.add("mlp.kind", seen["kind"].value, MODELING, seen["kind"].evidence + _key_note(facts))
     elif facts["mlp_gate"] or facts["mlp_plain"]:

@@ -53,6 +53,7 @@ class Traits:
     o_bias_last_layer: bool = False  # that bias on the last layer only (GPT-NeoX-Japanese)
     attention_output_norm: bool = False  # a norm on the attention's output before o_proj (BitNet)
     mlp_inner_norm: bool = False  # a norm on what the MLP's down projection reads (BitNet)
+    mlp_width_per_layer: bool = False  # intermediate_size lists one width per layer (Gemma 3n)
     qk_norm: QKNorm = "none"
     qk_norm_type: NormKind = "rms"
     qk_norm_after_rope: bool = False

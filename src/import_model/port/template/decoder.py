@@ -832,7 +832,9 @@ class PortDecoder(Transformer):
             mlps: list[Module] = [PortMoE(config=config, dtype=dtype, device=device) if routes else
                                   PortMLP(config=config, dtype=dtype, device=device) for routes in routed]
         else:
-            mlps = [PortMLP(config=config, dtype=dtype, device=device) for _ in sliding]
+            mlps = [PortMLP(config=config, dtype=dtype, device=device,
+                            width=int(config.intermediate_size[index]) if TRAITS.mlp_width_per_layer else None)
+                    for index in range(len(sliding))]
         layers = [
             PortBlock(config=config, dtype=dtype, device=device,
                       attention=PortAttention(config=config, kv_params=kv_params, dtype=dtype, device=device,
