@@ -81,6 +81,7 @@ class Traits:
     token_type_row: bool = False  # BERT-style: row 0 of a token-type table added to every embedding
     head_transform: bool = False  # BERT-style: dense, the MLP's activation and a norm before the head
     embedding_projection: bool = False  # ELECTRA: embeddings (and the head's input) narrower, projected up
+    embedding_extra_rows: int = 0  # Mllama: embedding rows beyond vocab_size (image tokens)
     head_bias: bool = False
     logit_scale: bool = False
     logits_divisor: bool = False

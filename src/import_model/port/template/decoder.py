@@ -851,15 +851,17 @@ class PortDecoder(Transformer):
             for index, layer in enumerate(layers):
                 layer.self_attn.scale /= index + 1  # the scale divided by the layer's depth, as the family does
         width = embedding_width(config) if TRAITS.embedding_projection else int(config.hidden_size)
+        vocab_rows = int(config.vocab_size) + TRAITS.embedding_extra_rows if TRAITS.embedding_extra_rows else \
+            int(config.vocab_size)
         if TRAITS.embedding_scale_in_module:
-            embedding = ScaledEmbedding(int(config.vocab_size), width, dtype, device,
+            embedding = ScaledEmbedding(vocab_rows, width, dtype, device,
                                         scale=embedding_multiplier(config))
             multiplier = 1.0
         elif TRAITS.embedding_scale != "none":
-            embedding = Embedding(int(config.vocab_size), width, dtype, device)
+            embedding = Embedding(vocab_rows, width, dtype, device)
             multiplier = embedding_multiplier(config)
         else:
-            embedding = Embedding(int(config.vocab_size), width, dtype, device)
+            embedding = Embedding(vocab_rows, width, dtype, device)
             multiplier = 1.0
         if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
             head: Linear = PortHead(config=config, dtype=dtype, device=device)
