@@ -1,6 +1,6 @@
 """``import-model check-native``: MAX's own registration against transformers on this exact config.
 
-``make matrix`` runs seven twins (four where MAX's native code computes something else, three where it is
+``make matrix`` runs nine twins (five where MAX's native code computes something else, four where it is
 right) and writes docs/native-check.md. ``make test`` runs one of each kind cheaply: the Llama with MLP biases
 is decided by the dry build (weights the graph never loads, no compile), and plain Llama reuses the graph
 ``tests/test_verify.py`` compiles, so it hits the compile cache. ``make matrix`` also ports the diverging
@@ -9,9 +9,11 @@ Llama through the catalog under its own class and verifies the port.
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import platform
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -78,6 +80,11 @@ CASES = [
     PLAIN_LLAMA,
     Case("qwen3", "qwen3"),
     Case("olmo2", "olmo2"),
+    # Qwen3-MoE's experts on the CPU path (MAX's gate and expert MLPs, every expert run); routing as HF's.
+    QWEN3_MOE := Case("qwen3-moe", "qwen3_moe"),
+    # Qwen3MoeConfig's default: no renormalisation, which MAX's gate does anyway.
+    Case("qwen3-moe-no-renormalise", "qwen3_moe", {"norm_topk_prob": False}, verdict="diverges",
+         explained_by="norm_topk_prob"),
 ]
 
 _rows: list[str] = []
@@ -124,10 +131,11 @@ def _record(case: Case, payload: dict) -> None:
     worst = payload.get("worst_rel_l2")
     weights = payload["unread_weights"]
     seconds = sum(v for k, v in payload.get("timings", {}).items() if k in ("dry_build_s", "total_s"))
+    reason = payload["reason"] + (f"; routing: {payload['routing']}" if payload.get("routing") else "")
     _rows.append(f"| {case.name} | {payload['architecture']} | {payload['verdict']} | {payload['exit_code']} | "
                  f"{first.get('tap', '-')} | {'-' if worst is None else f'{worst:.2e}'} | "
                  f"{', '.join(k['key'] for k in payload['unread_keys']) or '-'} | "
-                 f"{len(weights) if weights else '-'} | {seconds:.0f} | {payload['reason'].replace('|', '/')[:300]} | "
+                 f"{len(weights) if weights else '-'} | {seconds:.0f} | {reason.replace('|', '/')[:400]} | "
                  f"{'; '.join(payload['explanations']).replace('|', '/') or '-'} |")
 
 
@@ -142,6 +150,15 @@ def test_mlp_biases_are_weights_the_native_graph_never_loads(tmp_path: Path) -> 
     payload = _run_case(LLAMA_MLP_BIAS, tmp_path)
     assert all(name.endswith(("gate_proj.bias", "up_proj.bias", "down_proj.bias")) for name in payload["unread_weights"])
     assert "max_build_s" not in payload["timings"] and not payload["per_tap"]
+
+
+@pytest.mark.slow
+def test_maxs_own_qwen3_moe_is_verified_on_the_experts_cpu_path(tmp_path: Path) -> None:
+    """MAX's Qwen3-MoE gate and experts, every expert run on the CPU: the same twin the catalog port passes on."""
+    payload = _run_case(QWEN3_MOE, tmp_path)
+    assert any(note.startswith("experts: CPU path") for note in payload["notes"]), payload["notes"]
+    assert re.match(r"(\d+)/\1 token-layers same experts", payload["routing"]), payload["routing"]
+    assert payload["routing"].endswith(" 0 divergent")
 
 
 @pytest.mark.slow
@@ -302,7 +319,7 @@ def _engine(monkeypatch: pytest.MonkeyPatch, dry: Any, compare: Any = None) -> A
     from import_model.recon import registry
     from import_model.verify import engine, native_check
 
-    monkeypatch.setattr(native_check, "native_registration_copy", lambda arch, work: work)
+    monkeypatch.setattr(native_check, "native_registration_copy", lambda arch, work: (work, ()))
     monkeypatch.setattr(native_check, "_dry_build", lambda checkpoint, port: dry)
     if compare is not None:
         monkeypatch.setattr(engine, "run_verify", compare)
@@ -370,3 +387,19 @@ def test_port_writes_and_verifies_a_diverging_native_under_its_own_class(tmp_pat
     assert steps["native check"]["status"] == "diverges" and run["native_check"]["unread_weights"]
     assert any(r["rule"] == "mlp_bias" and r["status"] == "implemented" for r in run["deltas"])
     assert result.returncode == 0 and run["verify"]["passed"] and run["verify"]["worst_rel_l2"] < 1e-4
+
+
+def test_a_copied_moe_registration_gets_the_experts_cpu_path(tmp_path: Path) -> None:
+    from import_model.port.native_copy import EVERY_EXPERT_MOE, copy_native_port, run_experts_on_cpu
+
+    port = copy_native_port("qwen3", tmp_path, class_name="Qwen3MoeForCausalLM", port_slug="native_qwen3",
+                            registration="Qwen3MoeForCausalLM")
+    assert "ARCHITECTURES = [qwen3_moe_arch]" in (port / "__init__.py").read_text()  # not qwen3's dense one
+    assert run_experts_on_cpu(port) == ["qwen3.py"]
+    text = (port / "qwen3.py").read_text()
+    imports = text.index("from max.nn.moe import MoE")
+    assert text.index("from .every_expert_moe import EveryExpertMoE as MoE") > imports
+    assert (port / EVERY_EXPERT_MOE.name).read_text() == EVERY_EXPERT_MOE.read_text()
+    ast.parse(text)
+    dense = copy_native_port("llama3", tmp_path, class_name="LlamaForCausalLM", port_slug="native_llama3")
+    assert run_experts_on_cpu(dense) == [] and not (dense / EVERY_EXPERT_MOE.name).exists()

@@ -639,6 +639,18 @@ def test_asking_max_for_blocks_does_not_import_max() -> None:
     (family_config("roberta", "RobertaForCausalLM"), False),  # the default config is bidirectional
     (family_config("gpt_neox", "GPTNeoXForCausalLM"), True),  # is_decoder false, but read only in a docstring
     (family_config("trocr", "TrOCRForCausalLM"), True),  # its causal-LM class sets is_decoder itself
+    # transformers 5.12's Megatron-BERT and RoFormer build only bidirectional masks, decoder or not
+    (family_config("megatron-bert", "MegatronBertForCausalLM", is_decoder=True), False),
+    (family_config("roformer", "RoFormerForCausalLM", is_decoder=True), False),
 ])
 def test_is_decoder_is_read_where_the_family_masks_by_it(config: dict, causal: bool) -> None:
     assert ("non-causal" not in codes(scan_walls(config, BF16_LLAMA, []))) is causal
+
+
+def test_several_token_streams_per_position_block() -> None:
+    from transformers import MusicgenDecoderConfig
+
+    config = MusicgenDecoderConfig().to_dict() | {"architectures": ["MusicgenForCausalLM"]}
+    findings = scan_walls(config, BF16_LLAMA, [])
+    assert codes(findings)["token-streams"] == BLOCK and "num_codebooks: 4" in by_code(findings, "token-streams").reason
+    assert "token-streams" not in codes(scan_walls(config | {"num_codebooks": 1}, BF16_LLAMA, []))

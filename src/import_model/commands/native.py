@@ -176,6 +176,8 @@ def print_check(result: Any) -> None:
             (r["tap"], r["phase"], f"{r['max_abs']:.2e}", f"{r['rel_l2']:.2e}", f"{r['cosine']:.6f}",
              "yes" if r["ok"] else "NO") for r in result.per_tap
         ])
+    if result.routing:
+        report.line(f"routing against HF: {result.routing}")
     for row in result.greedy_text:
         report.line(f"greedy text {'match' if row['match'] else 'MISMATCH'} on {row['prompt']!r}: "
                     f"HF {row['hf_text']!r} / MAX {row['max_text']!r}")

@@ -99,6 +99,7 @@ TRAITS: dict[str, str] = {
     "moe.grouped_topk": "expert groups for group-limited top-k (n_group, also 1 where the router's code groups; "
                         "None: plain top-k)",
     "moe.correction_bias": "a score-correction bias added to the scores for choosing only",
+    "moe.correction_bias_rows": "rows of a score-correction bias stored as [rows, experts] (None: one per expert)",
     "moe.router_bias": "the router's linear carries a bias",
     "moe.shared_gate": "the shared experts' output scaled by sigmoid(its own linear gate)",
     "moe.dense_layers": "config attributes the layer tests to build a dense MLP instead (empty: every layer routes)",
@@ -385,7 +386,9 @@ def _quiet():
 _ATTN = r"(?:self_attn|attention|attn|self_attention|mixer)(?:\.self|\.output)?"
 #: BERT-style blocks: the MLP is intermediate.dense then output.dense, each sublayer's norm sits in its output module.
 _BERT_MLP = r"\{i\}\.(?:intermediate|output)\.dense"
-_BERT_NORM = r"\{i\}\.(?:attention\.)?output\.LayerNorm"
+#: BERT-style norms in a sublayer: post-LN in the output modules, pre-LN in the attention wrapper or the MLP's
+#: first module, or BERT-cased on the layer (Megatron-BERT's attention.ln, XLM-RoBERTa-XL's LayerNorm)
+_BERT_NORM = r"\{i\}\.(?:(?:attention\.)?output\.LayerNorm|(?:attention\.|intermediate\.)?(?:LayerNorm|ln|\w*layer_norm))"
 _MLP = r"(?:mlp|feed_forward|ffn|block_sparse_moe|moe)"
 #: A learned position table: wpe (GPT-2), embed_positions (OPT), position_embeddings (BERT-style), positions_embed
 #: (GPT-1).
@@ -958,6 +961,9 @@ def _moe(anatomy: Anatomy, inputs: _Inputs) -> None:
                     f"n_group={groups}, topk_group={cfg.get('topk_group')}" if groups else "no expert groups")
     anatomy.add("moe.correction_bias", bool(facts["correction_bias"]), source,
                 _keys_text(facts["correction_bias"]) or "no score-correction bias key")
+    bias_shape = inputs.shapes.get(facts["correction_bias"][0]) or () if facts["correction_bias"] else ()
+    anatomy.add("moe.correction_bias_rows", bias_shape[0] if len(bias_shape) == 2 else None, source,
+                f"stored {list(bias_shape)}" if bias_shape else "no stored shape")
     anatomy.add("moe.router_bias", bool(facts["router_bias"]), source,
                 _keys_text(facts["router_bias"]) or "no router bias key")
     layers = _seen(inputs, "mlp", "expert_layers")
@@ -1090,12 +1096,15 @@ EXPLAINED_KEYS: tuple[str, ...] = (
     r"(?:^|\.)rotary_emb\.inv_freq$",  # buffers, not weights
     r"\.(?:attention|attn)\.(?:bias|masked_bias)$",
 )
-_BLOCK_NORM_KEY = re.compile(r"\{i\}\.([a-z_0-9]*(?:norm|ln)[a-z_0-9]*)\.(?:weight|bias)$")
+_BLOCK_NORM_KEY = re.compile(r"\{i\}\.([a-z_0-9]*(?:norm|ln)[a-z_0-9]*)\.(?:weight|bias)$", re.IGNORECASE)
 
 
 def explained_key(pattern: str, block_norms: set[str] | None = None) -> bool:
     """A key pattern some trait accounts for; a block-level norm only under ``block_norms`` when they are known."""
     if any(re.search(explained, pattern) for explained in EXPLAINED_KEYS):
+        return True
+    nested = [name for name in block_norms or () if "." in name]  # a norm inside a sublayer (attention.ln)
+    if any(re.search(rf"\{{i\}}\.{re.escape(name)}\.(?:weight|bias)$", pattern) for name in nested):
         return True
     norm = _BLOCK_NORM_KEY.search(pattern)
     return bool(norm) and (block_norms is None or norm.group(1) in block_norms)

@@ -112,6 +112,8 @@ def find_roles(root: ModuleNode, tree: SourceTree | None = None) -> Roles:
         roles.final_norm = next((c for c in roles.backbone.children.values() if c.kind in NORM_KINDS), None)
         if tree is not None:
             _settle_backbone_norms(tree, roles)
+            if roles.final_norm is None:
+                roles.final_norm = _norm_after_backbone(tree, root, roles.backbone)
     _embedding_module(root, roles)
     attention = roles.attention[1] if roles.attention else None
     q_norm, k_norm = _role_child(attention, "q_norm"), _role_child(attention, "k_norm")
@@ -167,6 +169,24 @@ def _embedding_module(root: ModuleNode, roles: Roles) -> None:
             kinds = {c.kind for a, c in parent.children.items() if c is not head}
             if "linear" in kinds and kinds & NORM_KINDS:
                 roles.head_transform = parent  # RoBERTa's lm_head: dense and layer_norm beside the decoder
+
+
+def _norm_after_backbone(tree: SourceTree, root: ModuleNode, backbone: ModuleNode) -> ModuleNode | None:
+    """A norm the backbone's owner runs on what the backbone returns (RoBERTa-PreLayerNorm's model-level
+    ``LayerNorm`` after its encoder): the final norm, one module up."""
+    owner = _parent(root, backbone)
+    found = _forward(tree, owner) if owner is not None and owner is not backbone else None
+    if owner is None or found is None:
+        return None
+    attr = backbone.path.rsplit(".", 1)[-1]
+    norms = {a: c for a, c in owner.children.items() if c.kind in NORM_KINDS}
+    ran = False
+    for stmt in found[0].body:
+        calls = _self_calls(stmt)
+        if ran and any(call in norms for call in calls):
+            return norms[next(call for call in calls if call in norms)]
+        ran = ran or attr in calls
+    return None
 
 
 def _settle_backbone_norms(tree: SourceTree, roles: Roles) -> None:
@@ -1162,6 +1182,43 @@ def _residual_output_norms(tree: SourceTree, roles: Roles) -> dict[str, str]:
     return names if len(names) == 2 else {}
 
 
+def _norm_of_own_input(tree: SourceTree, node: ModuleNode) -> str | None:
+    """The norm child that ``node``'s forward applies to its own first input (``self.ln(hidden_states)``)."""
+    norms = {a for a, c in node.children.items() if c.kind in NORM_KINDS}
+    found = _forward(tree, node) if norms else None
+    if found is None or len(found[0].args.args) < 2:
+        return None
+    first = found[0].args.args[1].arg
+    return next((call.func.attr for call in _self_call_nodes(found[0]) if call.func.attr in norms and call.args
+                 and isinstance(call.args[0], ast.Name) and call.args[0].id == first), None)
+
+
+def sublayer_input_norms(tree: SourceTree, roles: Roles) -> dict[str, str]:
+    """BERT-style pre-LN (Megatron-BERT, RoBERTa-PreLayerNorm, XLM-RoBERTa-XL): the attention wrapper norms its
+    own input before its self-attention; the MLP's input is normed by the layer (a norm child its methods call)
+    or by the MLP's first module (RoBERTa-PreLayerNorm's ``intermediate.LayerNorm``); the output modules only
+    add the residual. Role (before the attention, before the MLP) -> the norm's path in the layer; empty unless
+    both are found."""
+    layer = roles.layer
+    wrapper = layer.children.get(roles.attention[0]) if layer is not None and roles.attention else None
+    if layer is None or wrapper is None or layer.ref is None:
+        return {}
+    before_attention = _norm_of_own_input(tree, wrapper)
+    if before_attention is None:
+        return {}
+    layer_norms = [a for a, c in layer.children.items() if c.kind in NORM_KINDS]
+    called = {attr for method, _ in tree.methods(layer.ref) for attr in _self_calls(method)}
+    if len(layer_norms) == 1 and layer_norms[0] in called:
+        before_mlp = layer_norms[0]
+    else:
+        inner = [f"{a}.{norm}" for a, c in layer.children.items() if c is not wrapper and c.kind not in NORM_KINDS
+                 for norm in [_norm_of_own_input(tree, c)] if norm is not None]
+        if layer_norms or len(inner) != 1:
+            return {}
+        before_mlp = inner[0]
+    return {"pre_attention": f"{roles.attention[0]}.{before_attention}", "pre_mlp": before_mlp}
+
+
 def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """residual (sequential / parallel), norms (pre / sandwich / post), parallel_norm, residual multiplier."""
     layer = roles.layer
@@ -1170,12 +1227,18 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
         return {}
     if roles.mlp is None and not all(layer.children.get(name) for name in BLOCK_MLP):
         post_ln = _residual_output_norms(tree, roles)
-        if not post_ln:
+        if post_ln:
+            where = f"{layer.class_name}: " + ", ".join(f"{name} norms its sublayer's output plus the residual"
+                                                       for name in post_ln.values())
+            return {"residual": Observation("sequential", where), "norms": Observation("after_add", where),
+                    "norm_names": Observation(post_ln, where)}
+        pre_ln = sublayer_input_norms(tree, roles)
+        if not pre_ln:
             return {}
-        where = f"{layer.class_name}: " + ", ".join(f"{name} norms its sublayer's output plus the residual"
-                                                   for name in post_ln.values())
-        return {"residual": Observation("sequential", where), "norms": Observation("after_add", where),
-                "norm_names": Observation(post_ln, where)}
+        where = (f"{layer.class_name}: {pre_ln['pre_attention']} norms the attention's input, {pre_ln['pre_mlp']} "
+                 "the MLP's; the output modules add the residual")
+        return {"residual": Observation("sequential", where), "norms": Observation("pre", where),
+                "norm_names": Observation(pre_ln, where)}
     forward, owner = found
     params = [a.arg for a in forward.args.args][1:]
     if not params:

@@ -778,7 +778,7 @@ def _module_from(tree: SourceTree, owner: Path, path: str, value: ast.expr, env:
             budget.nodes += 1
             child = ModuleNode(path=path, kind="module", ref=ref, call=value)
             _instantiate(tree, child, env, budget, depth + 1)
-            if _is_norm_class(tree, ref):
+            if _is_norm_class(tree, ref) and not child.children:  # RobertaPreLayerNormAttention holds modules
                 child.kind = "norm"
             return child
     if name.startswith(("nn.", "torch.nn.")) or name in BUILTIN_MODULES:

@@ -86,6 +86,7 @@ class Traits:
     moe_renormalise: Renormalise = "never"  # top-k weights divided by their sum (config: under norm_topk_prob)
     moe_routed_scaling: bool = False  # top-k weights times routed_scaling_factor
     moe_correction_bias: bool = False  # a score-correction bias chooses the experts, the plain scores weigh them
+    moe_correction_bias_row: bool = False  # that bias stored as a [1, experts] row (ERNIE-4.5-MoE)
     moe_grouped_topk: bool = False  # experts chosen only from the topk_group groups whose two best scores sum highest
     moe_router_bias: bool = False
     moe_shared: bool = False  # always-on shared expert(s) beside the routed ones

@@ -121,7 +121,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("moe", ("moe", "moe_shared", "moe_router", "moe_renormalise", "moe_scaling", "moe_correction_bias",
                          "moe_grouped_topk", "moe_router_bias", "moe_shared_gate", "moe_layers", "moe_expert_layout"),
                  ("moe", "moe_router", "moe_renormalise", "moe_routed_scaling", "moe_correction_bias",
-                  "moe_grouped_topk", "moe_router_bias", "moe_shared", "moe_shared_gate", "moe_dense_layers"),
+                  "moe_correction_bias_row", "moe_grouped_topk", "moe_router_bias", "moe_shared", "moe_shared_gate", "moe_dense_layers"),
                  "routed experts: softmax or sigmoid router (score-correction bias, group-limited top-k over the "
                  "n_group groups whose two best scores sum highest, top-k renormalised always or "
                  "under norm_topk_prob, routed scaling), shared experts with or without a sigmoid gate, dense layers "
@@ -393,6 +393,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
             "moe_renormalise": value("moe.renormalise", "never"),
             "moe_routed_scaling": value("moe.routed_scaling") is not None,
             "moe_correction_bias": bool(value("moe.correction_bias")),
+            "moe_correction_bias_row": value("moe.correction_bias_rows") == 1,
             "moe_grouped_topk": value("moe.grouped_topk") is not None,
             "moe_router_bias": bool(value("moe.router_bias")),
             "moe_shared": bool(value("moe.shared_experts")),

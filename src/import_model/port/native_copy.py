@@ -59,12 +59,16 @@ def validate_slug(slug: str) -> str:
 
 
 def copy_native_port(donor_slug: str, output_dir: Path, *, class_name: str, port_slug: str,
-                     force: bool = False) -> Path:
-    """Write ``output_dir/port_slug`` as a copy of native ``donor_slug`` registered as ``class_name``."""
+                     force: bool = False, registration: str | None = None) -> Path:
+    """Write ``output_dir/port_slug`` as a copy of native ``donor_slug`` registered as ``class_name``.
+
+    ``registration`` picks, by its native class name, which of the folder's registrations is copied (qwen3's
+    folder registers Qwen3 and Qwen3-MoE); the first text-generation one by default.
+    """
     validate_slug(port_slug)
     if not class_name.isidentifier():
         raise UserError(f"architecture name {class_name!r} is not a Python identifier")
-    entry = _donor_entry(donor_slug)
+    entry = _donor_entry(donor_slug, registration)
     source = registry.architectures_dir() / donor_slug
     target = output_dir / port_slug
     if target.exists() and any(target.iterdir()):
@@ -109,6 +113,37 @@ def allow_cpu_float32(port: Path) -> bool:
         if "SUPPORTED_ENCODINGS" in text and BFLOAT16_ONLY in text:
             path.write_text(text.replace(BFLOAT16_ONLY, '{"bfloat16", "float32"}'))
             changed = True
+    return changed
+
+
+#: The template check-native adds to a copy whose experts run on MAX's GPU-only grouped-matmul kernels.
+EVERY_EXPERT_MOE = Path(__file__).parent / "template" / "every_expert_moe.py"
+
+
+def run_experts_on_cpu(port: Path) -> list[str]:
+    """Give a copied port's ``MoE`` a CPU path (every expert, weighed by the registration's own gate); the files
+    changed, relative to ``port``.
+
+    Each ``from max.nn.moe import ... MoE ...`` is followed by one line that rebinds ``MoE`` to
+    ``EveryExpertMoE`` (a subclass that runs MAX's own ``MoE`` anywhere but on a CPU); nothing else is touched.
+    """
+    changed = []
+    for path in sorted(port.rglob("*.py")):
+        text = path.read_text()
+        lines = text.splitlines(keepends=True)
+        depth = len(path.relative_to(port).parts) - 1
+        imports = [node for node in ast.walk(ast.parse(text)) if isinstance(node, ast.ImportFrom)
+                   and node.module in ("max.nn.moe", "max.nn.moe.moe") and node.end_lineno is not None
+                   and any(alias.name == "MoE" and alias.asname is None for alias in node.names)]
+        for node in sorted(imports, key=lambda n: -(n.end_lineno or 0)):
+            rebind = (f"{' ' * node.col_offset}from {'.' * (depth + 1)}{EVERY_EXPERT_MOE.stem} import "
+                      "EveryExpertMoE as MoE  # check-native: the experts' CPU path\n")
+            lines.insert(node.end_lineno or 0, rebind)
+        if imports:
+            path.write_text("".join(lines))
+            changed.append(path.relative_to(port).as_posix())
+    if changed:
+        shutil.copyfile(EVERY_EXPERT_MOE, port / EVERY_EXPERT_MOE.name)
     return changed
 
 
@@ -183,9 +218,9 @@ def check_replaceable(package: Path) -> None:
                         "replace it with --force (move those files out of the package first)")
 
 
-def _donor_entry(donor_slug: str) -> registry.NativeArch:
+def _donor_entry(donor_slug: str, registration: str | None = None) -> registry.NativeArch:
     for arch in registry.native_architectures():
-        if arch.slug == donor_slug and arch.is_donor:
+        if arch.slug == donor_slug and arch.is_donor and registration in (None, arch.name):
             return arch
     donors = sorted({a.slug for a in registry.native_architectures() if a.is_donor})
     raise UserError(f"{donor_slug!r} is not a text-generation architecture of the installed MAX; choose one of: "

@@ -123,6 +123,8 @@ RENAME_RULES: tuple[RenameRule, ...] = (
                "MoE router linear kept as router.layer (GraniteMoE)"),
     RenameRule(r"\.mlp\.e_score_correction_bias$", ".mlp.gate.e_score_correction_bias",
                "score-correction bias kept on the MoE block, not its router (EXAONE-MoE)"),
+    RenameRule(r"\.mlp\.(?:gate\.)?moe_statics\.e_score_correction_bias$", ".mlp.gate.e_score_correction_bias",
+               "score-correction bias kept in a statistics module (ERNIE-4.5-MoE)"),
 )
 
 BLOCKS, PER_HEAD, FOUR_SHARDS, STACKED = "blocks", "per_head", "four_shards", "stacked"
@@ -474,6 +476,7 @@ def found_renames(root: Any, read: tuple[Any, Any] | None = None) -> tuple[Renam
         rules.append(RenameRule(rf"^{re.escape(embed_norm.path)}\.", "embed_norm.",
                                 "the embeddings' own norm (TrOCR's layernorm_embedding, BERT's embeddings.LayerNorm)"))
     rules.extend(_head_renames(roles))
+    rules.extend(_sublayer_norm_renames(read))
     holder = roles.embed.path.rsplit(".", 1)[0] if roles.embed is not None and "." in roles.embed.path else ""
     if holder and roles.backbone is not None and holder != roles.backbone.path:
         rules.append(RenameRule(rf"^{re.escape(holder)}\.", "", "the embeddings' own module (BERT's bert.embeddings)"))
@@ -488,6 +491,17 @@ def found_renames(root: Any, read: tuple[Any, Any] | None = None) -> tuple[Renam
     if backbone and f"{backbone}." not in _KNOWN_PREFIXES:  # after the norm rule, which names the whole path
         rules.append(RenameRule(rf"^{re.escape(backbone)}\.", "", "the decoder's own prefix (BioGPT's biogpt.)"))
     return tuple(rules)
+
+
+def _sublayer_norm_renames(read: tuple[Any, Any]) -> list[RenameRule]:
+    """BERT-style pre-LN norms nested in the layer's sublayers (Megatron-BERT's ``attention.ln``), read from the
+    layer's code, under the names of a pre-norm block."""
+    from import_model.plan.behaviour import sublayer_input_norms
+
+    names = {"pre_attention": "input_layernorm", "pre_mlp": "post_attention_layernorm"}
+    return [RenameRule(rf"\.(\d+)\.{re.escape(path)}\.", rf".\1.{names[role]}.",
+                       f"the norm {path} runs on the {role[4:]}'s input, found in the layer's code")
+            for role, path in sublayer_input_norms(*read).items()]
 
 
 def _ties_embeddings(config: dict[str, Any]) -> bool:

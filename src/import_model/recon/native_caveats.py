@@ -44,6 +44,10 @@ CAVEATS: tuple[NativeCaveat, ...] = (
     NativeCaveat("Phi3ForCausalLM", lambda c: _longrope_factor(c) > 1.0,
                  "MAX 26.7 multiplies the softmax scale by LongRoPE's attention factor once; transformers multiplies "
                  "cos and sin by it, so its attention scores get the square: logits differ from layer 0 on"),
+    NativeCaveat("Qwen3MoeForCausalLM", lambda c: not c.get("norm_topk_prob"),
+                 "MAX 26.7's Qwen3MoEGate always divides the top-k routing weights by their sum; transformers "
+                 "divides only under norm_topk_prob (false here), so every MoE layer's output is scaled "
+                 "differently"),
     NativeCaveat("MistralForCausalLM", _window_bites,
                  "MAX 26.7's mistral ignores sliding_window: past the window it attends to the whole context, where "
                  "transformers masks everything older than the window"),

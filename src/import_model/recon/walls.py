@@ -270,6 +270,15 @@ def _alibi(facts: Facts) -> str | None:
     return None
 
 
+def _codebooks(facts: Facts) -> str | None:
+    """Several token streams per position (MusicGen's codebooks): each embedded, summed, and predicted by its own
+    head."""
+    for path, value in facts.values("num_codebooks"):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+            return f"{path}: {value}"
+    return None
+
+
 LAYER_LIST_KEYS = ("layer_types", "layers_block_type", "block_types", "layers_type", "hybrid_override_pattern")
 RECURRENT_WORDS = ("mamba", "ssm", "recurrent", "rwkv", "conv", "lstm", "rnn", "retention")
 LINEAR_ATTENTION_WORDS = ("linear_attention", "linear", "lightning", "delta")
@@ -456,10 +465,23 @@ CAUSAL_FLAGS = ("is_causal", "causal", "use_causal_mask")
 
 
 @cache
-def masks_by_is_decoder(model_type: str) -> bool:
-    """The family's modeling code reads ``config.is_decoder`` (to pick a causal mask: BERT-style families attend
-    causally only as decoders) and its causal-LM class does not set it itself (TrOCR's does). Read from the
-    installed transformers' source, code only: docstrings and comments that mention the flag do not count."""
+@dataclass(frozen=True)
+class MaskReading:
+    """How a family's modeling code builds its attention mask, read from the installed transformers' source (code
+    only: docstrings and comments that mention the names do not count)."""
+
+    #: it reads ``config.is_decoder`` and its causal-LM class does not set it itself (TrOCR's does)
+    reads_is_decoder: bool = False
+    #: every mask it builds is bidirectional (``create_bidirectional_mask``, never a causal builder or
+    #: ``is_causal``): its causal-LM class attends both ways even as a decoder (Megatron-BERT, RoFormer in 5.12)
+    only_bidirectional: bool = False
+
+
+_MASK_BUILDER = re.compile(r"^(?:create_\w*mask|_prepare_4d\w*|get_extended_attention_mask)$")
+
+
+@cache
+def mask_reading(model_type: str) -> MaskReading:
     try:
         import importlib.util
 
@@ -467,17 +489,31 @@ def masks_by_is_decoder(model_type: str) -> bool:
 
         spec = importlib.util.find_spec("transformers")
         if spec is None or not spec.submodule_search_locations:
-            return False
+            return MaskReading()
         folder = Path(next(iter(spec.submodule_search_locations))) / "models" / model_type_to_module_name(model_type)
-        reads = forced = False
+        reads = forced = causal_word = False
+        builders: set[str] = set()
         for path in folder.glob("modeling_*.py"):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8", errors="replace"))):
                 if isinstance(node, ast.Attribute) and node.attr == "is_decoder" and _names_config(node.value):
                     reads = reads or isinstance(node.ctx, ast.Load)
                     forced = forced or isinstance(node.ctx, ast.Store)
-        return reads and not forced
+                name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) \
+                    else node.arg if isinstance(node, ast.keyword) else None
+                if name and _MASK_BUILDER.match(name):
+                    builders.add(name)
+                causal_word = causal_word or name == "is_causal"
+        return MaskReading(reads_is_decoder=reads and not forced,
+                           only_bidirectional=builders == {"create_bidirectional_mask"} and not causal_word)
     except (ImportError, OSError, ValueError, SyntaxError):
-        return False
+        return MaskReading()
+
+
+def masks_by_is_decoder(model_type: str) -> bool:
+    """The family attends causally only as a decoder (BERT-style): it reads ``config.is_decoder`` and builds a
+    causal mask somewhere."""
+    reading = mask_reading(model_type)
+    return reading.reads_is_decoder and not reading.only_bidirectional
 
 
 def _names_config(node: ast.expr) -> bool:
@@ -489,6 +525,9 @@ def _names_config(node: ast.expr) -> bool:
 def _non_causal(facts: Facts) -> str | None:
     if facts.config.get("is_decoder") is False and masks_by_is_decoder(facts.model_type):
         return f"is_decoder: false (model_type {facts.model_type!r} attends causally only as a decoder)"
+    if facts.model_type and mask_reading(facts.model_type).only_bidirectional:
+        return (f"model_type {facts.model_type!r} builds only bidirectional attention masks "
+                "(create_bidirectional_mask), as a decoder too")
     kinds = sorted(facts.model_types & ENCODER_ONLY_MODEL_TYPES)
     if kinds and facts.config.get("is_decoder") is not True:
         return f"model_type {kinds[0]!r} is an encoder-only family"
@@ -845,6 +884,9 @@ RULES: tuple[Rule, ...] = (
     Rule("alibi", BLOCK, _alibi,
          "ALiBi position bias ({evidence}); MAX attention kernels add no per-head linear bias",
          "recognize-walls.md, then {modeling}"),
+    Rule("token-streams", BLOCK, _codebooks,
+         "several token streams per position ({evidence}), one embedding and one head per codebook; MAX's text "
+         "pipelines take one token id per position and return one row of logits", "recognize-walls.md"),
     # Token mixers other than softmax attention: a warning where the installed MAX ships a block for the mixer,
     # a blocker where it does not (see MIXER_OF_MODEL_TYPE and recon.max_blocks).
     Rule("recurrent-layers", WARN, _recurrent, "state-space / recurrent layers ({evidence})",

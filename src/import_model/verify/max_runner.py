@@ -123,8 +123,7 @@ class _TapHook:
         """Each MoE layer's chosen experts and, where its router gives them, the scores it chose from."""
         taps: list[tuple[str, list[Any]]] = []
         for index, layer in enumerate(layers):
-            modules = layer.named_modules() if hasattr(layer, "named_modules") else []
-            calls = next((self.routes[id(m)] for _, m in modules if id(m) in self.routes), None)
+            calls = next((self.routes[id(m)] for m in _modules_and_shards(layer) if id(m) in self.routes), None)
             if calls:
                 taps.append((f"{INDICES_TAP}{index}", [chosen for chosen, _ in calls]))
                 taps.append((f"{CHOICE_TAP}{index}", [choice for _, choice in calls if choice is not None]))
@@ -141,6 +140,15 @@ class _TapHook:
                 if module is not None and self.calls.get(id(module)):
                     return self.calls[id(module)]
         return []
+
+
+def _modules_and_shards(layer: Any) -> Iterator[Any]:
+    """The layer's modules, and those of the per-device copies it calls instead (qwen3's ``mlp_shards``)."""
+    parts = [layer] + [shard for name, value in vars(layer).items() if name.endswith("_shards")
+                       and isinstance(value, (list, tuple)) for shard in value]
+    for part in parts:
+        if hasattr(part, "named_modules"):
+            yield from (module for _, module in part.named_modules())
 
 
 @contextmanager

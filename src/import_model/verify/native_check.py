@@ -61,6 +61,8 @@ class NativeCheck:
     #: Real weights: greedy continuations of HF and MAX on the model's chat format, token for token.
     greedy_text: tuple[dict[str, Any], ...] = ()
     notes: tuple[str, ...] = ()
+    #: Mixture of experts: per MoE layer, the token-layers whose experts match HF's (``verify.routing``'s summary).
+    routing: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -74,7 +76,8 @@ class NativeCheck:
             "worst_rel_l2": self.worst_rel_l2, "first_divergence": self.first_divergence,
             "unread_keys": [k.as_dict() for k in self.unread_keys], "unread_weights": list(self.unread_weights),
             "explanations": list(self.explanations), "details": self.details, "per_tap": list(self.per_tap),
-            "greedy_text": list(self.greedy_text), "notes": list(self.notes), "timings": self.timings,
+            "greedy_text": list(self.greedy_text), "notes": list(self.notes), "routing": self.routing,
+            "timings": self.timings,
         }
 
 
@@ -91,7 +94,8 @@ def from_dict(data: dict[str, Any]) -> NativeCheck:
         unread_weights=tuple(data.get("unread_weights", [])), explanations=tuple(data.get("explanations", [])),
         details=str(data.get("details", "")), per_tap=tuple(data.get("per_tap", [])),
         greedy_text=tuple(data.get("greedy_text", [])),
-        notes=tuple(data.get("notes", [])), timings=dict(data.get("timings", {})),
+        notes=tuple(data.get("notes", [])), routing=str(data.get("routing") or ""),
+        timings=dict(data.get("timings", {})),
     )
 
 
@@ -104,7 +108,7 @@ def check_native(checkpoint: Path, config: dict[str, Any], arch: NativeArch, opt
     work = Path(tempfile.mkdtemp(prefix="import-model-native-"))
     try:
         try:
-            port = native_registration_copy(arch, work)
+            port, copy_notes = native_registration_copy(arch, work)
         except UserError as exc:
             return NativeCheck(**base, verdict=CANNOT_RUN, reason=f"MAX's registration could not be copied: {exc}")
         progress(f"reading which weights MAX's {arch.slug} graph loads (a dry build, no compile)")
@@ -118,18 +122,28 @@ def check_native(checkpoint: Path, config: dict[str, Any], arch: NativeArch, opt
                                explanations=known,
                                reason=f"the checkpoint holds {len(unread)} weight(s) MAX's {arch.slug} graph never "
                                       f"loads ({_patterns(unread)}): MAX computes without them")
-        return _compare(checkpoint, port, options, base, progress, dry.seconds, known)
+        return _compare(checkpoint, port, options, base, progress, dry.seconds, known, copy_notes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def native_registration_copy(arch: NativeArch, work: Path) -> Path:
-    """MAX's registration of ``arch`` copied as a custom architecture of the same class, runnable in float32."""
-    from import_model.port.native_copy import allow_cpu_float32, copy_native_port
+def native_registration_copy(arch: NativeArch, work: Path) -> tuple[Path, tuple[str, ...]]:
+    """MAX's registration of ``arch`` copied as a custom architecture of the same class, runnable in float32 on
+    the CPU; and what the copy changed beyond its class name, as notes for the report."""
+    from import_model.port.native_copy import allow_cpu_float32, copy_native_port, run_experts_on_cpu
 
-    port = copy_native_port(arch.slug, work, class_name=arch.name, port_slug=f"native_{arch.slug.lower()}")
-    allow_cpu_float32(port)
-    return port
+    port = copy_native_port(arch.slug, work, class_name=arch.name, port_slug=f"native_{arch.slug.lower()}",
+                            registration=arch.name)
+    notes = []
+    if allow_cpu_float32(port):
+        notes.append("float32 added to the registration's encodings (MAX lists bfloat16 only)")
+    moe_files = run_experts_on_cpu(port)
+    if moe_files:
+        notes.append(f"experts: CPU path ({', '.join(moe_files)}: MAX's MoE with its own gate and expert MLPs, "
+                     "every expert run on every token and weighed by the gate's top-k; MAX's grouped-matmul "
+                     "kernels have no CPU implementation; the router's weights in the checkpoint's dtype, where MAX "
+                     "builds every gate in bfloat16)")
+    return port, tuple(notes)
 
 
 def _dry_build(checkpoint: Path, port: Path) -> Any:
@@ -143,7 +157,8 @@ def _dry_build(checkpoint: Path, port: Path) -> Any:
 
 
 def _compare(checkpoint: Path, port: Path, options: Any, base: dict[str, Any],
-             progress: Callable[[str], None], dry_seconds: float, known: tuple[str, ...]) -> NativeCheck:
+             progress: Callable[[str], None], dry_seconds: float, known: tuple[str, ...],
+             copy_notes: tuple[str, ...] = ()) -> NativeCheck:
     from import_model.verify.engine import run_verify
     from import_model.verify.max_runner import MaxBuildError, headline
     from import_model.verify.report_files import worst_by_tap
@@ -157,8 +172,11 @@ def _compare(checkpoint: Path, port: Path, options: Any, base: dict[str, Any],
     per_tap = tuple(worst_by_tap(result.verdict.diffs, result.tap_order))
     worst = max((row["rel_l2"] for row in per_tap), default=None)
     timings = {"dry_build_s": dry_seconds, **result.timings, "total_s": round(time.perf_counter() - start, 2)}
-    common = {**base, "worst_rel_l2": worst, "per_tap": per_tap, "notes": tuple(result.notes), "timings": timings,
-              "greedy_text": tuple(result.greedy_text)}
+    from import_model.verify.routing import summary
+
+    routing = summary(result.routing) if result.routing else ""
+    common = {**base, "worst_rel_l2": worst, "per_tap": per_tap, "notes": copy_notes + tuple(result.notes),
+              "timings": timings, "greedy_text": tuple(result.greedy_text), "routing": routing}
     if result.verdict.passed:
         untested = f"; the config keys MAX's code never reads ({', '.join(k.key for k in base['unread_keys'])}) " \
             "made no difference on these prompts" if base["unread_keys"] else ""

@@ -521,7 +521,8 @@ class PortRouter(MoEGate):
         if TRAITS.moe_routed_scaling:
             self.scaling = float(config_value(config, "routed_scaling", 1.0))
         if TRAITS.moe_correction_bias:
-            self.e_score_correction_bias = Weight("e_score_correction_bias", DType.float32, [num_experts], devices[0])
+            shape = [1, num_experts] if TRAITS.moe_correction_bias_row else [num_experts]
+            self.e_score_correction_bias = Weight("e_score_correction_bias", DType.float32, shape, devices[0])
         if TRAITS.moe_grouped_topk:
             self.groups = int(config_value(config, "n_group", 1) or 1)
             self.group_top_k = int(config_value(config, "topk_group", 1) or 1)
@@ -537,14 +538,14 @@ class PortRouter(MoEGate):
         taken over (what verify compares with the reference to tell a near-tie from a wrong choice)."""
         logits = ops.cast(self.gate_score(hidden_state), DType.float32)
         scores = ops.sigmoid(logits) if TRAITS.moe_router == "sigmoid" else ops.softmax(logits)
-        choice = scores + self.e_score_correction_bias if TRAITS.moe_correction_bias else scores
+        choice = scores + self._correction_bias() if TRAITS.moe_correction_bias else scores
         if TRAITS.moe_grouped_topk and self.groups > 1:
             choice = self._within_best_groups(choice)
         if TRAITS.moe_correction_bias:
             # the bias only chooses; the chosen experts are weighed by their plain scores: the chosen values less
             # the bias of each chosen expert
             chosen, indices = ops.top_k(choice, k=self.num_experts_per_token, axis=-1)
-            weights = chosen - ops.gather(self.e_score_correction_bias, indices, axis=0)
+            weights = chosen - ops.gather(self._correction_bias(), indices, axis=0)
         else:
             weights, indices = ops.top_k(choice, k=self.num_experts_per_token, axis=-1)
         if TRAITS.moe_renormalise != "never" and self.renormalise:
@@ -552,6 +553,10 @@ class PortRouter(MoEGate):
         if TRAITS.moe_routed_scaling:
             weights = weights * self.scaling
         return indices, ops.cast(weights, hidden_state.dtype), choice
+
+    def _correction_bias(self) -> TensorValue:
+        """The score-correction bias, one value per expert (ERNIE-4.5-MoE stores it as a ``[1, experts]`` row)."""
+        return self.e_score_correction_bias.reshape((self.num_experts,))
 
     def _within_best_groups(self, choice: TensorValue) -> TensorValue:
         """``choice`` with every expert outside the ``topk_group`` best groups pushed out of reach; a group's score
@@ -572,7 +577,9 @@ class PortRouter(MoEGate):
         """The top-k weights divided by their sum. Under a plain softmax router that equals the softmax of the top-k
         logits, which is how it is computed: MAX 26.7's CPU graph returned wrong rows for the top-k values divided
         by their own sum in a prefill (every row after the first: a Mixtral twin's MoE block, rel. L2 0.15; a
-        dots.llm1 twin's, 0.76), though a graph of the router alone divides right."""
+        dots.llm1 twin's, 0.76), though a graph of the router alone divides right. The rows go wrong where columns
+        of the quotient are sliced out: check-native's CPU path for MAX's own Qwen3-MoE gate, which divides
+        plainly, matches transformers once it combines the experts without slicing (``every_expert_moe.py``)."""
         if TRAITS.moe_router == "softmax" and not TRAITS.moe_correction_bias and not TRAITS.moe_grouped_topk:
             top, _ = ops.top_k(logits, k=self.num_experts_per_token, axis=-1)
             return ops.softmax(top)
