@@ -4,7 +4,8 @@
 ``model_type`` of transformers' causal-LM mapping whose index is ``i - 1`` modulo ``N``, and for each:
 
 - builds the family's config from its own config class (``AutoConfig.for_model``), with the
-  causal-LM class of the mapping as ``architectures[0]``: the **default** variant;
+  causal-LM class of the mapping as ``architectures[0]``: the **default** variant (expert counts the
+  class leaves unset, which transformers cannot build, get the twin's sizes: ``UNSET_MOE_SIZES``);
 - adds one **variant** per structural option the family's modeling code reads (``config.<name>``
   in ``modeling_<family>.py``, read as text): every boolean toggled from its default, and the
   rope types in ``ROPE_VARIANTS`` where the config has rope parameters;
@@ -135,6 +136,11 @@ def options_read(family: str) -> set[str]:
     return set(re.findall(r"config\.([a-z_][a-z0-9_]*)", text))
 
 
+#: MoE sizes a config class may leave unset (None) by default, which transformers cannot build a model from
+#: (dots.llm1's n_routed_experts, num_experts_per_tok and n_shared_experts): the twin's own sizes.
+UNSET_MOE_SIZES = {"n_routed_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1}
+
+
 def variants_of(family: str, architecture: str) -> list[Variant]:
     from transformers import AutoConfig
 
@@ -149,6 +155,8 @@ def variants_of(family: str, architecture: str) -> list[Variant]:
             return [Variant(family, "default", config | {"architectures": [architecture]}, text_row=text_type)]
         config = dict(text)  # the causal LM is the language model alone (Emu3, Mllama): its own config
     config["architectures"] = [architecture]
+    if all(config.get(key, 0) is None for key in ("n_routed_experts", "num_experts_per_tok")):
+        config |= {key: size for key, size in UNSET_MOE_SIZES.items() if key in config and config[key] is None}
     out = [Variant(family, "default", config)]
     if config.get("is_decoder") is False and masks_by_is_decoder(family):
         # BERT-style: the causal-LM class attends causally only as a decoder; the default config is bidirectional

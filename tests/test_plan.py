@@ -250,7 +250,6 @@ def test_gptj_rotary_dim_is_a_partial_rotary() -> None:
 
 @pytest.mark.parametrize(("model_type", "architecture", "expected"), [
     ("diffllama", "DiffLlamaForCausalLM", "model.layers.{i}.self_attn.lambda_q1"),  # differential attention
-    ("bitnet", "BitNetForCausalLM", "model.layers.{i}.self_attn.attn_sub_norm.weight"),  # sub-norms
 ])
 def test_weights_no_trait_explains_are_a_delta(model_type: str, architecture: str, expected: str,
                                                tmp_path: Path) -> None:
@@ -268,7 +267,15 @@ def test_weights_no_trait_explains_are_a_delta(model_type: str, architecture: st
     assert expected in row.change
 
 
-@pytest.mark.parametrize("family", ["helium", "gemma2", "falcon_40b", "gptj", "phi", "apertus", "olmoe", "glm4"])
+def test_norms_inside_the_sublayers_are_read_from_their_code() -> None:
+    plan = plan_for("bitnet", donor="llama3")
+    assert value(plan, "attention.output_norm") == "attn_sub_norm" and value(plan, "mlp.inner_norm") == "ffn_sub_norm"
+    assert "sub_norms" in rules(plan) and value(plan, "weights.unexplained") == []
+    assert value(plan_for("helium"), "attention.output_norm") is None
+
+
+@pytest.mark.parametrize("family", ["helium", "gemma2", "falcon_40b", "gptj", "phi", "apertus", "olmoe", "glm4",
+                                    "bitnet"])
 def test_weights_of_known_families_are_all_explained(family: str) -> None:
     plan = plan_for(family)
     assert value(plan, "weights.unexplained") == [] and "unexplained_weights" not in rules(plan)

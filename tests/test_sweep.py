@@ -79,3 +79,10 @@ def test_a_shard_replaces_only_its_own_rows(sweep, tmp_path: Path) -> None:
     rows = [line for line in text.splitlines() if line.startswith("| gpt2 ") or line.startswith("| opt ")]
     assert len(rows) == 2 and all("| PASS |" in row for row in rows)
     assert "PASS 2/2 (100%)" in text and "| PASS | 2 |" in text
+
+
+def test_expert_counts_the_config_class_leaves_unset_get_the_twins_sizes(sweep) -> None:
+    default = sweep.variants_of("dots1", "Dots1ForCausalLM")[0].config  # Dots1Config() leaves all three None
+    assert (default["n_routed_experts"], default["num_experts_per_tok"], default["n_shared_experts"]) == (4, 2, 1)
+    gemma4 = sweep.variants_of("gemma4_text", "Gemma4ForCausalLM")[0].config  # None there means no experts
+    assert gemma4.get("num_experts") is None

@@ -510,3 +510,24 @@ def test_smollm2_real_checkpoint_answers_paris() -> None:
         out = model.generate(**inputs, max_new_tokens=24, do_sample=False)
     answer = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer
+
+
+def test_sizes_kept_in_sub_configs_shrink_by_the_same_rules() -> None:
+    from import_model.verify.twin import shrink_config
+
+    src = {"hidden_size": 4096, "num_hidden_layers": 32, "vision_config": {
+        "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+        "image_size": 224, "_name_or_path": "", "output_attentions": False}}
+    twin, changed = shrink_config(src, {}, 2)
+    vision = twin["vision_config"]
+    assert vision["num_hidden_layers"] == 2 and vision["hidden_size"] < 1024 and vision["image_size"] == 224
+    assert "output_attentions" not in vision and "vision_config" in changed
+
+
+def test_kv_shared_layers_leave_every_layer_kind_computing_its_own() -> None:
+    from import_model.verify.twin import build_twin_config
+
+    source = AutoConfig.for_model("gemma3n_text").to_dict() | {"architectures": ["Gemma3nForCausalLM"]}
+    twin = build_twin_config(source)[0]
+    own = twin.layer_types[:twin.num_hidden_layers - twin.num_kv_shared_layers]
+    assert {"sliding_attention", "full_attention"} <= set(own)

@@ -265,3 +265,15 @@ def test_the_oracle_refuses_a_reference_that_echoes_the_question() -> None:
     turns = oracle_messages("Why?")
     assert [t["role"] for t in turns] == ["user", "assistant", "user"]
     assert (turns[0]["content"], turns[1]["content"], turns[2]["content"]) == (*ORACLE_EXAMPLE, "Why?")
+
+
+def test_a_model_with_per_language_modules_runs_with_its_first_language() -> None:
+    from types import SimpleNamespace
+
+    from import_model.verify.hf_reference import _default_language
+
+    chosen: list[str] = []
+    model = SimpleNamespace(config=SimpleNamespace(languages=("en_XX", "de_DE"), default_language=None),
+                            set_default_language=chosen.append)
+    assert "'en_XX'" in _default_language(model)[0] and chosen == ["en_XX"]
+    assert _default_language(SimpleNamespace(config=SimpleNamespace(languages=None))) == []

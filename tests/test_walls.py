@@ -654,3 +654,17 @@ def test_several_token_streams_per_position_block() -> None:
     findings = scan_walls(config, BF16_LLAMA, [])
     assert codes(findings)["token-streams"] == BLOCK and "num_codebooks: 4" in by_code(findings, "token-streams").reason
     assert "token-streams" not in codes(scan_walls(config | {"num_codebooks": 1}, BF16_LLAMA, []))
+
+
+def test_hashed_and_chunked_attention_block() -> None:
+    config = family_config("reformer", "ReformerModelWithLMHead", is_decoder=True)
+    findings = scan_walls(config, BF16_LLAMA, [])
+    assert codes(findings)["hashed-attention"] == BLOCK and "lsh" in by_code(findings, "hashed-attention").reason
+
+
+def test_a_draft_model_fed_by_another_models_states_blocks() -> None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model("gemma4_assistant").to_dict() | {"architectures": ["Gemma4AssistantForCausalLM"]}
+    findings = scan_walls(config, BF16_LLAMA, [])
+    assert codes(findings)["draft-model"] == BLOCK and "backbone_hidden_size" in by_code(findings, "draft-model").reason

@@ -53,7 +53,11 @@ TRAITS: dict[str, str] = {
     "attention.qkv_layout": "split (q/k/v projections) | fused (one qkv projection)",
     "attention.qkv_bias": "q/k/v projections carry a bias",
     "attention.o_bias": "the output projection carries a bias",
+    "attention.o_bias_last_layer": "only the last layer's output projection carries that bias (GPT-NeoX-Japanese)",
     "attention.qk_norm": "none | per_head (norm over head_dim) | whole_projection (norm over heads * head_dim)",
+    "attention.output_norm": "the attention module's norm on its output before the output projection (BitNet's "
+                             "attn_sub_norm; None: none)",
+    "mlp.inner_norm": "the MLP's norm on what its last projection reads (BitNet's ffn_sub_norm; None: none)",
     "attention.qk_norm_type": "rms | layernorm (only with a QK norm)",
     "attention.qk_norm_position": "before_rope | after_rope (only with a QK norm whose forward was read)",
     "attention.qk_norm_weight": "the QK-norm has a learned weight (only with a QK norm)",
@@ -114,6 +118,8 @@ TRAITS: dict[str, str] = {
     "embedding.position_offset": "the position table's row for position 0 (OPT: 2; RoBERTa: padding_idx + 1)",
     "embedding.position_extra_rows": "rows of the position table beyond max_position_embeddings (OPT: 2)",
     "embedding.token_type": "a table of token types whose row 0 is added to every embedding (BERT-style)",
+    "embedding.projection": "the embeddings' own width where a linear projects them to the hidden size before the "
+                            "first layer (ELECTRA's embedding_size; None: the embeddings are hidden-wide)",
     "head.tied": "the LM head reuses the embedding matrix",
     "head.bias": "the LM head carries a bias",
     "head.transform": "the activation of a dense + activation + norm before the head (BERT-style; None: none)",
@@ -229,6 +235,9 @@ _FORMATS: dict[str, Any] = {
     "weights.unexplained": lambda v: _short_list(v) if v else "every weight explained",
     "attention.logit_softcap": lambda v: f"attention scores capped by {v:g} * tanh(x / {v:g})" if v else "no attention softcap",
     "attention.qkv_bias": lambda v: "q/k/v biases" if v else "no q/k/v biases",
+    "attention.o_bias_last_layer": lambda v: "on the last layer only" if v else "",
+    "attention.output_norm": lambda v: f"{v} on the attention's output" if v else "no norm on the attention's output",
+    "mlp.inner_norm": lambda v: f"{v} on the down projection's input" if v else "no norm inside the MLP",
     "attention.o_bias": lambda v: "output-projection bias" if v else "no output-projection bias",
     "attention.clip_qkv": lambda v: f"q/k/v clamped to +-{v:g}" if v else "no q/k/v clamp",
     "attention.layer_pattern": lambda v: f"layer pattern {v} (S=sliding, F=full)",
@@ -249,6 +258,8 @@ _FORMATS: dict[str, Any] = {
     "norm.final": lambda v: "a norm before the head" if v else "no norm after the last layer",
     "embedding.token_type": lambda v: "row 0 of a token-type table added" if v else "no token types",
     "head.transform": lambda v: f"dense, {v}, norm before the head" if v else "no head transform",
+    "embedding.projection": lambda v: f"embeddings {v} wide, projected to the hidden size" if v else
+                                      "embeddings as wide as the layers",
     "embedding.norm": lambda v: {"final": "embeddings normalised by the final norm's module",
                                  "own": "embeddings normalised by a norm of their own"}.get(v, "embeddings not normalised"),
 }
@@ -398,7 +409,7 @@ KEY_FACTS: dict[str, str] = {
     "qkv_fused": rf"\.{_ATTN}\.(?:qkv_proj|query_key_value|Wqkv|c_attn|W_pack|qkv)\.weight$",
     "q_split": rf"\.{_ATTN}\.(?:q_proj|query|wq|q_a_proj|q_b_proj)\.weight$",
     "qkv_bias": rf"\.{_ATTN}\.(?:q_proj|k_proj|v_proj|query|key|value|wq|wk|wv|qkv_proj|query_key_value|Wqkv|c_attn|W_pack)\.bias$",
-    "o_bias": rf"\.{_ATTN}\.(?:o_proj|dense|out_proj|wo|c_proj)\.bias$",
+    "o_bias": rf"\.{_ATTN}\.(?:(?:o_proj|dense|out_proj|wo|c_proj)\.bias|dense_bias)$",  # GPT-NeoX-Japanese: dense_bias
     "q_norm": rf"\.{_ATTN}\.(?:q_norm|q_layernorm|query_layernorm|q_ln)\.(?:norms\.\{{j\}}\.)?weight$",
     "k_norm": rf"\.{_ATTN}\.(?:k_norm|k_layernorm|key_layernorm|k_ln)\.(?:norms\.\{{j\}}\.)?weight$",
     "mlp_gate": rf"\.{_MLP}\.(?:gate_proj|w1|w3|wi_0|gate_up_proj)(?:\.weight)?$",
@@ -443,6 +454,16 @@ def checkpoint_shapes(checkpoint: Checkpoint | None) -> dict[str, tuple[int, ...
 # --------------------------------------------------------------------------- assembly
 
 
+def checkpoint_layers(checkpoint: Checkpoint | None) -> dict[str, frozenset[int]]:
+    """Key pattern -> the layer numbers whose tensors it names (a tensor some layers only hold)."""
+    layers: dict[str, set[int]] = {}
+    for tensor in (checkpoint.tensors.values() if checkpoint else []):
+        number = re.search(r"\.(\d+)\.", tensor.name)
+        if number is not None:
+            layers.setdefault(key_pattern(tensor.name), set()).add(int(number.group(1)))
+    return {pattern: frozenset(numbers) for pattern, numbers in layers.items()}
+
+
 @dataclass
 class _Inputs:
     cfg: dict  # the language-model section, normalised
@@ -451,6 +472,7 @@ class _Inputs:
     key_source: str
     seen: dict[str, dict[str, behaviour.Observation]]  # detector group -> observations
     roles: behaviour.Roles | None
+    layers: dict[str, frozenset[int]] = field(default_factory=dict)  # key pattern -> layers holding it
 
 
 def build_anatomy(config: dict, checkpoint: Checkpoint | None = None, *, tree: SourceTree | None = None,
@@ -473,7 +495,8 @@ def build_anatomy(config: dict, checkpoint: Checkpoint | None = None, *, tree: S
         shapes, key_source = keys, MODELING
         if checkpoint is not None:
             anatomy.notes.append("the checkpoint lists no safetensors keys: key facts come from the modeling code")
-    inputs = _Inputs(_text_section(cfg), shapes, key_facts(shapes), key_source, seen, roles)
+    inputs = _Inputs(_text_section(cfg), shapes, key_facts(shapes), key_source, seen, roles,
+                     checkpoint_layers(checkpoint))
     for assemble in _ASSEMBLERS:
         assemble(anatomy, inputs)
     anatomy.category = categorise(raw, anatomy)
@@ -518,6 +541,7 @@ _DETECTORS = {
     "rotary": behaviour.rotary_behaviour,
     "attention": behaviour.attention_behaviour,
     "mlp": behaviour.mlp_behaviour,
+    "sub_norms": behaviour.sublayer_output_norms,
     "embedding": behaviour.embedding_behaviour,
     "positions": behaviour.position_behaviour,
     "head": behaviour.head_behaviour,
@@ -593,6 +617,12 @@ def _projections(anatomy: Anatomy, inputs: _Inputs) -> None:
                     _keys_text(facts["qkv_bias"]) if facts["qkv_bias"] else "no q/k/v bias keys")
         anatomy.add("attention.o_bias", bool(facts["o_bias"]), source,
                     _keys_text(facts["o_bias"]) if facts["o_bias"] else "no output-projection bias key")
+        held = inputs.layers.get(facts["o_bias"][0], frozenset()) if facts["o_bias"] else frozenset()
+        layers = _int(inputs.cfg, "num_hidden_layers", "n_layer")
+        last_only = bool(held) and layers is not None and layers > 1 and held == {layers - 1}
+        anatomy.add("attention.o_bias_last_layer", last_only, source,
+                    f"{facts['o_bias'][0]} is held by layer {layers - 1} only" if last_only else
+                    "held by every layer that has an output projection")
 
 
 def _qk_norm(anatomy: Anatomy, inputs: _Inputs) -> None:
@@ -876,9 +906,18 @@ ACTIVATIONS: dict[str, str] = {
 }
 
 
+def _sub_norms(anatomy: Anatomy, inputs: _Inputs) -> None:
+    seen = inputs.seen.get("sub_norms", {})
+    for key, group in (("attention.output_norm", "attention"), ("mlp.inner_norm", "mlp")):
+        row = seen.get(group)
+        anatomy.add(key, row.value if row else None, MODELING if row else DEFAULT,
+                    row.evidence if row else "no norm inside the sublayer")
+
+
 def _mlp(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg, facts, source = inputs.cfg, inputs.facts, inputs.key_source
     seen = inputs.seen.get("mlp", {})
+    _sub_norms(anatomy, inputs)
     if "kind" in seen:
         anatomy.add("mlp.kind", seen["kind"].value, MODELING, seen["kind"].evidence + _key_note(facts))
     elif facts["mlp_gate"] or facts["mlp_plain"]:
@@ -994,6 +1033,11 @@ def _embedding(anatomy: Anatomy, inputs: _Inputs) -> None:
     normed = seen.get("norm")
     anatomy.add("embedding.norm", normed.value if normed else None, MODELING if normed else DEFAULT,
                 normed.evidence if normed else "embeddings enter the first layer as they are")
+    projection = inputs.roles.embed_projection if inputs.roles is not None else None
+    width = (projection.params.get("weight") or (0, 0))[1] if projection is not None else None
+    anatomy.add("embedding.projection", width, MODELING if inputs.roles else DEFAULT,
+                f"{projection.path} takes the embeddings from {width} to the hidden size" if projection else
+                "the embeddings are as wide as the layers")
     token_type = inputs.roles.token_type if inputs.roles is not None else None
     anatomy.add("embedding.token_type", token_type is not None, MODELING if inputs.roles else DEFAULT,
                 f"{token_type.path}: the type-0 row is added to every token's embedding (no token types are passed)"
@@ -1083,6 +1127,7 @@ EXPLAINED_KEYS: tuple[str, ...] = (
     POSITION_TABLE_KEY,  # the position table trait names it
     rf"\{{i\}}\.(?:{_ATTN}\.)+(?:q_proj|k_proj|v_proj|o_proj|qkv_proj|query_key_value|Wqkv|c_attn|c_proj|W_pack|dense|"
     r"out_proj|query|key|value|wq|wk|wv|wo|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj)" + _PROJ,
+    rf"\{{i\}}\.{_ATTN}\.dense_bias$",  # GPT-NeoX-Japanese: the output projection's bias, kept apart
     rf"\{{i\}}\.(?:{_ATTN}\.)+(?:q_norm|k_norm|q_layernorm|k_layernorm|query_layernorm|key_layernorm|q_ln|k_ln|"
     r"q_a_layernorm|kv_a_layernorm)\.(?:norms\.\{j\}\.)?(?:weight|bias)$",
     rf"\{{i\}}\.{_MLP}\.(?:gate_proj|up_proj|down_proj|gate_up_proj|fc1|fc2|fc_in|fc_out|c_fc|c_proj|dense_h_to_4h|"
@@ -1115,10 +1160,14 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
     used = set(norm_names.values()) if isinstance(norm_names, dict) and norm_names else None
     roles = inputs.roles  # the embedding, final norm and head wherever the module tree puts them (BioGPT's biogpt.)
     found = {f"{node.path}.{name}" for node in (roles.embed, roles.embed_norm, roles.final_norm, roles.lm_head,
-                                                 roles.token_type)
+                                                 roles.token_type, roles.embed_projection)
              if node is not None for name in ("weight", "bias")} if roles is not None else set()
     if roles is not None and roles.head_transform is not None:
         found |= {key for key in inputs.shapes if key.startswith(f"{roles.head_transform.path}.")}
+    for owner, key in ((roles.attention if roles else None, "attention.output_norm"),
+                       (roles.mlp if roles else None, "mlp.inner_norm")):
+        if owner is not None and anatomy.value(key):
+            found |= {f"{owner[1].path}.{anatomy.value(key)}.{name}" for name in ("weight", "bias")}
     found |= set(_head_biases(inputs))
     cross = anatomy.value("block.cross_attention") or []
     unread = re.compile(r"\{i\}\.(?:" + "|".join(map(re.escape, cross)) + r")\.") if cross else None

@@ -53,7 +53,7 @@ ROLE_PATTERNS: dict[str, tuple[str, str]] = {
     "attention": (r"^(self_attn|attn|attention|self_attention|mixer)$", r"Attention"),
     "mlp": (r"^(mlp|feed_forward|ffn|block_sparse_moe|moe)$", r"MLP|MoE|Moe|FeedForward|Experts|Sparse"),
     "embed": (r"^(embed_tokens|wte|word_embeddings|embed_in|tok_embeddings)$", r"Embedding"),
-    "lm_head": (r"^(lm_head|embed_out|output)$", r"^$"),
+    "lm_head": (r"^(\w+_)?lm_head$|^(embed_out|output)$", r"^$"),  # ELECTRA's generator_lm_head
     "q_norm": (r"^(q_norm|q_layernorm|query_layernorm|q_ln)$", r"^$"),
     "k_norm": (r"^(k_norm|k_layernorm|key_layernorm|k_ln)$", r"^$"),
 }
@@ -72,6 +72,7 @@ class Roles:
     embed_norm: ModuleNode | None = None  # a norm the backbone applies to the embeddings before its layers
     token_type: ModuleNode | None = None  # BERT-style: a table of token types, row 0 added to every embedding
     head_transform: ModuleNode | None = None  # BERT-style: dense, activation and norm between the layers and head
+    embed_projection: ModuleNode | None = None  # ELECTRA: a linear from the embedding width up to the hidden size
     embed: ModuleNode | None = None
     lm_head: ModuleNode | None = None
     q_norm: ModuleNode | None = None
@@ -115,6 +116,7 @@ def find_roles(root: ModuleNode, tree: SourceTree | None = None) -> Roles:
             if roles.final_norm is None:
                 roles.final_norm = _norm_after_backbone(tree, root, roles.backbone)
     _embedding_module(root, roles)
+    roles.embed_projection = _embedding_projection(root, roles)
     attention = roles.attention[1] if roles.attention else None
     q_norm, k_norm = _role_child(attention, "q_norm"), _role_child(attention, "k_norm")
     roles.q_norm = q_norm[1] if q_norm else None
@@ -126,7 +128,7 @@ def _outside_layers(root: ModuleNode, role: str) -> ModuleNode | None:
     """The shallowest module anywhere outside the layer list that plays ``role`` by its attribute name: BERT-style
     models keep the embeddings beside the encoder (``bert.embeddings.word_embeddings``) and the head's linear
     inside a prediction head (``cls.predictions.decoder``)."""
-    attr_re = ROLE_PATTERNS[role][0] if role != "lm_head" else r"^(lm_head|embed_out|output|decoder)$"
+    attr_re = ROLE_PATTERNS[role][0] if role != "lm_head" else r"^(\w+_)?lm_head$|^(embed_out|output|decoder)$"
     queue = [root]
     while queue:
         node = queue.pop(0)
@@ -158,11 +160,13 @@ def _embedding_module(root: ModuleNode, roles: Roles) -> None:
         roles.token_type = next((c for a, c in holder.children.items() if c.kind == "embedding" and "type" in a), None)
     head = roles.lm_head
     parent = _parent(root, head) if head is not None else None
-    if parent is not None and parent is not root:
-        for child in (parent, *parent.children.values()):
+    if parent is not None:
+        # the head's own module and its siblings; at the root, the siblings only (ELECTRA's generator_predictions)
+        for child in (parent, *parent.children.values()) if parent is not root else tuple(parent.children.values()):
             kinds = {c.kind for c in child.children.values()}
+            holds_layers = roles.backbone is not None and roles.backbone.path.startswith(f"{child.path}.")
             if child is not head and "linear" in kinds and kinds & NORM_KINDS and child.path != head.path and \
-                    not any(c is head for c in child.children.values()):
+                    not holds_layers and not any(c is head for c in child.children.values()):
                 roles.head_transform = child
                 break
         else:
@@ -186,6 +190,20 @@ def _norm_after_backbone(tree: SourceTree, root: ModuleNode, backbone: ModuleNod
         if ran and any(call in norms for call in calls):
             return norms[next(call for call in calls if call in norms)]
         ran = ran or attr in calls
+    return None
+
+
+def _embedding_projection(root: ModuleNode, roles: Roles) -> ModuleNode | None:
+    """A linear beside the layer stack that takes the embeddings' width to a different one (ELECTRA's
+    ``embeddings_project``: embeddings narrower than the layers)."""
+    if roles.embed is None or roles.backbone is None:
+        return None
+    vocab, width = (roles.embed.params.get("weight") or (None, None))[-2:]
+    owner = _parent(root, roles.backbone)
+    for child in owner.children.values() if owner is not None else ():
+        shape = child.params.get("weight") if child.kind == "linear" and child is not roles.lm_head else None
+        if shape and len(shape) == 2 and isinstance(width, int) and shape[1] == width and shape[0] not in (width, vocab):
+            return child
     return None
 
 
@@ -741,6 +759,47 @@ def moe_block(roles: Roles) -> ModuleNode | None:
     return other if other is not None and _is_moe_block(other) else None
 
 
+def _norm_before_output(tree: SourceTree, node: ModuleNode, skip: tuple[ModuleNode | None, ...]) -> str | None:
+    """A norm child of ``node`` its forward applies to what its last projection reads, after everything else it
+    computes (BitNet's ``attn_sub_norm`` between the attention and ``o_proj``, ``ffn_sub_norm`` on the input of
+    ``down_proj``); not a norm of the queries, keys or values."""
+    norms = {a for a, c in node.children.items() if c.kind in NORM_KINDS and not any(c is k for k in skip)}
+    linears = {a for a, c in node.children.items() if c.kind == "linear"}
+    found = _forward(tree, node) if norms and linears else None
+    if found is None:
+        return None
+    calls = [(call.lineno, call.func.attr, call) for call in _self_call_nodes(found[0])]
+    last = max(((line, attr, call) for line, attr, call in calls if attr in linears), default=None,
+               key=lambda item: item[0])
+    if last is None:
+        return None
+    # the attention itself: after it, only the output projection is left (Gemma 3n's v_norm comes before it)
+    mixed = [call.lineno for call in ast.walk(found[0]) if isinstance(call, ast.Call)
+             and re.search(r"attention|softmax|sdpa|scaled_dot_product", source_text(call.func, 200), re.I)]
+    for line, attr, call in calls:
+        inside = any(n is call for n in ast.walk(last[2]))
+        if attr in norms and (inside or (mixed and max(mixed) < line <= last[0])):
+            return attr
+    return None
+
+
+def sublayer_output_norms(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """``attention``: the norm on the attention's output before its output projection; ``mlp``: the norm on what
+    the MLP's last projection reads (BitNet's sub-norms)."""
+    found: dict[str, Observation] = {}
+    if roles.attention is not None:
+        name = _norm_before_output(tree, roles.attention[1], (roles.q_norm, roles.k_norm))
+        if name is not None:
+            found["attention"] = Observation(name, f"{roles.attention[1].class_name} norms the attention's output "
+                                                   f"({name}) before its output projection")
+    if roles.mlp is not None and moe_block(roles) is None:
+        name = _norm_before_output(tree, roles.mlp[1], ())
+        if name is not None:
+            found["mlp"] = Observation(name, f"{roles.mlp[1].class_name} norms the input of its last projection "
+                                             f"({name})")
+    return found
+
+
 def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """kind (gated / plain) and activation of the MLP; of the experts and the router for an MoE block."""
     if roles.mlp is None:
@@ -830,7 +889,7 @@ def embedding_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
 #: ``fairseq`` divides by half - 1 (XGLM, TrOCR), ``halves`` by half (Marian, Pegasus).
 SINUSOID_PATTERNS: tuple[tuple[str, str], ...] = (
     ("fairseq", r"half_dim\s*-\s*1"),
-    ("halves", r"2\s*\*\s*\(\s*j\s*//\s*2\s*\)"),
+    ("halves", r"2\s*\*\s*\(\s*\w+\s*//\s*2\s*\)"),  # Marian's 2 * (j // 2), CTRL's 2 * (i // 2)
 )
 
 
@@ -860,13 +919,37 @@ def position_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]
                  and re.search(r"Positional|Position|Sinusoidal", child.ref.name)
                  and not any(c.params for c in child.walk())), None)
     if node is None or node.ref is None:
-        return {}
+        buffer = _sinusoid_buffer(tree, roles.backbone)
+        return {"sinusoid": buffer, "offset": Observation(0, "a table indexed by position")} if buffer else {}
     text = " ".join(source_text(m, 100000) for m, _ in tree.methods(node.ref))
     kind = next((k for k, pattern in SINUSOID_PATTERNS if re.search(pattern, text)), "unknown")
     offset = node.values.get("offset", 0)
     offset = offset if isinstance(offset, int) and not isinstance(offset, bool) and 0 <= offset < 64 else 0
     return {"sinusoid": Observation(kind, f"{node.path} is a {node.class_name} with no weights ({kind} layout)"),
             "offset": Observation(offset, f"{node.class_name}.offset = {offset}")}
+
+
+def _sinusoid_buffer(tree: SourceTree, backbone: ModuleNode) -> Observation | None:
+    """A computed position table the backbone keeps as a buffer, built by a function of the modeling file (CTRL's
+    ``pos_encoding = positional_encoding(...)``): its layout, read from that function and the helpers it calls."""
+    init = tree.method(backbone.ref, "__init__") if backbone.ref is not None else None
+    if init is None:
+        return None
+    for call in ast.walk(init[0]):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "register_buffer" and len(call.args) >= 2
+                and isinstance(call.args[1], ast.Call) and isinstance(call.args[1].func, ast.Name)):
+            continue
+        built = tree.find_function(init[1].path, call.args[1].func.id)
+        if built is None:
+            continue
+        helpers = [tree.find_function(built[1], name) for name in called_names(built[0])]
+        text = " ".join(source_text(f, 100000) for f in (built[0], *(h[0] for h in helpers if h)))
+        kind = next((k for k, pattern in SINUSOID_PATTERNS if re.search(pattern, text) and "sin" in text), None)
+        if kind is not None:
+            return Observation(kind, f"{backbone.class_name} keeps a buffer built by {call.args[1].func.id}() "
+                                     f"({kind} layout)")
+    return None
 
 
 def _embedding_norm(roles: Roles, forward: tuple[ast.FunctionDef, Any] | None) -> Observation:

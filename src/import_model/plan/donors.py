@@ -135,7 +135,8 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
     DeltaRule("local_theta", "rotary", ("rotary.local_theta",), SMALL, "graph",
               "give sliding layers their own rope base: {hf} (donor: {donor})", project=_present,
               change_off="use one rope base for every layer (the donor's {donor})"),
-    DeltaRule("attention_bias", "attention", ("attention.qkv_bias", "attention.o_bias"), SMALL, "graph",
+    DeltaRule("attention_bias", "attention", ("attention.qkv_bias", "attention.o_bias", "attention.o_bias_last_layer"),
+              SMALL, "graph",
               "match the attention projection biases: {hf} instead of {donor}"),
     DeltaRule("qkv_layout", "attention", ("attention.qkv_layout",), SCALAR, "weights",
               "map the checkpoint's {hf} onto the donor's {donor} in the weight adapter"),
@@ -166,6 +167,13 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
     # BERT-style decoders (BERT, RoBERTa, ELECTRA, ...): type-0 row of the token-type table, a transform before the head
     DeltaRule("token_type", "embedding", ("embedding.token_type",), SCALAR, "graph",
               "add row 0 of the token-type table to every embedding ({hf})", change_off="drop the donor's token types"),
+    # BitNet: norms inside the sublayers, on the attention's output and on the down projection's input
+    DeltaRule("sub_norms", "block", ("attention.output_norm", "mlp.inner_norm"), SMALL, "graph",
+              "norm inside the sublayers ({hf})", project=_present, change_off="drop the donor's sub-norms"),
+    # ELECTRA: embeddings narrower than the layers, projected up (and the head transform narrows back)
+    DeltaRule("embedding_projection", "embedding", ("embedding.projection",), SMALL, "graph",
+              "project the embeddings ({hf}) to the hidden size before the first layer", project=_present,
+              change_off="drop the donor's embedding projection"),
     DeltaRule("head_transform", "head", ("head.transform",), SMALL, "graph",
               "transform the last hidden state before the head: dense, {hf}, norm", project=_present,
               change_off="drop the donor's head transform"),

@@ -61,7 +61,7 @@ class CatalogEntry:
 
 
 CATALOG: tuple[CatalogEntry, ...] = (
-    CatalogEntry("attention_bias", ("attention_bias",), ("qkv_bias", "o_bias"),
+    CatalogEntry("attention_bias", ("attention_bias",), ("qkv_bias", "o_bias", "o_bias_last_layer"),
                  "q/k/v and output projection biases", "self_attn.{q,k,v,o}_proj.bias"),
     CatalogEntry("fused_qkv", ("qkv_layout",), (),
                  "fused QKV split into q/k/v by the weight table (block or per-head layout)", "qkv_proj / query_key_value"),
@@ -100,6 +100,12 @@ CATALOG: tuple[CatalogEntry, ...] = (
                  "embeddings normalised before the first layer, by the final norm's module or by a norm of their own"),
     CatalogEntry("token_type", ("token_type",), ("token_type_row",),
                  "row 0 of the token-type table added to every embedding", "token_type_embeddings.weight"),
+    CatalogEntry("sub_norms", ("sub_norms",), ("attention_output_norm", "mlp_inner_norm"),
+                 "a norm on the attention's output before its projection, and on the MLP's down-projection input",
+                 "self_attn.output_norm / mlp.inner_norm"),
+    CatalogEntry("embedding_projection", ("embedding_projection",), ("embedding_projection",),
+                 "embeddings narrower than the layers, projected up before the first layer; the head transform "
+                 "narrows back to their width for the tied head", "embed_projection.{weight,bias}"),
     CatalogEntry("head_transform", ("head_transform",), ("head_transform",),
                  "dense, the MLP's activation and a norm between the last layer and the head",
                  "head_transform.{dense,norm}"),
@@ -161,6 +167,8 @@ PIECES: dict[str, tuple[str, ...]] = {
     "final_norm": ("NoFinalNorm",),
     "token_type": ("PortDecoder.__call__",),
     "head_transform": ("HeadTransform",),
+    "embedding_projection": ("embedding_width", "PortDecoder.__call__"),
+    "sub_norms": ("PortAttention.__call__", "PortMLP.__call__"),
     "residual": ("PortBlock._parallel",),
     "residual_multiplier": ("PortBlock._sequential",),
     "mlp_kind": ("PortMLP",),
@@ -353,6 +361,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "final_norm": value("norm.final", True) is not False,
         "qkv_bias": bool(value("attention.qkv_bias", False)),
         "o_bias": bool(value("attention.o_bias", False)),
+        "o_bias_last_layer": bool(value("attention.o_bias_last_layer", False)),
         "qk_norm": value("attention.qk_norm", "none"),
         "qk_norm_type": "layernorm" if value("attention.qk_norm_type") == "layernorm" else "rms",
         "qk_norm_after_rope": value("attention.qk_norm_position") == "after_rope",
@@ -380,6 +389,9 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
                              else "none",
         "token_type_row": bool(value("embedding.token_type")),
         "head_transform": value("head.transform") is not None,
+        "embedding_projection": bool(value("embedding.projection")),
+        "attention_output_norm": bool(value("attention.output_norm")),
+        "mlp_inner_norm": bool(value("mlp.inner_norm")),
         "head_bias": bool(value("head.bias", False)),
         "logit_scale": value("head.logit_scale") is not None,
         "logits_divisor": value("head.logits_divisor") is not None,

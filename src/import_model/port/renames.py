@@ -107,6 +107,8 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"^layer\.(\d+)\.", r"layers.\1.", "BERT-style block list (encoder.layer)"),
     RenameRule(r"\.attention\.self\.(q|k|v)\w*\.", r".self_attn.\1_proj.", "BERT-style query / key / value"),
     RenameRule(r"\.attention\.output\.dense\.", ".self_attn.o_proj.", "BERT-style attention output"),
+    RenameRule(r"\.attention\.dense_bias$", ".self_attn.o_proj.bias",
+               "the output projection's bias kept apart, added after the residual's dropout (GPT-NeoX-Japanese)"),
     RenameRule(r"\.attention\.output\.LayerNorm\.", ".input_layernorm.", "BERT-style norm after the attention's add"),
     RenameRule(r"\.intermediate\.dense\.", ".mlp.up_proj.", "BERT-style MLP input"),
     RenameRule(r"^layers\.(\d+)\.output\.dense\.", r"layers.\1.mlp.down_proj.", "BERT-style MLP output"),
@@ -476,7 +478,11 @@ def found_renames(root: Any, read: tuple[Any, Any] | None = None) -> tuple[Renam
         rules.append(RenameRule(rf"^{re.escape(embed_norm.path)}\.", "embed_norm.",
                                 "the embeddings' own norm (TrOCR's layernorm_embedding, BERT's embeddings.LayerNorm)"))
     rules.extend(_head_renames(roles))
+    if roles.embed_projection is not None:
+        rules.append(RenameRule(rf"^{re.escape(roles.embed_projection.path)}\.", "embed_projection.",
+                                "the embeddings' projection to the hidden size (ELECTRA's embeddings_project)"))
     rules.extend(_sublayer_norm_renames(read))
+    rules.extend(_inner_norm_renames(read))
     holder = roles.embed.path.rsplit(".", 1)[0] if roles.embed is not None and "." in roles.embed.path else ""
     if holder and roles.backbone is not None and holder != roles.backbone.path:
         rules.append(RenameRule(rf"^{re.escape(holder)}\.", "", "the embeddings' own module (BERT's bert.embeddings)"))
@@ -502,6 +508,21 @@ def _sublayer_norm_renames(read: tuple[Any, Any]) -> list[RenameRule]:
     return [RenameRule(rf"\.(\d+)\.{re.escape(path)}\.", rf".\1.{names[role]}.",
                        f"the norm {path} runs on the {role[4:]}'s input, found in the layer's code")
             for role, path in sublayer_input_norms(*read).items()]
+
+
+def _inner_norm_renames(read: tuple[Any, Any]) -> list[RenameRule]:
+    """Norms inside the sublayers (BitNet's ``attn_sub_norm`` and ``ffn_sub_norm``), read from their code, under
+    the port's names."""
+    from import_model.plan.behaviour import sublayer_output_norms
+
+    tree, roles = read
+    targets = {"attention": ("self_attn", "output_norm", roles.attention), "mlp": ("mlp", "inner_norm", roles.mlp)}
+    rules = []
+    for group, seen in sublayer_output_norms(tree, roles).items():
+        module, name, role = targets[group]
+        rules.append(RenameRule(rf"\.{re.escape(role[0])}\.{re.escape(seen.value)}\.", f".{module}.{name}.",
+                                f"the norm {seen.value} inside the layer's {group}, found in its code"))
+    return rules
 
 
 def _ties_embeddings(config: dict[str, Any]) -> bool:

@@ -270,6 +270,24 @@ def _alibi(facts: Facts) -> str | None:
     return None
 
 
+def _hashed_attention(facts: Facts) -> str | None:
+    """Reformer's attention kinds: LSH buckets and chunked local attention, neither a mask over one sequence."""
+    for path, value in facts.values("attn_layers"):
+        kinds = sorted({v for v in value if v in ("lsh", "local")}) if isinstance(value, list) else []
+        if kinds:
+            return f"{path}: {', '.join(kinds)}"
+    return None
+
+
+def _draft_model(facts: Facts) -> str | None:
+    """A speculative-decoding assistant (Gemma 4's): it projects the target model's hidden states, sized by
+    ``backbone_hidden_size``, and reads its KV; token ids alone do not run it."""
+    for path, value in facts.values("backbone_hidden_size"):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return f"{path}: {value}"
+    return None
+
+
 def _codebooks(facts: Facts) -> str | None:
     """Several token streams per position (MusicGen's codebooks): each embedded, summed, and predicted by its own
     head."""
@@ -883,6 +901,13 @@ RULES: tuple[Rule, ...] = (
     # Layers MAX's stock attention cannot express.
     Rule("alibi", BLOCK, _alibi,
          "ALiBi position bias ({evidence}); MAX attention kernels add no per-head linear bias",
+         "recognize-walls.md, then {modeling}"),
+    Rule("hashed-attention", BLOCK, _hashed_attention,
+         "attention by hashed buckets or fixed chunks ({evidence}); MAX's attention kernels attend over one causal "
+         "sequence, optionally windowed", "recognize-walls.md, then {modeling}"),
+    Rule("draft-model", BLOCK, _draft_model,
+         "a draft model for speculative decoding ({evidence}): it runs on another model's hidden states and KV "
+         "cache, not on token ids; port the target model, then serve the pair with MAX's speculative decoding",
          "recognize-walls.md, then {modeling}"),
     Rule("token-streams", BLOCK, _codebooks,
          "several token streams per position ({evidence}), one embedding and one head per codebook; MAX's text "

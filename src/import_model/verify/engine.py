@@ -114,6 +114,7 @@ def run_verify(checkpoint: Path, port_dir: Path, options: VerifyOptions,
     port = MaxPort(checkpoint, port_dir, max_length=max_length)
     result = VerifyResult(str(checkpoint), str(port_dir), architecture, parity.Verdict(False), order,
                           timings={"max_build_s": round(port.build_seconds, 2)})
+    result.notes.extend(reference.notes)
     if absent:
         result.notes.append(f"the HF model has no module for {', '.join(absent)}: not compared there")
     if tokenizer is None:

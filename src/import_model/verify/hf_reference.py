@@ -10,7 +10,7 @@ names differ across families (``model.layers``, ``model.decoder.layers``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,18 @@ def _parameters(module: Any) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def _default_language(model: Any) -> list[str]:
+    """A model with per-language modules and no default language (X-MOD) cannot run a row of token ids: it is
+    set to the config's first language, and the report says so."""
+    languages = getattr(model.config, "languages", None)
+    setter = getattr(model, "set_default_language", None)
+    if not callable(setter) or getattr(model.config, "default_language", None) or not languages:
+        return []
+    setter(languages[0])
+    return [f"the HF model picks per-language modules by a language id: it ran with the config's first language, "
+            f"{languages[0]!r} (set_default_language)"]
+
+
 def tap_names(num_layers: int) -> list[str]:
     return ["embed", *(f"layer_{i}" for i in range(num_layers)), "final_norm", "lm_head", "logits"]
 
@@ -92,6 +104,8 @@ class HFReference:
     model: Any
     modules: DecoderModules
     num_layers: int
+    #: What the reference had to be told to run at all (X-MOD's default language), for the report.
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, checkpoint: Path, trust_remote_code: bool = False) -> HFReference:
@@ -120,7 +134,7 @@ class HFReference:
                             "checkpoint)")
         model = model.eval()
         modules = DecoderModules.find(model, getattr(model.config, "num_hidden_layers", None))
-        return cls(model=model, modules=modules, num_layers=len(modules.layers))
+        return cls(model=model, modules=modules, num_layers=len(modules.layers), notes=_default_language(model))
 
     def absent_taps(self) -> list[str]:
         """Taps this model has no module for (OPT built without its final norm): nothing to compare there."""

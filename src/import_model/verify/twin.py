@@ -123,6 +123,7 @@ SHRINK_RULES: dict[str, Rule] = {
     "zero_expert_num": Rule("cap", 2),
     "num_experts_per_tok": Rule("top_k", TOP_K),
     "moe_topk": Rule("top_k", TOP_K),
+    "moe_top_k": Rule("top_k", TOP_K),  # DBRX's ffn_config
     "n_group": Rule("cap", 2),  # must divide the expert count
     "topk_group": Rule("cap", 1),
     "n_shared_experts": Rule("cap", 1),
@@ -144,6 +145,7 @@ SHRINK_RULES: dict[str, Rule] = {
     "mlp_only_layers": Rule("layer_ids"),
     "attn_layer_indices": Rule("layer_ids"),
     "max_window_layers": Rule("layer_index"),
+    "num_kv_shared_layers": Rule("shared_suffix"),  # Gemma 3n: after the per-layer lists
     "first_k_dense_replace": Rule("dense_prefix"),
     "num_dense_layers": Rule("dense_prefix"),
     "attn_layer_offset": Rule("dense_prefix"),
@@ -238,7 +240,8 @@ def _twin_head_dim(ctx: _Ctx) -> int:
     explicit = ctx.out_get("head_dim")
     if isinstance(explicit, int) and explicit > 0:
         return explicit
-    return ctx.out_get("hidden_size") // _twin_heads(ctx)
+    hidden = ctx.out_get("hidden_size")
+    return hidden // _twin_heads(ctx) if isinstance(hidden, int) else HEAD_DIM  # a sub-config with no width
 
 
 def _rule_head_dim(value: Any, ctx: _Ctx, arg: Any) -> Any:
@@ -314,6 +317,16 @@ def _rule_layer_ids(value: Any, ctx: _Ctx, arg: Any) -> Any:
 
 def _rule_layer_index(value: Any, ctx: _Ctx, arg: Any) -> Any:
     return min(value, ctx.layers) if isinstance(value, int) else value
+
+
+def _rule_shared_suffix(value: Any, ctx: _Ctx, arg: Any) -> Any:
+    """Last layers that reuse earlier layers' KV (Gemma 3n): as many as leave every layer kind in the layers
+    before them, which compute their own."""
+    if not isinstance(value, int) or value <= 0:
+        return value
+    kinds = ctx.out_get("layer_types")
+    own = _prefix_cover(kinds[:ctx.layers]) if isinstance(kinds, list) and kinds else 1
+    return max(0, min(value, ctx.layers - own))
 
 
 def _rule_dense_prefix(value: Any, ctx: _Ctx, arg: Any) -> Any:
@@ -421,6 +434,7 @@ _RULE_FUNCS: dict[str, Callable[[Any, _Ctx, Any], Any]] = {
     "layer_ids": _rule_layer_ids,
     "layer_index": _rule_layer_index,
     "dense_prefix": _rule_dense_prefix,
+    "shared_suffix": _rule_shared_suffix,
     "period": _rule_keep,
     "follow_head_dim": _rule_follow_head_dim,
     "rotary_dim": _rule_rotary_dim,
@@ -496,6 +510,10 @@ def shrink_config(src: dict[str, Any], aliases: dict[str, str], layers: int) -> 
             ctx.out[key] = ROLE_IDS["unk"]
     for key in DROPPED_KEYS:
         ctx.out.pop(key, None)
+    for key, value in src.items():  # sizes kept in sub-configs (DBRX's ffn_config, a vision tower): the same rules
+        if isinstance(value, dict) and SUBCONFIG_SIZE_KEYS & value.keys():
+            ctx.out[key] = {k: v for k, v in shrink_config(value, {}, layers)[0].items()
+                            if k not in _GENERIC_CONFIG_KEYS or k in SUBCONFIG_SIZE_KEYS}
     changed = {k: (src.get(k), v) for k, v in ctx.out.items() if src.get(k) != v}
     changed.update({k: (src[k], None) for k in DROPPED_KEYS if src.get(k) and k != "transformers_version"})
     return ctx.out, changed
@@ -546,6 +564,13 @@ def _architecture(config: dict[str, Any], model_type: str) -> tuple[str, type]:
     return name, cls
 
 
+#: Keys every transformers config writes, whatever its class (``PretrainedConfig().to_dict()``).
+_GENERIC_CONFIG_KEYS = frozenset({"_name_or_path", "output_attentions", "output_hidden_states", "return_dict",
+                                  "torchscript", "dtype", "torch_dtype", "transformers_version", "architectures",
+                                  "id2label", "label2id", "problem_type", "chunk_size_feed_forward",
+                                  "tie_word_embeddings", "is_encoder_decoder"})
+
+
 def _normalise(config: dict[str, Any], config_cls: type) -> dict[str, Any]:
     """Round-trip through the config class: legacy keys (rope_theta, rope_scaling...) become canonical."""
     nested = sorted(k for k, v in config.items() if isinstance(v, dict) and SUBCONFIG_SIZE_KEYS & v.keys())
@@ -554,11 +579,9 @@ def _normalise(config: dict[str, Any], config_cls: type) -> dict[str, Any]:
             f"{config_cls.model_type} is a composite config ({', '.join(nested)}); "
             "build the twin from its text_config (the language model) instead"
         )
-    if nested:
-        raise UserError(
-            f"{config_cls.model_type} keeps sizes in sub-configs ({', '.join(nested)}); twins cannot shrink those"
-        )
     raw = {k: v for k, v in config.items() if k not in ("auto_map", "quantization_config")}
+    for key in nested:  # a sub-config class may refuse the generic keys another class's to_dict wrote (DBRX's)
+        raw[key] = {k: v for k, v in raw[key].items() if k not in _GENERIC_CONFIG_KEYS or k in SUBCONFIG_SIZE_KEYS}
     try:
         parsed = config_cls.from_dict(raw)
     except Exception as exc:  # transformers raises many types for bad configs

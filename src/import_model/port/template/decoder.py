@@ -63,6 +63,11 @@ def config_value(config: Any, name: str, default: Any = None) -> Any:
     return default
 
 
+def embedding_width(config: Any) -> int:
+    """The embeddings' width, ``embedding_size``, which a projection takes to the hidden size (ELECTRA)."""
+    return int(config_value(config, "embedding_size", config.hidden_size))
+
+
 def head_dim_of(config: Any) -> int:
     explicit = getattr(config, "head_dim", None)
     return int(explicit) if explicit else int(config.hidden_size // config.num_attention_heads)
@@ -301,6 +306,9 @@ class PortAttention(Module):
         self.k_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
         self.v_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
         self.o_proj = Linear(self.heads * self.head_dim, hidden, dtype, device, has_bias=TRAITS.o_bias)
+        if TRAITS.attention_output_norm:
+            self.output_norm = make_norm(self.heads * self.head_dim, float(config_value(config, "norm_eps", 1e-5)),
+                                         dtype, device)
         if TRAITS.qk_norm == "per_head":
             eps = float(config_value(config, "norm_eps", 1e-6))
             self.q_norm = make_qk_norm(self.head_dim, eps, dtype, device)
@@ -334,7 +342,10 @@ class PortAttention(Module):
             mask = MHAMaskVariant.SLIDING_WINDOW_CAUSAL_MASK if self.window > 0 else MHAMaskVariant.CAUSAL_MASK
             out = flash_attention_ragged(self.kv_params, q, input_row_offsets, kv_collection, layer_idx,
                                          mask_variant=mask, scale=self.scale, local_window_size=self.window)
-        return self.o_proj(out.reshape((-1, self.heads * self.head_dim)))
+        out = out.reshape((-1, self.heads * self.head_dim))
+        if TRAITS.attention_output_norm:
+            out = self.output_norm(out)  # BitNet: the attention's output normed before the output projection
+        return self.o_proj(out)
 
     def _rotate(self, x: TensorValue, input_row_offsets: TensorValue, kv_collection: PagedCacheValues) -> TensorValue:
         """Rotary on the leading ``rot_dim`` columns of each head (all of them unless partial)."""
@@ -446,12 +457,17 @@ class PortMLP(Module):
             self.gate_proj = Linear(hidden, inner, dtype, device, has_bias=TRAITS.mlp_bias)
         self.up_proj = Linear(hidden, inner, dtype, device, has_bias=TRAITS.mlp_bias)
         self.down_proj = Linear(inner, hidden, dtype, device, has_bias=TRAITS.mlp_bias)
+        if TRAITS.mlp_inner_norm:
+            self.inner_norm = make_norm(inner, float(config_value(config, "norm_eps", 1e-5)), dtype, device)
 
     def __call__(self, x: TensorValue) -> TensorValue:
         if TRAITS.mlp == "gated":
-            return self.down_proj(activation(self.gate_proj(x)) * self.up_proj(x))
+            inner = activation(self.gate_proj(x)) * self.up_proj(x)
         else:
-            return self.down_proj(activation(self.up_proj(x)))
+            inner = activation(self.up_proj(x))
+        if TRAITS.mlp_inner_norm:
+            inner = self.inner_norm(inner)  # BitNet: what the down projection reads is normed first
+        return self.down_proj(inner)
 
 
 # --------------------------------------------------------------------------- mixture of experts
@@ -777,8 +793,9 @@ class HeadTransform(Module):
     def __init__(self, *, config: Any, dtype: DType, device: DeviceRef) -> None:
         super().__init__()
         hidden = int(config.hidden_size)
-        self.dense = Linear(hidden, hidden, dtype, device, has_bias=True)
-        self.norm = make_norm(hidden, float(config_value(config, "norm_eps", 1e-5)), dtype, device)
+        width = embedding_width(config) if TRAITS.embedding_projection else hidden  # the tied head's input
+        self.dense = Linear(hidden, width, dtype, device, has_bias=True)
+        self.norm = make_norm(width, float(config_value(config, "norm_eps", 1e-5)), dtype, device)
 
     def __call__(self, x: TensorValue) -> TensorValue:
         return self.norm(activation(self.dense(x)))
@@ -822,23 +839,29 @@ class PortDecoder(Transformer):
                       mlp=mlps[index])
             for index in range(len(sliding))
         ]
+        if TRAITS.o_bias_last_layer:
+            for layer in layers[:-1]:  # only the last layer's output projection carries a bias
+                attention = layer.self_attn
+                attention.o_proj = Linear(attention.heads * attention.head_dim, int(config.hidden_size), dtype,
+                                          device, has_bias=False)
         if TRAITS.scale_by_layer:
             for index, layer in enumerate(layers):
                 layer.self_attn.scale /= index + 1  # the scale divided by the layer's depth, as the family does
+        width = embedding_width(config) if TRAITS.embedding_projection else int(config.hidden_size)
         if TRAITS.embedding_scale_in_module:
-            embedding = ScaledEmbedding(int(config.vocab_size), int(config.hidden_size), dtype, device,
+            embedding = ScaledEmbedding(int(config.vocab_size), width, dtype, device,
                                         scale=embedding_multiplier(config))
             multiplier = 1.0
         elif TRAITS.embedding_scale != "none":
-            embedding = Embedding(int(config.vocab_size), int(config.hidden_size), dtype, device)
+            embedding = Embedding(int(config.vocab_size), width, dtype, device)
             multiplier = embedding_multiplier(config)
         else:
-            embedding = Embedding(int(config.vocab_size), int(config.hidden_size), dtype, device)
+            embedding = Embedding(int(config.vocab_size), width, dtype, device)
             multiplier = 1.0
         if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
             head: Linear = PortHead(config=config, dtype=dtype, device=device)
         else:
-            head = Linear(int(config.hidden_size), int(config.vocab_size), dtype, device, has_bias=TRAITS.head_bias)
+            head = Linear(width, int(config.vocab_size), dtype, device, has_bias=TRAITS.head_bias)
         if tie_word_embeddings:
             head.set_shared_weight("weight", embedding.weight)
         eps = float(config_value(config, "norm_eps", 1e-5))
@@ -849,16 +872,18 @@ class PortDecoder(Transformer):
             kv_params=kv_params, rope=_NoRope(), return_logits=return_logits, embedding_multiplier=multiplier,
         )
         if TRAITS.embedding_norm == "own":
-            self.embed_norm = make_norm(int(config.hidden_size), eps, dtype, device)
+            self.embed_norm = make_norm(width, eps, dtype, device)
         if TRAITS.token_type_row:
             types = int(config_value(config, "type_vocab_size", 2))
-            self.token_type_embeddings = Embedding(types, int(config.hidden_size), dtype, device)
+            self.token_type_embeddings = Embedding(types, width, dtype, device)
         if TRAITS.head_transform:
             self.head_transform = HeadTransform(config=config, dtype=dtype, device=device)
+        if TRAITS.embedding_projection:
+            self.embed_projection = Linear(width, int(config.hidden_size), dtype, device, has_bias=True)
         if TRAITS.position_table or TRAITS.position_sinusoid != "none":
             rows = int(config_value(config, "max_positions")) + TRAITS.position_extra_rows
             if TRAITS.position_table:
-                self.embed_positions = Embedding(rows, int(config.hidden_size), dtype, device)
+                self.embed_positions = Embedding(rows, width, dtype, device)
             else:
                 self.sinusoid = SinusoidTable(rows, int(config.hidden_size))
 
@@ -881,7 +906,7 @@ class PortDecoder(Transformer):
             else:
                 return head(x)
 
-    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm != "none" or TRAITS.token_type_row:  # noqa: E501
+    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm != "none" or TRAITS.token_type_row or TRAITS.embedding_projection:  # noqa: E501
         @override
         def __call__(self, tokens: Any, kv_collection: PagedCacheValues, return_n_logits: TensorValue,
                      input_row_offsets: TensorValue, hidden_states: TensorValue | None = None) -> tuple[TensorValue, ...]:
@@ -905,6 +930,8 @@ class PortDecoder(Transformer):
                 h = self.embed_norm(h)
             elif TRAITS.embedding_norm == "final":
                 h = self.norm(h)  # the final norm's module normalises the embeddings too, as in HF
+            if TRAITS.embedding_projection:
+                h = self.embed_projection(h)
             return self._process_hidden_states(h, kv_collection, return_n_logits, input_row_offsets)
 
     # Graph inputs and tracing are the donor's (ragged tokens, row offsets, paged KV cache).
