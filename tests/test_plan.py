@@ -586,3 +586,14 @@ def test_a_bert_style_decoder_is_read_from_its_module_tree(model_type: str, arch
     spec = build_spec(plan.anatomy, load_config(source), sorted(rules(plan)))
     assert spec.missing == [] and set(spec.traits.norms) == {"after_attention_add", "after_mlp_add"}
     assert spec.traits.head_transform is (transform is not None)
+
+
+def test_embedding_rows_beyond_the_vocabulary_are_a_delta(tmp_path: Path) -> None:
+    from transformers import MllamaTextConfig
+
+    from import_model.verify.twin import make_twin
+
+    config = MllamaTextConfig().to_dict() | {"architectures": ["MllamaForCausalLM"]}
+    source = open_source(str(make_twin(config, tmp_path / "mllama").path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
+    assert value(plan, "embedding.extra_rows") == 8 and "embedding_rows" in rules(plan)  # the image tokens' rows

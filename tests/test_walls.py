@@ -668,3 +668,12 @@ def test_a_draft_model_fed_by_another_models_states_blocks() -> None:
     config = AutoConfig.for_model("gemma4_assistant").to_dict() | {"architectures": ["Gemma4AssistantForCausalLM"]}
     findings = scan_walls(config, BF16_LLAMA, [])
     assert codes(findings)["draft-model"] == BLOCK and "backbone_hidden_size" in by_code(findings, "draft-model").reason
+
+
+def test_several_stacks_in_sub_configs_block() -> None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model("blt").to_dict() | {"architectures": ["BltForCausalLM"]}
+    assert codes(scan_walls(config, BF16_LLAMA, []))["stacked-models"] == BLOCK
+    git = AutoConfig.for_model("git").to_dict() | {"architectures": ["GitForCausalLM"]}  # one stack and a tower
+    assert "stacked-models" not in codes(scan_walls(git, BF16_LLAMA, []))

@@ -58,6 +58,7 @@ TRAITS: dict[str, str] = {
     "attention.output_norm": "the attention module's norm on its output before the output projection (BitNet's "
                              "attn_sub_norm; None: none)",
     "mlp.inner_norm": "the MLP's norm on what its last projection reads (BitNet's ffn_sub_norm; None: none)",
+    "mlp.width_per_layer": "intermediate_size is a list, one MLP width per layer (Gemma 3n)",
     "attention.qk_norm_type": "rms | layernorm (only with a QK norm)",
     "attention.qk_norm_position": "before_rope | after_rope (only with a QK norm whose forward was read)",
     "attention.qk_norm_weight": "the QK-norm has a learned weight (only with a QK norm)",
@@ -118,6 +119,7 @@ TRAITS: dict[str, str] = {
     "embedding.position_offset": "the position table's row for position 0 (OPT: 2; RoBERTa: padding_idx + 1)",
     "embedding.position_extra_rows": "rows of the position table beyond max_position_embeddings (OPT: 2)",
     "embedding.token_type": "a table of token types whose row 0 is added to every embedding (BERT-style)",
+    "embedding.extra_rows": "rows of the embedding table beyond vocab_size (Mllama's image tokens; None: none)",
     "embedding.projection": "the embeddings' own width where a linear projects them to the hidden size before the "
                             "first layer (ELECTRA's embedding_size; None: the embeddings are hidden-wide)",
     "head.tied": "the LM head reuses the embedding matrix",
@@ -258,6 +260,8 @@ _FORMATS: dict[str, Any] = {
     "norm.final": lambda v: "a norm before the head" if v else "no norm after the last layer",
     "embedding.token_type": lambda v: "row 0 of a token-type table added" if v else "no token types",
     "head.transform": lambda v: f"dense, {v}, norm before the head" if v else "no head transform",
+    "embedding.extra_rows": lambda v: f"{v} embedding rows beyond the vocabulary" if v else
+                                      "one embedding row per vocabulary entry",
     "embedding.projection": lambda v: f"embeddings {v} wide, projected to the hidden size" if v else
                                       "embeddings as wide as the layers",
     "embedding.norm": lambda v: {"final": "embeddings normalised by the final norm's module",
@@ -918,6 +922,10 @@ def _mlp(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg, facts, source = inputs.cfg, inputs.facts, inputs.key_source
     seen = inputs.seen.get("mlp", {})
     _sub_norms(anatomy, inputs)
+    widths = cfg.get("intermediate_size")
+    anatomy.add("mlp.width_per_layer", isinstance(widths, list), CONFIG,
+                f"intermediate_size lists {len(widths)} widths, one per layer" if isinstance(widths, list) else
+                "one intermediate_size for every layer")
     if "kind" in seen:
         anatomy.add("mlp.kind", seen["kind"].value, MODELING, seen["kind"].evidence + _key_note(facts))
     elif facts["mlp_gate"] or facts["mlp_plain"]:
@@ -1033,6 +1041,15 @@ def _embedding(anatomy: Anatomy, inputs: _Inputs) -> None:
     normed = seen.get("norm")
     anatomy.add("embedding.norm", normed.value if normed else None, MODELING if normed else DEFAULT,
                 normed.evidence if normed else "embeddings enter the first layer as they are")
+    embed = inputs.roles.embed if inputs.roles is not None else None
+    key = key_pattern(f"{embed.path}.weight") if embed is not None else \
+        next((k for k in inputs.shapes if re.search(rf"(?:^|\.){_EMBED_NAMES}\.weight$", k)), None)
+    stored = inputs.shapes.get(key) if key else None
+    vocab = _int(inputs.cfg, "vocab_size")
+    extra = stored[0] - vocab if stored and vocab and isinstance(stored[0], int) and stored[0] > vocab else 0
+    anatomy.add("embedding.extra_rows", extra or None, inputs.key_source,
+                f"{key} holds {stored[0]} rows for a vocabulary of {vocab}" if extra and stored else
+                "one embedding row per vocabulary entry")
     projection = inputs.roles.embed_projection if inputs.roles is not None else None
     width = (projection.params.get("weight") or (0, 0))[1] if projection is not None else None
     anatomy.add("embedding.projection", width, MODELING if inputs.roles else DEFAULT,
@@ -1117,6 +1134,7 @@ def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
 #: Key patterns (``{i}`` = a block) the traits above account for; anything else in a checkpoint is named by
 #: ``weights.unexplained``. Block norms count only under the names the block's forward uses (norm_names).
 _PROJ = r"\.(?:weight|bias)$"
+_EMBED_NAMES = r"(?:embed_tokens|wte|word_embeddings|embed_in|tokens_embed|tok_embeddings)"
 EXPLAINED_KEYS: tuple[str, ...] = (
     r"^(?:model\.|transformer\.|gpt_neox\.|language_model\.|decoder\.)*(?:embed_tokens|wte|word_embeddings|embed_in|"
     r"tokens_embed)"

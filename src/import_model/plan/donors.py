@@ -167,6 +167,10 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
     # BERT-style decoders (BERT, RoBERTa, ELECTRA, ...): type-0 row of the token-type table, a transform before the head
     DeltaRule("token_type", "embedding", ("embedding.token_type",), SCALAR, "graph",
               "add row 0 of the token-type table to every embedding ({hf})", change_off="drop the donor's token types"),
+    # Mllama: the embedding table holds rows beyond the vocabulary (image tokens) that the head does not predict
+    DeltaRule("embedding_rows", "embedding", ("embedding.extra_rows",), SCALAR, "graph",
+              "size the embedding table for its extra rows ({hf}); the head keeps the vocabulary", project=_present,
+              change_off="drop the donor's extra embedding rows"),
     # BitNet: norms inside the sublayers, on the attention's output and on the down projection's input
     DeltaRule("sub_norms", "block", ("attention.output_norm", "mlp.inner_norm"), SMALL, "graph",
               "norm inside the sublayers ({hf})", project=_present, change_off="drop the donor's sub-norms"),

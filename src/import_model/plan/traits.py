@@ -53,6 +53,7 @@ class Traits:
     o_bias_last_layer: bool = False  # that bias on the last layer only (GPT-NeoX-Japanese)
     attention_output_norm: bool = False  # a norm on the attention's output before o_proj (BitNet)
     mlp_inner_norm: bool = False  # a norm on what the MLP's down projection reads (BitNet)
+    mlp_width_per_layer: bool = False  # intermediate_size lists one width per layer (Gemma 3n)
     qk_norm: QKNorm = "none"
     qk_norm_type: NormKind = "rms"
     qk_norm_after_rope: bool = False
@@ -80,6 +81,7 @@ class Traits:
     token_type_row: bool = False  # BERT-style: row 0 of a token-type table added to every embedding
     head_transform: bool = False  # BERT-style: dense, the MLP's activation and a norm before the head
     embedding_projection: bool = False  # ELECTRA: embeddings (and the head's input) narrower, projected up
+    embedding_extra_rows: int = 0  # Mllama: embedding rows beyond vocab_size (image tokens)
     head_bias: bool = False
     logit_scale: bool = False
     logits_divisor: bool = False

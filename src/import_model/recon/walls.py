@@ -279,6 +279,18 @@ def _hashed_attention(facts: Facts) -> str | None:
     return None
 
 
+def _stacks_in_sub_configs(facts: Facts) -> str | None:
+    """Several transformer stacks, each sized in its own sub-config, and no width of the model's own (BLT's
+    byte encoder, global transformer over patches and byte decoder)."""
+    config = facts.config
+    stacks = sorted(key for key, value in config.items() if isinstance(value, dict)
+                    and isinstance(value.get("num_hidden_layers", value.get("n_layers")), int)
+                    and not re.search(r"text|vision|audio|speech", key))  # a composite's towers: its own rule
+    if len(stacks) >= 2 and not any(isinstance(config.get(k), int) for k in ("hidden_size", "d_model", "n_embd")):
+        return f"{', '.join(stacks)}; no hidden_size of its own"
+    return None
+
+
 def _draft_model(facts: Facts) -> str | None:
     """A speculative-decoding assistant (Gemma 4's): it projects the target model's hidden states, sized by
     ``backbone_hidden_size``, and reads its KV; token ids alone do not run it."""
@@ -905,6 +917,9 @@ RULES: tuple[Rule, ...] = (
     Rule("hashed-attention", BLOCK, _hashed_attention,
          "attention by hashed buckets or fixed chunks ({evidence}); MAX's attention kernels attend over one causal "
          "sequence, optionally windowed", "recognize-walls.md, then {modeling}"),
+    Rule("stacked-models", BLOCK, _stacks_in_sub_configs,
+         "several transformer stacks that feed each other ({evidence}); a decoder port has one stack of layers",
+         "recognize-walls.md, then {modeling}"),
     Rule("draft-model", BLOCK, _draft_model,
          "a draft model for speculative decoding ({evidence}): it runs on another model's hidden states and KV "
          "cache, not on token ids; port the target model, then serve the pair with MAX's speculative decoding",

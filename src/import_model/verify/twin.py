@@ -99,6 +99,8 @@ SHRINK_RULES: dict[str, Rule] = {
     "head_dim": Rule("head_dim"),
     "hidden_size": Rule("hidden"),
     "attention_hidden_size": Rule("follow_hidden"),  # rwkv: defaults to hidden_size
+    "hidden_size_global": Rule("hidden"),  # BLT: the global transformer's width, seen from its byte encoder
+    "encoder_hash_byte_group_vocab": Rule("fixed", VOCAB),  # BLT: the byte n-gram hash table
     "word_embed_proj_dim": Rule("follow_hidden"),  # OPT: projections in and out only where it differs
     "global_head_dim": Rule("head_dim_multiple"),  # gemma4: global layers use a multiple of head_dim
     "hidden_size_per_layer_input": Rule("fixed", HEAD_DIM),  # gemma3n / gemma4 per-layer embeddings

@@ -572,7 +572,8 @@ class PortRouter(MoEGate):
 
     def _correction_bias(self) -> TensorValue:
         """The score-correction bias, one value per expert (ERNIE-4.5-MoE stores it as a ``[1, experts]`` row)."""
-        return self.e_score_correction_bias.reshape((self.num_experts,))
+        bias = self.e_score_correction_bias
+        return bias.reshape((self.num_experts,)) if TRAITS.moe_correction_bias_row else bias
 
     def _within_best_groups(self, choice: TensorValue) -> TensorValue:
         """``choice`` with every expert outside the ``topk_group`` best groups pushed out of reach; a group's score
@@ -831,7 +832,9 @@ class PortDecoder(Transformer):
             mlps: list[Module] = [PortMoE(config=config, dtype=dtype, device=device) if routes else
                                   PortMLP(config=config, dtype=dtype, device=device) for routes in routed]
         else:
-            mlps = [PortMLP(config=config, dtype=dtype, device=device) for _ in sliding]
+            mlps = [PortMLP(config=config, dtype=dtype, device=device,
+                            width=int(config.intermediate_size[index]) if TRAITS.mlp_width_per_layer else None)
+                    for index in range(len(sliding))]
         layers = [
             PortBlock(config=config, dtype=dtype, device=device,
                       attention=PortAttention(config=config, kv_params=kv_params, dtype=dtype, device=device,
@@ -848,15 +851,17 @@ class PortDecoder(Transformer):
             for index, layer in enumerate(layers):
                 layer.self_attn.scale /= index + 1  # the scale divided by the layer's depth, as the family does
         width = embedding_width(config) if TRAITS.embedding_projection else int(config.hidden_size)
+        vocab_rows = int(config.vocab_size) + TRAITS.embedding_extra_rows if TRAITS.embedding_extra_rows else \
+            int(config.vocab_size)
         if TRAITS.embedding_scale_in_module:
-            embedding = ScaledEmbedding(int(config.vocab_size), width, dtype, device,
+            embedding = ScaledEmbedding(vocab_rows, width, dtype, device,
                                         scale=embedding_multiplier(config))
             multiplier = 1.0
         elif TRAITS.embedding_scale != "none":
-            embedding = Embedding(int(config.vocab_size), width, dtype, device)
+            embedding = Embedding(vocab_rows, width, dtype, device)
             multiplier = embedding_multiplier(config)
         else:
-            embedding = Embedding(int(config.vocab_size), width, dtype, device)
+            embedding = Embedding(vocab_rows, width, dtype, device)
             multiplier = 1.0
         if TRAITS.logit_scale or TRAITS.logits_divisor or TRAITS.final_softcap:
             head: Linear = PortHead(config=config, dtype=dtype, device=device)
