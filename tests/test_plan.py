@@ -597,3 +597,15 @@ def test_embedding_rows_beyond_the_vocabulary_are_a_delta(tmp_path: Path) -> Non
     source = open_source(str(make_twin(config, tmp_path / "mllama").path))
     plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
     assert value(plan, "embedding.extra_rows") == 8 and "embedding_rows" in rules(plan)  # the image tokens' rows
+
+
+def test_modules_only_images_or_audio_run_are_set_aside(tmp_path: Path) -> None:
+    from transformers import AutoConfig
+
+    from import_model.verify.twin import make_twin
+
+    config = AutoConfig.for_model("git").to_dict() | {"architectures": ["GitForCausalLM"]}
+    source = open_source(str(make_twin(config, tmp_path / "git").path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
+    assert value(plan, "model.other_modality_modules") == ["git.image_encoder", "git.visual_projection"]
+    assert value(plan, "weights.unexplained") == []

@@ -88,6 +88,8 @@ TRAITS: dict[str, str] = {
     "block.parallel_norm": "shared | separate (parallel blocks only)",
     "block.norm_names": "the decoder layer's norm attribute per role (pre/post attention, pre/post MLP)",
     "block.residual_multiplier": "scale on each sublayer output before the residual add (None: off)",
+    "model.other_modality_modules": "modules outside the layers that run only with image or audio inputs (a vision "
+                                    "tower, an audio embedder): a text-only causal LM never runs them",
     "block.cross_attention": "the layer's modules that run only with encoder states (cross-attention): a causal LM "
                              "never reads their weights",
     "mlp.kind": "gated (act(gate) * up) | plain (act(up))",
@@ -546,6 +548,7 @@ _DETECTORS = {
     "attention": behaviour.attention_behaviour,
     "mlp": behaviour.mlp_behaviour,
     "sub_norms": behaviour.sublayer_output_norms,
+    "modality": behaviour.modality_behaviour,
     "embedding": behaviour.embedding_behaviour,
     "positions": behaviour.position_behaviour,
     "head": behaviour.head_behaviour,
@@ -1189,8 +1192,12 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
     found |= set(_head_biases(inputs))
     cross = anatomy.value("block.cross_attention") or []
     unread = re.compile(r"\{i\}\.(?:" + "|".join(map(re.escape, cross)) + r")\.") if cross else None
+    modality = inputs.seen.get("modality", {}).get("unread")
+    if modality is not None:
+        anatomy.add("model.other_modality_modules", modality.value, MODELING, modality.evidence)
+    towers = tuple(f"{path}." for path in (modality.value if modality else ()))
     left = [key for key in inputs.shapes if key not in found and not explained_key(key, used)
-            and not (unread and unread.search(key))]
+            and not (unread and unread.search(key)) and not key.startswith(towers)]
     anatomy.add("weights.unexplained", sorted(left), inputs.key_source,
                 _keys_text(sorted(left)) if left else "every key matches a trait's pattern")
 

@@ -1209,20 +1209,52 @@ def _norm_names(result: Sym, attn: str, mlp: str, attn_in: Sym, mlp_in: Sym, nor
     return {role: str(name) for role, name in names.items() if name}
 
 
-def encoder_only_modules(tree: SourceTree, roles: Roles) -> list[str]:
-    """The layer's modules its forward calls only in a branch that tests for encoder states (TrOCR's and the
-    BERT-style decoders' cross-attention): a causal LM never runs them, so their weights are read by nothing."""
-    found = _forward(tree, roles.layer)
-    if roles.layer is None or found is None:
+def _called_only_under(tree: SourceTree, node: ModuleNode | None, inputs: str) -> list[str]:
+    """``node``'s children its forward calls only in a branch whose test names one of ``inputs`` (a regex)."""
+    found = _forward(tree, node)
+    if node is None or found is None:
         return []
-    branch_calls = {id(call) for node in ast.walk(found[0])
-                    if isinstance(node, ast.If) and re.search(ENCODER_INPUTS, source_text(node.test, 200))
-                    for stmt in node.body for call in _self_call_nodes(stmt)}
+    branch_calls = {id(call) for branch in ast.walk(found[0])
+                    if isinstance(branch, ast.If) and re.search(inputs, source_text(branch.test, 200))
+                    for stmt in branch.body for call in _self_call_nodes(stmt)}
     inside, outside = set(), set()
     for call in _self_call_nodes(found[0]):
         if isinstance(call.func, ast.Attribute):
             (inside if id(call) in branch_calls else outside).add(call.func.attr)
-    return sorted(attr for attr in inside - outside if attr in roles.layer.children)
+    return sorted(attr for attr in inside - outside if attr in node.children)
+
+
+def encoder_only_modules(tree: SourceTree, roles: Roles) -> list[str]:
+    """The layer's modules its forward calls only in a branch that tests for encoder states (TrOCR's and the
+    BERT-style decoders' cross-attention): a causal LM never runs them, so their weights are read by nothing."""
+    return _called_only_under(tree, roles.layer, ENCODER_INPUTS)
+
+
+#: Inputs only a call with images or audio passes; token ids alone never do.
+OTHER_MODALITY_INPUTS = (r"\b(?:pixel_values|pixel_attention_mask|image_\w+|\w+_image_\w+|input_features|audio_\w+"
+                         r"|\w+_audio_\w+|input_image_embeds|input_audio_embeds)\b")
+
+
+def modality_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """``unread``: the modules a text-only causal LM never runs (:func:`other_modality_modules`)."""
+    unread = other_modality_modules(tree, roles)
+    return {"unread": Observation(unread, f"{', '.join(unread)} run only with image or audio inputs, which token "
+                                          "ids alone never pass")} if unread else {}
+
+
+def other_modality_modules(tree: SourceTree, roles: Roles) -> list[str]:
+    """Paths of the modules outside the layer list that a forward calls only in a branch testing for image or
+    audio inputs (GIT's image encoder, Phi-4-multimodal's image and audio embedders): a text-only causal LM never
+    runs them."""
+    found: list[str] = []
+    queue = [roles.root]
+    while queue:
+        node = queue.pop(0)
+        for attr in _called_only_under(tree, node, OTHER_MODALITY_INPUTS):
+            found.append(f"{node.path}.{attr}" if node.path else attr)
+        queue += [child for child in node.children.values() if child.kind != "list" and child.ref is not None
+                  and f"{child.path}." not in {f"{path}." for path in found}]
+    return sorted(found)
 
 
 def _after_add_names(sym: Sym, attn: str, mlp: str, norms: set[str]) -> dict[str, str]:

@@ -365,6 +365,10 @@ def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config
     for key in [k for k in matcher.free_keys if unread and unread.match(k)]:
         matcher.mapping.dropped[key] = "cross-attention: runs only with encoder states, which a causal LM never passes"
         matcher.claim([key], [])
+    towers = _other_modality_prefixes(read)
+    for key in [k for k in matcher.free_keys if towers and k.startswith(towers)]:
+        matcher.mapping.dropped[key] = "runs only with image or audio inputs, which token ids alone never pass"
+        matcher.claim([key], [])
     _drop_buffers(matcher)
     _match_direct(matcher)
     _match_splits(matcher)
@@ -438,6 +442,14 @@ def unread_by_causal_lm(read: tuple[Any, Any] | None) -> re.Pattern[str] | None:
         return None
     layer = re.escape(roles.layer.path).replace(re.escape("{i}"), r"\d+")
     return re.compile(rf"{layer}\.(?:{'|'.join(map(re.escape, unread))})\.")
+
+
+def _other_modality_prefixes(read: tuple[Any, Any] | None) -> tuple[str, ...]:
+    """Key prefixes of the modules outside the layers that run only with image or audio inputs (GIT's image
+    encoder): the weight table sets their tensors aside."""
+    from import_model.plan.behaviour import other_modality_modules
+
+    return tuple(f"{path}." for path in other_modality_modules(*read)) if read is not None else ()
 
 
 def _head_renames(roles: Any) -> list[RenameRule]:

@@ -4,8 +4,9 @@
 
 1. The config keys the native code never reads (``recon.native_reads``, static) are collected as explanations.
 2. MAX's registration is copied verbatim as a custom architecture under the checkpoint's own class (MAX lets a
-   custom architecture override a native one; float32 is added where MAX registers bfloat16 only, the graph is
-   untouched) and dry-built without compiling: a checkpoint weight the graph never loads (a Llama's
+   custom architecture override a native one; float32 is added where MAX registers bfloat16 only; a mixture of
+   experts gets a CPU path for its GPU-only kernels, MAX's gate and expert MLPs kept, ``every_expert_moe.py``;
+   the notes say which) and dry-built without compiling: a checkpoint weight the graph never loads (a Llama's
    ``mlp.*.bias``) means MAX computes something else, so the verdict is ``diverges`` with no compile.
 3. Otherwise the graph is compiled and compared with transformers tap by tap by the verify engine, float32 on the
    CPU: ``verified`` (worst rel. L2), ``diverges`` (first divergent tap), or ``cannot_run`` (MAX's own message).
