@@ -155,9 +155,7 @@ def variants_of(family: str, architecture: str) -> list[Variant]:
             return [Variant(family, "default", config | {"architectures": [architecture]}, text_row=text_type)]
         config = dict(text)  # the causal LM is the language model alone (Emu3, Mllama): its own config
     config["architectures"] = [architecture]
-    if all(config.get(key, 0) is None for key in ("n_routed_experts", "num_experts_per_tok")):
-        config |= {key: size for key, size in UNSET_MOE_SIZES.items() if key in config and config[key] is None}
-    out = [Variant(family, "default", config)]
+    out = [Variant(family, "default", _with_moe_sizes(config))]
     if config.get("is_decoder") is False and masks_by_is_decoder(family):
         # BERT-style: the causal-LM class attends causally only as a decoder; the default config is bidirectional
         out.append(Variant(family, DECODER_VARIANT, _rebuilt(family, architecture, config, {"is_decoder": True})))
@@ -196,6 +194,13 @@ def _rebuilt(family: str, architecture: str, default: dict[str, Any], change: di
     except Exception:  # noqa: BLE001 - a class that validates its options; the merged dict still makes a twin
         return default | change
     config["architectures"] = [architecture]
+    return _with_moe_sizes(config)
+
+
+def _with_moe_sizes(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the twin's sizes for expert counts its class leaves unset (:data:`UNSET_MOE_SIZES`)."""
+    if all(config.get(key, 0) is None for key in ("n_routed_experts", "num_experts_per_tok")):
+        config |= {key: size for key, size in UNSET_MOE_SIZES.items() if key in config and config[key] is None}
     return config
 
 
