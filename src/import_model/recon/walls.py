@@ -494,7 +494,6 @@ BIDIRECTIONAL_FLAGS = ("prefix_lm", "use_bidirectional_attention", "bidirectiona
 CAUSAL_FLAGS = ("is_causal", "causal", "use_causal_mask")
 
 
-@cache
 @dataclass(frozen=True)
 class MaskReading:
     """How a family's modeling code builds its attention mask, read from the installed transformers' source (code
@@ -914,6 +913,8 @@ RULES: tuple[Rule, ...] = (
     Rule("alibi", BLOCK, _alibi,
          "ALiBi position bias ({evidence}); MAX attention kernels add no per-head linear bias",
          "recognize-walls.md, then {modeling}"),
+    # Inputs and stacks a single decoder over one token stream cannot express: Reformer, BLT, Gemma 4's
+    # assistants, MusicGen and Moshi.
     Rule("hashed-attention", BLOCK, _hashed_attention,
          "attention by hashed buckets or fixed chunks ({evidence}); MAX's attention kernels attend over one causal "
          "sequence, optionally windowed", "recognize-walls.md, then {modeling}"),
