@@ -277,3 +277,22 @@ def test_a_model_with_per_language_modules_runs_with_its_first_language() -> Non
                             set_default_language=chosen.append)
     assert "'en_XX'" in _default_language(model)[0] and chosen == ["en_XX"]
     assert _default_language(SimpleNamespace(config=SimpleNamespace(languages=None))) == []
+
+
+def test_taps_still_being_written_are_waited_for(tmp_path: Path) -> None:
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from import_model.verify.max_runner import MaxPort
+
+    port = MaxPort.__new__(MaxPort)
+    port.tap_dir, port.hook, port._never_written = tmp_path, SimpleNamespace(labels=["imtap__embed__0"]), set()
+    late = threading.Timer(0.3, lambda: (tmp_path / "imtap__embed__0.max").write_bytes(b"x" * 16))
+    late.start()
+    start = time.monotonic()
+    port._await_taps(timeout_s=5.0)
+    assert (tmp_path / "imtap__embed__0.max").is_file() and time.monotonic() - start >= 0.3
+    port.hook.labels.append("imtap__never__0")
+    port._await_taps(timeout_s=0.2)
+    assert port._never_written == {"imtap__never__0.max"}

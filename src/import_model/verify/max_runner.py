@@ -184,6 +184,7 @@ class MaxPort:
         """``port_dir`` None runs the checkpoint on MAX's own registration (a native baseline)."""
         self.tap_dir = Path(tempfile.mkdtemp(prefix="import-model-taps-"))
         self.hook = _TapHook()
+        self._never_written: set[str] = set()
         self.echo = True  # False: the model returns only the last position's logits at prefill
         start = time.perf_counter()
         self._build(checkpoint, port_dir, max_length, taps)
@@ -250,6 +251,7 @@ class MaxPort:
                 seconds = time.perf_counter() - start
                 logits = out.logits.to_numpy().copy()
                 token = int(np.argmax(logits[-1]))
+                self._await_taps()
                 steps.append(StepOutput(position, self._read_taps(), logits, token, seconds))
                 position += len(ids) if position == 0 else 1
                 ctx.update(token)
@@ -257,6 +259,26 @@ class MaxPort:
         finally:
             kv.release(ctx)
         return steps
+
+    def _await_taps(self, timeout_s: float = 20.0) -> None:
+        """Wait until every tap the graph prints is on disk, each file's size unchanged between two looks.
+
+        On a loaded machine the runtime may still be writing its debug tensors when ``execute`` returns; a tap
+        read half-written (or not yet there) would show as a divergence. A label that never appears within
+        ``timeout_s`` is not waited for again.
+        """
+        wanted = {f"{label}.max" for label in self.hook.labels} - self._never_written
+        deadline = time.monotonic() + timeout_s
+        seen: dict[str, int] = {}
+        while True:
+            sizes = {path.name: path.stat().st_size for path in self.tap_dir.glob("imtap__*.max")}
+            if wanted <= sizes.keys() and sizes == seen:
+                return
+            if time.monotonic() > deadline:
+                self._never_written |= wanted - sizes.keys()
+                return
+            seen = sizes
+            time.sleep(0.02)
 
     def _read_taps(self) -> dict[str, np.ndarray]:
         """The tensors printed by the last execution.
