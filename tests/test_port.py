@@ -129,7 +129,7 @@ def test_family_outside_the_catalog_is_an_honest_partial_port(tmp_path: Path) ->
     verify = payload["verify"]
     assert verify is not None and Path(verify["report"]).is_file()
     # The stand-in activation changes every MLP, so layer 0 is the first to diverge.
-    assert not verify["passed"] and verify["first_divergence"]["tap"] == "layer_0"
+    assert not verify["passed"] and verify["first_divergence"]["tap"] == "layer_0", verify["first_divergence"]
 
 
 def test_native_model_stops_at_the_serve_command(tmp_path: Path) -> None:
