@@ -776,9 +776,9 @@ def _norm_before_output(tree: SourceTree, node: ModuleNode, skip: tuple[ModuleNo
     # the attention itself: after it, only the output projection is left (Gemma 3n's v_norm comes before it)
     mixed = [call.lineno for call in ast.walk(found[0]) if isinstance(call, ast.Call)
              and re.search(r"attention|softmax|sdpa|scaled_dot_product", source_text(call.func, 200), re.I)]
+    read_by_last = {id(n) for n in ast.walk(last[2])}
     for line, attr, call in calls:
-        inside = any(n is call for n in ast.walk(last[2]))
-        if attr in norms and (inside or (mixed and max(mixed) < line <= last[0])):
+        if attr in norms and (id(call) in read_by_last or (mixed and max(mixed) < line <= last[0])):
             return attr
     return None
 
@@ -1253,7 +1253,7 @@ def other_modality_modules(tree: SourceTree, roles: Roles) -> list[str]:
         for attr in _called_only_under(tree, node, OTHER_MODALITY_INPUTS):
             found.append(f"{node.path}.{attr}" if node.path else attr)
         queue += [child for child in node.children.values() if child.kind != "list" and child.ref is not None
-                  and f"{child.path}." not in {f"{path}." for path in found}]
+                  and child.path not in found]
     return sorted(found)
 
 

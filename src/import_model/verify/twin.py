@@ -566,7 +566,9 @@ def _architecture(config: dict[str, Any], model_type: str) -> tuple[str, type]:
     return name, cls
 
 
-#: Keys every transformers config writes, whatever its class (``PretrainedConfig().to_dict()``).
+#: Keys a transformers config writes whatever its class (``PretrainedConfig().to_dict()``'s, less ``model_type``,
+#: with the older ``torch_dtype`` and ``torchscript`` and ``tie_word_embeddings``): some sub-config classes refuse
+#: them (DBRX's).
 _GENERIC_CONFIG_KEYS = frozenset({"_name_or_path", "output_attentions", "output_hidden_states", "return_dict",
                                   "torchscript", "dtype", "torch_dtype", "transformers_version", "architectures",
                                   "id2label", "label2id", "problem_type", "chunk_size_feed_forward",
