@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEMO   := .cache/demo
 
+SHARD ?= 1/1
+
 .PHONY: setup demo test test-fast matrix port-matrix sweep bench lint clean
 
 $(STAMP): pyproject.toml
@@ -40,13 +42,13 @@ matrix: setup
 	$(BIN)/python -m pytest -q -m matrix
 
 ## `import-model port` on every target family and the real SmolLM2 and Gemma 3 270M weights: docs/port-matrix.md.
+## Shard it (each shard under 60 minutes on 2 cores): make port-matrix SHARD=1/6, ... SHARD=6/6.
 port-matrix: setup
-	$(BIN)/python -m pytest -q -m matrix tests/test_port_matrix.py
+	PORT_MATRIX_SHARD=$(SHARD) $(BIN)/python -m pytest -q -m matrix tests/test_port_matrix.py
 
 ## Every causal-LM model_type of transformers and its option variants through `port`: docs/sweep.md.
 ## Shard it (each shard under 60 minutes on 2 cores): make sweep SHARD=1/8, ... SHARD=8/8.
 ## VARIANTS=N compiles at most N variants per family besides the default (default: all whose plan differs).
-SHARD ?= 1/1
 VARIANTS ?= -1
 sweep: setup
 	$(BIN)/python sweep/sweep.py --shard $(SHARD) --compile-variants $(VARIANTS) --write docs/sweep.md

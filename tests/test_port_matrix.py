@@ -1,7 +1,11 @@
 """Every family the catalog must port, end to end, and the real SmolLM2 weights (`make port-matrix`).
 
 Each row is its own graph compile (minutes cold on 2 cores), so this is not in
-`make test`; it writes docs/port-matrix.md, which is committed. The SmolLM2 row
+`make test`; it writes docs/port-matrix.md, which is committed. The whole matrix
+runs for hours on 2 cores, so `make port-matrix SHARD=i/N` (environment
+``PORT_MATRIX_SHARD``) runs every N-th unit from the i-th: a family, a renamed
+family, the SmolLM2 rows or the three Gemma 3 rows; a shard's rerun replaces
+only its own rows of the table. The SmolLM2 row
 ports the real checkpoint under a class name MAX does not register (so the tool
 must port it), checks parity and greedy text on the real weights, then serves
 the port with `max serve --custom-architectures` on the CPU and asks it a chat
@@ -62,6 +66,21 @@ RENAMED: dict[str, str] = {
 NATIVE_BESIDE = {"qwen3_moe"}
 
 _rows: list[str] = []
+
+#: The units a shard takes whole, in a fixed order: each family, each renamed family, then the two real models.
+UNITS = [*sorted(FAMILIES), *(f"renamed:{family}" for family in sorted(RENAMED)), "smollm2", "gemma3"]
+
+
+def in_shard(unit: str, spec: str = os.environ.get("PORT_MATRIX_SHARD", "1/1")) -> bool:
+    """Whether ``unit`` belongs to shard ``spec`` (``i/N``: every N-th unit, from the i-th)."""
+    index, count = (int(part) for part in spec.split("/"))
+    if not 1 <= index <= count:
+        raise pytest.UsageError(f"PORT_MATRIX_SHARD={spec}: want i/N with 1 <= i <= N")
+    return UNITS.index(unit) % count == index - 1
+
+
+def _outside_shard(unit: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not in_shard(unit), reason=f"{unit} is in another shard of PORT_MATRIX_SHARD")
 
 
 def _taps(verify: dict | None) -> str:
@@ -124,7 +143,7 @@ def results_table():
 
 
 @pytest.mark.matrix
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", [family for family in sorted(FAMILIES) if in_shard(family)])
 def test_family(family: str, tmp_path: Path) -> None:
     start = time.perf_counter()
     code, payload, stderr = run_port(family_twin_dir(family), tmp_path)
@@ -138,7 +157,7 @@ def test_family(family: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.matrix
-@pytest.mark.parametrize("family", sorted(RENAMED))
+@pytest.mark.parametrize("family", [family for family in sorted(RENAMED) if in_shard(f"renamed:{family}")])
 def test_native_family_under_a_renamed_class(family: str, tmp_path: Path) -> None:
     from tests.support.ports import renamed_checkpoint
 
@@ -160,6 +179,7 @@ def test_native_family_under_a_renamed_class(family: str, tmp_path: Path) -> Non
 
 
 @pytest.mark.matrix
+@_outside_shard("smollm2")
 def test_smollm2_real_weights_port_serve_and_chat(smollm2_dir: Path, tmp_path: Path) -> None:
     import httpx
 
@@ -204,6 +224,7 @@ def _greedy_note(texts: list[dict]) -> str:
 
 
 @pytest.mark.matrix
+@_outside_shard("gemma3")
 def test_gemma3_270m_native_registration_on_real_weights(gemma3_dir: Path) -> None:
     """What `import-model check-native` answers for MAX's own gemma3 registration on the real weights."""
     from tests.support.gemma3 import gemma3_float32, native_check
@@ -236,6 +257,7 @@ def gemma3_port(gemma3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 
 
 @pytest.mark.matrix
+@_outside_shard("gemma3")
 def test_gemma3_270m_real_weights_catalog_port(gemma3_port: tuple[Path, int, dict, str, float]) -> None:
     _, code, payload, stderr, seconds = gemma3_port
     verify = payload.get("verify") or {}
@@ -250,6 +272,7 @@ def test_gemma3_270m_real_weights_catalog_port(gemma3_port: tuple[Path, int, dic
 
 
 @pytest.mark.matrix
+@_outside_shard("gemma3")
 def test_gemma3_270m_served_chat_and_compare(gemma3_port: tuple[Path, int, dict, str, float], tmp_path: Path) -> None:
     """The written port under `import-model serve`, checked by `import-model compare` and asked a chat question."""
     import json
