@@ -58,6 +58,9 @@ TRAITS: dict[str, str] = {
     "attention.output_norm": "the attention module's norm on its output before the output projection (BitNet's "
                              "attn_sub_norm; None: none)",
     "mlp.inner_norm": "the MLP's norm on what its last projection reads (BitNet's ffn_sub_norm; None: none)",
+    "attention.output_norm_weight": "that norm has a weight in the checkpoint (False: statistics only, as DiffLlama's "
+                                    "norm over each pair of heads)",
+    "mlp.inner_norm_weight": "the MLP's inner norm has a weight in the checkpoint",
     "mlp.width_per_layer": "intermediate_size is a list, one MLP width per layer (Gemma 3n)",
     "attention.qk_norm_type": "rms | layernorm (only with a QK norm)",
     "attention.qk_norm_position": "before_rope | after_rope (only with a QK norm whose forward was read)",
@@ -910,15 +913,21 @@ ACTIVATIONS: dict[str, str] = {
     "silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh",
     "gelu_fast": "gelu_tanh", "gelu_python_tanh": "gelu_tanh", "gelu": "gelu", "gelu_python": "gelu",
     "relu": "relu", "relu2": "relu2", "relu_squared": "relu2", "quick_gelu": "quick_gelu", "tanh": "tanh",
+    "xielu": "xielu",
 }
 
 
 def _sub_norms(anatomy: Anatomy, inputs: _Inputs) -> None:
-    seen = inputs.seen.get("sub_norms", {})
+    seen, roles = inputs.seen.get("sub_norms", {}), inputs.roles
     for key, group in (("attention.output_norm", "attention"), ("mlp.inner_norm", "mlp")):
         row = seen.get(group)
         anatomy.add(key, row.value if row else None, MODELING if row else DEFAULT,
                     row.evidence if row else "no norm inside the sublayer")
+        owner = getattr(roles, group, None) if roles is not None else None
+        if row and owner is not None and inputs.shapes:  # the checkpoint tells BitNet's norm from a weightless one
+            weight = f"{owner[1].path}.{row.value}.weight"
+            anatomy.add(f"{key}_weight", weight in inputs.shapes, inputs.key_source,
+                        f"{weight} {'is' if weight in inputs.shapes else 'is not'} in the checkpoint")
 
 
 def _mlp(anatomy: Anatomy, inputs: _Inputs) -> None:
