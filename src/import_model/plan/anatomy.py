@@ -37,6 +37,7 @@ from import_model.plan.modeling import (
 )
 from import_model.recon.keys import key_pattern
 from import_model.source.checkpoint import Checkpoint
+from import_model.source.config_keys import CONFIG_ALIASES
 
 CONFIG, CHECKPOINT, MODELING, DEFAULT = "config", "checkpoint", "modeling", "default"
 
@@ -431,7 +432,7 @@ KEY_FACTS: dict[str, str] = {
     "experts_per_module": r"\.experts\.\{j\}\.",
     "experts_stacked": rf"\.experts\.(?:gate_up_proj|gate_proj|up_proj|down_proj|w1|w2|w3|w13)(?:\.weight)?$|"
                        rf"\.{_MLP}\.(?:input_linear|output_linear)\.weight$",
-    "shared_expert": r"shared_expert",
+    "shared_expert": r"shared_expert|shared_mlp",  # shared_mlp: HunYuan-MoE
     "shared_expert_gate": r"shared_expert_gate\.weight$",
     "router_bias": rf"\.{_MLP}\.(?:gate|router)\.bias$",
     "correction_bias": r"e_score_correction_bias$",
@@ -504,12 +505,19 @@ def build_anatomy(config: dict, checkpoint: Checkpoint | None = None, *, tree: S
         shapes, key_source = keys, MODELING
         if checkpoint is not None:
             anatomy.notes.append("the checkpoint lists no safetensors keys: key facts come from the modeling code")
-    inputs = _Inputs(_text_section(cfg), shapes, key_facts(shapes), key_source, seen, roles,
-                     checkpoint_layers(checkpoint))
+    towers = _modality_towers(seen)  # an image or audio encoder's biases and norms are not the decoder's
+    inputs = _Inputs(_text_section(cfg), shapes, key_facts({k: v for k, v in shapes.items() if not k.startswith(towers)}),
+                     key_source, seen, roles, checkpoint_layers(checkpoint))
     for assemble in _ASSEMBLERS:
         assemble(anatomy, inputs)
     anatomy.category = categorise(raw, anatomy)
     return anatomy
+
+
+def _modality_towers(seen: dict[str, dict[str, behaviour.Observation]]) -> tuple[str, ...]:
+    """Key prefixes of the modules that run only on image or audio inputs (GIT's, Phi-4-multimodal's encoders)."""
+    unread = seen.get("modality", {}).get("unread")
+    return tuple(f"{path}." for path in (unread.value if unread else ()))
 
 
 def _read_modeling(anatomy: Anatomy, tree: SourceTree, cfg: dict, architecture: str | None):
@@ -961,20 +969,23 @@ def _key_note(facts: dict[str, list[str]]) -> str:
     return f"; keys {_keys_text(keys)}" if keys else ""
 
 
-#: MoE config keys, first present wins.
-EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_routed_experts")
-TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "num_experts_per_token", "top_k")
-SHARED_KEYS = ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts", "shared_expert_intermediate_size")
+#: MoE config keys, first present wins (the alias table's rows; a shared expert's width implies one).
+EXPERT_KEYS = CONFIG_ALIASES["experts"]
+TOP_K_KEYS = CONFIG_ALIASES["top_k"]
+SHARED_KEYS = (*CONFIG_ALIASES["shared_count"], *CONFIG_ALIASES["shared_width"])
 
 
 def _moe(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg, facts, source = inputs.cfg, inputs.facts, inputs.key_source
     experts = _int(cfg, *EXPERT_KEYS) or 0
-    if experts <= 1:
+    block = _seen(inputs, "mlp", "moe_class")
+    # one expert is still a routed block where the module tree builds one (HunYuan-MoE's default config)
+    if experts < 1 or (experts == 1 and block is None):
         anatomy.add("moe.experts", 0, CONFIG, "no expert-count key: dense MLP")
         return
     key = next(k for k in EXPERT_KEYS if _int(cfg, k))
-    evidence = f"{key}={experts}" + (f"; keys {_keys_text(facts['experts'])}" if facts["experts"] else "")
+    evidence = f"{key}={experts}" + (f"; keys {_keys_text(facts['experts'])}" if facts["experts"] else "") + \
+        (f"; the layer's MLP is {block.value}" if experts == 1 and block else "")
     anatomy.add("moe.experts", experts, CONFIG, evidence)
     top_k = _int(cfg, *TOP_K_KEYS)
     anatomy.add("moe.top_k", top_k, CONFIG, f"top_k={top_k}")
@@ -1162,7 +1173,7 @@ EXPLAINED_KEYS: tuple[str, ...] = (
     r"q_a_layernorm|kv_a_layernorm)\.(?:norms\.\{j\}\.)?(?:weight|bias)$",
     rf"\{{i\}}\.{_MLP}\.(?:gate_proj|up_proj|down_proj|gate_up_proj|fc1|fc2|fc_in|fc_out|c_fc|c_proj|dense_h_to_4h|"
     r"dense_4h_to_h|w1|w2|w3|wi_0|wi_1|wo|w13)" + _PROJ,
-    rf"\{{i\}}\.{_MLP}\..*(?:expert|router|gate)",  # mixture-of-experts weights: the moe traits read them
+    rf"\{{i\}}\.{_MLP}\..*(?:expert|router|gate|shared_mlp)",  # mixture-of-experts weights: the moe traits read them
     rf"\{{i\}}\.{_MLP}\.(?:input_linear|output_linear)\.weight$",  # every expert in one 3-D tensor (GraniteMoE)
     rf"\{{i\}}\.{_MLP}\..*e_score_correction_bias$",  # the router's bias kept beside it (EXAONE-MoE, ERNIE-4.5-MoE)
     r"\{i\}\.(?:fc1|fc2)" + _PROJ,  # OPT / XGLM keep the MLP's two layers on the block itself
@@ -1204,7 +1215,7 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
     modality = inputs.seen.get("modality", {}).get("unread")
     if modality is not None:
         anatomy.add("model.other_modality_modules", modality.value, MODELING, modality.evidence)
-    towers = tuple(f"{path}." for path in (modality.value if modality else ()))
+    towers = _modality_towers(inputs.seen)
     left = [key for key in inputs.shapes if key not in found and not explained_key(key, used)
             and not (unread and unread.search(key)) and not key.startswith(towers)]
     anatomy.add("weights.unexplained", sorted(left), inputs.key_source,

@@ -121,6 +121,8 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"\.mlp\.experts\.(\d+)\.w3\.", r".mlp.experts.\1.up_proj.", "expert up projection (Mixtral)"),
     RenameRule(r"\.mlp\.experts\.(\d+)\.w2\.", r".mlp.experts.\1.down_proj.", "expert down projection (Mixtral)"),
     RenameRule(r"\.mlp\.shared_experts\.", ".mlp.shared_expert.", "shared experts as one MLP (DeepSeek-style)"),
+    RenameRule(r"\.mlp\.shared_mlp\.", ".mlp.shared_expert.", "the shared expert (HunYuan-MoE's shared_mlp)"),
+    RenameRule(r"\.mlp\.gate\.wg\.weight$", ".mlp.gate.gate_score.weight", "MoE router linear (HunYuan-MoE's gate.wg)"),
     RenameRule(r"\.mlp\.router\.layer\.(weight|bias)$", r".mlp.gate.gate_score.\1",
                "MoE router linear kept as router.layer (GraniteMoE)"),
     RenameRule(r"\.mlp\.e_score_correction_bias$", ".mlp.gate.e_score_correction_bias",
