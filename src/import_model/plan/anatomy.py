@@ -506,8 +506,9 @@ def build_anatomy(config: dict, checkpoint: Checkpoint | None = None, *, tree: S
         if checkpoint is not None:
             anatomy.notes.append("the checkpoint lists no safetensors keys: key facts come from the modeling code")
     towers = _modality_towers(seen)  # an image or audio encoder's biases and norms are not the decoder's
-    inputs = _Inputs(_text_section(cfg), shapes, key_facts({k: v for k, v in shapes.items() if not k.startswith(towers)}),
-                     key_source, seen, roles, checkpoint_layers(checkpoint))
+    decoder = _port_named({k: v for k, v in shapes.items() if not k.startswith(towers)}, seen, roles)
+    inputs = _Inputs(_text_section(cfg), shapes, key_facts(decoder), key_source, seen, roles,
+                     checkpoint_layers(checkpoint))
     for assemble in _ASSEMBLERS:
         assemble(anatomy, inputs)
     anatomy.category = categorise(raw, anatomy)
@@ -559,6 +560,7 @@ _DETECTORS = {
     "attention": behaviour.attention_behaviour,
     "mlp": behaviour.mlp_behaviour,
     "sub_norms": behaviour.sublayer_output_norms,
+    "projections": behaviour.projection_behaviour,
     "modality": behaviour.modality_behaviour,
     "embedding": behaviour.embedding_behaviour,
     "positions": behaviour.position_behaviour,
@@ -1157,7 +1159,9 @@ def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
 #: Key patterns (``{i}`` = a block) the traits above account for; anything else in a checkpoint is named by
 #: ``weights.unexplained``. Block norms count only under the names the block's forward uses (norm_names).
 _PROJ = r"\.(?:weight|bias)$"
-_EMBED_NAMES = r"(?:embed_tokens|wte|word_embeddings|embed_in|tokens_embed|tok_embeddings)"
+#: The token embeddings' attribute names the rename table knows; another is found in the module tree.
+EMBEDDING_NAMES = ("embed_tokens", "wte", "word_embeddings", "embed_in", "tokens_embed", "tok_embeddings")
+_EMBED_NAMES = f"(?:{'|'.join(EMBEDDING_NAMES)})"
 EXPLAINED_KEYS: tuple[str, ...] = (
     r"^(?:model\.|transformer\.|gpt_neox\.|language_model\.|decoder\.)*(?:embed_tokens|wte|word_embeddings|embed_in|"
     r"tokens_embed)"
@@ -1196,6 +1200,29 @@ def explained_key(pattern: str, block_norms: set[str] | None = None) -> bool:
     return bool(norm) and (block_norms is None or norm.group(1) in block_norms)
 
 
+def _renamed_projections(seen: dict[str, dict[str, behaviour.Observation]],
+                         roles: behaviour.Roles | None) -> list[tuple[str, str]]:
+    """(the model's key pattern, the port's) of each projection read under another name (CTRL's ``Wq``, its
+    Sequential MLP's ``0`` and ``2``), without the ``.weight`` / ``.bias``."""
+    pairs = []
+    for role, found in seen.get("projections", {}).items():
+        module = "mlp" if role in ("up_proj", "down_proj") else "self_attn"
+        owner = roles and (roles.mlp if module == "mlp" else roles.attention)
+        if owner:
+            own = f"{owner[1].path}.{found.value}".replace("{i}", "0")  # a layer's index and a position alike
+            port = f"{owner[1].path.rsplit('.', 1)[0]}.{module}.{role}".replace("{i}", "0")
+            pairs.append((key_pattern(own), key_pattern(port)))
+    return pairs
+
+
+def _port_named(shapes: dict[str, tuple[int, ...] | None], seen: dict[str, dict[str, behaviour.Observation]],
+                roles: behaviour.Roles | None) -> dict[str, tuple[int, ...] | None]:
+    """``shapes`` plus each renamed projection's keys under the port's names, so the key facts read them."""
+    aliases = {f"{port}.{name}": shapes[f"{own}.{name}"] for own, port in _renamed_projections(seen, roles)
+               for name in ("weight", "bias") if f"{own}.{name}" in shapes}
+    return shapes | aliases
+
+
 def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
     norm_names = anatomy.value("block.norm_names")
     used = set(norm_names.values()) if isinstance(norm_names, dict) and norm_names else None
@@ -1210,6 +1237,7 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
         if owner is not None and anatomy.value(key):
             found |= {f"{owner[1].path}.{anatomy.value(key)}.{name}" for name in ("weight", "bias")}
     found |= set(_head_biases(inputs))
+    found |= {f"{own}.{name}" for own, _ in _renamed_projections(inputs.seen, roles) for name in ("weight", "bias")}
     cross = anatomy.value("block.cross_attention") or []
     unread = re.compile(r"\{i\}\.(?:" + "|".join(map(re.escape, cross)) + r")\.") if cross else None
     modality = inputs.seen.get("modality", {}).get("unread")

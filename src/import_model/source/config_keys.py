@@ -32,8 +32,8 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "logit_scale": ("logit_scale",),
     # OLMo
     "clip_qkv": ("clip_qkv",),
-    # GPT-J, CodeGen, Falcon (n_inner / ffn_hidden_size); OPT, XGLM (ffn_dim); TrOCR (decoder_ffn_dim)
-    "intermediate_size": ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim", "decoder_ffn_dim"),
+    # GPT-J, CodeGen, Falcon (n_inner / ffn_hidden_size); OPT, XGLM (ffn_dim); TrOCR (decoder_ffn_dim); CTRL (dff)
+    "intermediate_size": ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim", "decoder_ffn_dim", "dff"),
     # learned position tables: GPT-2, GPT-BigCode (n_positions), OPT, BioGPT
     "max_positions": ("max_position_embeddings", "n_positions", "n_ctx"),
     # Falcon (num_kv_heads, n_head_kv); multi-head families without the key fall back to the query heads
