@@ -142,13 +142,11 @@ def options_read(family: str) -> set[str]:
 #: (dots.llm1's n_routed_experts, num_experts_per_tok and n_shared_experts): the twin's own sizes.
 UNSET_MOE_SIZES = {"n_routed_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1}
 #: Sizes an option needs that its config class leaves unset when the option is off; a variant that turns the
-#: option on and cannot be built is retried with these where its config holds None.
-UNSET_OPTION_SIZES = {
-    # Gemma 4's enable_moe_block
-    "num_experts": 4, "top_k_experts": 2, "moe_intermediate_size": 32,
-    # Gemma 4's attention_k_eq_v: the global layers' KV heads
-    "num_global_key_value_heads": 1,
-}
+#: option on and cannot be built is retried with one group at a time, where its config holds None.
+UNSET_OPTION_SIZES: tuple[dict[str, int], ...] = (
+    {"num_experts": 4, "top_k_experts": 2, "moe_intermediate_size": 32},  # Gemma 4's enable_moe_block
+    {"num_global_key_value_heads": 1},  # Gemma 4's attention_k_eq_v: the global layers' KV heads
+)
 #: Keys every published checkpoint of a family sets, which its config class leaves out and its model reads: the
 #: default config gets them so transformers can build it (family -> keys, merged one level deep).
 PUBLISHED_KEYS: dict[str, dict[str, Any]] = {
@@ -175,8 +173,7 @@ def variants_of(family: str, architecture: str) -> list[Variant]:
             return [Variant(family, "default", config | {"architectures": [architecture]}, text_row=text_type)]
         config = dict(text)  # the causal LM is the language model alone (Emu3, Mllama): its own config
     config["architectures"] = [architecture]
-    for key, value in PUBLISHED_KEYS.get(family, {}).items():
-        config[key] = config[key] | value if isinstance(value, dict) and isinstance(config.get(key), dict) else value
+    config = _with_published_keys(family, config)
     out = [Variant(family, "default", _with_moe_sizes(config))]
     if config.get("is_decoder") is False and masks_by_is_decoder(family):
         # BERT-style: the causal-LM class attends causally only as a decoder; the default config is bidirectional
@@ -216,7 +213,14 @@ def _rebuilt(family: str, architecture: str, default: dict[str, Any], change: di
     except Exception:  # noqa: BLE001 - a class that validates its options; the merged dict still makes a twin
         return default | change
     config["architectures"] = [architecture]
-    return _with_moe_sizes(config)
+    return _with_moe_sizes(_with_published_keys(family, config))
+
+
+def _with_published_keys(family: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the keys of :data:`PUBLISHED_KEYS` its class left out (a sub-config's merged into it)."""
+    for key, value in PUBLISHED_KEYS.get(family, {}).items():
+        config[key] = config[key] | value if isinstance(value, dict) and isinstance(config.get(key), dict) else value
+    return config
 
 
 def _with_moe_sizes(config: dict[str, Any]) -> dict[str, Any]:
@@ -359,9 +363,9 @@ def run_variant(variant: Variant, work: Path, verify: bool) -> Row:
     slug = re.sub(r"\W+", "_", f"{variant.family}-{variant.name}")
     twin = work / "twins" / slug
     # an option its class leaves sized None when off is tried again with the twin's sizes (Gemma 4's MoE block)
-    unset = {key: size for key, size in UNSET_OPTION_SIZES.items() if key in variant.config
-             and variant.config[key] is None}
-    configs = [variant.config] + ([variant.config | unset] if unset and variant.name != "default" else [])
+    groups = [{key: size for key, size in group.items() if variant.config.get(key, 0) is None}
+              for group in UNSET_OPTION_SIZES] if variant.name != "default" else []
+    configs = [variant.config] + [variant.config | group for group in groups if group]
     for config in configs:
         failure = _twin_failure(config, twin)
         if failure is None:
