@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -418,10 +419,17 @@ def _exit_text(returncode: int) -> str:
         return f"killed by signal {-returncode}"
 
 
+def _relay_stderr(stream: IO[str], said: list[str]) -> None:
+    """Pass a child's progress through as it comes, keeping its ``error:`` lines."""
+    for line in stream:
+        sys.stderr.write(line)
+        if line.startswith("error:"):
+            said.append(line.strip())
+
+
 def _verify(args: argparse.Namespace, source: Any, config: dict, port_dir: Path, run: PortRun) -> bool:
     """``import-model verify`` in a child process: MAX's compile and run stay out of this one."""
     import subprocess
-    import sys
 
     from import_model.procs import child_env
     from import_model.verify.twin import twin_of
@@ -431,14 +439,20 @@ def _verify(args: argparse.Namespace, source: Any, config: dict, port_dir: Path,
                     "(a cold compile takes minutes)")
     argv = [sys.executable, "-m", "import_model", "verify", str(checkpoint), "--port-dir", str(port_dir),
             "--weights", args.weights, "--json"]
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, env=child_env(), check=False)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+    said: list[str] = []  # the child's own one-line reason, quoted in the step if it cannot finish
+    relay = threading.Thread(target=_relay_stderr, args=(proc.stderr, said), daemon=True)
+    relay.start()
+    stdout = proc.stdout.read()  # type: ignore[union-attr]
+    proc.wait()
+    relay.join()
     report_path = port_dir.parent / f"verify-{port_dir.name}" / "report.md"
-    if proc.returncode not in (0, 1) or not proc.stdout.strip().startswith("{"):
-        how = _exit_text(proc.returncode)
+    if proc.returncode not in (0, 1) or not stdout.strip().startswith("{"):
+        how = _exit_text(proc.returncode) + (f": {said[-1].removeprefix('error:').strip()}" if said else "")
         run.step("verify", "FAIL", f"verify could not run ({how}); report: {report_path}")
         run.verify = {"passed": False, "error": how, "report": str(report_path)}
         return False
-    payload = json.loads(proc.stdout)
+    payload = json.loads(stdout)
     first = payload.get("first_divergence")
     # a non-finite error is written as null (strict JSON): the worst there is
     worst = max((math.inf if r["rel_l2"] is None else r["rel_l2"] for r in payload.get("per_tap", [])), default=0.0)
