@@ -40,8 +40,8 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "num_key_value_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "num_attention_heads"),
     # mixtures of experts: OLMoE, Qwen2-MoE, Mixtral (num_local_experts), DeepSeek-style (n_routed_experts)
     "experts": ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_routed_experts"),
-    # moe_topk: HunYuan-MoE
-    "top_k": ("num_experts_per_tok", "moe_top_k", "num_experts_per_token", "top_k", "moe_topk"),
+    # moe_topk: HunYuan-MoE; top_k_experts: Gemma 4's MoE block
+    "top_k": ("num_experts_per_tok", "moe_top_k", "num_experts_per_token", "top_k", "moe_topk", "top_k_experts"),
     "expert_width": ("moe_intermediate_size", "expert_ffn_hidden_size", "intermediate_size"),
     "shared_width": ("shared_expert_intermediate_size", "moe_shared_expert_intermediate_size"),
     "shared_count": ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts"),
