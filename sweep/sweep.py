@@ -5,12 +5,14 @@
 
 - builds the family's config from its own config class (``AutoConfig.for_model``), with the
   causal-LM class of the mapping as ``architectures[0]``: the **default** variant (expert counts the
-  class leaves unset, which transformers cannot build, get the twin's sizes: ``UNSET_MOE_SIZES``);
+  class leaves unset, which transformers cannot build, get the twin's sizes: ``UNSET_MOE_SIZES``; keys
+  every published checkpoint sets that the class leaves out and the model reads: ``PUBLISHED_KEYS``);
 - adds one **variant** per structural option the family's modeling code reads (``config.<name>``
   in ``modeling_<family>.py``, read as text): every boolean toggled from its default, and the
   rope types in ``ROPE_VARIANTS`` where the config has rope parameters;
 - makes each variant's tiny twin and runs ``port --no-verify`` on it (plan, write, weight
-  table, dry build: seconds);
+  table, dry build: seconds); a variant whose twin the family's own classes refuse, even with the
+  sizes its option needs (``UNSET_OPTION_SIZES``), is REJECTED, quoted;
 - runs the full ``port`` (compile and verify on the twin: minutes) on the default variant and
   on every variant whose plan differs from the default's (``--compile-variants N`` compiles at
   most N of those per family; the others keep their dry verdict, DRY OK).
@@ -72,7 +74,7 @@ RECURRENT_WALLS = ("recurrent-layers", "linear-attention")
 #: The scratch folder a sweep worker ports and verifies in (``<tmp>/import-model-sweep-XXXX/``).
 WORK_DIR = re.compile(r"\S*/import-model-sweep-[\w]+/")
 VERDICTS = ("NATIVE", "PASS", "PARTIAL", "FAIL", "DRY OK", "AS DEFAULT", "WALL", "BY HAND", "NOT A DECODER",
-            "COULD NOT RUN")
+            "REJECTED", "COULD NOT RUN")
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,22 @@ def options_read(family: str) -> set[str]:
 #: MoE sizes a config class may leave unset (None) by default, which transformers cannot build a model from
 #: (dots.llm1's n_routed_experts, num_experts_per_tok and n_shared_experts): the twin's own sizes.
 UNSET_MOE_SIZES = {"n_routed_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1}
+#: Sizes an option needs that its config class leaves unset when the option is off; a variant that turns the
+#: option on and cannot be built is retried with one group at a time, where its config holds None.
+UNSET_OPTION_SIZES: tuple[dict[str, int], ...] = (
+    {"num_experts": 4, "top_k_experts": 2, "moe_intermediate_size": 32},  # Gemma 4's enable_moe_block
+    {"num_global_key_value_heads": 1},  # Gemma 4's attention_k_eq_v: the global layers' KV heads
+)
+#: Keys every published checkpoint of a family sets, which its config class leaves out and its model reads: the
+#: default config gets them so transformers can build it (family -> keys, merged one level deep).
+PUBLISHED_KEYS: dict[str, dict[str, Any]] = {
+    # transformers 5.12's DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define;
+    # databricks/dbrx-base's config.json sets it
+    "dbrx": {"attn_config": {"rope_theta": 500000.0}},
+    # Lfm2MoeConfig leaves layer_types unset and its model indexes it; LiquidAI/LFM2-8B-A1B lists short-convolution
+    # layers with a full-attention layer among them (here every third of the class's 32 layers)
+    "lfm2_moe": {"layer_types": ["full_attention" if index % 3 == 2 else "conv" for index in range(32)]},
+}
 
 
 def variants_of(family: str, architecture: str) -> list[Variant]:
@@ -155,6 +173,7 @@ def variants_of(family: str, architecture: str) -> list[Variant]:
             return [Variant(family, "default", config | {"architectures": [architecture]}, text_row=text_type)]
         config = dict(text)  # the causal LM is the language model alone (Emu3, Mllama): its own config
     config["architectures"] = [architecture]
+    config = _with_published_keys(family, config)
     out = [Variant(family, "default", _with_moe_sizes(config))]
     if config.get("is_decoder") is False and masks_by_is_decoder(family):
         # BERT-style: the causal-LM class attends causally only as a decoder; the default config is bidirectional
@@ -194,7 +213,14 @@ def _rebuilt(family: str, architecture: str, default: dict[str, Any], change: di
     except Exception:  # noqa: BLE001 - a class that validates its options; the merged dict still makes a twin
         return default | change
     config["architectures"] = [architecture]
-    return _with_moe_sizes(config)
+    return _with_moe_sizes(_with_published_keys(family, config))
+
+
+def _with_published_keys(family: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the keys of :data:`PUBLISHED_KEYS` its class left out (a sub-config's merged into it)."""
+    for key, value in PUBLISHED_KEYS.get(family, {}).items():
+        config[key] = config[key] | value if isinstance(value, dict) and isinstance(config.get(key), dict) else value
+    return config
 
 
 def _with_moe_sizes(config: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +232,8 @@ def _with_moe_sizes(config: dict[str, Any]) -> dict[str, Any]:
 
 def kind_of(config: dict[str, Any]) -> str:
     text = json.dumps(config)
-    if any(isinstance(config.get(k), int) and config.get(k, 0) > 1 for k in MOE_KEYS):
+    sections = [config] + [value for value in config.values() if isinstance(value, dict)]  # DBRX's ffn_config
+    if any(isinstance(section.get(k), int) and section.get(k, 0) > 1 for section in sections for k in MOE_KEYS):
         return "moe"
     if re.search(r'"(ssm_|mamba|conv_kernel|state_size|linear_attn|layers_block_type|attn_layer_period)', text):
         return "recurrent"
@@ -313,25 +340,42 @@ def settled_by_config(variant: Variant) -> Row | None:
     return None
 
 
-def run_variant(variant: Variant, work: Path, verify: bool) -> Row:
+def _twin_failure(config: dict[str, Any], twin: Path) -> str | None:
+    """Why transformers cannot make a twin of ``config`` (None: it made one at ``twin``)."""
     from import_model.errors import UserError
     from import_model.verify.twin import make_twin
 
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            make_twin(config, twin, force=True)
+    except UserError as exc:
+        return exc.message
+    except Exception as exc:  # noqa: BLE001 - a config the family's own class rejects, for one
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    return None
+
+
+def run_variant(variant: Variant, work: Path, verify: bool) -> Row:
     start = time.perf_counter()
     settled = settled_by_config(variant)
     if settled is not None:
         return settled
     slug = re.sub(r"\W+", "_", f"{variant.family}-{variant.name}")
     twin = work / "twins" / slug
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            make_twin(variant.config, twin, force=True)
-    except UserError as exc:
-        return Row(variant.family, variant.name, kind_of(variant.config), "COULD NOT RUN",
-                   detail=f"twin: {exc.message}", seconds=time.perf_counter() - start)
-    except Exception as exc:  # noqa: BLE001 - a config the family's own class rejects, for one
-        return Row(variant.family, variant.name, kind_of(variant.config), "COULD NOT RUN",
-                   detail=f"twin: {type(exc).__name__}: {str(exc)[:200]}", seconds=time.perf_counter() - start)
+    # an option its class leaves sized None when off is tried again with the twin's sizes (Gemma 4's MoE block)
+    groups = [{key: size for key, size in group.items() if variant.config.get(key, 0) is None}
+              for group in UNSET_OPTION_SIZES] if variant.name != "default" else []
+    configs = [variant.config] + [variant.config | group for group in groups if group]
+    for config in configs:
+        failure = _twin_failure(config, twin)
+        if failure is None:
+            variant = Variant(variant.family, variant.name, config, variant.text_row)
+            break
+    if failure is not None:
+        # the family's own config or model class refuses this option value: not a port result
+        verdict = "COULD NOT RUN" if variant.name == "default" else "REJECTED"
+        return Row(variant.family, variant.name, kind_of(variant.config), verdict, detail=f"twin: {failure}",
+                   seconds=time.perf_counter() - start)
     code, run, refusal = port_once(twin, work / "ports" / slug, verify)
     return row_of(variant, code, run, refusal, verify, time.perf_counter() - start)
 
@@ -453,8 +497,9 @@ def document(table: list[str]) -> str:
         "the missing delta and the first divergent tap); DRY OK: plan, weight table and dry build passed, not "
         "compiled; AS DEFAULT: the variant's plan equals the default's; WALL / NOT A DECODER: a `check-walls` "
         "blocker (exit 2); BY HAND: `check-walls` warns (exit 1) of a token mixer the installed MAX ships a block "
-        "for, named in the detail, which the catalog does not write, so `port` stops; COULD NOT RUN: anything "
-        "else, quoted.", "",
+        "for, named in the detail, which the catalog does not write, so `port` stops; REJECTED: the family's own "
+        "config or model class refuses this option value as the sweep sets it (quoted), so no twin exists to "
+        "port; COULD NOT RUN: anything else, quoted.", "",
         *HEADER, *table, "",
     ])
 

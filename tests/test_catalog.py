@@ -52,8 +52,9 @@ APPLIED: dict[str, set[str]] = {
     "gpt_neox": {"fused_qkv", "partial_rotary", "residual", "mlp_kind", "norm_style"},
     "glm": {"fused_gate_up", "partial_rotary", "rotary_style"},
     "arcee": {"rope_scaling", "mlp_kind", "activation"},
+    "apertus": {"activation", "qk_norm", "mlp_kind"},
 }
-MISSING: dict[str, set[str]] = {"apertus": {"activation"}}
+MISSING: dict[str, set[str]] = {"diffllama": {"sub_norms", "unexplained_weights"}}
 
 LLAMA_SPEC = {"norm": "rms", "norm_offset": False, "norm_bias": False, "residual": "sequential", "block_norms": PRE,
               "qkv_bias": False, "o_bias": False, "qk_norm": "none", "rotary_style": "half_split", "nope": "none",
@@ -142,21 +143,31 @@ def test_moe_variants_outside_the_catalog_are_named() -> None:
 
 
 def test_written_port_parses_and_marks_missing_deltas() -> None:
-    result, config, rules = _spec_for("apertus")
-    request = PortRequest(port_names(config["architectures"][0], "apertus"), config, result.traits, rules=tuple(rules),
-                          missing=tuple((m.rule, m.reason) for m in result.missing))
+    result, config, rules = _spec_for("diffllama")
+    request = PortRequest(port_names(config["architectures"][0], "diffllama"), config, result.traits,
+                          rules=tuple(rules), missing=tuple((m.rule, m.reason) for m in result.missing))
     files = port_files(request)
-    assert set(files) == {"__init__.py", "arch.py", "model_config.py", "model.py", "weight_adapters.py", "apertus.py"}
-    graph = files["apertus.py"]
-    assert "# TODO(delta activation)" in graph
+    assert set(files) == {"__init__.py", "arch.py", "model_config.py", "model.py", "weight_adapters.py", "diffllama.py"}
+    graph = files["diffllama.py"]
+    assert "# TODO(delta sub_norms)" in graph
     assert "NOT implemented" in (ast.get_docstring(ast.parse(graph)) or "")
     assert "SPEC" not in graph and "TRAITS" not in graph
-    # xIELU is not in the catalog: silu stands in (so the port builds) and the row says so.
-    assert result.spec["activation"] == "silu" and "return ops.silu(x)" in graph
-    assert "`silu` stands in" in next(m.reason for m in result.missing if m.rule == "activation")
+    # DiffLlama's norm on the attention's output has no weight (BitNet's has one): the port leaves it out, says so.
+    assert result.spec["attention_output_norm"] is False and "output_norm" not in graph
+    reason = next(m.reason for m in result.missing if m.rule == "sub_norms")
+    assert "no weight in the checkpoint" in reason and "leaves it out" in reason
     rows = {r["rule"]: r for r in entry_rows(result, tuple(rules))}
-    assert rows["activation"]["status"] == "missing"
-    assert rows["qk_norm"]["status"] == "implemented"
+    assert rows["sub_norms"]["status"] == "missing"
+    assert rows["unexplained_weights"]["status"] == "missing"
+
+
+def test_xielu_is_written_with_its_learned_scalars() -> None:
+    result, config, rules = _spec_for("apertus")
+    assert result.complete and result.spec["activation"] == "xielu"
+    request = PortRequest(port_names(config["architectures"][0], "apertus"), config, result.traits, rules=tuple(rules))
+    graph = port_files(request)["apertus.py"]
+    assert "class XIELU(Module)" in graph and "self.act_fn = XIELU(dtype, device)" in graph
+    assert "ops.silu" not in graph
 
 
 def test_gemma2_attention_softcap_is_in_the_catalog() -> None:

@@ -115,20 +115,22 @@ def test_the_port_s_own_test_file_reruns_its_parity(ported: Callable[[str], tupl
 
 
 def test_family_outside_the_catalog_is_an_honest_partial_port(tmp_path: Path) -> None:
-    code, payload, stderr = run_port(family_twin_dir("apertus"), tmp_path)
+    code, payload, stderr = run_port(family_twin_dir("diffllama"), tmp_path)
     assert code == 1, stderr[-2000:]
-    assert [m["rule"] for m in payload["missing"]] == ["activation"]
-    assert "xielu" in payload["missing"][0]["reason"] and "stands in" in payload["missing"][0]["reason"]
+    # Differential attention: a weightless norm over each pair of heads (told from BitNet's sub-norm by the
+    # checkpoint) and the learned lambdas no trait reads.
+    assert [m["rule"] for m in payload["missing"]] == ["sub_norms", "unexplained_weights"]
+    assert "groupnorm has no weight in the checkpoint" in payload["missing"][0]["reason"]
     port_dir = Path(payload["port_dir"])
-    assert "# TODO(delta activation)" in (port_dir / "apertus.py").read_text()
-    # The activation's learned scalars wait in the weight table for the delta that will read them.
+    assert "# TODO(delta sub_norms)" in (port_dir / "diffllama.py").read_text()
+    # The lambdas wait in the weight table for the delta that will read them.
     table = next(s for s in payload["steps"] if s["step"] == "weight table")
-    assert table["status"] == "done" and "set aside for delta activation" in table["detail"]
+    assert table["status"] == "done" and "set aside for delta unexplained_weights" in table["detail"]
     tracking = (tmp_path / "PORT.md").read_text()
-    assert "activation" in tracking and "Not implemented" in tracking
+    assert "sub_norms" in tracking and "Not implemented" in tracking
     verify = payload["verify"]
     assert verify is not None and Path(verify["report"]).is_file()
-    # The stand-in activation changes every MLP, so layer 0 is the first to diverge.
+    # Plain attention stands in for the differential one in every layer, so layer 0 is the first to diverge.
     assert not verify["passed"] and verify["first_divergence"]["tap"] == "layer_0", verify["first_divergence"]
 
 

@@ -48,9 +48,11 @@ FAMILIES: dict[str, int] = {
     # BERT-style decoders (is_decoder): post-LN in output modules, token types, head transform
     "bert": 0, "roberta": 0,
     # families no issue lists
-    "vaultgemma": 0, "persimmon": 0, "apertus": 1, "glm4": 0, "hyperclovax": 0, "falcon": 0, "falcon_40b": 0,
+    "vaultgemma": 0, "persimmon": 0, "apertus": 0, "glm4": 0, "hyperclovax": 0, "falcon": 0, "falcon_40b": 0,
     "gptj": 0, "codegen": 0, "bitnet": 0, "nemotron": 0, "ernie4_5": 0,
     "hunyuan_v1_dense": 0, "seed_oss": 0, "cohere2": 0, "jais2": 0, "cwm": 0,
+    # differential attention, outside the catalog: the honest partial
+    "diffllama": 1,
 }
 
 #: Families MAX registers natively, ported under a class it does not register (so `port` must write the decoder):

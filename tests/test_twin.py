@@ -56,6 +56,7 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
                    "logits_scaling": 6.0},
     "ernie4_5_moe": {"moe_num_experts": 4, "moe_num_shared_experts": 2, "moe_layer_start_index": 1},
     "apertus": {"hidden_act": "xielu", "rope_parameters.rope_type": "llama3"},
+    "diffllama": {"lambda_std_dev": 0.1, "attention_bias": False},
     "vaultgemma": {"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "tie_word_embeddings": True},
     "persimmon": {"hidden_act": "relu2", "qk_layernorm": True, "partial_rotary_factor": 0.5},
     "glm4": {"partial_rotary_factor": 0.5},

@@ -30,7 +30,7 @@ from tests.support.families import family_twin_dir
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUFF = str(Path(sys.prefix) / "bin" / "ruff") if (Path(sys.prefix) / "bin" / "ruff").exists() else "ruff"
 FAMILIES = ["helium", "arcee", "stablelm", "starcoder2", "gemma", "gemma2", "smollm3", "gpt_neox", "phi", "cohere",
-            "glm", "exaone4", "apertus"]
+            "glm", "exaone4", "apertus", "diffllama"]
 
 
 # --------------------------------------------------------------------------- specialise
@@ -256,7 +256,7 @@ def test_the_port_test_file_names_its_package_and_model(
     tree = ast.parse(text)
     assert {n.name for n in tree.body if isinstance(n, ast.FunctionDef)} >= {"verdict", "test_no_layer_diverges"}
     assert json.dumps(request.model_source) in text and '"gpt_neox"' in text
-    partial = (written["apertus"][2] / "test_apertus.py").read_text()
+    partial = (written["diffllama"][2] / "test_diffllama.py").read_text()
     assert "partial" in (ast.get_docstring(ast.parse(partial)) or "")
     check_test_file(folder / "test_gpt_neox.py")  # ours: may be replaced
     foreign = tmp_path / "test_gpt_neox.py"

@@ -680,6 +680,9 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     # Families named in no catalog issue, kept to test the catalog on what nobody listed.
     # swiss-ai/Apertus-8B: xIELU activation (learned per-layer scalars), QK-norm, llama3 rope, plain MLP
     "apertus": ("apertus", "ApertusForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3}),
+    # microsoft/Diff-Transformer style (DiffLlama): differential attention, two softmax maps subtracted with a
+    # learned lambda (lambda_q1/k1/q2/k2 per layer) and a per-head norm; outside the catalog (the honest partial)
+    "diffllama": ("diffllama", "DiffLlamaForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
     # google/vaultgemma-1b: Gemma2's soft-caps and sliding pattern with pre-norm blocks named like sandwich ones
     "vaultgemma": ("vaultgemma", "VaultGemmaForCausalLM", {"bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0}),
     # adept/persimmon-8b-base: fused per-head QKV under self_attn, QK LayerNorm, relu^2, half rotary

@@ -37,6 +37,7 @@ from import_model.plan.modeling import (
 )
 from import_model.recon.keys import key_pattern
 from import_model.source.checkpoint import Checkpoint
+from import_model.source.config_keys import CONFIG_ALIASES
 
 CONFIG, CHECKPOINT, MODELING, DEFAULT = "config", "checkpoint", "modeling", "default"
 
@@ -58,6 +59,9 @@ TRAITS: dict[str, str] = {
     "attention.output_norm": "the attention module's norm on its output before the output projection (BitNet's "
                              "attn_sub_norm; None: none)",
     "mlp.inner_norm": "the MLP's norm on what its last projection reads (BitNet's ffn_sub_norm; None: none)",
+    "attention.output_norm_weight": "that norm has a weight in the checkpoint (False: statistics only, as DiffLlama's "
+                                    "norm over each pair of heads)",
+    "mlp.inner_norm_weight": "the MLP's inner norm has a weight in the checkpoint",
     "mlp.width_per_layer": "intermediate_size is a list, one MLP width per layer (Gemma 3n)",
     "attention.qk_norm_type": "rms | layernorm (only with a QK norm)",
     "attention.qk_norm_position": "before_rope | after_rope (only with a QK norm whose forward was read)",
@@ -428,7 +432,7 @@ KEY_FACTS: dict[str, str] = {
     "experts_per_module": r"\.experts\.\{j\}\.",
     "experts_stacked": rf"\.experts\.(?:gate_up_proj|gate_proj|up_proj|down_proj|w1|w2|w3|w13)(?:\.weight)?$|"
                        rf"\.{_MLP}\.(?:input_linear|output_linear)\.weight$",
-    "shared_expert": r"shared_expert",
+    "shared_expert": r"shared_expert|shared_mlp",  # shared_mlp: HunYuan-MoE
     "shared_expert_gate": r"shared_expert_gate\.weight$",
     "router_bias": rf"\.{_MLP}\.(?:gate|router)\.bias$",
     "correction_bias": r"e_score_correction_bias$",
@@ -501,12 +505,20 @@ def build_anatomy(config: dict, checkpoint: Checkpoint | None = None, *, tree: S
         shapes, key_source = keys, MODELING
         if checkpoint is not None:
             anatomy.notes.append("the checkpoint lists no safetensors keys: key facts come from the modeling code")
-    inputs = _Inputs(_text_section(cfg), shapes, key_facts(shapes), key_source, seen, roles,
+    towers = _modality_towers(seen)  # an image or audio encoder's biases and norms are not the decoder's
+    decoder = _port_named({k: v for k, v in shapes.items() if not k.startswith(towers)}, seen, roles)
+    inputs = _Inputs(_text_section(cfg), shapes, key_facts(decoder), key_source, seen, roles,
                      checkpoint_layers(checkpoint))
     for assemble in _ASSEMBLERS:
         assemble(anatomy, inputs)
     anatomy.category = categorise(raw, anatomy)
     return anatomy
+
+
+def _modality_towers(seen: dict[str, dict[str, behaviour.Observation]]) -> tuple[str, ...]:
+    """Key prefixes of the modules that run only on image or audio inputs (GIT's, Phi-4-multimodal's encoders)."""
+    unread = seen.get("modality", {}).get("unread")
+    return tuple(f"{path}." for path in (unread.value if unread else ()))
 
 
 def _read_modeling(anatomy: Anatomy, tree: SourceTree, cfg: dict, architecture: str | None):
@@ -548,6 +560,7 @@ _DETECTORS = {
     "attention": behaviour.attention_behaviour,
     "mlp": behaviour.mlp_behaviour,
     "sub_norms": behaviour.sublayer_output_norms,
+    "projections": behaviour.projection_behaviour,
     "modality": behaviour.modality_behaviour,
     "embedding": behaviour.embedding_behaviour,
     "positions": behaviour.position_behaviour,
@@ -910,15 +923,21 @@ ACTIVATIONS: dict[str, str] = {
     "silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh",
     "gelu_fast": "gelu_tanh", "gelu_python_tanh": "gelu_tanh", "gelu": "gelu", "gelu_python": "gelu",
     "relu": "relu", "relu2": "relu2", "relu_squared": "relu2", "quick_gelu": "quick_gelu", "tanh": "tanh",
+    "xielu": "xielu",
 }
 
 
 def _sub_norms(anatomy: Anatomy, inputs: _Inputs) -> None:
-    seen = inputs.seen.get("sub_norms", {})
+    seen, roles = inputs.seen.get("sub_norms", {}), inputs.roles
     for key, group in (("attention.output_norm", "attention"), ("mlp.inner_norm", "mlp")):
         row = seen.get(group)
         anatomy.add(key, row.value if row else None, MODELING if row else DEFAULT,
                     row.evidence if row else "no norm inside the sublayer")
+        owner = getattr(roles, group, None) if roles is not None else None
+        if row and owner is not None and inputs.shapes:  # the checkpoint tells BitNet's norm from a weightless one
+            weight = f"{owner[1].path}.{row.value}.weight"
+            anatomy.add(f"{key}_weight", weight in inputs.shapes, inputs.key_source,
+                        f"{weight} {'is' if weight in inputs.shapes else 'is not'} in the checkpoint")
 
 
 def _mlp(anatomy: Anatomy, inputs: _Inputs) -> None:
@@ -952,20 +971,23 @@ def _key_note(facts: dict[str, list[str]]) -> str:
     return f"; keys {_keys_text(keys)}" if keys else ""
 
 
-#: MoE config keys, first present wins.
-EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_routed_experts")
-TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "num_experts_per_token", "top_k")
-SHARED_KEYS = ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts", "shared_expert_intermediate_size")
+#: MoE config keys, first present wins (the alias table's rows; a shared expert's width implies one).
+EXPERT_KEYS = CONFIG_ALIASES["experts"]
+TOP_K_KEYS = CONFIG_ALIASES["top_k"]
+SHARED_KEYS = (*CONFIG_ALIASES["shared_count"], *CONFIG_ALIASES["shared_width"])
 
 
 def _moe(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg, facts, source = inputs.cfg, inputs.facts, inputs.key_source
     experts = _int(cfg, *EXPERT_KEYS) or 0
-    if experts <= 1:
+    block = _seen(inputs, "mlp", "moe_class")
+    # one expert is still a routed block where the module tree builds one (HunYuan-MoE's default config)
+    if experts < 1 or (experts == 1 and block is None):
         anatomy.add("moe.experts", 0, CONFIG, "no expert-count key: dense MLP")
         return
     key = next(k for k in EXPERT_KEYS if _int(cfg, k))
-    evidence = f"{key}={experts}" + (f"; keys {_keys_text(facts['experts'])}" if facts["experts"] else "")
+    evidence = f"{key}={experts}" + (f"; keys {_keys_text(facts['experts'])}" if facts["experts"] else "") + \
+        (f"; the layer's MLP is {block.value}" if experts == 1 and block else "")
     anatomy.add("moe.experts", experts, CONFIG, evidence)
     top_k = _int(cfg, *TOP_K_KEYS)
     anatomy.add("moe.top_k", top_k, CONFIG, f"top_k={top_k}")
@@ -1137,7 +1159,9 @@ def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
 #: Key patterns (``{i}`` = a block) the traits above account for; anything else in a checkpoint is named by
 #: ``weights.unexplained``. Block norms count only under the names the block's forward uses (norm_names).
 _PROJ = r"\.(?:weight|bias)$"
-_EMBED_NAMES = r"(?:embed_tokens|wte|word_embeddings|embed_in|tokens_embed|tok_embeddings)"
+#: The token embeddings' attribute names the rename table knows; another is found in the module tree.
+EMBEDDING_NAMES = ("embed_tokens", "wte", "word_embeddings", "embed_in", "tokens_embed", "tok_embeddings")
+_EMBED_NAMES = f"(?:{'|'.join(EMBEDDING_NAMES)})"
 EXPLAINED_KEYS: tuple[str, ...] = (
     r"^(?:model\.|transformer\.|gpt_neox\.|language_model\.|decoder\.)*(?:embed_tokens|wte|word_embeddings|embed_in|"
     r"tokens_embed)"
@@ -1153,7 +1177,7 @@ EXPLAINED_KEYS: tuple[str, ...] = (
     r"q_a_layernorm|kv_a_layernorm)\.(?:norms\.\{j\}\.)?(?:weight|bias)$",
     rf"\{{i\}}\.{_MLP}\.(?:gate_proj|up_proj|down_proj|gate_up_proj|fc1|fc2|fc_in|fc_out|c_fc|c_proj|dense_h_to_4h|"
     r"dense_4h_to_h|w1|w2|w3|wi_0|wi_1|wo|w13)" + _PROJ,
-    rf"\{{i\}}\.{_MLP}\..*(?:expert|router|gate)",  # mixture-of-experts weights: the moe traits read them
+    rf"\{{i\}}\.{_MLP}\..*(?:expert|router|gate|shared_mlp)",  # mixture-of-experts weights: the moe traits read them
     rf"\{{i\}}\.{_MLP}\.(?:input_linear|output_linear)\.weight$",  # every expert in one 3-D tensor (GraniteMoE)
     rf"\{{i\}}\.{_MLP}\..*e_score_correction_bias$",  # the router's bias kept beside it (EXAONE-MoE, ERNIE-4.5-MoE)
     r"\{i\}\.(?:fc1|fc2)" + _PROJ,  # OPT / XGLM keep the MLP's two layers on the block itself
@@ -1176,6 +1200,29 @@ def explained_key(pattern: str, block_norms: set[str] | None = None) -> bool:
     return bool(norm) and (block_norms is None or norm.group(1) in block_norms)
 
 
+def _renamed_projections(seen: dict[str, dict[str, behaviour.Observation]],
+                         roles: behaviour.Roles | None) -> list[tuple[str, str]]:
+    """(the model's key pattern, the port's) of each projection read under another name (CTRL's ``Wq``, its
+    Sequential MLP's ``0`` and ``2``), without the ``.weight`` / ``.bias``."""
+    pairs = []
+    for role, found in seen.get("projections", {}).items():
+        module = "mlp" if role in ("up_proj", "down_proj") else "self_attn"
+        owner = roles and (roles.mlp if module == "mlp" else roles.attention)
+        if owner:
+            own = f"{owner[1].path}.{found.value}".replace("{i}", "0")  # a layer's index and a position alike
+            port = f"{owner[1].path.rsplit('.', 1)[0]}.{module}.{role}".replace("{i}", "0")
+            pairs.append((key_pattern(own), key_pattern(port)))
+    return pairs
+
+
+def _port_named(shapes: dict[str, tuple[int, ...] | None], seen: dict[str, dict[str, behaviour.Observation]],
+                roles: behaviour.Roles | None) -> dict[str, tuple[int, ...] | None]:
+    """``shapes`` plus each renamed projection's keys under the port's names, so the key facts read them."""
+    aliases = {f"{port}.{name}": shapes[f"{own}.{name}"] for own, port in _renamed_projections(seen, roles)
+               for name in ("weight", "bias") if f"{own}.{name}" in shapes}
+    return shapes | aliases
+
+
 def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
     norm_names = anatomy.value("block.norm_names")
     used = set(norm_names.values()) if isinstance(norm_names, dict) and norm_names else None
@@ -1190,12 +1237,13 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
         if owner is not None and anatomy.value(key):
             found |= {f"{owner[1].path}.{anatomy.value(key)}.{name}" for name in ("weight", "bias")}
     found |= set(_head_biases(inputs))
+    found |= {f"{own}.{name}" for own, _ in _renamed_projections(inputs.seen, roles) for name in ("weight", "bias")}
     cross = anatomy.value("block.cross_attention") or []
     unread = re.compile(r"\{i\}\.(?:" + "|".join(map(re.escape, cross)) + r")\.") if cross else None
     modality = inputs.seen.get("modality", {}).get("unread")
     if modality is not None:
         anatomy.add("model.other_modality_modules", modality.value, MODELING, modality.evidence)
-    towers = tuple(f"{path}." for path in (modality.value if modality else ()))
+    towers = _modality_towers(inputs.seen)
     left = [key for key in inputs.shapes if key not in found and not explained_key(key, used)
             and not (unread and unread.search(key)) and not key.startswith(towers)]
     anatomy.add("weights.unexplained", sorted(left), inputs.key_source,

@@ -102,7 +102,7 @@ def find_roles(root: ModuleNode, tree: SourceTree | None = None) -> Roles:
     head = _role_child(root, "lm_head")
     roles.lm_head = head[1] if head else None
     embed = _role_child(roles.backbone, "embed")
-    roles.embed = embed[1] if embed else _outside_layers(root, "embed")
+    roles.embed = embed[1] if embed else _outside_layers(root, "embed") or _vocabulary_table(roles.backbone)
     if roles.lm_head is None or roles.lm_head.kind != "linear":  # RoBERTa's lm_head module holds its decoder
         roles.lm_head = _outside_layers(roles.lm_head or root, "lm_head")
     roles.attention = _role_child(roles.layer, "attention")
@@ -122,6 +122,16 @@ def find_roles(root: ModuleNode, tree: SourceTree | None = None) -> Roles:
     roles.q_norm = q_norm[1] if q_norm else None
     roles.k_norm = k_norm[1] if k_norm else None
     return roles
+
+
+def _vocabulary_table(backbone: ModuleNode | None) -> ModuleNode | None:
+    """The backbone's embedding with one row per vocabulary entry, under a name no pattern knows (CTRL's ``w``)."""
+    if backbone is None:
+        return None
+    vocab = backbone.env.config.get("vocab_size") if backbone.env is not None else None
+    tables = [child for child in backbone.children.values() if child.kind == "embedding"]
+    sized = [table for table in tables if (table.params.get("weight") or (None,))[0] == vocab]
+    return sized[0] if len(sized) == 1 else tables[0] if len(tables) == 1 else None
 
 
 def _outside_layers(root: ModuleNode, role: str) -> ModuleNode | None:
@@ -350,7 +360,8 @@ SCALE_ATTRS = ("scaling", "scale", "softmax_scale", "norm_factor")
 
 #: (kind, regex over the embedding scale expression).
 EMBED_SCALE_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("sqrt_hidden", r"hidden_size\s*\*\*\s*0\.5|sqrt\([^)]*hidden_size"),
+    # the hidden size under its own name or one the model's attribute takes it from (CTRL's d_model_size = n_embd)
+    ("sqrt_hidden", r"hidden_size\s*\*\*\s*0\.5|sqrt\(.*\b(?:hidden_size|n_embd|d_model)\b"),
     ("multiplier", r"embedding_multiplier|scale_emb|emb_scale|embed_scale|embedding_scale"),
 )
 
@@ -783,6 +794,57 @@ def _norm_before_output(tree: SourceTree, node: ModuleNode, skip: tuple[ModuleNo
     return None
 
 
+#: The port's name for each projection, by the name its output is assigned to in the attention's forward.
+_PROJECTION_ROLES: tuple[tuple[str, str], ...] = (
+    ("q_proj", r"^(?:q|query)(?:_states|_layer)?$"), ("k_proj", r"^(?:k|key)(?:_states|_layer)?$"),
+    ("v_proj", r"^(?:v|value)(?:_states|_layer)?$"),
+)
+
+
+def attention_projections(tree: SourceTree, roles: Roles) -> dict[str, str]:
+    """The port's projection name -> the attention's own attribute, read from its forward where it names them
+    otherwise (CTRL's ``q = self.Wq(q)``, ..., ``output = self.dense(...)``): each of q, k and v is the linear whose
+    output is assigned to that name, the output projection the linear called last. Empty unless all four are
+    four distinct linears."""
+    if roles.attention is None:
+        return {}
+    node = roles.attention[1]
+    linears = {attr for attr, child in node.children.items() if child.kind == "linear"}
+    found = _forward(tree, node) if len(linears) == 4 else None
+    if found is None:
+        return {}
+    named: dict[str, str] = {}
+    for stmt in ast.walk(found[0]):
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
+            continue
+        for call in _self_call_nodes(stmt.value):
+            role = next((r for r, pattern in _PROJECTION_ROLES if re.match(pattern, stmt.targets[0].id)), None)
+            if call.func.attr in linears and role and role not in named:  # type: ignore[attr-defined]
+                named[role] = call.func.attr  # type: ignore[attr-defined]
+    calls = [call.func.attr for call in sorted(_self_call_nodes(found[0]), key=lambda c: (c.lineno, c.col_offset))
+             if call.func.attr in linears]  # type: ignore[attr-defined]
+    if len(named) == 3 and calls and calls[-1] not in named.values():
+        named["o_proj"] = calls[-1]
+    return named if len(set(named.values())) == 4 else {}
+
+
+def projection_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """The attention's projections where they go by other names (role -> its attribute), and a Sequential MLP's
+    first and last linears (``up_proj`` / ``down_proj`` -> their positions)."""
+    found = {role: Observation(attr, f"{roles.attention[1].class_name}.forward: {role[0]} from self.{attr}"
+                                     if role != "o_proj" else
+                                     f"{roles.attention[1].class_name}.forward: self.{attr} called last")
+             for role, attr in attention_projections(tree, roles).items()
+             if attr != role and roles.attention is not None}
+    mlp = roles.mlp[1] if roles.mlp is not None else None
+    if mlp is not None and mlp.kind == "sequential":
+        linears = [attr for attr, child in mlp.children.items() if child.kind == "linear"]
+        if len(linears) == 2:
+            found["up_proj"] = Observation(linears[0], f"{roles.mlp[0]}.{linears[0]}: the Sequential's first linear")
+            found["down_proj"] = Observation(linears[1], f"{roles.mlp[0]}.{linears[1]}: the Sequential's last linear")
+    return found
+
+
 def sublayer_output_norms(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """``attention``: the norm on the attention's output before its output projection; ``mlp``: the norm on what
     the MLP's last projection reads (BitNet's sub-norms)."""
@@ -836,6 +898,11 @@ def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
         found["activation"] = Observation(owner_of_activation.activations[0], f"{owner_of_activation.class_name} "
                                           f"uses activation {owner_of_activation.activations[0]!r}")
     for holder in holders:
+        linears = [attr for attr, child in holder.children.items() if child.kind == "linear"]
+        if holder.kind == "sequential" and len(linears) == 2:  # CTRL: Linear, activation, Linear in a row
+            found["kind"] = Observation("plain", f"{holder.path.rsplit('.', 1)[-1]} is nn.Sequential(Linear, "
+                                                 f"{', '.join(holder.activations) or 'no activation'}, Linear)")
+            break
         forward = _forward(tree, holder)
         if forward is None:
             continue
@@ -868,6 +935,9 @@ def embedding_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
                 if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Mult) and \
                         re.search(r"embeds|hidden_states", source_text(value.left)):
                     candidates.append((value.right, local, f"{forward[1].name}.forward: {source_text(stmt, 90)}"))
+            elif isinstance(stmt, ast.AugAssign) and isinstance(stmt.op, ast.Mult) and \
+                    re.search(r"embeds|hidden_states", source_text(stmt.target)):  # CTRL: inputs_embeds *= sqrt(d)
+                candidates.append((stmt.value, local, f"{forward[1].name}.forward: {source_text(stmt, 90)}"))
     found = {"norm": _embedding_norm(roles, forward)} if roles.embed_norm is not None else {}
     for expr, env, where in candidates:
         text = source_text(expr, 400) + " " + " ".join(_expanded_names(backbone, expr))

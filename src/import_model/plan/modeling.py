@@ -770,9 +770,14 @@ def _module_from(tree: SourceTree, owner: Path, path: str, value: ast.expr, env:
         value = ast.Call(func=ast.Name(id=chosen, ctx=ast.Load()), args=value.args, keywords=value.keywords)
     name = _dotted(value.func)
     leaf = name.rsplit(".", 1)[-1]
+    if leaf == "Sequential" and value.args and not isinstance(value.args[0], (ast.ListComp, ast.List, ast.Tuple)):
+        return _sequential(tree, owner, path, value, env, budget, depth)
     if leaf in ("ModuleList", "Sequential"):
         return _module_list(tree, owner, path, value, env, budget, depth)
     if isinstance(value.func, ast.Name):
+        built = _built_by_function(tree, owner, value, env)
+        if built is not None:  # CTRL's point_wise_feed_forward_network(d, dff) returns its MLP
+            return _module_from(tree, owner, path, built[0], built[1], budget, depth)
         ref = tree.find_class(owner, value.func.id)
         if ref is not None:
             budget.nodes += 1
@@ -784,6 +789,24 @@ def _module_from(tree: SourceTree, owner: Path, path: str, value: ast.expr, env:
     if name.startswith(("nn.", "torch.nn.")) or name in BUILTIN_MODULES:
         return _builtin(path, leaf, value, env, budget)
     return None
+
+
+def _built_by_function(tree: SourceTree, owner: Path, call: ast.Call, env: Env) -> tuple[ast.expr, Env] | None:
+    """A module-level function whose body only returns a module: what it returns, its parameters bound to the
+    call's evaluated arguments."""
+    found = tree.find_function(owner, call.func.id) if isinstance(call.func, ast.Name) else None
+    if found is None:
+        return None
+    function = found[0]
+    body = [stmt for stmt in function.body if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))]
+    if len(body) != 1 or not isinstance(body[0], ast.Return) or not isinstance(body[0].value, ast.Call):
+        return None
+    params = [arg.arg for arg in function.args.args]
+    bound = dict(zip(params, (evaluate(arg, env) for arg in call.args), strict=False))
+    bound |= {kw.arg: evaluate(kw.value, env) for kw in call.keywords if kw.arg in params}
+    local = env.child({**env.names, **bound})
+    local.attrs = env.attrs
+    return body[0].value, local
 
 
 def _class_from_table(tree: SourceTree, owner: Path, func: ast.expr) -> str | None:
@@ -855,6 +878,20 @@ def _module_list(tree: SourceTree, owner: Path, path: str, call: ast.Call, env: 
         child = _module_from(tree, owner, f"{path}.{{i}}", element, item_env, budget, depth)
         if child is not None:
             node.children["{i}"] = child
+    return node
+
+
+def _sequential(tree: SourceTree, owner: Path, path: str, call: ast.Call, env: Env, budget: _Budget,
+                depth: int) -> ModuleNode:
+    """``nn.Sequential(nn.Linear(...), nn.ReLU(), nn.Linear(...))`` (CTRL's MLP): its modules as children named by
+    position, as the checkpoint names them; activation modules among them are recorded as the node's activations."""
+    node = ModuleNode(path=path, kind="sequential", call=call)
+    for position, element in enumerate(call.args):
+        child = _module_from(tree, owner, f"{path}.{position}", element, env, budget, depth)
+        if child is not None:
+            node.children[str(position)] = child
+        elif (activation := _activation_name(element, env)) is not None:
+            node.activations.append(activation)
     return node
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from import_model.plan.anatomy import Anatomy
 from import_model.plan.donors import DELTA_RULES
-from import_model.plan.traits import MOE_LAYER_KEYS, Traits, traits_from
+from import_model.plan.traits import MOE_LAYER_KEYS, Activation, Traits, traits_from
 
 #: Norm attribute names per block wiring: role -> the HF module name the checkpoint uses.
 NORM_LAYOUTS: dict[tuple[str, str], dict[str, str]] = {
@@ -39,7 +39,7 @@ SUPPORTED: dict[str, frozenset[Any]] = {
     "attention.family": frozenset({"standard"}),
     "norm.kind": frozenset({"rms", "layernorm"}),
     "mlp.kind": frozenset({"gated", "plain"}),
-    "mlp.activation": frozenset({"silu", "gelu", "gelu_tanh", "relu", "relu2", "quick_gelu", "tanh"}),
+    "mlp.activation": frozenset(get_args(Activation)),
     "rotary.style": frozenset({"half_split", "interleaved", "none"}),
     "attention.qk_norm": frozenset({"none", "per_head", "whole_projection"}),
     "attention.scale": frozenset({"default", "query_pre_attn_scalar", "multiplier", "none"}),
@@ -125,7 +125,8 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("mlp_kind", ("mlp_kind",), ("mlp", "mlp_width_per_layer"),
                  "gated or plain MLP, one width or one per layer", "mlp.{gate,up,down}_proj"),
     CatalogEntry("activation", ("activation",), ("activation",),
-                 "silu, gelu, gelu-tanh, relu, relu^2, quick-gelu, tanh"),
+                 "silu, gelu, gelu-tanh, relu, relu^2, quick-gelu, tanh, or xIELU with its learned scalars",
+                 "mlp.act_fn.{alpha_p,alpha_n,beta,eps}"),
     CatalogEntry("mlp_bias", ("mlp_bias",), ("mlp_bias",), "MLP biases", "mlp.*.bias"),
     CatalogEntry("moe", ("moe", "moe_shared", "moe_router", "moe_renormalise", "moe_scaling", "moe_correction_bias",
                          "moe_grouped_topk", "moe_router_bias", "moe_shared_gate", "moe_layers", "moe_expert_layout"),
@@ -176,7 +177,7 @@ PIECES: dict[str, tuple[str, ...]] = {
     "residual": ("PortBlock._parallel",),
     "residual_multiplier": ("PortBlock._sequential",),
     "mlp_kind": ("PortMLP",),
-    "activation": ("activation",),
+    "activation": ("activation", "XIELU"),
     "mlp_bias": ("PortMLP.__init__",),
     "moe": ("PortRouter", "PortMoE", "expert_layers"),
 }
@@ -229,6 +230,8 @@ STANDINS: dict[str, tuple[str, Any]] = {
     "attention.qk_norm": ("qk_norm", "none"),
     "attention.scale": ("attention_scale", "default"),
     "embedding.scale": ("embedding_scale", "none"),
+    "attention.output_norm": ("attention_output_norm", False),
+    "mlp.inner_norm": ("mlp_inner_norm", False),
 }
 
 #: Traits the template cannot express: (anatomy key, test on its value, why).
@@ -271,6 +274,11 @@ def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
         if test(value):
             missing.append(MissingDelta(key, value, reason))
     missing.extend(_moe_unsupported(anatomy))
+    for key in ("attention.output_norm", "mlp.inner_norm"):
+        if _value(anatomy, key) and _value(anatomy, f"{key}_weight") is False:
+            missing.append(MissingDelta(key, _value(anatomy, key), f"{_value(anatomy, key)} has no weight in the "
+                                        "checkpoint (a statistics-only norm, over groups of heads in DiffLlama); the "
+                                        "catalog's sub-norm is BitNet's, one learned weight across the whole width"))
     transform = _value(anatomy, "head.transform")
     if transform is not None and transform != _value(anatomy, "mlp.activation", "silu"):
         missing.append(MissingDelta("head.transform", transform, "the head transform's activation differs from the "
@@ -320,7 +328,8 @@ def _stand_in(missing: MissingDelta, spec: dict[str, Any]) -> MissingDelta:
         return missing
     field_name, standin = STANDINS[missing.trait]
     spec[field_name] = standin
-    return MissingDelta(missing.trait, missing.value, f"{missing.reason}; `{standin}` stands in until it is written, "
+    held = "the port leaves it out" if standin is False else f"`{standin}` stands in"
+    return MissingDelta(missing.trait, missing.value, f"{missing.reason}; {held} until it is written, "
                                                       "so verify shows where the port diverges")
 
 

@@ -49,7 +49,7 @@ from typing import Any
 from import_model.cache import atomic_write
 from import_model.errors import UserError
 from import_model.max_cpu import one_device_collective_patches, patched
-from import_model.plan.anatomy import explained_key
+from import_model.plan.anatomy import EMBEDDING_NAMES, explained_key
 from import_model.recon.keys import key_pattern
 from import_model.safe_io import MAX_PORT_FILE_BYTES, read_bounded_text
 from import_model.source import LocalSource, load_config
@@ -121,6 +121,8 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"\.mlp\.experts\.(\d+)\.w3\.", r".mlp.experts.\1.up_proj.", "expert up projection (Mixtral)"),
     RenameRule(r"\.mlp\.experts\.(\d+)\.w2\.", r".mlp.experts.\1.down_proj.", "expert down projection (Mixtral)"),
     RenameRule(r"\.mlp\.shared_experts\.", ".mlp.shared_expert.", "shared experts as one MLP (DeepSeek-style)"),
+    RenameRule(r"\.mlp\.shared_mlp\.", ".mlp.shared_expert.", "the shared expert (HunYuan-MoE's shared_mlp)"),
+    RenameRule(r"\.mlp\.gate\.wg\.weight$", ".mlp.gate.gate_score.weight", "MoE router linear (HunYuan-MoE's gate.wg)"),
     RenameRule(r"\.mlp\.router\.layer\.(weight|bias)$", r".mlp.gate.gate_score.\1",
                "MoE router linear kept as router.layer (GraniteMoE)"),
     RenameRule(r"\.mlp\.e_score_correction_bias$", ".mlp.gate.e_score_correction_bias",
@@ -495,6 +497,10 @@ def found_renames(root: Any, read: tuple[Any, Any] | None = None) -> tuple[Renam
                                 "the embeddings' projection to the hidden size (ELECTRA's embeddings_project)"))
     rules.extend(_sublayer_norm_renames(read))
     rules.extend(_inner_norm_renames(read))
+    rules.extend(_projection_renames(read))
+    if roles.embed is not None and roles.embed.path.rsplit(".", 1)[-1] not in EMBEDDING_NAMES:
+        rules.append(RenameRule(rf"^{re.escape(roles.embed.path)}\.", "embed_tokens.",
+                                "the token embeddings under a name of their own (CTRL's w), found in the module tree"))
     holder = roles.embed.path.rsplit(".", 1)[0] if roles.embed is not None and "." in roles.embed.path else ""
     if holder and roles.backbone is not None and holder != roles.backbone.path:
         rules.append(RenameRule(rf"^{re.escape(holder)}\.", "", "the embeddings' own module (BERT's bert.embeddings)"))
@@ -509,6 +515,20 @@ def found_renames(root: Any, read: tuple[Any, Any] | None = None) -> tuple[Renam
     if backbone and f"{backbone}." not in _KNOWN_PREFIXES:  # after the norm rule, which names the whole path
         rules.append(RenameRule(rf"^{re.escape(backbone)}\.", "", "the decoder's own prefix (BioGPT's biogpt.)"))
     return tuple(rules)
+
+
+def _projection_renames(read: tuple[Any, Any]) -> list[RenameRule]:
+    """Projections under names of their own, read from their code (CTRL's ``Wq`` ... ``dense``, its MLP's
+    ``ffn.0`` and ``ffn.2``), under the port's names."""
+    from import_model.plan.behaviour import projection_behaviour
+
+    tree, roles = read
+    rules = []
+    for role, seen in projection_behaviour(tree, roles).items():
+        module, owner = ("mlp", roles.mlp) if role in ("up_proj", "down_proj") else ("self_attn", roles.attention)
+        rules.append(RenameRule(rf"\.{re.escape(owner[0])}\.{re.escape(seen.value)}\.", f".{module}.{role}.",
+                                f"{seen.evidence}, found in its code"))
+    return rules
 
 
 def _sublayer_norm_renames(read: tuple[Any, Any]) -> list[RenameRule]:

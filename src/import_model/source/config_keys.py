@@ -32,15 +32,16 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "logit_scale": ("logit_scale",),
     # OLMo
     "clip_qkv": ("clip_qkv",),
-    # GPT-J, CodeGen, Falcon (n_inner / ffn_hidden_size); OPT, XGLM (ffn_dim); TrOCR (decoder_ffn_dim)
-    "intermediate_size": ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim", "decoder_ffn_dim"),
+    # GPT-J, CodeGen, Falcon (n_inner / ffn_hidden_size); OPT, XGLM (ffn_dim); TrOCR (decoder_ffn_dim); CTRL (dff)
+    "intermediate_size": ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim", "decoder_ffn_dim", "dff"),
     # learned position tables: GPT-2, GPT-BigCode (n_positions), OPT, BioGPT
     "max_positions": ("max_position_embeddings", "n_positions", "n_ctx"),
     # Falcon (num_kv_heads, n_head_kv); multi-head families without the key fall back to the query heads
     "num_key_value_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "num_attention_heads"),
     # mixtures of experts: OLMoE, Qwen2-MoE, Mixtral (num_local_experts), DeepSeek-style (n_routed_experts)
     "experts": ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_routed_experts"),
-    "top_k": ("num_experts_per_tok", "moe_top_k", "num_experts_per_token", "top_k"),
+    # moe_topk: HunYuan-MoE; top_k_experts: Gemma 4's MoE block
+    "top_k": ("num_experts_per_tok", "moe_top_k", "num_experts_per_token", "top_k", "moe_topk", "top_k_experts"),
     "expert_width": ("moe_intermediate_size", "expert_ffn_hidden_size", "intermediate_size"),
     "shared_width": ("shared_expert_intermediate_size", "moe_shared_expert_intermediate_size"),
     "shared_count": ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts"),

@@ -92,6 +92,7 @@ SHRINK_RULES: dict[str, Rule] = {
     # which follows qk_rope_head_dim when the source ties them.
     "kv_lora_rank": Rule("fixed", 32),
     "q_lora_rank": Rule("fixed", 48),
+    "adapter_rank": Rule("fixed", 8),  # Zamba2's shared-attention LoRA adapters
     "qk_rope_head_dim": Rule("fixed", 8),
     "qk_nope_head_dim": Rule("fixed", HEAD_DIM),
     "v_head_dim": Rule("fixed", HEAD_DIM),

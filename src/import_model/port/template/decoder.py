@@ -446,6 +446,24 @@ def activation(x: TensorValue) -> TensorValue:
         return ops.silu(x)
 
 
+class XIELU(Module):
+    """xIELU: quadratic above zero, an exponential below, shaped by four scalars the checkpoint holds per layer."""
+
+    def __init__(self, dtype: DType, device: DeviceRef) -> None:
+        super().__init__()
+        self.alpha_p = Weight("alpha_p", dtype, [1], device)
+        self.alpha_n = Weight("alpha_n", dtype, [1], device)
+        self.beta = Weight("beta", dtype, [], device)
+        self.eps = Weight("eps", dtype, [], device)
+
+    def __call__(self, x: TensorValue) -> TensorValue:
+        alpha_p = ops.log1p(ops.exp(self.alpha_p))  # softplus keeps both slopes positive
+        alpha_n = self.beta + ops.log1p(ops.exp(self.alpha_n))
+        beta = ops.broadcast_to(self.beta, [1])
+        negative = (ops.exp(ops.min(x, ops.broadcast_to(self.eps, [1]))) - 1.0 - x) * alpha_n + beta * x
+        return ops.where(x > 0, alpha_p * x * x + beta * x, negative)
+
+
 class PortMLP(Module):
     """The feed-forward block."""
 
@@ -459,10 +477,14 @@ class PortMLP(Module):
         self.down_proj = Linear(inner, hidden, dtype, device, has_bias=TRAITS.mlp_bias)
         if TRAITS.mlp_inner_norm:
             self.inner_norm = make_norm(inner, float(config_value(config, "norm_eps", 1e-5)), dtype, device)
+        if TRAITS.activation == "xielu":
+            self.act_fn = XIELU(dtype, device)
 
     def __call__(self, x: TensorValue) -> TensorValue:
         if TRAITS.mlp == "gated":
             inner = activation(self.gate_proj(x)) * self.up_proj(x)
+        elif TRAITS.activation == "xielu":
+            inner = self.act_fn(self.up_proj(x))
         else:
             inner = activation(self.up_proj(x))
         if TRAITS.mlp_inner_norm:
