@@ -150,9 +150,9 @@ UNSET_OPTION_SIZES: tuple[dict[str, int], ...] = (
 #: Keys every published checkpoint of a family sets, which its config class leaves out and its model reads: the
 #: default config gets them so transformers can build it (family -> keys, merged one level deep).
 PUBLISHED_KEYS: dict[str, dict[str, Any]] = {
-    # transformers 5.12's DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define;
-    # databricks/dbrx-base's config.json sets it
-    "dbrx": {"attn_config": {"rope_theta": 500000.0}},
+    # transformers 5.12's DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not define,
+    # and clamps q/k/v by clip_qkv whatever it is (None fails); databricks/dbrx-base's config.json sets both
+    "dbrx": {"attn_config": {"rope_theta": 500000.0, "clip_qkv": 8.0}},
     # Lfm2MoeConfig leaves layer_types unset and its model indexes it; LiquidAI/LFM2-8B-A1B lists short-convolution
     # layers with a full-attention layer among them (here every third of the class's 32 layers)
     "lfm2_moe": {"layer_types": ["full_attention" if index % 3 == 2 else "conv" for index in range(32)]},

@@ -53,6 +53,8 @@ FAMILIES: dict[str, int] = {
     "hunyuan_v1_dense": 0, "seed_oss": 0, "cohere2": 0, "jais2": 0, "cwm": 0,
     # differential attention, outside the catalog: the honest partial
     "diffllama": 1,
+    # names read from the code (CTRL), tables concatenated to the embedding (RoCBert), one routed expert (HunYuan-MoE)
+    "ctrl": 0, "roc_bert": 0, "hunyuan_v1_moe": 0,
 }
 
 #: Families MAX registers natively, ported under a class it does not register (so `port` must write the decoder):

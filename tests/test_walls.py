@@ -122,6 +122,7 @@ def test_config_only_scan_says_weights_were_not_read() -> None:
      "alibi", "hidden_size 5120"),
     ({"architectures": ["JAISLMHeadModel"], "model_type": "jais", "position_embedding_type": "alibi"},
      "alibi", "position_embedding_type: 'alibi'"),
+    (family_config("cpmant", "CpmAntForCausalLM"), "relative-bias", "position_bias_num_buckets: 512"),
     # Token mixers the installed MAX ships no block for (those it has one for warn: see below).
     (family_config("rwkv", "RwkvForCausalLM"), "recurrent-layers", "no public block for RWKV time mixing"),
     (family_config("xlstm", "xLSTMForCausalLM"), "recurrent-layers", "no public block for xLSTM cells"),

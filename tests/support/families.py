@@ -738,6 +738,16 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     # FacebookAI/roberta-base's family as a decoder: BERT's block, positions counted from padding_idx + 1
     "roberta": ("roberta", "RobertaForCausalLM", {"bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1,
                                                   "is_decoder": True}),
+    # Salesforce/ctrl (the config class's defaults): its own names read from its code (Wq/Wk/Wv/dense, a Sequential
+    # MLP, the token table w), embeddings scaled in place, a sinusoid buffer added
+    "ctrl": ("ctrl", "CTRLLMHeadModel", {"bos_token_id": 1, "eos_token_id": 2}),
+    # weiweishi/roc-bert-base-zh as a decoder: shape and pronunciation tables concatenated to the token embedding
+    "roc_bert": ("roc_bert", "RoCBertForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+                                                    "is_decoder": True}),
+    # tencent/Hunyuan-A13B-Instruct's family at its config class's default: one routed expert beside a shared MLP,
+    # QK-norm, the router as gate.wg
+    "hunyuan_v1_moe": ("hunyuan_v1_moe", "HunYuanMoEV1ForCausalLM", {"bos_token_id": 1, "eos_token_id": 2,
+                                                                     "pad_token_id": 0}),
     # openai-community/openai-gpt (the config class's defaults): post-LN (ln_1 / ln_2 after each add), no final
     # norm, learned positions, Conv1D weights, gelu_new picked from the family's own table
     "openai-gpt": ("openai-gpt", "OpenAIGPTLMHeadModel", {"bos_token_id": 1, "eos_token_id": 2}),

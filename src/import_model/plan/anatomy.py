@@ -128,6 +128,9 @@ TRAITS: dict[str, str] = {
     "embedding.extra_rows": "rows of the embedding table beyond vocab_size (Mllama's image tokens; None: none)",
     "embedding.projection": "the embeddings' own width where a linear projects them to the hidden size before the "
                             "first layer (ELECTRA's embedding_size; None: the embeddings are hidden-wide)",
+    "embedding.side_tables": "tables concatenated to the token embedding at row 0 (the ids text does not carry), "
+                             "then mapped to the hidden size: ((module, rows key, width key), ...) (RoCBert)",
+    "embedding.input_map": "the linear that maps that concatenation to the hidden size",
     "head.tied": "the LM head reuses the embedding matrix",
     "head.bias": "the LM head carries a bias",
     "head.transform": "the activation of a dense + activation + norm before the head (BERT-style; None: none)",
@@ -270,6 +273,8 @@ _FORMATS: dict[str, Any] = {
                                       "one embedding row per vocabulary entry",
     "embedding.projection": lambda v: f"embeddings {v} wide, projected to the hidden size" if v else
                                       "embeddings as wide as the layers",
+    "embedding.side_tables": lambda v: f"{', '.join(t[0] for t in v)} concatenated at row 0" if v else
+                                       "no tables concatenated to the token embedding",
     "embedding.norm": lambda v: {"final": "embeddings normalised by the final norm's module",
                                  "own": "embeddings normalised by a norm of their own"}.get(v, "embeddings not normalised"),
 }
@@ -561,6 +566,7 @@ _DETECTORS = {
     "mlp": behaviour.mlp_behaviour,
     "sub_norms": behaviour.sublayer_output_norms,
     "projections": behaviour.projection_behaviour,
+    "side_tables": behaviour.side_tables,
     "modality": behaviour.modality_behaviour,
     "embedding": behaviour.embedding_behaviour,
     "positions": behaviour.position_behaviour,
@@ -1080,6 +1086,10 @@ def _embedding(anatomy: Anatomy, inputs: _Inputs) -> None:
     anatomy.add("embedding.projection", width, MODELING if inputs.roles else DEFAULT,
                 f"{projection.path} takes the embeddings from {width} to the hidden size" if projection else
                 "the embeddings are as wide as the layers")
+    side = inputs.seen.get("side_tables", {})
+    if "tables" in side:
+        anatomy.add("embedding.side_tables", side["tables"].value, MODELING, side["tables"].evidence)
+        anatomy.add("embedding.input_map", side["input_map"].value, MODELING, side["input_map"].evidence)
     token_type = inputs.roles.token_type if inputs.roles is not None else None
     anatomy.add("embedding.token_type", token_type is not None, MODELING if inputs.roles else DEFAULT,
                 f"{token_type.path}: the type-0 row is added to every token's embedding (no token types are passed)"
@@ -1238,6 +1248,11 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
             found |= {f"{owner[1].path}.{anatomy.value(key)}.{name}" for name in ("weight", "bias")}
     found |= set(_head_biases(inputs))
     found |= {f"{own}.{name}" for own, _ in _renamed_projections(inputs.seen, roles) for name in ("weight", "bias")}
+    side = inputs.seen.get("side_tables", {})
+    if "tables" in side and roles is not None and roles.embed is not None:  # RoCBert's tables and the linear after
+        holder = roles.embed.path.rsplit(".", 1)[0]
+        found |= {f"{holder}.{attr}.weight" for attr, _, _ in side["tables"].value}
+        found |= {f"{holder}.{side['input_map'].value}.{name}" for name in ("weight", "bias")}
     cross = anatomy.value("block.cross_attention") or []
     unread = re.compile(r"\{i\}\.(?:" + "|".join(map(re.escape, cross)) + r")\.") if cross else None
     modality = inputs.seen.get("modality", {}).get("unread")

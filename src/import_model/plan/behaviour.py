@@ -915,6 +915,49 @@ def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     return found
 
 
+def side_tables(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """Tables the embeddings module concatenates to the token embedding before a linear maps the whole back to
+    the hidden size (RoCBert's shape and pronunciation tables, indexed by ids text does not carry):
+    ``tables``: ((attribute, rows config key, width config key), ...) in concatenation order; ``input_map``: the
+    linear's attribute."""
+    holder = _parent(roles.root, roles.embed) if roles.embed is not None else None
+    forward = _forward(tree, holder) if holder is not None and holder is not roles.backbone else None
+    if forward is None:
+        return {}
+    tables = {attr: child for attr, child in holder.children.items()  # type: ignore[union-attr]
+              if child.kind == "embedding" and child is not roles.embed}
+    linears = {attr for attr, child in holder.children.items() if child.kind == "linear"}  # type: ignore[union-attr]
+    produced: dict[str, str] = {}  # local name -> the table whose lookup it holds
+    concatenated: list[str] = []
+    joined: set[str] = set()  # local names holding a concatenation
+    linear = None
+    for node in sorted((n for n in ast.walk(forward[0]) if isinstance(n, ast.Assign) and len(n.targets) == 1
+                        and isinstance(n.targets[0], ast.Name)), key=lambda n: (n.lineno, n.col_offset)):
+        target, value = node.targets[0].id, node.value  # type: ignore[attr-defined]
+        called = _self_calls(ast.Expr(value))
+        if called and called[0] in tables:
+            produced[target] = called[0]
+        elif isinstance(value, ast.Call) and source_text(value.func).endswith("cat") and value.args:
+            joined.add(target)
+            concatenated += [produced[n.id] for n in ast.walk(value.args[0]) if isinstance(n, ast.Name)
+                             and n.id in produced and produced[n.id] not in concatenated]
+        elif called and called[0] in linears and linear is None and isinstance(value, ast.Call) and \
+                any(isinstance(a, ast.Name) and a.id in joined for a in value.args):
+            linear = called[0]  # the linear that reads the concatenation
+    keys = [(attr, *(_config_attr(arg) for arg in (tables[attr].call.args[:2] if tables[attr].call else [])))
+            for attr in concatenated]
+    if not concatenated or linear is None or not all(len(k) == 3 and all(k) for k in keys):
+        return {}
+    where = f"{holder.class_name}.forward concatenates {', '.join(concatenated)} to the token embedding, " \
+            f"then {linear} maps them to the hidden size"  # type: ignore[union-attr]
+    return {"tables": Observation(tuple(keys), where), "input_map": Observation(linear, where)}
+
+
+def _config_attr(node: ast.expr) -> str | None:
+    """``config.shape_vocab_size`` -> ``shape_vocab_size``."""
+    return node.attr if isinstance(node, ast.Attribute) and source_text(node.value).endswith("config") else None
+
+
 def embedding_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     """A scale on the token embeddings: sqrt(hidden) (Gemma) or a configured multiplier (Granite)."""
     backbone = roles.backbone

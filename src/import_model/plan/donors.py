@@ -178,6 +178,10 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
     DeltaRule("embedding_projection", "embedding", ("embedding.projection",), SMALL, "graph",
               "project the embeddings ({hf}) to the hidden size before the first layer", project=_present,
               change_off="drop the donor's embedding projection"),
+    # RoCBert: shape and pronunciation tables concatenated to the token embedding, mapped back to the hidden size
+    DeltaRule("embedding_side_tables", "embedding", ("embedding.side_tables",), SMALL, "graph",
+              "concatenate {hf} to the token embedding and map the whole to the hidden size", project=_present,
+              change_off="drop the donor's concatenated tables"),
     DeltaRule("head_transform", "head", ("head.transform",), SMALL, "graph",
               "transform the last hidden state before the head: dense, {hf}, norm", project=_present,
               change_off="drop the donor's head transform"),

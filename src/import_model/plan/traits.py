@@ -83,6 +83,9 @@ class Traits:
     head_transform: bool = False  # BERT-style: dense, the MLP's activation and a norm before the head
     embedding_projection: bool = False  # ELECTRA: embeddings (and the head's input) narrower, projected up
     embedding_extra_rows: int = 0  # Mllama: embedding rows beyond vocab_size (image tokens)
+    # RoCBert: tables concatenated to the token embedding at row 0, then a linear to the hidden size:
+    # the config keys of each table's (rows, width)
+    embedding_side_tables: tuple[tuple[str, str], ...] = ()
     head_bias: bool = False
     logit_scale: bool = False
     logits_divisor: bool = False

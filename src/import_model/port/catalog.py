@@ -108,6 +108,9 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("embedding_projection", ("embedding_projection",), ("embedding_projection",),
                  "embeddings narrower than the layers, projected up before the first layer; the head transform "
                  "narrows back to their width for the tied head", "embed_projection.{weight,bias}"),
+    CatalogEntry("embedding_side_tables", ("embedding_side_tables",), ("embedding_side_tables",),
+                 "tables the family indexes by ids text does not carry, concatenated to the token embedding at row 0 "
+                 "and mapped to the hidden size by a linear", "side_tables.{j} / input_map"),
     CatalogEntry("head_transform", ("head_transform",), ("head_transform",),
                  "dense, the MLP's activation and a norm between the last layer and the head",
                  "head_transform.{dense,norm}"),
@@ -172,6 +175,7 @@ PIECES: dict[str, tuple[str, ...]] = {
     "token_type": ("PortDecoder.__call__",),
     "head_transform": ("HeadTransform",),
     "embedding_projection": ("embedding_width", "PortDecoder.__call__"),
+    "embedding_side_tables": ("PortDecoder.__call__",),
     "sub_norms": ("PortAttention.__call__", "PortMLP.__call__"),
     "embedding_rows": ("PortDecoder.__init__",),
     "residual": ("PortBlock._parallel",),
@@ -403,6 +407,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "token_type_row": bool(value("embedding.token_type")),
         "head_transform": value("head.transform") is not None,
         "embedding_projection": bool(value("embedding.projection")),
+        "embedding_side_tables": tuple((rows, width) for _, rows, width in value("embedding.side_tables") or ()),
         "embedding_extra_rows": int(value("embedding.extra_rows") or 0),
         "attention_output_norm": bool(value("attention.output_norm")),
         "mlp_inner_norm": bool(value("mlp.inner_norm")),

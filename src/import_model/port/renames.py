@@ -501,6 +501,7 @@ def found_renames(root: Any, read: tuple[Any, Any] | None = None) -> tuple[Renam
     if roles.embed is not None and roles.embed.path.rsplit(".", 1)[-1] not in EMBEDDING_NAMES:
         rules.append(RenameRule(rf"^{re.escape(roles.embed.path)}\.", "embed_tokens.",
                                 "the token embeddings under a name of their own (CTRL's w), found in the module tree"))
+    rules.extend(_side_table_renames(read))
     holder = roles.embed.path.rsplit(".", 1)[0] if roles.embed is not None and "." in roles.embed.path else ""
     if holder and roles.backbone is not None and holder != roles.backbone.path:
         rules.append(RenameRule(rf"^{re.escape(holder)}\.", "", "the embeddings' own module (BERT's bert.embeddings)"))
@@ -515,6 +516,23 @@ def found_renames(root: Any, read: tuple[Any, Any] | None = None) -> tuple[Renam
     if backbone and f"{backbone}." not in _KNOWN_PREFIXES:  # after the norm rule, which names the whole path
         rules.append(RenameRule(rf"^{re.escape(backbone)}\.", "", "the decoder's own prefix (BioGPT's biogpt.)"))
     return tuple(rules)
+
+
+def _side_table_renames(read: tuple[Any, Any]) -> list[RenameRule]:
+    """Tables concatenated to the token embedding and the linear after them (RoCBert's ``shape_embed``,
+    ``pronunciation_embed`` and ``map_inputs_layer``), read from the embeddings' code, under the port's names."""
+    from import_model.plan.behaviour import side_tables
+
+    tree, roles = read
+    found = side_tables(tree, roles)
+    if not found:
+        return []
+    holder = roles.embed.path.rsplit(".", 1)[0]
+    rules = [RenameRule(rf"^{re.escape(holder)}\.{re.escape(attr)}\.", f"side_tables.{index}.",
+                        f"table {index} concatenated to the token embedding, found in its code")
+             for index, (attr, _, _) in enumerate(found["tables"].value)]
+    return [*rules, RenameRule(rf"^{re.escape(holder)}\.{re.escape(found['input_map'].value)}\.", "input_map.",
+                               "the linear over the concatenation, found in the embeddings' code")]
 
 
 def _projection_renames(read: tuple[Any, Any]) -> list[RenameRule]:

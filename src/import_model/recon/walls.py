@@ -270,6 +270,19 @@ def _alibi(facts: Facts) -> str | None:
     return None
 
 
+#: Config keys that size a table of learned biases added to the attention scores by bucketed relative position
+#: (CPM-Ant's position_bias_num_buckets; T5-style relative_attention_num_buckets).
+RELATIVE_BIAS_KEYS = ("position_bias_num_buckets", "relative_attention_num_buckets")
+
+
+def _relative_bias(facts: Facts) -> str | None:
+    """A learned per-head bias on the attention scores, looked up by bucketed relative position."""
+    for path, value in facts.values(*RELATIVE_BIAS_KEYS):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return f"{path}: {value}"
+    return None
+
+
 def _hashed_attention(facts: Facts) -> str | None:
     """Reformer's attention kinds: LSH buckets and chunked local attention, neither a mask over one sequence."""
     for path, value in facts.values("attn_layers"):
@@ -913,6 +926,9 @@ RULES: tuple[Rule, ...] = (
     Rule("alibi", BLOCK, _alibi,
          "ALiBi position bias ({evidence}); MAX attention kernels add no per-head linear bias",
          "recognize-walls.md, then {modeling}"),
+    Rule("relative-bias", BLOCK, _relative_bias,
+         "a learned bias on the attention scores by bucketed relative position ({evidence}); MAX attention kernels "
+         "add no per-head bias to the scores", "recognize-walls.md, then {modeling}"),
     # Inputs and stacks a single decoder over one token stream cannot express: Reformer, BLT, Gemma 4's
     # assistants, MusicGen and Moshi.
     Rule("hashed-attention", BLOCK, _hashed_attention,

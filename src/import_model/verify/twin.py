@@ -109,6 +109,12 @@ SHRINK_RULES: dict[str, Rule] = {
     "intermediate_size": Rule("fixed", INTERMEDIATE),
     "n_inner": Rule("fixed", INTERMEDIATE),  # gpt2-style; None means 4 * hidden and stays None
     "ffn_dim": Rule("fixed", INTERMEDIATE),  # opt-style
+    "dff": Rule("fixed", INTERMEDIATE),  # CTRL
+    # RoCBert's shape and pronunciation tables
+    "shape_vocab_size": Rule("fixed", 64),
+    "shape_embed_dim": Rule("fixed", 16),
+    "pronunciation_vocab_size": Rule("fixed", 64),
+    "pronunciation_embed_dim": Rule("fixed", 16),
     "ffn_hidden_size": Rule("fixed", INTERMEDIATE),
     "decoder_ffn_dim": Rule("fixed", INTERMEDIATE),
     "encoder_ffn_dim": Rule("fixed", INTERMEDIATE),

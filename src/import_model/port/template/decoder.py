@@ -33,7 +33,7 @@ from max.nn.kernels import (
     store_v_cache_ragged,
 )
 from max.nn.kv_cache import KVCacheParams, PagedCacheValues
-from max.nn.layer import Module
+from max.nn.layer import LayerList, Module
 from max.nn.linear import MLP, Linear
 from max.nn.moe import MoE, MoEGate, make_concatenated_gated_activation_fn
 from max.nn.norm import LayerNorm, RMSNorm
@@ -907,8 +907,16 @@ class PortDecoder(Transformer):
             self.head_transform = HeadTransform(config=config, dtype=dtype, device=device)
         if TRAITS.embedding_projection:
             self.embed_projection = Linear(width, int(config.hidden_size), dtype, device, has_bias=True)
+        if TRAITS.embedding_side_tables:
+            sizes = [(int(getattr(config, rows)), int(getattr(config, columns)))
+                     for rows, columns in TRAITS.embedding_side_tables]
+            self.side_tables = LayerList([Embedding(rows, columns, dtype, device) for rows, columns in sizes])
+            self.input_map = Linear(width + sum(columns for _, columns in sizes), int(config.hidden_size), dtype,
+                                    device, has_bias=True)
         if TRAITS.position_table or TRAITS.position_sinusoid != "none":
-            rows = int(config_value(config, "max_positions")) + TRAITS.position_extra_rows
+            rows = int(config_value(config, "max_positions"))
+            if TRAITS.position_extra_rows:
+                rows += TRAITS.position_extra_rows  # rows before position 0 (OPT's offset of 2)
             if TRAITS.position_table:
                 self.embed_positions = Embedding(rows, width, dtype, device)
             else:
@@ -933,12 +941,16 @@ class PortDecoder(Transformer):
             else:
                 return head(x)
 
-    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm != "none" or TRAITS.token_type_row or TRAITS.embedding_projection:  # noqa: E501
+    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm != "none" or TRAITS.token_type_row or TRAITS.embedding_projection or TRAITS.embedding_side_tables:  # noqa: E501
         @override
         def __call__(self, tokens: Any, kv_collection: PagedCacheValues, return_n_logits: TensorValue,
                      input_row_offsets: TensorValue, hidden_states: TensorValue | None = None) -> tuple[TensorValue, ...]:
             """What enters the first layer: the token embeddings, then what this family adds to them."""
             h = self.embed_tokens(tokens)
+            if TRAITS.embedding_side_tables:
+                # tables indexed by ids text does not carry (RoCBert's shape and pronunciation ids): their row 0
+                looked_up = [table(tokens * 0) for table in self.side_tables]
+                h = self.input_map(ops.concat([h, *looked_up], axis=-1))
             if TRAITS.embedding_scale != "none" and not TRAITS.embedding_scale_in_module:
                 h = h * float(self.embedding_multiplier)
             if TRAITS.position_table or TRAITS.position_sinusoid != "none":
