@@ -376,6 +376,10 @@ def document(rows: list[Row], machine_line: str, minutes: float) -> str:
         "run-to-run noise. The widened twins keep the twin's 512-token vocabulary, so their head is small; "
         "SmolLM2 has its real 49,152-token head. Cold means MAX's compile cache (under `XDG_CACHE_HOME`) "
         "starts empty; warm reruns against it.", "",
+        *([] if not any(r.section == "moe" for r in rows) else [
+            "The `moe` rows measure what verifying a mixture of experts on the CPU costs: the port's CPU path runs "
+            "every expert on every token, so it computes 4x the MLP columns a token uses here. They are not MoE "
+            "serving speed, which MAX's grouped-matmul kernels give on a GPU.", ""]),
     ])
 
 

@@ -32,10 +32,10 @@ from import_model.plan.modeling import (
     causal_lm_class,
     config_defaults,
     hf_config_class,
-    known_model_type,
     modeling_path,
 )
 from import_model.recon.keys import key_pattern
+from import_model.recon.transformers_files import known_model_type
 from import_model.source.checkpoint import Checkpoint
 from import_model.source.config_keys import CONFIG_ALIASES
 

@@ -30,9 +30,9 @@ from import_model.plan.modeling import (
     causal_lm_class,
     hf_config_class,
     model_type_of_class,
-    transformers_version,
 )
 from import_model.recon import registry
+from import_model.recon.transformers_files import transformers_version
 from import_model.safe_io import MAX_CACHE_BYTES, read_bounded_text
 
 #: Bump when the cached donor anatomy format changes.

@@ -19,14 +19,20 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import importlib.util
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from import_model.recon.transformers_files import (
+    SAFE_NAME,
+    auto_tables,
+    module_name,
+    parse_file,
+    transformers_models_dir,
+)
 
 #: What an expression the evaluator cannot follow evaluates to.
 UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "UNKNOWN", "__bool__": lambda self: False})()
@@ -34,8 +40,6 @@ UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "UNKNOWN", "__bool_
 #: Guards that keep a strange or hostile source from making the walk slow.
 MAX_DEPTH = 10
 MAX_NODES = 400
-MAX_FILE_BYTES = 4 * 1024 * 1024
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_]{1,80}")
 
 #: ``torch.nn`` constructors -> the parameters they own (``bias`` is decided per call).
 BUILTIN_MODULES: dict[str, str] = {
@@ -52,60 +56,6 @@ BUILTIN_MODULES: dict[str, str] = {
 IDENTITY_KINDS = frozenset({"dropout", "identity"})
 
 
-# --------------------------------------------------------------------------- where transformers lives
-
-
-@cache
-def transformers_models_dir() -> Path | None:
-    """``transformers/models`` of the installed package, found without importing it."""
-    spec = importlib.util.find_spec("transformers")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "models"
-    return path if path.is_dir() else None
-
-
-@cache
-def transformers_version() -> str:
-    root = transformers_models_dir()
-    if root is None:
-        return "none"
-    match = re.search(r'__version__\s*=\s*"([^"]+)"', (root.parent / "__init__.py").read_text(errors="replace"))
-    return match.group(1) if match else "unknown"
-
-
-@cache
-def _auto_tables(file_name: str) -> dict[str, dict[str, Any]]:
-    """Every ``*_MAPPING_NAMES = OrderedDict([...])`` table of an ``auto/`` module, read as literals."""
-    root = transformers_models_dir()
-    tree = _parse_file(root / "auto" / file_name) if root else None
-    tables: dict[str, dict[str, Any]] = {}
-    for node in tree.body if tree else []:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
-            continue
-        name, value = node.targets[0].id, node.value
-        if isinstance(value, ast.Call) and value.args:  # OrderedDict([...])
-            value = value.args[0]
-        try:
-            literal = ast.literal_eval(value)
-        except (ValueError, TypeError, SyntaxError, RecursionError):
-            continue
-        if isinstance(literal, (list, tuple)):
-            literal = dict(item for item in literal if isinstance(item, tuple) and len(item) == 2)
-        if isinstance(literal, dict):
-            tables[name] = literal
-    return tables
-
-
-def module_name(model_type: str) -> str | None:
-    """The ``transformers/models/<name>`` folder of a model_type (``gemma3_text`` -> ``gemma3``)."""
-    if not isinstance(model_type, str) or not _SAFE_NAME.fullmatch(model_type.replace("-", "_")):
-        return None
-    special = _auto_tables("auto_mappings.py").get("SPECIAL_MODEL_TYPE_TO_MODULE_NAME", {})
-    name = special.get(model_type, model_type).replace("-", "_")
-    return name if _SAFE_NAME.fullmatch(name) else None
-
-
 def modeling_path(model_type: str) -> Path | None:
     root, name = transformers_models_dir(), module_name(model_type)
     if root is None or name is None:
@@ -113,11 +63,7 @@ def modeling_path(model_type: str) -> Path | None:
     # one folder may hold several model types, each in its own file (data2vec-text: data2vec/modeling_data2vec_text.py)
     own = model_type.replace("-", "_")
     paths = [root / name / f"modeling_{name}.py", root / name / f"modeling_{own}.py"]
-    return next((path for path in paths if _SAFE_NAME.fullmatch(own) and path.is_file()), None)
-
-
-def known_model_type(model_type: object) -> bool:
-    return isinstance(model_type, str) and model_type in _auto_tables("auto_mappings.py").get("CONFIG_MAPPING_NAMES", {})
+    return next((path for path in paths if SAFE_NAME.fullmatch(own) and path.is_file()), None)
 
 
 def hf_config_class(model_type: str) -> Any:
@@ -129,13 +75,13 @@ def hf_config_class(model_type: str) -> Any:
     import transformers
     from transformers import CONFIG_MAPPING
 
-    name = _auto_tables("auto_mappings.py").get("CONFIG_MAPPING_NAMES", {}).get(model_type)
+    name = auto_tables("auto_mappings.py").get("CONFIG_MAPPING_NAMES", {}).get(model_type)
     own = getattr(transformers, name, None) if isinstance(name, str) else None
     return own if own is not None else CONFIG_MAPPING[model_type]
 
 
 def causal_lm_class(model_type: str) -> str | None:
-    value = _auto_tables("modeling_auto.py").get("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", {}).get(model_type)
+    value = auto_tables("modeling_auto.py").get("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", {}).get(model_type)
     return value if isinstance(value, str) else None
 
 
@@ -158,7 +104,7 @@ _NOT_FIELDS = frozenset({"model_type", "keys_to_ignore_at_inference", "base_mode
 def config_defaults(model_type: str) -> ConfigDefaults | None:
     """The defaults transformers' config class for ``model_type`` fills in, read without importing it."""
     root, name = transformers_models_dir(), module_name(model_type)
-    class_name = _auto_tables("auto_mappings.py").get("CONFIG_MAPPING_NAMES", {}).get(model_type)
+    class_name = auto_tables("auto_mappings.py").get("CONFIG_MAPPING_NAMES", {}).get(model_type)
     if root is None or name is None or not isinstance(class_name, str):
         return None
     tree = SourceTree()
@@ -206,7 +152,7 @@ _CLASS_TABLES = (
 
 def model_type_of_class(class_name: str) -> str | None:
     """The model_type whose auto mapping names ``class_name``; None if transformers lacks the class."""
-    tables = _auto_tables("modeling_auto.py")
+    tables = auto_tables("modeling_auto.py")
     for table in _CLASS_TABLES:
         found = [model_type for model_type, value in tables.get(table, {}).items()
                  if class_name in (value if isinstance(value, (list, tuple)) else [value])]
@@ -216,15 +162,6 @@ def model_type_of_class(class_name: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- parsing and resolving
-
-
-def _parse_file(path: Path) -> ast.Module | None:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return None
-        return ast.parse(path.read_text(errors="replace"))
-    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
 
 
 @dataclass
@@ -261,7 +198,7 @@ class SourceTree:
         return self._modules[path]
 
     def _index(self, path: Path) -> ModuleInfo | None:
-        tree = _parse_file(path)
+        tree = parse_file(path)
         if tree is None:
             return None
         info = ModuleInfo(path, {}, {}, {})
@@ -285,7 +222,7 @@ class SourceTree:
     def _import_target(self, path: Path, level: int, module: str) -> Path | None:
         """Only sibling files and other model folders resolve; library internals stay opaque."""
         parts = module.split(".")
-        if not all(_SAFE_NAME.fullmatch(p) for p in parts):
+        if not all(SAFE_NAME.fullmatch(p) for p in parts):
             return None
         base = path.parent
         for _ in range(level - 1):

@@ -37,9 +37,9 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import cache
-from pathlib import Path
 
 from import_model.recon.max_blocks import find_block
+from import_model.recon.transformers_files import config_model_types, module_name, transformers_models_dir
 from import_model.source.checkpoint import Checkpoint
 from import_model.source.safetensors_header import DTYPE_BYTES
 
@@ -525,14 +525,10 @@ _MASK_BUILDER = re.compile(r"^(?:create_\w*mask|_prepare_4d\w*|get_extended_atte
 @cache
 def mask_reading(model_type: str) -> MaskReading:
     try:
-        import importlib.util
-
-        from transformers.models.auto.configuration_auto import model_type_to_module_name
-
-        spec = importlib.util.find_spec("transformers")
-        if spec is None or not spec.submodule_search_locations:
+        root, name = transformers_models_dir(), module_name(model_type)
+        if root is None or name is None:
             return MaskReading()
-        folder = Path(next(iter(spec.submodule_search_locations))) / "models" / model_type_to_module_name(model_type)
+        folder = root / name
         reads = forced = causal_word = False
         builders: set[str] = set()
         for path in folder.glob("modeling_*.py"):
@@ -814,12 +810,8 @@ def _not_read(facts: Facts) -> str | None:
 
 @cache
 def native_model_types() -> frozenset[str]:
-    """Model types the installed transformers implements itself (empty if it cannot be imported)."""
-    try:
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-    except Exception:  # a broken or missing transformers must not break the scan
-        return frozenset()
-    return frozenset(CONFIG_MAPPING_NAMES)
+    """Model types the installed transformers implements itself (empty if its files cannot be read)."""
+    return config_model_types()
 
 
 def _auto_map_evidence(facts: Facts) -> str | None:
