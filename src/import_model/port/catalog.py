@@ -278,6 +278,9 @@ def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
         if test(value):
             missing.append(MissingDelta(key, value, reason))
     missing.extend(_moe_unsupported(anatomy))
+    if _value(anatomy, "mlp.activation") == "xielu" and _value(anatomy, "mlp.kind", "gated") == "gated":
+        missing.append(MissingDelta("mlp.activation", "xielu", "xIELU on a gated MLP's gate: the catalog writes it "
+                                                               "for a plain MLP (Apertus) only"))
     for key in ("attention.output_norm", "mlp.inner_norm"):
         if _value(anatomy, key) and _value(anatomy, f"{key}_weight") is False:
             missing.append(MissingDelta(key, _value(anatomy, key), f"{_value(anatomy, key)} has no weight in the "
