@@ -1216,8 +1216,7 @@ def _renamed_projections(seen: dict[str, dict[str, behaviour.Observation]],
     Sequential MLP's ``0`` and ``2``), without the ``.weight`` / ``.bias``."""
     pairs = []
     for role, found in seen.get("projections", {}).items():
-        module = "mlp" if role in ("up_proj", "down_proj") else "self_attn"
-        owner = roles and (roles.mlp if module == "mlp" else roles.attention)
+        module, owner = behaviour.projection_home(roles, role) if roles is not None else ("", None)
         if owner:
             own = f"{owner[1].path}.{found.value}".replace("{i}", "0")  # a layer's index and a position alike
             port = f"{owner[1].path.rsplit('.', 1)[0]}.{module}.{role}".replace("{i}", "0")

@@ -817,15 +817,21 @@ def attention_projections(tree: SourceTree, roles: Roles) -> dict[str, str]:
     for stmt in ast.walk(found[0]):
         if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
             continue
-        for call in _self_call_nodes(stmt.value):
-            role = next((r for r, pattern in _PROJECTION_ROLES if re.match(pattern, stmt.targets[0].id)), None)
-            if call.func.attr in linears and role and role not in named:  # type: ignore[attr-defined]
+        role = next((r for r, pattern in _PROJECTION_ROLES if re.match(pattern, stmt.targets[0].id)), None)
+        for call in _self_call_nodes(stmt.value) if role else []:
+            if call.func.attr in linears and role not in named:  # type: ignore[attr-defined]
                 named[role] = call.func.attr  # type: ignore[attr-defined]
     calls = [call.func.attr for call in sorted(_self_call_nodes(found[0]), key=lambda c: (c.lineno, c.col_offset))
              if call.func.attr in linears]  # type: ignore[attr-defined]
     if len(named) == 3 and calls and calls[-1] not in named.values():
         named["o_proj"] = calls[-1]
     return named if len(set(named.values())) == 4 else {}
+
+
+def projection_home(roles: Roles, role: str) -> tuple[str, tuple[str, ModuleNode] | None]:
+    """Where a projection read by :func:`projection_behaviour` sits: the port's module name for it (``mlp`` or
+    ``self_attn``) and the model's own (attribute, module) that holds it."""
+    return ("mlp", roles.mlp) if role in ("up_proj", "down_proj") else ("self_attn", roles.attention)
 
 
 def projection_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:

@@ -538,12 +538,12 @@ def _side_table_renames(read: tuple[Any, Any]) -> list[RenameRule]:
 def _projection_renames(read: tuple[Any, Any]) -> list[RenameRule]:
     """Projections under names of their own, read from their code (CTRL's ``Wq`` ... ``dense``, its MLP's
     ``ffn.0`` and ``ffn.2``), under the port's names."""
-    from import_model.plan.behaviour import projection_behaviour
+    from import_model.plan.behaviour import projection_behaviour, projection_home
 
     tree, roles = read
     rules = []
     for role, seen in projection_behaviour(tree, roles).items():
-        module, owner = ("mlp", roles.mlp) if role in ("up_proj", "down_proj") else ("self_attn", roles.attention)
+        module, owner = projection_home(roles, role)
         rules.append(RenameRule(rf"\.{re.escape(owner[0])}\.{re.escape(seen.value)}\.", f".{module}.{role}.",
                                 f"{seen.evidence}, found in its code"))
     return rules

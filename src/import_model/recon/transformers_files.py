@@ -81,11 +81,5 @@ def parse_file(path: Path) -> ast.Module | None:
 
 
 def known_model_type(model_type: object) -> bool:
+    """A model type the installed transformers implements itself (False if its files cannot be read)."""
     return isinstance(model_type, str) and model_type in auto_tables("auto_mappings.py").get("CONFIG_MAPPING_NAMES", {})
-
-
-
-
-def config_model_types() -> frozenset[str]:
-    """Model types the installed transformers implements itself (empty if its files cannot be read)."""
-    return frozenset(auto_tables("auto_mappings.py").get("CONFIG_MAPPING_NAMES", {}))

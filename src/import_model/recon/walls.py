@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 
 from import_model.recon.max_blocks import find_block
-from import_model.recon.transformers_files import config_model_types, module_name, transformers_models_dir
+from import_model.recon.transformers_files import known_model_type, module_name, transformers_models_dir
 from import_model.source.checkpoint import Checkpoint
 from import_model.source.safetensors_header import DTYPE_BYTES
 
@@ -808,12 +808,6 @@ def _not_read(facts: Facts) -> str | None:
 # --------------------------------------------------------------------------- repo and identity detectors
 
 
-@cache
-def native_model_types() -> frozenset[str]:
-    """Model types the installed transformers implements itself (empty if its files cannot be read)."""
-    return config_model_types()
-
-
 def _auto_map_evidence(facts: Facts) -> str | None:
     auto_map = facts.config.get("auto_map")
     if auto_map in (None, {}, [], ""):
@@ -828,14 +822,14 @@ def _auto_map_evidence(facts: Facts) -> str | None:
 
 def _remote_code_only(facts: Facts) -> str | None:
     evidence = _auto_map_evidence(facts)
-    if evidence is None or facts.model_type in native_model_types():
+    if evidence is None or known_model_type(facts.model_type):
         return None
     return f"{evidence}, model_type {facts.model_type[:40]!r} unknown to the installed transformers"
 
 
 def _remote_code_shadowing(facts: Facts) -> str | None:
     evidence = _auto_map_evidence(facts)
-    if evidence is None or facts.model_type not in native_model_types():
+    if evidence is None or not known_model_type(facts.model_type):
         return None
     return f"{evidence}, though transformers has model_type {facts.model_type!r} natively"
 
