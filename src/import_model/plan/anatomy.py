@@ -70,6 +70,10 @@ TRAITS: dict[str, str] = {
     "attention.scale_value": "the softmax scale, evaluated",
     "attention.scale_by_layer": "True when each layer's scale is divided by its depth (GPT-2's flag)",
     "attention.logit_softcap": "tanh cap on attention scores (None: off)",
+    "attention.differential": "differential attention: the four lambda vectors (q1, k1, q2, k2) whose exp(q1 . k1) - "
+                              "exp(q2 . k2) weighs the second half of the heads' maps against the first (None: off)",
+    "attention.differential_norm_weight": "the differential attention's norm over each head pair has a weight in the "
+                                          "checkpoint (False: statistics only, DiffLlama's groupnorm)",
     "attention.sliding_window": "none | all (every layer) | interleaved (per-layer pattern)",
     "attention.window": "sliding window length in tokens",
     "attention.layer_pattern": "one period of the layer types: S sliding, F full, C chunked",
@@ -244,6 +248,8 @@ _FORMATS: dict[str, Any] = {
     "head.logits_divisor": lambda v: f"logits / {v:g}" if v else "no logit divisor",
     "head.final_softcap": lambda v: f"final logits capped by {v:g} * tanh(x / {v:g})" if v else "no final-logit softcap",
     "weights.unexplained": lambda v: _short_list(v) if v else "every weight explained",
+    "attention.differential": lambda v: f"differential attention (lambda from {', '.join(v)})" if v else
+                              "one softmax map per head",
     "attention.logit_softcap": lambda v: f"attention scores capped by {v:g} * tanh(x / {v:g})" if v else "no attention softcap",
     "attention.qkv_bias": lambda v: "q/k/v biases" if v else "no q/k/v biases",
     "attention.o_bias_last_layer": lambda v: "on the last layer only" if v else "",
@@ -630,6 +636,10 @@ def _attention(anatomy: Anatomy, inputs: _Inputs) -> None:
     _sliding(anatomy, inputs)
     clip = _float(cfg, "clip_qkv")
     anatomy.add("attention.clip_qkv", clip, CONFIG, f"clip_qkv={clip}" if clip else "no clip_qkv")
+    differential = _seen(inputs, "attention", "differential")
+    anatomy.add("attention.differential", list(differential.value) if differential else None,
+                MODELING if differential else DEFAULT,
+                differential.evidence if differential else "no pair of lambda vectors weighs two softmax maps")
 
 
 def _projections(anatomy: Anatomy, inputs: _Inputs) -> None:
@@ -937,9 +947,15 @@ def _sub_norms(anatomy: Anatomy, inputs: _Inputs) -> None:
     seen, roles = inputs.seen.get("sub_norms", {}), inputs.roles
     for key, group in (("attention.output_norm", "attention"), ("mlp.inner_norm", "mlp")):
         row = seen.get(group)
-        anatomy.add(key, row.value if row else None, MODELING if row else DEFAULT,
-                    row.evidence if row else "no norm inside the sublayer")
         owner = getattr(roles, group, None) if roles is not None else None
+        if row and group == "attention" and anatomy.value("attention.differential"):
+            # DiffLlama's groupnorm over each head pair is a step of the differential attention, not a sub-norm
+            anatomy.add(key, None, MODELING, f"{row.value}: the differential attention's norm over each head pair "
+                                             "(attention.differential)")
+            key = "attention.differential_norm"
+        else:
+            anatomy.add(key, row.value if row else None, MODELING if row else DEFAULT,
+                        row.evidence if row else "no norm inside the sublayer")
         if row and owner is not None and inputs.shapes:  # the checkpoint tells BitNet's norm from a weightless one
             weight = f"{owner[1].path}.{row.value}.weight"
             anatomy.add(f"{key}_weight", weight in inputs.shapes, inputs.key_source,
@@ -1245,6 +1261,9 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
                        (roles.mlp if roles else None, "mlp.inner_norm")):
         if owner is not None and anatomy.value(key):
             found |= {f"{owner[1].path}.{anatomy.value(key)}.{name}" for name in ("weight", "bias")}
+    differential = anatomy.value("attention.differential")
+    if differential and roles is not None and roles.attention is not None:  # the lambda vectors
+        found |= {f"{roles.attention[1].path}.{name}" for name in differential}
     found |= set(_head_biases(inputs))
     found |= {f"{own}.{name}" for own, _ in _renamed_projections(inputs.seen, roles) for name in ("weight", "bias")}
     side = inputs.seen.get("side_tables", {})

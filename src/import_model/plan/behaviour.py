@@ -591,6 +591,9 @@ def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
         reads = bool(re.search(r"config\.head_dim|['\"]head_dim['\"]", text))
         found["head_dim_source"] = Observation("config" if reads else "derived", f"{name}.head_dim = {source_text(head_dim, 90)}")
     found.update(_softcap(tree, node))
+    differential = _differential_lambdas(tree, node)
+    if differential is not None:
+        found["differential"] = differential
     text = " ".join(source_text(m, 100000) for ref in classes for m, _ in tree.methods(ref))
     if roles.layer is not None and roles.layer.ref is not None:
         text += " ".join(source_text(m, 100000) for m, _ in tree.methods(roles.layer.ref))
@@ -617,6 +620,45 @@ def _softcap(tree: SourceTree, node: ModuleNode) -> dict[str, Observation]:
                 return {"softcap": Observation(value if _is_real(value) else None,
                                                f"{owner.name}.forward passes softcap={source_text(kw.value, 60)}")}
     return {}
+
+
+def _own_parameter(node: ModuleNode, expr: ast.expr) -> str | None:
+    """``self.<name>`` where ``<name>`` is a parameter the module holds itself (not a submodule's)."""
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name) and expr.value.id == "self" \
+            and expr.attr in node.params:
+        return expr.attr
+    return None
+
+
+def _exp_of_dot(call: ast.AST, node: ModuleNode) -> tuple[str, str] | None:
+    """``exp(sum(self.a * self.b))``: the pair of the module's own vectors whose dot product is exponentiated."""
+    if not (isinstance(call, ast.Call) and _call_leaf(call) == "exp" and call.args):
+        return None
+    inner = call.args[0]
+    if not (isinstance(inner, ast.Call) and _call_leaf(inner) == "sum" and inner.args):
+        return None
+    product = inner.args[0]
+    if not (isinstance(product, ast.BinOp) and isinstance(product.op, ast.Mult)):
+        return None
+    left, right = _own_parameter(node, product.left), _own_parameter(node, product.right)
+    return (left, right) if left and right else None
+
+
+def _differential_lambdas(tree: SourceTree, node: ModuleNode) -> Observation | None:
+    """Differential attention (DiffLlama): the forward exponentiates the dot products of two pairs of the module's
+    own vectors, ``exp(q1 . k1) - exp(q2 . k2)``, the lambda that weighs one softmax map against the other. The
+    value is the four parameter names, the pair read first (the positive one) first."""
+    found = _forward(tree, node)
+    if found is None:
+        return None
+    forward, owner = found
+    pairs = sorted(((call.lineno, pair) for call in ast.walk(forward) if (pair := _exp_of_dot(call, node))),
+                   key=lambda item: item[0])
+    if len(pairs) != 2:
+        return None
+    (q1, k1), (q2, k2) = pairs[0][1], pairs[1][1]
+    return Observation((q1, k1, q2, k2), f"{owner.name}.forward: lambda = exp(sum(self.{q1} * self.{k1})) - "
+                                         f"exp(sum(self.{q2} * self.{k2})) + lambda_init, two softmax maps weighed")
 
 
 def _value_in(node: ModuleNode, expr: ast.expr) -> Any:

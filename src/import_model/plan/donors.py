@@ -171,6 +171,10 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
     DeltaRule("embedding_rows", "embedding", ("embedding.extra_rows",), SCALAR, "graph",
               "size the embedding table for its extra rows ({hf}); the head keeps the vocabulary", project=_present,
               change_off="drop the donor's extra embedding rows"),
+    # DiffLlama: two softmax maps per head pair, the second weighed by a learned lambda and subtracted
+    DeltaRule("differential_attention", "attention", ("attention.differential", "attention.differential_norm_weight"),
+              WIRING, "graph", "subtract a second softmax map per head pair, weighed by {hf}", project=_present,
+              change_off="drop the donor's differential attention"),
     # BitNet: norms inside the sublayers, on the attention's output and on the down projection's input
     DeltaRule("sub_norms", "block", ("attention.output_norm", "mlp.inner_norm"), SMALL, "graph",
               "norm inside the sublayers ({hf})", project=_present, change_off="drop the donor's sub-norms"),

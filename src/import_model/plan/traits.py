@@ -91,6 +91,9 @@ class Traits:
     logits_divisor: bool = False
     final_softcap: bool = False
     attention_softcap: bool = False
+    # differential attention (DiffLlama): two softmax maps per head pair subtracted with a learned lambda, each
+    # pair's output normed (statistics only) and scaled by 1 - lambda_init
+    differential_attention: bool = False
     moe: bool = False  # the MLP is a mixture of routed experts
     moe_router: MoERouter = "softmax"  # how the router scores experts
     moe_renormalise: Renormalise = "never"  # top-k weights divided by their sum (config: under norm_topk_prob)

@@ -86,6 +86,11 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("clip_qkv", ("clip_qkv",), ("clip_qkv",), "q/k/v clamped to +-clip_qkv"),
     CatalogEntry("attention_softcap", ("attention_softcap",), ("attention_softcap",),
                  "attention-logit soft-cap: attention written out over K/V read back from a one-head-per-layer cache"),
+    CatalogEntry("differential_attention", ("differential_attention",), ("differential_attention",),
+                 "differential attention: each head pair's two softmax maps over values of both, the second weighed by "
+                 "exp(q1 . k1) - exp(q2 . k2) + lambda_init and subtracted, normed without a weight and scaled by "
+                 "1 - lambda_init; written out over K/V read back from a one-head-per-layer cache",
+                 "self_attn.lambda_{q1,k1,q2,k2}"),
     CatalogEntry("final_softcap", ("final_softcap",), ("final_softcap",), "final-logit soft-cap tanh(x/c)*c"),
     CatalogEntry("logit_scale", ("logit_scale",), ("logit_scale",), "logits multiplied by logit_scale"),
     CatalogEntry("logits_divisor", ("logits_divisor",), ("logits_divisor",), "logits divided by logits_scaling"),
@@ -160,7 +165,8 @@ PIECES: dict[str, tuple[str, ...]] = {
     "sliding_window": ("sliding_layers", "PortAttention.__call__"),
     "attention_scale": ("attention_scale",),
     "clip_qkv": ("PortAttention.__call__",),
-    "attention_softcap": ("PortAttention._softcapped", "CachePerKVHead"),
+    "attention_softcap": ("PortAttention._written_out", "CachePerKVHead"),
+    "differential_attention": ("PortAttention._differential", "differential_lambda_init", "CachePerKVHead"),
     "final_softcap": ("PortHead.finish",),
     "logit_scale": ("PortHead.finish",),
     "logits_divisor": ("PortHead.finish",),
@@ -284,8 +290,11 @@ def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
     for key in ("attention.output_norm", "mlp.inner_norm"):
         if _value(anatomy, key) and _value(anatomy, f"{key}_weight") is False:
             missing.append(MissingDelta(key, _value(anatomy, key), f"{_value(anatomy, key)} has no weight in the "
-                                        "checkpoint (a statistics-only norm, over groups of heads in DiffLlama); the "
+                                        "checkpoint (a statistics-only norm); the "
                                         "catalog's sub-norm is BitNet's, one learned weight across the whole width"))
+    if _value(anatomy, "attention.differential") and _value(anatomy, "attention.differential_norm_weight"):
+        missing.append(MissingDelta("attention.differential_norm_weight", True, "the differential attention's norm "
+                                    "over each head pair has a learned weight; the template's is statistics only"))
     transform = _value(anatomy, "head.transform")
     if transform is not None and transform != _value(anatomy, "mlp.activation", "silu"):
         missing.append(MissingDelta("head.transform", transform, "the head transform's activation differs from the "
@@ -420,6 +429,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "logits_divisor": value("head.logits_divisor") is not None,
         "final_softcap": value("head.final_softcap") is not None,
         "attention_softcap": bool(value("attention.logit_softcap")),
+        "differential_attention": bool(value("attention.differential")),
     }
     if value("moe.experts"):
         spec.update({

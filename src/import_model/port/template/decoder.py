@@ -302,6 +302,11 @@ class PortAttention(Module):
             self.softcap = float(config_value(config, "attention_softcap"))
         if TRAITS.clip_qkv:
             self.clip = float(config_value(config, "clip_qkv"))
+        if TRAITS.differential_attention:
+            for name in ("lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2"):
+                setattr(self, name, Weight(name, dtype, [self.head_dim], device))
+            self.lambda_init = differential_lambda_init(0)  # the decoder sets each layer's own
+            self.pair_norm = WeightlessNorm(float(config_value(config, "norm_eps", 1e-5)), layer_norm=False)
         self.q_proj = Linear(hidden, self.heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
         self.k_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
         self.v_proj = Linear(hidden, self.kv_heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
@@ -334,8 +339,8 @@ class PortAttention(Module):
             q, k = self._rotate(q, input_row_offsets, kv_collection), self._rotate(k, input_row_offsets, kv_collection)
         if TRAITS.qk_norm == "per_head" and TRAITS.qk_norm_after_rope:  # HunYuan normalises the rotated heads
             q, k = self.q_norm(q), self.k_norm(k)
-        if TRAITS.attention_softcap:
-            out = self._softcapped(layer_idx, q, k, v, kv_collection, input_row_offsets)
+        if TRAITS.attention_softcap or TRAITS.differential_attention:
+            out = self._written_out(layer_idx, q, k, v, kv_collection, input_row_offsets)
         else:
             store_k_cache_ragged(kv_collection, k, input_row_offsets, layer_idx)
             store_v_cache_ragged(kv_collection, v, input_row_offsets, layer_idx)
@@ -359,9 +364,10 @@ class PortAttention(Module):
         rotated = rope_ragged(x[:, :, :rot], input_row_offsets, start, table, interleaved=interleaved)
         return ops.concat((rotated, x[:, :, rot:]), axis=-1)
 
-    def _softcapped(self, layer_idx: TensorValue, q: TensorValue, k: TensorValue, v: TensorValue,
-                    kv_collection: PagedCacheValues, input_row_offsets: TensorValue) -> TensorValue:
-        """Attention with a logit soft-cap ``cap * tanh(scores / cap)``, written out over the cached K/V.
+    def _written_out(self, layer_idx: TensorValue, q: TensorValue, k: TensorValue, v: TensorValue,
+                     kv_collection: PagedCacheValues, input_row_offsets: TensorValue) -> TensorValue:
+        """Attention written out over the cached K/V: with a logit soft-cap ``cap * tanh(scores / cap)``, or
+        differential (:meth:`_differential`), neither of which MAX's flash attention computes.
 
         MAX 26.7's flash attention takes no soft-cap, so the cache holds one KV
         head per cache layer (:class:`CachePerKVHead`): KV head ``h`` of layer
@@ -399,11 +405,43 @@ class PortAttention(Module):
         group = self.heads // self.kv_heads
         queries = q.reshape((-1, self.kv_heads, group, self.head_dim))
         scores = ops.cast(queries @ k_rows.permute([0, 1, 3, 2]), DType.float32) * self.scale
-        scores = ops.tanh(scores / self.softcap) * self.softcap
+        if TRAITS.attention_softcap:
+            scores = ops.tanh(scores / self.softcap) * self.softcap
         hidden = ops.constant(-1e30, DType.float32, device=device)
         scores = ops.where(visible.reshape((-1, 1, 1, visible.shape[1])), scores, hidden)
         probs = ops.cast(ops.softmax(scores, axis=-1), q.dtype)
+        if TRAITS.differential_attention:
+            return self._differential(probs, v_rows)
         return (probs @ v_rows).reshape((-1, self.heads, self.head_dim))
+
+    def _differential(self, probs: TensorValue, v_rows: TensorValue) -> TensorValue:
+        """Differential attention over the softmax maps ``probs`` ``[tokens, kv_heads, group, positions]``.
+
+        Heads ``i`` and ``i + heads/2`` form a pair; both read the values of both
+        (each head's own, concatenated along head_dim: ``2 * head_dim`` wide).
+        The pair's output is the first head's minus ``lambda`` times the second's,
+        ``lambda = exp(q1 . k1) - exp(q2 . k2) + lambda_init``, normed over its
+        ``2 * head_dim`` channels without a weight and scaled by ``1 - lambda_init``;
+        the pairs side by side are what ``o_proj`` reads.
+        """
+        tokens, positions, half = probs.shape[0], v_rows.shape[2], self.heads // 2
+        group = self.heads // self.kv_heads
+        per_head = ops.broadcast_to(v_rows.reshape((tokens, self.kv_heads, 1, positions, self.head_dim)),
+                                    (tokens, self.kv_heads, group, positions, self.head_dim))
+        per_head = per_head.reshape((tokens, self.heads, positions, self.head_dim))
+        pair_values = ops.concat((per_head[:, :half], per_head[:, half:]), axis=-1)
+        maps = probs.reshape((tokens, self.heads, 1, positions))
+        out = (maps @ ops.concat((pair_values, pair_values), axis=1)).reshape((tokens, self.heads, 2 * self.head_dim))
+        weight = (ops.exp(ops.sum(ops.cast(self.lambda_q1 * self.lambda_k1, DType.float32), axis=-1))
+                  - ops.exp(ops.sum(ops.cast(self.lambda_q2 * self.lambda_k2, DType.float32), axis=-1)))
+        weight = ops.cast(weight, out.dtype) + self.lambda_init
+        return self.pair_norm(out[:, :half] - weight * out[:, half:]) * (1.0 - self.lambda_init)
+
+
+def differential_lambda_init(layer: int) -> float:
+    """The differential attention's lambda_init for a layer (0-based): ``0.8 - 0.6 exp(-0.3 layer)``, the
+    Differential Transformer's schedule, which DiffLlama computes from the layer index (no config key holds it)."""
+    return 0.8 - 0.6 * math.exp(-0.3 * layer)
 
 
 class CachePerKVHead:
@@ -869,6 +907,9 @@ class PortDecoder(Transformer):
                 attention = layer.self_attn
                 attention.o_proj = Linear(attention.heads * attention.head_dim, int(config.hidden_size), dtype,
                                           device, has_bias=False)
+        if TRAITS.differential_attention:
+            for index, layer in enumerate(layers):
+                layer.self_attn.lambda_init = differential_lambda_init(index)
         if TRAITS.scale_by_layer:
             for index, layer in enumerate(layers):
                 layer.self_attn.scale /= index + 1  # the scale divided by the layer's depth, as the family does
