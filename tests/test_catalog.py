@@ -9,6 +9,8 @@ it cannot implement instead of writing a silent partial port.
 from __future__ import annotations
 
 import ast
+import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -45,6 +47,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "glm": {"rotary_style": "interleaved", "qkv_bias": True},
     "exaone4": {"block_norms": NORM_LAYOUTS[("sequential", "post")], "qk_norm": "per_head",
                 "sliding_window": "interleaved", "nope": "global_layers"},
+    # DiffLlamaAttention: exp(sum(lambda_q1 * lambda_k1)) - exp(sum(lambda_q2 * lambda_k2)) weighs the head pairs'
+    # second maps; its weightless groupnorm is a step of that, not BitNet's sub-norm
+    "diffllama": {"differential_attention": True},
 }
 
 #: family -> delta rules the catalog applies (vs MAX's llama3) and what it cannot implement.
@@ -53,14 +58,16 @@ APPLIED: dict[str, set[str]] = {
     "glm": {"fused_gate_up", "partial_rotary", "rotary_style"},
     "arcee": {"rope_scaling", "mlp_kind", "activation"},
     "apertus": {"activation", "qk_norm", "mlp_kind"},
+    "diffllama": {"differential_attention"},
 }
-MISSING: dict[str, set[str]] = {"diffllama": {"sub_norms", "unexplained_weights"}}
+MISSING: dict[str, set[str]] = {}
 
 LLAMA_SPEC = {"norm": "rms", "norm_offset": False, "norm_bias": False, "residual": "sequential", "block_norms": PRE,
               "qkv_bias": False, "o_bias": False, "qk_norm": "none", "rotary_style": "half_split", "nope": "none",
               "sliding_window": "none", "attention_scale": "default", "mlp": "gated", "activation": "silu",
               "mlp_bias": False, "embedding_scale": "none", "head_bias": False, "logit_scale": False,
-              "logits_divisor": False, "final_softcap": False, "attention_softcap": False}
+              "logits_divisor": False, "final_softcap": False, "attention_softcap": False,
+              "differential_attention": False}
 
 
 def _spec_for(family: str) -> tuple[Any, Any, list[str]]:
@@ -143,22 +150,49 @@ def test_moe_variants_outside_the_catalog_are_named() -> None:
 
 
 def test_written_port_parses_and_marks_missing_deltas() -> None:
+    # DiffLlama as it was before the catalog wrote differential attention: plain attention stands in, the row is open
     result, config, rules = _spec_for("diffllama")
-    request = PortRequest(port_names(config["architectures"][0], "diffllama"), config, result.traits,
-                          rules=tuple(rules), missing=tuple((m.rule, m.reason) for m in result.missing))
+    traits = replace(result.traits, differential_attention=False)
+    request = PortRequest(port_names(config["architectures"][0], "diffllama"), config, traits, rules=tuple(rules),
+                          missing=(("differential_attention", "not written yet"),))
     files = port_files(request)
     assert set(files) == {"__init__.py", "arch.py", "model_config.py", "model.py", "weight_adapters.py", "diffllama.py"}
     graph = files["diffllama.py"]
-    assert "# TODO(delta sub_norms)" in graph
+    assert "# TODO(delta differential_attention)" in graph
     assert "NOT implemented" in (ast.get_docstring(ast.parse(graph)) or "")
-    assert "SPEC" not in graph and "TRAITS" not in graph
-    # DiffLlama's norm on the attention's output has no weight (BitNet's has one): the port leaves it out, says so.
-    assert result.spec["attention_output_norm"] is False and "output_norm" not in graph
-    reason = next(m.reason for m in result.missing if m.rule == "sub_norms")
-    assert "no weight in the checkpoint" in reason and "leaves it out" in reason
+    assert "SPEC" not in graph and "TRAITS" not in graph and "_differential" not in graph
+
+
+def test_differential_attention_is_read_and_written() -> None:
+    result, config, rules = _spec_for("diffllama")
+    assert result.complete, result.missing
+    assert result.spec["differential_attention"] is True and result.spec["attention_output_norm"] is False
+    assert "differential_attention" in rules and "sub_norms" not in rules and "unexplained_weights" not in rules
     rows = {r["rule"]: r for r in entry_rows(result, tuple(rules))}
-    assert rows["sub_norms"]["status"] == "missing"
-    assert rows["unexplained_weights"]["status"] == "missing"
+    assert rows["differential_attention"]["status"] == "implemented"
+    request = PortRequest(port_names(config["architectures"][0], "diffllama"), config, result.traits,
+                          rules=tuple(rules))
+    graph = port_files(request)["diffllama.py"]
+    assert "def _differential" in graph and "def _written_out" in graph and "def differential_lambda_init" in graph
+    assert "lambda_q1" in graph and "softcap" not in graph.replace("softcap_kv_len", "")
+    assert "TODO(delta" not in graph
+
+
+def test_differential_lambda_init_follows_the_layer_schedule() -> None:
+    from import_model.port.template.decoder import differential_lambda_init
+
+    assert differential_lambda_init(0) == pytest.approx(0.2)
+    assert differential_lambda_init(3) == pytest.approx(0.8 - 0.6 * math.exp(-0.9))
+
+
+def test_a_learned_norm_on_the_head_pairs_is_named_missing() -> None:
+    source = open_source(str(family_twin_dir("diffllama")))
+    config = load_config(source)
+    anatomy = make_plan(source.display, config, load_checkpoint(source), donor="llama3").anatomy
+    assert anatomy is not None
+    anatomy.add("attention.differential_norm_weight", True, "checkpoint", "test: a weight on the head-pair norm")
+    missing = build_spec(anatomy, config).missing
+    assert [m.trait for m in missing] == ["attention.differential_norm_weight"]
 
 
 def test_xielu_is_written_with_its_learned_scalars() -> None:

@@ -249,15 +249,18 @@ def test_gptj_rotary_dim_is_a_partial_rotary() -> None:
 
 
 @pytest.mark.parametrize(("model_type", "architecture", "expected"), [
-    ("diffllama", "DiffLlamaForCausalLM", "model.layers.{i}.self_attn.lambda_q1"),  # differential attention
+    # differential attention, its detector switched off: the lambdas are then parameters no rule knows
+    ("diffllama", "DiffLlamaForCausalLM", "model.layers.{i}.self_attn.lambda_q1"),
 ])
 def test_weights_no_trait_explains_are_a_delta(model_type: str, architecture: str, expected: str,
-                                               tmp_path: Path) -> None:
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A family whose extra parameters no rule knows is not a clean llama: the plan names those weights."""
     from transformers import CONFIG_MAPPING
 
+    from import_model.plan import behaviour
     from import_model.verify.twin import make_twin
 
+    monkeypatch.setattr(behaviour, "_differential_lambdas", lambda tree, node: None)
     config = CONFIG_MAPPING[model_type]().to_dict()
     config["architectures"] = [architecture]
     source = open_source(str(make_twin(config, tmp_path / model_type).path))
@@ -265,6 +268,17 @@ def test_weights_no_trait_explains_are_a_delta(model_type: str, architecture: st
     assert expected in value(plan, "weights.unexplained")
     row = next(delta for delta in plan.deltas if delta.rule == "unexplained_weights")
     assert expected in row.change
+
+
+def test_differential_attention_is_read_from_its_code() -> None:
+    plan = plan_for("diffllama", donor="llama3")
+    assert value(plan, "attention.differential") == ["lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2"]
+    assert "exp(sum(self.lambda_q1 * self.lambda_k1))" in plan.anatomy.row("attention.differential").evidence
+    # its groupnorm over each head pair is a step of the differential attention, without a weight; not a sub-norm
+    assert value(plan, "attention.output_norm") is None and value(plan, "attention.differential_norm_weight") is False
+    assert "differential_attention" in rules(plan) and "sub_norms" not in rules(plan)
+    assert value(plan, "weights.unexplained") == []
+    assert value(plan_for("helium"), "attention.differential") is None
 
 
 def test_norms_inside_the_sublayers_are_read_from_their_code() -> None:

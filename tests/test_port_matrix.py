@@ -51,8 +51,8 @@ FAMILIES: dict[str, int] = {
     "vaultgemma": 0, "persimmon": 0, "apertus": 0, "glm4": 0, "hyperclovax": 0, "falcon": 0, "falcon_40b": 0,
     "gptj": 0, "codegen": 0, "bitnet": 0, "nemotron": 0, "ernie4_5": 0,
     "hunyuan_v1_dense": 0, "seed_oss": 0, "cohere2": 0, "jais2": 0, "cwm": 0,
-    # differential attention, outside the catalog: the honest partial
-    "diffllama": 1,
+    # differential attention (DiffLlama): written out over the gathered K/V
+    "diffllama": 0,
     # names read from the code (CTRL), tables concatenated to the embedding (RoCBert), one routed expert (HunYuan-MoE)
     "ctrl": 0, "roc_bert": 0, "hunyuan_v1_moe": 0,
 }

@@ -244,9 +244,11 @@ def test_catalog_families_write_their_decoder(written: dict[str, tuple[PortReque
         request, files, _dir = written[family]
         assert request.mode == "catalog" and request.names.graph_file in files
     gpt_neox = written["gpt_neox"][1]["gpt_neox.py"]
-    assert "def _parallel" in gpt_neox and "def _softcapped" not in gpt_neox and "OffsetLayerNorm" not in gpt_neox
+    assert "def _parallel" in gpt_neox and "def _written_out" not in gpt_neox and "OffsetLayerNorm" not in gpt_neox
     gemma2 = written["gemma2"][1]["gemma2.py"]
-    assert "def _softcapped" in gemma2 and "def _parallel" not in gemma2
+    assert "def _written_out" in gemma2 and "def _parallel" not in gemma2 and "def _differential" not in gemma2
+    diffllama = written["diffllama"][1]["diffllama.py"]  # differential attention reads the same gathered K/V
+    assert "def _written_out" in diffllama and "def _differential" in diffllama and "self.softcap" not in diffllama
 
 
 def test_the_port_test_file_names_its_package_and_model(
@@ -256,7 +258,11 @@ def test_the_port_test_file_names_its_package_and_model(
     tree = ast.parse(text)
     assert {n.name for n in tree.body if isinstance(n, ast.FunctionDef)} >= {"verdict", "test_no_layer_diverges"}
     assert json.dumps(request.model_source) in text and '"gpt_neox"' in text
-    partial = (written["diffllama"][2] / "test_diffllama.py").read_text()
+    complete = (written["diffllama"][2] / "test_diffllama.py").read_text()
+    assert "partial" not in (ast.get_docstring(ast.parse(complete)) or "")
+    from dataclasses import replace as with_missing
+
+    _name, partial = port_test_file(with_missing(written["diffllama"][0], missing=(("differential_attention", "x"),)))
     assert "partial" in (ast.get_docstring(ast.parse(partial)) or "")
     check_test_file(folder / "test_gpt_neox.py")  # ours: may be replaced
     foreign = tmp_path / "test_gpt_neox.py"

@@ -681,7 +681,7 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     # swiss-ai/Apertus-8B: xIELU activation (learned per-layer scalars), QK-norm, llama3 rope, plain MLP
     "apertus": ("apertus", "ApertusForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3}),
     # microsoft/Diff-Transformer style (DiffLlama): differential attention, two softmax maps subtracted with a
-    # learned lambda (lambda_q1/k1/q2/k2 per layer) and a per-head norm; outside the catalog (the honest partial)
+    # learned lambda (lambda_q1/k1/q2/k2 per layer) and a weightless norm per head pair
     "diffllama": ("diffllama", "DiffLlamaForCausalLM", {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}),
     # google/vaultgemma-1b: Gemma2's soft-caps and sliding pattern with pre-norm blocks named like sandwich ones
     "vaultgemma": ("vaultgemma", "VaultGemmaForCausalLM", {"bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0}),

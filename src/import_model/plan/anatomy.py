@@ -250,6 +250,8 @@ _FORMATS: dict[str, Any] = {
     "weights.unexplained": lambda v: _short_list(v) if v else "every weight explained",
     "attention.differential": lambda v: f"differential attention (lambda from {', '.join(v)})" if v else
                               "one softmax map per head",
+    "attention.differential_norm_weight": lambda v: "a learned weight on the head-pair norm" if v else
+                                          "head-pair norm without a weight",
     "attention.logit_softcap": lambda v: f"attention scores capped by {v:g} * tanh(x / {v:g})" if v else "no attention softcap",
     "attention.qkv_bias": lambda v: "q/k/v biases" if v else "no q/k/v biases",
     "attention.o_bias_last_layer": lambda v: "on the last layer only" if v else "",
