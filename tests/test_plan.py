@@ -602,6 +602,38 @@ def test_a_bert_style_decoder_is_read_from_its_module_tree(model_type: str, arch
     assert spec.traits.head_transform is (transform is not None)
 
 
+@pytest.mark.parametrize(("options", "norm", "adapter_norm", "residual"), [
+    ({}, "output.LayerNorm", "block", "normed"),  # the block's own norm after the MLP's add, reused
+    ({"adapter_layer_norm": True, "ln_before_adapter": False}, "output.adapter_layer_norm", "own", "sum"),
+    ({"adapter_reuse_layer_norm": False}, None, "none", "sum"),
+])
+def test_a_language_adapter_is_read_from_the_output_modules_code(options: dict, norm: str | None, adapter_norm: str,
+                                                                 residual: str, tmp_path: Path) -> None:
+    """X-MOD: the output modules only add their residual and the caller norms the sum (post-LN, not an assumed
+    pre-norm); the MLP's output module then runs a module picked by a language id on the sum (or its norm) and adds
+    it back. The served language is the config's default; the other languages' adapters are explained, not read."""
+    from transformers import CONFIG_MAPPING
+
+    from import_model.port.catalog import build_spec
+    from import_model.verify.twin import make_twin
+
+    config = CONFIG_MAPPING["xmod"](is_decoder=True, languages=["en_XX", "de_DE"], default_language="de_DE",
+                                    **options).to_dict() | {"architectures": ["XmodForCausalLM"]}
+    source = open_source(str(make_twin(config, tmp_path / "xmod").path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
+    assert value(plan, "block.norms") == "after_add"
+    assert value(plan, "block.norm_names") == {"after_attention_add": "attention.output.LayerNorm",
+                                               "after_mlp_add": "output.LayerNorm"}
+    adapter = value(plan, "block.language_adapter")
+    assert {**adapter, "languages": sorted(adapter["languages"])} == {
+        "table": "output.adapter_modules", "norm": norm, "residual": residual, "language": "de_DE",
+        "languages": ["de_DE", "en_XX"]}
+    assert "language_adapter" in rules(plan) and value(plan, "weights.unexplained") == []
+    spec = build_spec(plan.anatomy, load_config(source), sorted(rules(plan)))
+    assert spec.missing == [] and spec.traits.language_adapter
+    assert (spec.traits.adapter_norm, spec.traits.adapter_residual_normed) == (adapter_norm, residual == "normed")
+
+
 def test_embedding_rows_beyond_the_vocabulary_are_a_delta(tmp_path: Path) -> None:
     from transformers import MllamaTextConfig
 

@@ -348,6 +348,30 @@ def test_renames_read_from_the_module_tree(model_type: str, architecture: str, k
     assert mapping.renames == {key: graph_name} and mapping.complete
 
 
+@pytest.mark.parametrize(("options", "norm_key"), [
+    ({}, None),  # the adapter's input normed by the block's own output.LayerNorm: nothing more to rename
+    ({"adapter_layer_norm": True}, "roberta.encoder.layer.0.output.adapter_layer_norm.weight"),
+])
+def test_the_served_languages_adapter_is_renamed_and_the_others_set_aside(options: dict, norm_key: str | None) -> None:
+    """X-MOD: the config's default language's adapter becomes the port's ``language_adapter`` (its own input norm
+    too); every other language's adapter is set aside, named."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model("xmod", is_decoder=True, languages=["en_XX", "de_DE"], default_language="de_DE",
+                                  **options).to_dict() | {"architectures": ["XmodForCausalLM"]}
+    layer = "roberta.encoder.layer.0.output"
+    checkpoint = {f"{layer}.adapter_modules.{lang}.dense1.weight": (2, 4) for lang in ("en_XX", "de_DE")}
+    graph = {"layers.0.language_adapter.dense1.weight": (2, 4)}
+    if norm_key:
+        checkpoint[norm_key] = graph["layers.0.language_adapter.norm.weight"] = (4,)
+    mapping = derive_mapping(checkpoint, graph, config)
+    assert mapping.renames == {f"{layer}.adapter_modules.de_DE.dense1.weight": "layers.0.language_adapter.dense1.weight",
+                               **({norm_key: "layers.0.language_adapter.norm.weight"} if norm_key else {})}
+    assert mapping.dropped == {f"{layer}.adapter_modules.en_XX.dense1.weight":
+                               "another language's adapter: the port serves de_DE only"}
+    assert mapping.complete
+
+
 # -- gates ---------------------------------------------------------------------------------
 
 

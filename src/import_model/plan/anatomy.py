@@ -22,6 +22,7 @@ import io
 import logging
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -141,6 +142,9 @@ TRAITS: dict[str, str] = {
     "head.logit_scale": "logits multiplied by a constant (None: off)",
     "head.logits_divisor": "logits divided by a constant (None: off)",
     "head.final_softcap": "tanh cap on the final logits (None: off)",
+    "block.language_adapter": "a module picked by a language id from a per-language table, run on the MLP's "
+                              "residual sum (or its norm) and added back (X-MOD): the table, its norm, what is "
+                              "added back, the language the port serves and every language the checkpoint holds",
     "weights.unexplained": "checkpoint key patterns no trait accounts for (learned positions, extra norms, new "
                            "parameters): their computation is a delta no rule names",
 }
@@ -252,6 +256,8 @@ _FORMATS: dict[str, Any] = {
                               "one softmax map per head",
     "attention.differential_norm_weight": lambda v: "a learned weight on the head-pair norm" if v else
                                           "head-pair norm without a weight",
+    "block.language_adapter": lambda v: f"the {v['language']} adapter of {v['table']} after the MLP's residual add"
+                                        if v else "no language adapter",
     "attention.logit_softcap": lambda v: f"attention scores capped by {v:g} * tanh(x / {v:g})" if v else "no attention softcap",
     "attention.qkv_bias": lambda v: "q/k/v biases" if v else "no q/k/v biases",
     "attention.o_bias_last_layer": lambda v: "on the last layer only" if v else "",
@@ -580,6 +586,7 @@ _DETECTORS = {
     "positions": behaviour.position_behaviour,
     "head": behaviour.head_behaviour,
     "block": behaviour.block_behaviour,
+    "adapter": behaviour.language_adapter,
 }
 
 
@@ -925,6 +932,7 @@ def _block(anatomy: Anatomy, inputs: _Inputs) -> None:
         anatomy.add("block.parallel_norm", seen["parallel_norm"].value, MODELING, seen["parallel_norm"].evidence)
     if "norm_names" in seen:
         anatomy.add("block.norm_names", seen["norm_names"].value, MODELING, seen["norm_names"].evidence)
+    _language_adapter(anatomy, inputs)
     cross = seen.get("cross_attention")
     anatomy.add("block.cross_attention", cross.value if cross else [], MODELING if cross else DEFAULT,
                 cross.evidence if cross else "every module of the layer runs in a causal LM")
@@ -932,6 +940,43 @@ def _block(anatomy: Anatomy, inputs: _Inputs) -> None:
     value = multiplier.value if multiplier and multiplier.value != 1.0 else None
     anatomy.add("block.residual_multiplier", value, MODELING if multiplier else DEFAULT,
                 multiplier.evidence if multiplier else "sublayer outputs added unscaled")
+
+
+#: Config keys that name the language a per-language model runs when it is given none, and the languages it
+#: holds in its tables' order (X-MOD: ``default_language``, ``languages``; the HF model picks by the latter's index).
+DEFAULT_LANGUAGE_KEY, LANGUAGES_KEY = "default_language", "languages"
+
+
+def adapter_languages(layer_path: str, table: str, keys: Iterable[str]) -> list[str]:
+    """The entries of a per-language table (``{layer}.{table}.<language>.``) the keys hold, first seen first."""
+    layer = re.escape(layer_path).replace(re.escape("{i}"), r"(?:\d+|\{i\})")
+    pattern = re.compile(rf"^{layer}\.{re.escape(table)}\.([^.]+)\.")
+    return list(dict.fromkeys(m.group(1) for key in keys if (m := pattern.match(key))))
+
+
+def served_language(cfg: dict, found: list[str]) -> str | None:
+    """The one language a port serves: the config's default language, else its first listed one (what the HF
+    model is set to when a row of token ids comes without language ids, and what verify sets it to)."""
+    default = cfg.get(DEFAULT_LANGUAGE_KEY)
+    if isinstance(default, str) and default in found:
+        return default
+    listed = [str(lang) for lang in cfg.get(LANGUAGES_KEY) or () if str(lang) in found]
+    return listed[0] if listed else (found[0] if found else None)
+
+
+def _language_adapter(anatomy: Anatomy, inputs: _Inputs) -> None:
+    seen = inputs.seen.get("adapter", {}).get("adapter")
+    layer = inputs.roles.layer if inputs.roles is not None else None
+    found = adapter_languages(layer.path, seen.value["table"], inputs.shapes) if seen and layer is not None else []
+    language = served_language(inputs.cfg, found)
+    if seen is None or language is None:
+        anatomy.add("block.language_adapter", None, MODELING if seen else DEFAULT,
+                    seen.evidence + "; the checkpoint holds no entry of its table" if seen else
+                    "no module picked by a language id")
+        return
+    anatomy.add("block.language_adapter", {**seen.value, "language": language, "languages": found}, MODELING,
+                f"{seen.evidence}; the checkpoint holds {', '.join(found)}: the port serves {language} (the config's "
+                f"{DEFAULT_LANGUAGE_KEY}, else the first of its {LANGUAGES_KEY})")
 
 
 # -- MLP and MoE ----------------------------------------------------------------------------
@@ -1273,6 +1318,11 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
         holder = roles.embed.path.rsplit(".", 1)[0]
         found |= {f"{holder}.{attr}.weight" for attr, _, _ in side["tables"].value}
         found |= {f"{holder}.{side['input_map'].value}.{name}" for name in ("weight", "bias")}
+    adapter = anatomy.value("block.language_adapter")
+    if adapter and roles is not None and roles.layer is not None:  # every language's table entries, and its own norm
+        found |= {key for key in inputs.shapes if adapter_languages(roles.layer.path, adapter["table"], [key])}
+        if adapter["norm"]:
+            found |= {f"{roles.layer.path}.{adapter['norm']}.{name}" for name in ("weight", "bias")}
     cross = anatomy.value("block.cross_attention") or []
     unread = re.compile(r"\{i\}\.(?:" + "|".join(map(re.escape, cross)) + r")\.") if cross else None
     modality = inputs.seen.get("modality", {}).get("unread")

@@ -1318,13 +1318,81 @@ def _add(left: Sym, right: Sym) -> Sym:
     return ("add", terms)
 
 
+class _InliningTracer(_Tracer):
+    """A :class:`_Tracer` for a sublayer's own modules, which also reads what BERT-style output modules write:
+    the class's own methods run inline (X-MOD's ``self.lang_adapter(lang_ids, h)``), a norm of a child called on
+    what that child returned (``self.output.LayerNorm(self.output(h, residual))``), a loop body once, a masked
+    write as the value written, and a module picked from a table by a key (``self.adapter_modules[lang](x)``,
+    traced as ``("pick", table, input)``)."""
+
+    def __init__(self, node: ModuleNode, tree: SourceTree) -> None:
+        super().__init__(node)
+        self.tree = tree
+        self.inlined = 0
+
+    def run(self, body: list[ast.stmt], depth: int = 0) -> Sym | None:
+        return super().run(_unrolled_once(body), depth)
+
+    def _call(self, call: ast.Call) -> Sym:
+        func = call.func
+        if isinstance(func, ast.Subscript) and _self_attr(func.value):
+            return ("pick", _self_attr(func.value), self._input(call))
+        owner = _self_attr(func.value) if isinstance(func, ast.Attribute) else None
+        child = self.layer.children.get(owner) if owner else None
+        if child is not None and isinstance(func, ast.Attribute) and \
+                getattr(child.children.get(func.attr), "kind", None) in NORM_KINDS:
+            return ("call", f"{owner}.{func.attr}", self._input(call))
+        method = self._own_method(func)
+        if method is not None and self.inlined < 4:
+            self.inlined += 1
+            inner = _InliningTracer(self.layer, self.tree)
+            inner.inlined = self.inlined
+            params = [a.arg for a in method.args.args][1:]
+            for name, arg in zip(params, call.args, strict=False):
+                inner.state[name] = self.sym(arg)
+            for keyword in call.keywords:
+                if keyword.arg in params:
+                    inner.state[keyword.arg] = self.sym(keyword.value)
+            return inner.run(method.body) or ("opaque", source_text(call, 60))
+        return super()._call(call)
+
+    def _own_method(self, func: ast.expr) -> ast.FunctionDef | None:
+        """The class's own method ``func`` names (``self.lang_adapter``), not a child module's call."""
+        name = _self_attr(func)
+        if name is None or name in self.layer.children or self.layer.ref is None or name == "forward":
+            return None
+        found = self.tree.method(self.layer.ref, name)
+        return found[0] if found else None
+
+
+def _unrolled_once(body: list[ast.stmt]) -> list[ast.stmt]:
+    """``body`` with each loop's body in its place (run once) and each masked write ``x[m] = v`` as ``x = v``."""
+    flat: list[ast.stmt] = []
+    for stmt in body:
+        if isinstance(stmt, ast.For):
+            flat.extend(_unrolled_once(stmt.body))
+        elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Subscript) \
+                and isinstance(stmt.targets[0].value, ast.Name):
+            flat.append(ast.Assign(targets=[stmt.targets[0].value], value=stmt.value, lineno=stmt.lineno))
+        else:
+            flat.append(stmt)
+    return flat
+
+
+def _self_attr(expr: ast.expr) -> str | None:
+    """``x`` of ``self.x``."""
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name) and expr.value.id == "self":
+        return expr.attr
+    return None
+
+
 def _nodes(sym: Sym) -> Iterator[Sym]:
     """Every node of a traced expression (calls, sums, products), depth first."""
     stack = [sym]
     while stack:
         current = stack.pop()
         yield current
-        if current[0] == "call":
+        if current[0] in ("call", "pick"):
             stack.append(current[2])
         elif current[0] == "add":
             stack.extend(current[1])
@@ -1455,7 +1523,83 @@ def _residual_output_norms(tree: SourceTree, roles: Roles) -> dict[str, str]:
             inside_attention = node.path.startswith(f"{layer.path}.{roles.attention[0]}.")
             role = "after_attention_add" if inside_attention else "after_mlp_add"
             names.setdefault(role, f"{node.path[len(layer.path) + 1:]}.{norm}")
+    for role, name in _caller_output_norms(tree, roles).items():
+        names.setdefault(role, name)
     return names if len(names) == 2 else {}
+
+
+def _adds_residual(tree: SourceTree, node: ModuleNode) -> bool:
+    """``node``'s forward adds its second argument (the residual it is handed) to what it computes."""
+    found = _forward(tree, node)
+    params = [a.arg for a in found[0].args.args][1:] if found else []
+    if found is None or len(params) < 2:
+        return False
+    tracer = _InliningTracer(node, tree)
+    tracer.state[params[0]], tracer.state[params[1]] = ("in",), ("residual",)
+    result = tracer.run(found[0].body)
+    return result is not None and any(n[0] == "add" and ("residual",) in n[1] for n in _nodes(result))
+
+
+def _caller_output_norms(tree: SourceTree, roles: Roles) -> dict[str, str]:
+    """BERT-style post-LN where the output module only adds the residual and its caller norms what it returned
+    (X-MOD's ``self.output.LayerNorm(self.output(h, residual))``, under ``if not self.pre_norm``, in the
+    attention wrapper and in the layer). Role -> the norm's path in the layer."""
+    layer = roles.layer
+    if layer is None or roles.attention is None:
+        return {}
+    names: dict[str, str] = {}
+    for caller in layer.walk():
+        found = _forward(tree, caller)
+        params = [a.arg for a in found[0].args.args][1:] if found else []
+        if found is None or not params:
+            continue
+        tracer = _InliningTracer(caller, tree)
+        tracer.state[params[0]] = ("in",)
+        result = tracer.run(found[0].body)
+        for node in _nodes(result) if result else ():
+            owner, _, norm = str(node[1]).partition(".") if node[0] == "call" else ("", "", "")
+            inner = node[2] if norm else ("opaque", "")
+            child = caller.children.get(owner)
+            if child is None or inner[:2] != ("call", owner) or not _adds_residual(tree, child):
+                continue
+            inside_attention = child.path.startswith(f"{layer.path}.{roles.attention[0]}.")
+            names.setdefault("after_attention_add" if inside_attention else "after_mlp_add",
+                             f"{child.path[len(layer.path) + 1:]}.{norm}")
+    return names
+
+
+def language_adapter(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """``adapter``: a sublayer output module that, after adding its residual, runs a module picked from a table by a
+    key on that sum (or on its norm) and adds it back (X-MOD's per-language bottleneck MLPs in ``output``). Its
+    value: ``table`` (path in the layer), ``norm`` (the norm on the adapter's input, a path in the layer, or None)
+    and ``residual`` (``normed``: what the adapter reads is added back; ``sum``: the un-normed sum is)."""
+    layer = roles.layer
+    for node in layer.walk() if layer is not None else ():
+        found = _forward(tree, node) if node is not layer else None
+        params = [a.arg for a in found[0].args.args][1:] if found else []
+        if found is None or len(params) < 2:
+            continue
+        tracer = _InliningTracer(node, tree)
+        tracer.state[params[0]], tracer.state[params[1]] = ("in",), ("residual",)
+        result = tracer.run(found[0].body)
+        picked = next((term for term in result[1] if term[0] == "pick"), None) if result and result[0] == "add" \
+            else None
+        if picked is None:
+            continue
+        rest = tuple(term for term in result[1] if term is not picked)  # a sum added back is flattened into the add
+        read, kept = picked[2], rest[0] if len(rest) == 1 else ("add", rest)
+        normed = read[0] == "call" and getattr(node.children.get(read[1]), "kind", None) in NORM_KINDS
+        summed = read[2] if normed else read
+        if summed[0] != "add" or ("residual",) not in summed[1] or kept not in (read, summed):
+            continue
+        where = node.path[len(layer.path) + 1:]
+        value = {"table": f"{where}.{picked[1]}", "norm": f"{where}.{read[1]}" if normed else None,
+                 "residual": "normed" if kept == read and normed else "sum"}
+        evidence = (f"{node.class_name}.forward: self.{picked[1]}[key] runs on "
+                    f"{f'self.{read[1]}(the residual sum)' if normed else 'the residual sum'} and "
+                    f"{'that input' if value['residual'] == 'normed' else 'the sum'} is added back")
+        return {"adapter": Observation(value, evidence)}
+    return {}
 
 
 def _norm_of_own_input(tree: SourceTree, node: ModuleNode) -> str | None:

@@ -189,6 +189,11 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
     DeltaRule("head_transform", "head", ("head.transform",), SMALL, "graph",
               "transform the last hidden state before the head: dense, {hf}, norm", project=_present,
               change_off="drop the donor's head transform"),
+    # X-MOD: each layer's output runs the bottleneck MLP of one language (picked by a language id) on its residual
+    # sum; the port serves one language and sets the others' adapters aside
+    DeltaRule("language_adapter", "block", ("block.language_adapter",), SMALL, "graph",
+              "add {hf}: the served language's bottleneck MLP, its input normed as the model does, added back",
+              project=_present, change_off="drop the donor's language adapters"),
     DeltaRule("residual_multiplier", "block", ("block.residual_multiplier",), SCALAR, "graph",
               "scale the residual branches: {hf}", project=_present, change_off="drop the donor's {donor}"),
     DeltaRule("head_bias", "head", ("head.bias",), SCALAR, "graph", "add the LM head bias",

@@ -26,6 +26,8 @@ Sinusoid = Literal["none", "fairseq", "halves"]
 EmbeddingNorm = Literal["none", "final", "own"]
 MoERouter = Literal["softmax", "sigmoid"]
 Renormalise = Literal["never", "always", "config"]
+#: The norm on a language adapter's input: none, the block's norm after the MLP's add (reused), or one of its own.
+AdapterNorm = Literal["none", "block", "own"]
 
 #: Config attributes a decoder layer may test to build a dense MLP in place of its MoE block, which the template
 #: knows how to read (the layer's own test, read from the modeling code, names them).
@@ -48,6 +50,11 @@ class Traits:
     residual: Residual = "sequential"
     block_norms: tuple[tuple[str, str], ...] = PRE_NORMS
     residual_multiplier: bool = False
+    # X-MOD: the served language's bottleneck MLP on the MLP's residual sum (normed by adapter_norm), added back to
+    # that input (adapter_residual_normed) or to the un-normed sum, before the block's norm after the MLP's add
+    language_adapter: bool = False
+    adapter_norm: AdapterNorm = "none"
+    adapter_residual_normed: bool = False
     final_norm: bool = True  # a norm between the last layer and the head
     qkv_bias: bool = False
     o_bias: bool = False

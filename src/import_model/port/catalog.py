@@ -128,6 +128,11 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("final_norm", ("final_norm",), ("final_norm",), "no norm between the last layer and the head"),
     CatalogEntry("residual", ("residual",), ("residual", "block_norms"),
                  "parallel attention + MLP residual, shared or separate norms"),
+    CatalogEntry("language_adapter", ("language_adapter",),
+                 ("language_adapter", "adapter_norm", "adapter_residual_normed"),
+                 "the served language's bottleneck MLP (dense, the MLP's activation, dense) on the MLP's residual sum, "
+                 "its input normed by the block's norm or its own, added back before the block's norm; the other "
+                 "languages' adapters set aside", "language_adapter.{dense1,dense2,norm}"),
     CatalogEntry("residual_multiplier", ("residual_multiplier",), ("residual_multiplier",),
                  "branch outputs scaled before the residual add"),
     CatalogEntry("mlp_kind", ("mlp_kind",), ("mlp", "mlp_width_per_layer"),
@@ -186,6 +191,7 @@ PIECES: dict[str, tuple[str, ...]] = {
     "embedding_rows": ("PortDecoder.__init__",),
     "residual": ("PortBlock._parallel",),
     "residual_multiplier": ("PortBlock._sequential",),
+    "language_adapter": ("LanguageAdapter", "PortBlock._adapted"),
     "mlp_kind": ("PortMLP",),
     "activation": ("activation", "XIELU"),
     "mlp_bias": ("PortMLP.__init__",),
@@ -387,6 +393,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "residual": residual,
         "block_norms": norms,
         "residual_multiplier": value("block.residual_multiplier") not in (None, 1.0),
+        **_adapter_spec(value("block.language_adapter"), value("block.norm_names")),
         "final_norm": value("norm.final", True) is not False,
         "qkv_bias": bool(value("attention.qkv_bias", False)),
         "o_bias": bool(value("attention.o_bias", False)),
@@ -448,6 +455,18 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
     if spec["rotary_style"] == "none":
         spec["nope"] = "all"
     return spec
+
+
+def _adapter_spec(adapter: Any, norm_names: Any) -> dict[str, Any]:
+    """The language adapter's traits from its anatomy row: its input's norm is the block's own where it is the
+    module the block norms the MLP's residual sum with (X-MOD's adapter_reuse_layer_norm), else one of its own."""
+    if not isinstance(adapter, dict):
+        return {}
+    norm = adapter.get("norm")
+    after_mlp = norm_names.get("after_mlp_add") if isinstance(norm_names, dict) else None
+    return {"language_adapter": True,
+            "adapter_norm": "none" if norm is None else "block" if norm == after_mlp else "own",
+            "adapter_residual_normed": adapter.get("residual") == "normed" and norm is not None}
 
 
 def _uncovered(rules: list[str], missing: list[MissingDelta]) -> list[MissingDelta]:

@@ -49,7 +49,7 @@ from typing import Any
 from import_model.cache import atomic_write
 from import_model.errors import UserError
 from import_model.max_cpu import one_device_collective_patches, patched
-from import_model.plan.anatomy import EMBEDDING_NAMES, explained_key
+from import_model.plan.anatomy import EMBEDDING_NAMES, adapter_languages, explained_key, served_language
 from import_model.recon.keys import key_pattern
 from import_model.safe_io import MAX_PORT_FILE_BYTES, read_bounded_text
 from import_model.source import LocalSource, load_config
@@ -361,8 +361,12 @@ def derive_mapping(checkpoint: dict[str, Shape], graph: dict[str, Shape], config
     stored = stored_transposed(root)
     flipped = [k for k, v in checkpoint.items() if len(v) == 2 and any(p.fullmatch(k) for p in stored)]
     shapes = {k: tuple(reversed(v)) if k in flipped else tuple(v) for k, v in checkpoint.items()}
-    matcher = _Matcher(shapes, {k: tuple(v) for k, v in graph.items()}, found_renames(root, read))
+    language, served, others = _language_adapter(read, config, list(shapes))
+    matcher = _Matcher(shapes, {k: tuple(v) for k, v in graph.items()}, (*served, *found_renames(root, read)))
     matcher.mapping.transposed = flipped
+    for key in [k for k in matcher.free_keys if others and others.match(k)]:
+        matcher.mapping.dropped[key] = f"another language's adapter: the port serves {language} only"
+        matcher.claim([key], [])
     unread = unread_by_causal_lm(read)
     for key in [k for k in matcher.free_keys if unread and unread.match(k)]:
         matcher.mapping.dropped[key] = "cross-attention: runs only with encoder states, which a causal LM never passes"
@@ -444,6 +448,43 @@ def unread_by_causal_lm(read: tuple[Any, Any] | None) -> re.Pattern[str] | None:
         return None
     layer = re.escape(roles.layer.path).replace(re.escape("{i}"), r"\d+")
     return re.compile(rf"{layer}\.(?:{'|'.join(map(re.escape, unread))})\.")
+
+
+def _language_adapter(read: tuple[Any, Any] | None, config: dict[str, Any],
+                      keys: list[str]) -> tuple[str | None, list[RenameRule], re.Pattern[str] | None]:
+    """X-MOD's per-language adapters, read from the layer's code: the served language's (the config's default, else
+    its first) renamed to the port's ``language_adapter`` (its own input norm too), and a pattern of the other
+    languages' keys, which the weight table sets aside: (the served language, the renames, that pattern)."""
+    from import_model.plan.behaviour import language_adapter
+
+    seen = language_adapter(*read).get("adapter") if read is not None else None
+    layer = read[1].layer if read is not None else None
+    if seen is None or layer is None:
+        return None, [], None
+    table, norm = seen.value["table"], seen.value["norm"]
+    found = adapter_languages(layer.path, table, keys)
+    language = served_language(config.get("text_config") or config, found)
+    if language is None:
+        return None, [], None
+    rules = [RenameRule(rf"\.(\d+)\.{re.escape(table)}\.{re.escape(language)}\.", r".\1.language_adapter.",
+                        f"the {language} adapter, the one language the port serves (read from the layer's code)")]
+    own_norm = norm is not None and norm != _after_mlp_norm(read)
+    if own_norm:
+        rules.append(RenameRule(rf"\.(\d+)\.{re.escape(norm)}\.", r".\1.language_adapter.norm.",
+                                "the adapter's own input norm"))
+    others = [lang for lang in found if lang != language]
+    prefix = re.escape(layer.path).replace(re.escape("{i}"), r"\d+")
+    pattern = re.compile(rf"{prefix}\.{re.escape(table)}\.(?:{'|'.join(map(re.escape, others))})\.") if others \
+        else None
+    return language, rules, pattern
+
+
+def _after_mlp_norm(read: tuple[Any, Any]) -> str | None:
+    """The norm the layer applies to the MLP's residual sum (post-LN), as a path in the layer."""
+    from import_model.plan.behaviour import block_behaviour
+
+    names = block_behaviour(*read).get("norm_names")
+    return names.value.get("after_mlp_add") if names is not None else None
 
 
 def _other_modality_prefixes(read: tuple[Any, Any] | None) -> tuple[str, ...]:

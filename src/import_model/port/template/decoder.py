@@ -730,6 +730,23 @@ class PortMoE(MoE):
 # --------------------------------------------------------------------------- block
 
 
+class LanguageAdapter(Module):
+    """X-MOD: the bottleneck MLP of the one language the port serves (dense, the MLP's activation, dense), which the
+    model picks by a language id; the weight table sets the other languages' adapters aside."""
+
+    def __init__(self, *, config: Any, dtype: DType, device: DeviceRef) -> None:
+        super().__init__()
+        hidden = int(config.hidden_size)
+        width = hidden // int(config_value(config, "adapter_reduction_factor", 2))
+        self.dense1 = Linear(hidden, width, dtype, device, has_bias=True)
+        self.dense2 = Linear(width, hidden, dtype, device, has_bias=True)
+        if TRAITS.adapter_norm == "own":
+            self.norm = make_norm(hidden, float(config_value(config, "norm_eps", 1e-5)), dtype, device)
+
+    def __call__(self, x: TensorValue) -> TensorValue:
+        return self.dense2(activation(self.dense1(x)))
+
+
 class PortBlock(Module):
     """One decoder layer: norms, attention, MLP and the residual adds."""
 
@@ -743,6 +760,8 @@ class PortBlock(Module):
         eps = float(config_value(config, "norm_eps", 1e-5))
         for name in NORM_NAMES:
             setattr(self, name, make_norm(int(config.hidden_size), eps, dtype, device))
+        if TRAITS.language_adapter:
+            self.language_adapter = LanguageAdapter(config=config, dtype=dtype, device=device)
 
     def __call__(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
                  freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
@@ -769,10 +788,27 @@ class PortBlock(Module):
             mlp = self._norm("post_mlp", mlp)
         if TRAITS.residual_multiplier:
             mlp = mlp * self.multiplier
-        if "after_mlp_add" in TRAITS.norms:
+        if TRAITS.language_adapter:
+            return self._adapted(h + mlp)
+        elif "after_mlp_add" in TRAITS.norms:
             return self._norm("after_mlp_add", h + mlp)
         else:
             return h + mlp
+
+    def _adapted(self, x: TensorValue) -> TensorValue:
+        """The served language's adapter on the MLP's residual sum, its input normed as the model does (by the
+        block's norm after the MLP's add, or its own), added back to that input or to the sum; then that norm."""
+        if TRAITS.adapter_norm == "block":
+            normed = self._norm("after_mlp_add", x)
+        elif TRAITS.adapter_norm == "own":
+            normed = self.language_adapter.norm(x)
+        else:
+            normed = x
+        kept = normed if TRAITS.adapter_residual_normed else x
+        if "after_mlp_add" in TRAITS.norms:
+            return self._norm("after_mlp_add", kept + self.language_adapter(normed))
+        else:
+            return kept + self.language_adapter(normed)
 
     def _parallel(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
                   freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
