@@ -102,8 +102,8 @@ def find_roles(root: ModuleNode, tree: SourceTree | None = None) -> Roles:
     head = _role_child(root, "lm_head")
     roles.lm_head = head[1] if head else None
     embed = _role_child(roles.backbone, "embed")
-    if embed is not None and embed[1].kind != "embedding":  # an embeddings module (ModernBERT-decoder's embeddings)
-        embed = _table_inside(embed)
+    if embed is not None and embed[1].kind != "embedding" and "weight" not in embed[1].params:
+        embed = _table_inside(embed)  # an embeddings module holding the table (ModernBERT-decoder's embeddings)
     roles.embed = embed[1] if embed else _outside_layers(root, "embed") or _vocabulary_table(roles.backbone)
     if roles.lm_head is None or roles.lm_head.kind != "linear":  # RoBERTa's lm_head module holds its decoder
         # a head module with no linear of that name inside is a transform; the head's linear sits beside it
@@ -1591,8 +1591,8 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     if unread:
         out["cross_attention"] = Observation(unread, f"{where}: {', '.join(unread)} run only when encoder states are "
                                                      "passed, which a causal LM never does")
-    unnormed = {role: indices for role, attr in names.items() for indices in [unnormed_layers(tree, roles).get(attr)]
-                if indices}
+    identity_on = unnormed_layers(tree, roles)
+    unnormed = {role: identity_on[attr] for role, attr in names.items() if attr in identity_on}
     if unnormed:
         out["unnormed_layers"] = Observation(unnormed, f"{owner.name}.__init__: " + ", ".join(
             f"{names[role]} is an Identity on layer(s) {indices}" for role, indices in unnormed.items()))
