@@ -634,6 +634,28 @@ def test_a_language_adapter_is_read_from_the_output_modules_code(options: dict, 
     assert (spec.traits.adapter_norm, spec.traits.adapter_residual_normed) == (adapter_norm, residual == "normed")
 
 
+def test_a_modernbert_decoder_is_read_from_its_module_tree(tmp_path: Path) -> None:
+    """ModernBERT-decoder: the token table and its norm inside an embeddings module, the head's linear (``decoder``,
+    with a bias) beside a transform whose dense has none, a fused MLP input cut by ``chunk`` (first half
+    activated), and a first layer that builds its pre-attention norm as an Identity; every weight is accounted for
+    and the catalog writes it all."""
+    from transformers import CONFIG_MAPPING
+
+    from import_model.port.catalog import build_spec
+    from import_model.verify.twin import make_twin
+
+    config = CONFIG_MAPPING["modernbert-decoder"]().to_dict() | {"architectures": ["ModernBertDecoderForCausalLM"]}
+    source = open_source(str(make_twin(config, tmp_path / "modernbert-decoder").path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
+    assert value(plan, "weights.unexplained") == [] and value(plan, "mlp.fused_gate_up") is True
+    assert value(plan, "embedding.norm") == "own" and value(plan, "head.transform") == "gelu"
+    assert value(plan, "head.bias") is True and value(plan, "head.transform_bias") is False
+    assert value(plan, "block.norm_names") == {"pre_attention": "attn_norm", "pre_mlp": "mlp_norm"}
+    assert value(plan, "block.unnormed_layers") == {"pre_attention": [0]}
+    spec = build_spec(plan.anatomy, load_config(source), sorted(rules(plan)))
+    assert spec.missing == [] and spec.traits.unnormed_first_layer and spec.traits.head_transform_unbiased
+
+
 def test_embedding_rows_beyond_the_vocabulary_are_a_delta(tmp_path: Path) -> None:
     from transformers import MllamaTextConfig
 

@@ -201,6 +201,29 @@ def test_fused_projections_split_and_stack() -> None:
     assert "model.layers.0.self_attn.rotary_emb.inv_freq" in mapping.dropped
 
 
+def test_a_fused_input_read_from_its_code_splits_gate_first() -> None:
+    """ModernBERT-decoder's ``mlp.Wi``: its forward chunks it in two and activates the first half (the gate), its
+    ``mlp.Wo`` is the down projection, its head's linear ``decoder`` sits at the root beside the ``lm_head``
+    transform, and its token table and norm sit in an ``embeddings`` module: all read from the module tree."""
+    config = {"model_type": "modernbert-decoder", "architectures": ["ModernBertDecoderForCausalLM"],
+              "hidden_size": 8, "intermediate_size": 12, "num_attention_heads": 2, "num_hidden_layers": 2,
+              "vocab_size": 16, "layer_types": ["full_attention", "sliding_attention"], "tie_word_embeddings": True}
+    ckpt = {"model.layers.0.mlp.Wi.weight": (24, 8), "model.layers.0.mlp.Wo.weight": (8, 12),
+            "model.embeddings.tok_embeddings.weight": (16, 8), "model.embeddings.norm.weight": (8,),
+            "lm_head.dense.weight": (8, 8), "lm_head.norm.weight": (8,), "decoder.bias": (16,)}
+    graph = {"layers.0.mlp.gate_proj.weight": (12, 8), "layers.0.mlp.up_proj.weight": (12, 8),
+             "layers.0.mlp.down_proj.weight": (8, 12), "embed_tokens.weight": (16, 8), "embed_norm.weight": (8,),
+             "head_transform.dense.weight": (8, 8), "head_transform.norm.weight": (8,), "lm_head.bias": (16,),
+             "lm_head.weight": (16, 8)}
+    mapping = derive_mapping(ckpt, graph, config)
+    assert mapping.complete, mapping
+    (split,) = mapping.splits
+    assert split.source == "model.layers.0.mlp.Wi.weight"
+    assert split.targets == ("layers.0.mlp.gate_proj.weight", "layers.0.mlp.up_proj.weight")
+    assert mapping.renames["decoder.bias"] == "lm_head.bias"
+    assert mapping.ties == {"lm_head.weight": "model.embeddings.tok_embeddings.weight"}
+
+
 def test_shape_mismatch_is_reported() -> None:
     mapping = derive_mapping({"model.norm.weight": (64,), "model.embed_tokens.weight": (10, 64)},
                              {"norm.weight": (32,), "embed_tokens.weight": (10, 64)}, {})

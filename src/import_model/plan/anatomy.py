@@ -97,6 +97,8 @@ TRAITS: dict[str, str] = {
     "block.parallel_norm": "shared | separate (parallel blocks only)",
     "block.norm_names": "the decoder layer's norm attribute per role (pre/post attention, pre/post MLP)",
     "block.residual_multiplier": "scale on each sublayer output before the residual add (None: off)",
+    "block.unnormed_layers": "norm role -> the layers that build it as an Identity (ModernBERT-decoder: no "
+                             "pre-attention norm on layer 0); None: every layer has its norms",
     "model.other_modality_modules": "modules outside the layers that run only with image or audio inputs (a vision "
                                     "tower, an audio embedder): a text-only causal LM never runs them",
     "block.cross_attention": "the layer's modules that run only with encoder states (cross-attention): a causal LM "
@@ -139,6 +141,7 @@ TRAITS: dict[str, str] = {
     "head.tied": "the LM head reuses the embedding matrix",
     "head.bias": "the LM head carries a bias",
     "head.transform": "the activation of a dense + activation + norm before the head (BERT-style; None: none)",
+    "head.transform_bias": "that dense has a bias (None: no transform, or no stored weight to tell)",
     "head.logit_scale": "logits multiplied by a constant (None: off)",
     "head.logits_divisor": "logits divided by a constant (None: off)",
     "head.final_softcap": "tanh cap on the final logits (None: off)",
@@ -441,8 +444,9 @@ KEY_FACTS: dict[str, str] = {
     "o_bias": rf"\.{_ATTN}\.(?:(?:o_proj|dense|out_proj|wo|c_proj)\.bias|dense_bias)$",  # GPT-NeoX-Japanese: dense_bias
     "q_norm": rf"\.{_ATTN}\.(?:q_norm|q_layernorm|query_layernorm|q_ln)\.(?:norms\.\{{j\}}\.)?weight$",
     "k_norm": rf"\.{_ATTN}\.(?:k_norm|k_layernorm|key_layernorm|k_ln)\.(?:norms\.\{{j\}}\.)?weight$",
-    "mlp_gate": rf"\.{_MLP}\.(?:gate_proj|w1|w3|wi_0|gate_up_proj)(?:\.weight)?$",
-    "mlp_gate_up": rf"\.{_MLP}\.(?:experts\.)?(?:gate_up_proj|w13)(?:\.weight)?$",
+    "mlp_gate": rf"\.{_MLP}\.(?:gate_proj|w1|w3|wi_0|gate_up_proj|up_gate_proj)(?:\.weight)?$",
+    # up_gate_proj: a fused input read from its code with the activated half second
+    "mlp_gate_up": rf"\.{_MLP}\.(?:experts\.)?(?:gate_up_proj|up_gate_proj|w13)(?:\.weight)?$",
     # OPT: on the block; BERT-style: intermediate.dense
     "mlp_plain": rf"(?:\.{_MLP}\.(?:fc1|c_fc|dense_h_to_4h|fc_in|up_proj|w_in)|\{{i\}}\.fc1|\{{i\}}\.intermediate\.dense)"
                  r"\.weight$",
@@ -933,6 +937,9 @@ def _block(anatomy: Anatomy, inputs: _Inputs) -> None:
     if "norm_names" in seen:
         anatomy.add("block.norm_names", seen["norm_names"].value, MODELING, seen["norm_names"].evidence)
     _language_adapter(anatomy, inputs)
+    unnormed = seen.get("unnormed_layers")
+    anatomy.add("block.unnormed_layers", unnormed.value if unnormed else None, MODELING if unnormed else DEFAULT,
+                unnormed.evidence if unnormed else "every layer builds its norms")
     cross = seen.get("cross_attention")
     anatomy.add("block.cross_attention", cross.value if cross else [], MODELING if cross else DEFAULT,
                 cross.evidence if cross else "every module of the layer runs in a causal LM")
@@ -1198,6 +1205,20 @@ def _head_biases(inputs: _Inputs) -> list[str]:
     return [key for key in inputs.shapes if key in names]
 
 
+def _head_transform_bias(anatomy: Anatomy, inputs: _Inputs) -> None:
+    """Whether the head transform's dense stores a bias beside its weight (BERT's does, ModernBERT-decoder's not)."""
+    transform = inputs.roles.head_transform if inputs.roles is not None else None
+    head = inputs.roles.lm_head if inputs.roles is not None else None
+    dense = next((f"{c.path}" for c in transform.children.values() if c.kind == "linear" and c is not head),
+                 None) if transform is not None else None
+    if dense is None or f"{dense}.weight" not in inputs.shapes:
+        anatomy.add("head.transform_bias", None, DEFAULT, "no head transform dense weight to read")
+        return
+    biased = f"{dense}.bias" in inputs.shapes
+    anatomy.add("head.transform_bias", biased, inputs.key_source,
+                f"{dense}.bias" if biased else f"{dense}.weight without a bias")
+
+
 def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg, facts, source = inputs.cfg, inputs.facts, inputs.key_source
     tie = cfg.get("tie_word_embeddings")
@@ -1214,6 +1235,7 @@ def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
     anatomy.add("head.transform", ACTIVATIONS.get(transform.value, transform.value) if transform else None,
                 MODELING if transform else DEFAULT, transform.evidence if transform else "the head reads the last "
                 "hidden state as it is")
+    _head_transform_bias(anatomy, inputs)
     fallback = {"logit_scale": "logit_scale", "logits_divisor": "logits_scaling", "final_softcap": "final_logit_softcapping"}
     for trait, config_key in fallback.items():
         row = seen.get(trait)

@@ -102,13 +102,18 @@ def find_roles(root: ModuleNode, tree: SourceTree | None = None) -> Roles:
     head = _role_child(root, "lm_head")
     roles.lm_head = head[1] if head else None
     embed = _role_child(roles.backbone, "embed")
+    if embed is not None and embed[1].kind != "embedding" and "weight" not in embed[1].params:
+        embed = _table_inside(embed)  # an embeddings module holding the table (ModernBERT-decoder's embeddings)
     roles.embed = embed[1] if embed else _outside_layers(root, "embed") or _vocabulary_table(roles.backbone)
     if roles.lm_head is None or roles.lm_head.kind != "linear":  # RoBERTa's lm_head module holds its decoder
-        roles.lm_head = _outside_layers(roles.lm_head or root, "lm_head")
+        # a head module with no linear of that name inside is a transform; the head's linear sits beside it
+        # (ModernBERT-decoder's lm_head.{dense,norm} with its decoder at the root)
+        roles.lm_head = (_outside_layers(roles.lm_head, "lm_head") if roles.lm_head is not None else None) or \
+            _outside_layers(root, "lm_head")
     roles.attention = _role_child(roles.layer, "attention")
     roles.mlp = _role_child(roles.layer, "mlp")
     if roles.layer is not None:
-        roles.layer_norms = {a: c for a, c in roles.layer.children.items() if c.kind in NORM_KINDS}
+        roles.layer_norms = {a: n for a in roles.layer.children for n in [_layer_norm(roles.layer, a)] if n is not None}
     if roles.backbone is not None:
         roles.final_norm = next((c for c in roles.backbone.children.values() if c.kind in NORM_KINDS), None)
         if tree is not None:
@@ -122,6 +127,26 @@ def find_roles(root: ModuleNode, tree: SourceTree | None = None) -> Roles:
     roles.q_norm = q_norm[1] if q_norm else None
     roles.k_norm = k_norm[1] if k_norm else None
     return roles
+
+
+def _layer_norm(layer: ModuleNode, attr: str) -> ModuleNode | None:
+    """The layer's norm ``attr``; where this layer index builds an Identity in its place (ModernBERT-decoder's
+    ``attn_norm`` on layer 0), the norm the other layers build."""
+    child = layer.children[attr]
+    if child.kind in NORM_KINDS:
+        return child
+    other = layer.alternatives.get(attr)
+    return other if child.kind in IDENTITY_KINDS and other is not None and other.kind in NORM_KINDS else None
+
+
+def _table_inside(found: tuple[str, ModuleNode]) -> tuple[str, ModuleNode] | None:
+    """The token embedding inside a module matched by its class name (an ``...Embeddings`` module that holds the
+    table, its norm and dropout): the child named as a token embedding, or its one vocabulary-sized table."""
+    named = _role_child(found[1], "embed")
+    if named is not None and named[1].kind == "embedding":
+        return named
+    table = _vocabulary_table(found[1])
+    return (table.path.rsplit(".", 1)[-1], table) if table is not None else None
 
 
 def _vocabulary_table(backbone: ModuleNode | None) -> ModuleNode | None:
@@ -873,7 +898,57 @@ def attention_projections(tree: SourceTree, roles: Roles) -> dict[str, str]:
 def projection_home(roles: Roles, role: str) -> tuple[str, tuple[str, ModuleNode] | None]:
     """Where a projection read by :func:`projection_behaviour` sits: the port's module name for it (``mlp`` or
     ``self_attn``) and the model's own (attribute, module) that holds it."""
-    return ("mlp", roles.mlp) if role in ("up_proj", "down_proj") else ("self_attn", roles.attention)
+    mlp_roles = ("up_proj", "down_proj", "gate_up_proj", "up_gate_proj")
+    return ("mlp", roles.mlp) if role in mlp_roles else ("self_attn", roles.attention)
+
+
+def _chunk_pair(stmt: ast.stmt, linears: set[str]) -> tuple[str, str, str] | None:
+    """``a, b = self.<linear>(x).chunk(2, ...)`` -> (linear, a, b)."""
+    if not (isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Tuple)
+            and len(stmt.targets[0].elts) == 2 and all(isinstance(e, ast.Name) for e in stmt.targets[0].elts)):
+        return None
+    value = stmt.value
+    if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "chunk"):
+        return None
+    inner = [call.func.attr for call in _self_call_nodes(value.func.value)  # type: ignore[attr-defined]
+             if call.func.attr in linears]  # type: ignore[attr-defined]
+    first, second = (e.id for e in stmt.targets[0].elts)  # type: ignore[attr-defined]
+    return (inner[0], first, second) if len(inner) == 1 else None
+
+
+def _activated(function: ast.FunctionDef, names: tuple[str, str], linears: set[str]) -> str | None:
+    """Which of ``names`` goes through a call that is not a linear (the activation) inside a product."""
+    for node in ast.walk(function):
+        if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult)):
+            continue
+        for side in (node.left, node.right):
+            if isinstance(side, ast.Call) and side.args and isinstance(side.args[0], ast.Name) \
+                    and side.args[0].id in names and _call_leaf(side) not in linears:
+                return side.args[0].id
+    return None
+
+
+def chunked_mlp_projections(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """A gated MLP of two linears whose input one is cut in two halves by ``chunk`` (ModernBERT-decoder's ``Wi``):
+    ``gate_up_proj`` when the first half is the activated one, ``up_gate_proj`` when the second is, and
+    ``down_proj`` for the other linear; empty when the code says otherwise or already uses those names."""
+    node = roles.mlp[1] if roles.mlp is not None else None
+    linears = {attr for attr, child in node.children.items() if child.kind == "linear"} if node is not None else set()
+    found = _forward(tree, node) if len(linears) == 2 else None
+    if node is None or found is None:
+        return {}
+    pair = next((p for stmt in ast.walk(found[0]) if isinstance(stmt, ast.stmt)
+                 for p in [_chunk_pair(stmt, linears)] if p is not None), None)
+    activated = _activated(found[0], pair[1:], linears) if pair is not None else None
+    if pair is None or activated is None:
+        return {}
+    fused, first, _ = pair
+    role = "gate_up_proj" if activated == first else "up_gate_proj"
+    (down,) = linears - {fused}
+    where = f"{node.class_name}.forward"
+    seen = {role: Observation(fused, f"{where}: self.{fused}(x).chunk(2), {activated} the activated half"),
+            "down_proj": Observation(down, f"{where}: self.{down} reads the gated product")}
+    return {r: o for r, o in seen.items() if o.value != r}
 
 
 def projection_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
@@ -885,6 +960,7 @@ def projection_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observatio
              for role, attr in attention_projections(tree, roles).items()
              if attr != role and roles.attention is not None}
     mlp = roles.mlp[1] if roles.mlp is not None else None
+    found.update(chunked_mlp_projections(tree, roles))
     if mlp is not None and mlp.kind == "sequential":
         linears = [attr for attr, child in mlp.children.items() if child.kind == "linear"]
         if len(linears) == 2:
@@ -1228,7 +1304,9 @@ class _Tracer:
 
     def __init__(self, layer: ModuleNode) -> None:
         self.layer = layer
-        self.identity = {a for a, c in layer.children.items() if c.kind in IDENTITY_KINDS or "dropout" in a}
+        # an Identity that other layers build as a norm (ModernBERT-decoder's first attn_norm) is traced as the norm
+        self.identity = {a for a, c in layer.children.items()
+                         if (c.kind in IDENTITY_KINDS and _layer_norm(layer, a) is None) or "dropout" in a}
         self.state: dict[str, Sym] = {}
         self.factors: list[ast.expr] = []
 
@@ -1699,12 +1777,75 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     if unread:
         out["cross_attention"] = Observation(unread, f"{where}: {', '.join(unread)} run only when encoder states are "
                                                      "passed, which a causal LM never does")
+    identity_on = unnormed_layers(tree, roles)
+    unnormed = {role: identity_on[attr] for role, attr in names.items() if attr in identity_on}
+    if unnormed:
+        out["unnormed_layers"] = Observation(unnormed, f"{owner.name}.__init__: " + ", ".join(
+            f"{names[role]} is an Identity on layer(s) {indices}" for role, indices in unnormed.items()))
     for factor in tracer.factors:
         value = _value_in(layer, factor)
         if _is_real(value):
             out["residual_multiplier"] = Observation(_number(value), f"{where}: sublayer output * {source_text(factor, 50)}")
             break
     return out
+
+
+def _layer_list_node(roles: Roles) -> ModuleNode | None:
+    backbone, layer = roles.backbone, roles.layer
+    return next((c for c in backbone.children.values() if c.kind == "list" and c.children.get("{i}") is layer),
+                None) if backbone is not None and layer is not None else None
+
+
+def _index_names(tree: SourceTree, roles: Roles) -> tuple[set[str], int] | None:
+    """The layer ``__init__``'s parameters that receive the layer list's loop index, and how many layers the loop
+    builds (``[Layer(config, layer_idx) for layer_idx in range(config.num_hidden_layers)]``)."""
+    listed, layer, backbone = _layer_list_node(roles), roles.layer, roles.backbone
+    comp = listed.call.args[0] if listed is not None and listed.call is not None and listed.call.args else None
+    if not isinstance(comp, ast.ListComp) or layer is None or layer.call is None or backbone is None \
+            or backbone.env is None or layer.ref is None:
+        return None
+    loop = {g.target.id for g in comp.generators if isinstance(g.target, ast.Name)}
+    iterated = comp.generators[0].iter
+    count = evaluate(iterated.args[-1], backbone.env) if isinstance(iterated, ast.Call) and \
+        _call_leaf(iterated) == "range" and len(iterated.args) == 1 else UNKNOWN
+    init = tree.method(layer.ref, "__init__")
+    if init is None or not isinstance(count, int):
+        return None
+    params = [a.arg for a in init[0].args.args][1:]
+    bound = {p for p, arg in zip(params, layer.call.args, strict=False) if isinstance(arg, ast.Name) and arg.id in loop}
+    bound |= {kw.arg for kw in layer.call.keywords if kw.arg and isinstance(kw.value, ast.Name) and kw.value.id in loop}
+    return (bound, count) if bound else None
+
+
+def unnormed_layers(tree: SourceTree, roles: Roles) -> dict[str, list[int]]:
+    """Norms the layer builds as an Identity for some layer indices (ModernBERT-decoder's ``attn_norm``, an
+    Identity on layer 0: its embeddings are normed already): attribute -> those indices, read by evaluating the
+    ``__init__``'s conditional expression for every index the layer list builds."""
+    layer = roles.layer
+    varying = [a for a in roles.layer_norms if layer is not None and layer.children[a].kind in IDENTITY_KINDS]
+    found = _index_names(tree, roles) if varying else None
+    init = tree.method(layer.ref, "__init__") if found is not None and layer is not None and layer.ref else None
+    if init is None or layer is None or layer.env is None:
+        return {}
+    names, count = found  # type: ignore[misc]
+    result: dict[str, list[int]] = {}
+    for stmt in ast.walk(init[0]):
+        target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else None
+        if not (isinstance(target, ast.Attribute) and target.attr in varying and isinstance(stmt.value, ast.IfExp)):
+            continue
+        choice = stmt.value
+        indices = []
+        for index in range(count):
+            test = evaluate(choice.test, Env(layer.env.config, {**layer.env.names, **dict.fromkeys(names, index)}))
+            if test is UNKNOWN:
+                indices = []
+                break
+            built = choice.body if test else choice.orelse
+            if isinstance(built, ast.Call) and _call_leaf(built) == "Identity":
+                indices.append(index)
+        if indices:
+            result[target.attr] = indices
+    return result
 
 
 _PLACEMENT_TEXT = {

@@ -194,6 +194,10 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
     DeltaRule("language_adapter", "block", ("block.language_adapter",), SMALL, "graph",
               "add {hf}: the served language's bottleneck MLP, its input normed as the model does, added back",
               project=_present, change_off="drop the donor's language adapters"),
+    # ModernBERT-decoder: layer 0 builds its pre-attention norm as an Identity (the embeddings are normed already)
+    DeltaRule("unnormed_layers", "block", ("block.unnormed_layers",), SCALAR, "graph",
+              "leave out the norms the family builds as an Identity on some layers: {hf}", project=_present,
+              change_off="give every layer its norms (the donor leaves out {donor})"),
     DeltaRule("residual_multiplier", "block", ("block.residual_multiplier",), SCALAR, "graph",
               "scale the residual branches: {hf}", project=_present, change_off="drop the donor's {donor}"),
     DeltaRule("head_bias", "head", ("head.bias",), SCALAR, "graph", "add the LM head bias",

@@ -55,6 +55,7 @@ class Traits:
     language_adapter: bool = False
     adapter_norm: AdapterNorm = "none"
     adapter_residual_normed: bool = False
+    unnormed_first_layer: bool = False  # layer 0 builds its pre-attention norm as an Identity (ModernBERT-decoder)
     final_norm: bool = True  # a norm between the last layer and the head
     qkv_bias: bool = False
     o_bias: bool = False
@@ -88,6 +89,7 @@ class Traits:
     embedding_norm: EmbeddingNorm = "none"
     token_type_row: bool = False  # BERT-style: row 0 of a token-type table added to every embedding
     head_transform: bool = False  # BERT-style: dense, the MLP's activation and a norm before the head
+    head_transform_unbiased: bool = False  # that dense has no bias (ModernBERT-decoder's classifier_bias=False)
     embedding_projection: bool = False  # ELECTRA: embeddings (and the head's input) narrower, projected up
     embedding_extra_rows: int = 0  # Mllama: embedding rows beyond vocab_size (image tokens)
     # RoCBert: tables concatenated to the token embedding at row 0, then a linear to the hidden size:

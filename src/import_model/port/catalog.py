@@ -116,7 +116,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("embedding_side_tables", ("embedding_side_tables",), ("embedding_side_tables",),
                  "tables the family indexes by ids text does not carry, concatenated to the token embedding at row 0 "
                  "and mapped to the hidden size by a linear", "side_tables.{j} / input_map"),
-    CatalogEntry("head_transform", ("head_transform",), ("head_transform",),
+    CatalogEntry("head_transform", ("head_transform",), ("head_transform", "head_transform_unbiased"),
                  "dense, the MLP's activation and a norm between the last layer and the head",
                  "head_transform.{dense,norm}"),
     CatalogEntry("tied_head", ("tied_head",), (), "LM head shares the embedding matrix", "embed_tokens.weight"),
@@ -133,6 +133,8 @@ CATALOG: tuple[CatalogEntry, ...] = (
                  "the served language's bottleneck MLP (dense, the MLP's activation, dense) on the MLP's residual sum, "
                  "its input normed by the block's norm or its own, added back before the block's norm; the other "
                  "languages' adapters set aside", "language_adapter.{dense1,dense2,norm}"),
+    CatalogEntry("unnormed_layers", ("unnormed_layers",), ("unnormed_first_layer",),
+                 "no pre-attention norm on the first layer (the family builds an Identity there)"),
     CatalogEntry("residual_multiplier", ("residual_multiplier",), ("residual_multiplier",),
                  "branch outputs scaled before the residual add"),
     CatalogEntry("mlp_kind", ("mlp_kind",), ("mlp", "mlp_width_per_layer"),
@@ -192,6 +194,7 @@ PIECES: dict[str, tuple[str, ...]] = {
     "residual": ("PortBlock._parallel",),
     "residual_multiplier": ("PortBlock._sequential",),
     "language_adapter": ("LanguageAdapter", "PortBlock._adapted"),
+    "unnormed_layers": ("Unnormed", "PortDecoder.__init__"),
     "mlp_kind": ("PortMLP",),
     "activation": ("activation", "XIELU"),
     "mlp_bias": ("PortMLP.__init__",),
@@ -305,11 +308,18 @@ def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
     if transform is not None and transform != _value(anatomy, "mlp.activation", "silu"):
         missing.append(MissingDelta("head.transform", transform, "the head transform's activation differs from the "
                                                                    "MLP's; the template applies the MLP's to both"))
+    unnormed = _value(anatomy, "block.unnormed_layers")
+    if unnormed and unnormed != UNNORMED_FIRST_LAYER:
+        missing.append(MissingDelta("block.unnormed_layers", unnormed, "the catalog leaves out only the first "
+                                                                        "layer's pre-attention norm"))
     sliding = _value(anatomy, "attention.sliding_window", "none")
     if sliding not in ("none", "all", "interleaved"):
         missing.append(MissingDelta("attention.sliding_window", sliding, "this sliding-window form is not in the catalog"))
     return missing
 
+
+#: The Identity norms the template writes: the first layer's pre-attention norm (ModernBERT-decoder).
+UNNORMED_FIRST_LAYER = {"pre_attention": [0]}
 
 #: Config attributes a layer's test may read that pick nothing (the expert count is above one in any MoE model).
 _EXPERT_COUNT_KEYS = frozenset({"num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"})
@@ -394,6 +404,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "block_norms": norms,
         "residual_multiplier": value("block.residual_multiplier") not in (None, 1.0),
         **_adapter_spec(value("block.language_adapter"), value("block.norm_names")),
+        "unnormed_first_layer": value("block.unnormed_layers") == UNNORMED_FIRST_LAYER,
         "final_norm": value("norm.final", True) is not False,
         "qkv_bias": bool(value("attention.qkv_bias", False)),
         "o_bias": bool(value("attention.o_bias", False)),
@@ -425,6 +436,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
                              else "none",
         "token_type_row": bool(value("embedding.token_type")),
         "head_transform": value("head.transform") is not None,
+        "head_transform_unbiased": value("head.transform") is not None and value("head.transform_bias") is False,
         "embedding_projection": bool(value("embedding.projection")),
         "embedding_side_tables": tuple((rows, width) for _, rows, width in value("embedding.side_tables") or ()),
         "embedding_extra_rows": int(value("embedding.extra_rows") or 0),

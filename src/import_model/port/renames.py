@@ -78,7 +78,8 @@ RENAME_RULES: tuple[RenameRule, ...] = (
     RenameRule(r"^gpt_neox\.", "", "GPT-NeoX / Pythia prefix"),
     RenameRule(r"^decoder\.", "", "OPT / XGLM / BioGPT decoder prefix (model.decoder.layers)"),
     RenameRule(r"^h\.(\d+)\.", r"layers.\1.", "GPT-2 / Bloom / Falcon block list"),
-    RenameRule(r"^(?:embed_in|wte|word_embeddings|tokens_embed)\.", "embed_tokens.", "token embedding (GPT-1: tokens_embed)"),
+    RenameRule(r"^(?:embed_in|wte|word_embeddings|tokens_embed|tok_embeddings)\.", "embed_tokens.",
+               "token embedding (GPT-1: tokens_embed; ModernBERT-decoder: tok_embeddings)"),
     RenameRule(r"^embed_out\.", "lm_head.", "GPT-NeoX output head"),
     RenameRule(r"^(?:wpe|embed_positions|position_embeddings|positions_embed)\.", "embed_positions.",
                "learned position table (GPT-2, GPT-Neo, GPT-BigCode, OPT, BioGPT, GPT-1)"),
@@ -155,6 +156,8 @@ FUSED_RULES: tuple[FusedRule, ...] = (
     FusedRule(r"\.self_attn\.qkv_proj\.", ".self_attn.qkv_proj.", _QKV, BLOCKS),
     FusedRule(r"\.attn\.c_attn\.", ".attn.c_attn.", _QKV, BLOCKS),  # GPT-2, GPT-BigCode (MQA: q | k | v)
     FusedRule(r"\.mlp\.gate_up_proj\.", ".mlp.gate_up_proj.", (".mlp.gate_proj.", ".mlp.up_proj."), BLOCKS),
+    # the fused input whose second half is the activated one, the name its code reads to (plan.behaviour)
+    FusedRule(r"\.mlp\.up_gate_proj\.", ".mlp.up_gate_proj.", (".mlp.up_proj.", ".mlp.gate_proj."), BLOCKS),
     FusedRule(r"\.(?:attention|self_attention)\.query_key_value\.", ".attention.query_key_value.", _QKV, PER_HEAD),
     FusedRule(r"\.self_attn\.query_key_value\.", ".self_attn.query_key_value.", _QKV, PER_HEAD),
     # CodeGen: shards of [q | v | k], in that order
@@ -501,9 +504,10 @@ def _head_renames(roles: Any) -> list[RenameRule]:
     head = roles.lm_head
     if head is None or head.path == "lm_head":
         return []
-    owner = head.path.rsplit(".", 1)[0]
-    rules = [RenameRule(rf"^{re.escape(head.path)}\.", "lm_head.", "the head's linear, found in the module tree"),
-             RenameRule(rf"^{re.escape(owner)}\.bias$", "lm_head.bias", "the head's bias beside its linear")]
+    rules = [RenameRule(rf"^{re.escape(head.path)}\.", "lm_head.", "the head's linear, found in the module tree")]
+    if "." in head.path:  # a head at the root (ModernBERT-decoder's decoder) has no owner to keep a bias
+        owner = head.path.rsplit(".", 1)[0]
+        rules.append(RenameRule(rf"^{re.escape(owner)}\.bias$", "lm_head.bias", "the head's bias beside its linear"))
     transform = roles.head_transform
     if transform is not None:
         for attr, child in transform.children.items():
@@ -651,10 +655,19 @@ def _is_fused(key: str) -> bool:
 
 def _match_splits(matcher: _Matcher) -> None:
     for key in list(matcher.free_keys):
-        for rule in FUSED_RULES:
-            if not re.search(rule.fused, key):
-                continue
-            targets = [matcher.free_target(re.sub(rule.fused, part, key)) for part in rule.parts]
+        if not _match_split(matcher, key, key) and not _is_fused(key):
+            # a name the renames found in the code give it (ModernBERT-decoder's mlp.Wi, a fused gate_up)
+            renamed = next((name for name in matcher.names(key)[1:] if _is_fused(name)), None)
+            if renamed is not None:
+                _match_split(matcher, key, renamed)
+
+
+def _match_split(matcher: _Matcher, key: str, fused: str) -> bool:
+    """Split checkpoint tensor ``key``, read under the fused name ``fused``, by the first rule whose parts are graph
+    weights; False when none claims it."""
+    for rule in FUSED_RULES:
+        if re.search(rule.fused, fused):
+            targets = [matcher.free_target(re.sub(rule.fused, part, fused)) for part in rule.parts]
             if any(t is None for t in targets) or len(set(targets)) != len(targets):
                 continue
             names = tuple(t for t in targets if t is not None)
@@ -665,7 +678,8 @@ def _match_splits(matcher: _Matcher) -> None:
             else:
                 matcher.mapping.mismatches.append(Mismatch(key, " + ".join(names), source_shape, _stacked(shapes)))
             matcher.claim([key], names)
-            break
+            return True
+    return False
 
 
 def _match_stacked(matcher: _Matcher) -> None:

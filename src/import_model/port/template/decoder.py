@@ -284,6 +284,24 @@ def attention_scale(config: Any, head_dim: int) -> float:
         return 1.0 / math.sqrt(head_dim)
 
 
+#: The narrowest sliding window MAX 26.7's CPU flash attention compiles: it masks 128 key positions at a time and
+#: refuses a narrower window ("SIMD width of sliding window mask must be <= window size").
+CPU_FLASH_MIN_WINDOW = 128
+
+
+def written_out_attention(config: Any, devices: Sequence[DeviceRef]) -> bool:
+    """Whether attention runs written out (:meth:`PortAttention._written_out`) over a cache of one KV head per layer
+    instead of MAX's flash kernel: for a soft-cap, which the kernel lacks, or on the CPU for a sliding window
+    narrower than its CPU build accepts (ModernBERT-decoder's 64, half its local_attention)."""
+    if TRAITS.attention_softcap or TRAITS.differential_attention:
+        return True
+    elif TRAITS.sliding_window != "none":
+        window = int(config_value(config, "window") or 0)
+        return any(device.is_cpu() for device in devices) and 0 < window < CPU_FLASH_MIN_WINDOW
+    else:
+        return False
+
+
 class PortAttention(Module):
     """Self-attention over MAX's paged KV cache: projections, rotary, flash attention, output projection."""
 
@@ -297,6 +315,8 @@ class PortAttention(Module):
         self.kv_params = kv_params
         self.rotary = rotary
         self.window = int(config_value(config, "window")) if TRAITS.sliding_window != "none" and sliding else -1
+        if TRAITS.sliding_window != "none":
+            self.written_out = written_out_attention(config, [device])
         self.scale = attention_scale(config, self.head_dim)
         if TRAITS.attention_softcap:
             self.softcap = float(config_value(config, "attention_softcap"))
@@ -339,7 +359,8 @@ class PortAttention(Module):
             q, k = self._rotate(q, input_row_offsets, kv_collection), self._rotate(k, input_row_offsets, kv_collection)
         if TRAITS.qk_norm == "per_head" and TRAITS.qk_norm_after_rope:  # HunYuan normalises the rotated heads
             q, k = self.q_norm(q), self.k_norm(k)
-        if TRAITS.attention_softcap or TRAITS.differential_attention:
+        if TRAITS.attention_softcap or TRAITS.differential_attention or \
+                (TRAITS.sliding_window != "none" and self.written_out):
             out = self._written_out(layer_idx, q, k, v, kv_collection, input_row_offsets)
         else:
             store_k_cache_ragged(kv_collection, k, input_row_offsets, layer_idx)
@@ -367,7 +388,8 @@ class PortAttention(Module):
     def _written_out(self, layer_idx: TensorValue, q: TensorValue, k: TensorValue, v: TensorValue,
                      kv_collection: PagedCacheValues, input_row_offsets: TensorValue) -> TensorValue:
         """Attention written out over the cached K/V: with a logit soft-cap ``cap * tanh(scores / cap)``, or
-        differential (:meth:`_differential`), neither of which MAX's flash attention computes.
+        differential (:meth:`_differential`), neither of which MAX's flash attention computes; plain, for a window
+        narrower than the CPU flash kernel takes (:func:`written_out_attention`).
 
         MAX 26.7's flash attention takes no soft-cap, so the cache holds one KV
         head per cache layer (:class:`CachePerKVHead`): KV head ``h`` of layer
@@ -824,6 +846,14 @@ class PortBlock(Module):
         return getattr(self, NORM_ROLES[role])(x)
 
 
+class Unnormed(Module):
+    """A norm the family builds as an Identity on some layers (ModernBERT-decoder's first pre-attention norm: its
+    embeddings are normed already); it has no weight."""
+
+    def __call__(self, x: TensorValue) -> TensorValue:
+        return x
+
+
 #: Norm role -> the module name the checkpoint uses for it, in block order.
 NORM_ROLES: dict[str, str] = TRAITS.norms
 
@@ -891,7 +921,7 @@ class HeadTransform(Module):
         super().__init__()
         hidden = int(config.hidden_size)
         width = embedding_width(config) if TRAITS.embedding_projection else hidden  # the tied head's input
-        self.dense = Linear(hidden, width, dtype, device, has_bias=True)
+        self.dense = Linear(hidden, width, dtype, device, has_bias=not TRAITS.head_transform_unbiased)
         self.norm = make_norm(width, float(config_value(config, "norm_eps", 1e-5)), dtype, device)
 
     def __call__(self, x: TensorValue) -> TensorValue:
@@ -946,6 +976,8 @@ class PortDecoder(Transformer):
         if TRAITS.differential_attention:
             for index, layer in enumerate(layers):
                 layer.self_attn.lambda_init = differential_lambda_init(index)
+        if TRAITS.unnormed_first_layer:
+            setattr(layers[0], NORM_ROLES["pre_attention"], Unnormed())
         if TRAITS.scale_by_layer:
             for index, layer in enumerate(layers):
                 layer.self_attn.scale /= index + 1  # the scale divided by the layer's depth, as the family does
