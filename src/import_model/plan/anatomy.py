@@ -1252,7 +1252,7 @@ def _layer_extras(anatomy: Anatomy, inputs: _Inputs) -> None:
         modules, backbone = found
         table = backbone.children[modules[0]]
         width = _weight_shape(table)[1] // int(_int(inputs.cfg, "num_hidden_layers") or 1)
-        anatomy.add("embedding.per_layer_inputs", modules, MODELING,
+        anatomy.add("embedding.per_layer_inputs", list(modules), MODELING,
                     f"{table.path} {list(_weight_shape(table))}: {width} channels per layer; " + ", ".join(modules[1:]))
         anatomy.add("embedding.per_layer_input_scales",
                     _per_layer_scales_match(backbone, table, width, int(_int(inputs.cfg, "hidden_size") or 1)),
