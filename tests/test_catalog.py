@@ -253,3 +253,58 @@ def test_rope_per_layer_type_reaches_the_decoder_through_the_donor_view(tmp_path
         expected = np.stack([cos[0, :, :half].numpy(), sin[0, :, :half].numpy()], axis=-1).reshape(16, -1)
         np.testing.assert_allclose(tables[layer].table, expected, atol=1e-5, err_msg=f"layer {layer}")
     assert sliding == [True] * 5 + [False]
+
+
+#: A small Gemma 4 text model: 5 sliding layers of head 32, one full-attention layer of head 64, per-layer inputs.
+GEMMA4_SMALL = {"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 6, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "head_dim": 32, "global_head_dim": 64, "hidden_size_per_layer_input": 16,
+                "vocab_size": 512, "vocab_size_per_layer_input": 512, "sliding_window": 128,
+                "layer_types": ["sliding_attention"] * 5 + ["full_attention"]}
+
+
+def _gemma4_spec(tmp_path: Any, model_type: str, architecture: str, **extra: Any) -> tuple[Any, Any, list[str]]:
+    from transformers import AutoConfig
+
+    from import_model.verify.twin import make_twin
+
+    fields = {k: v for k, v in GEMMA4_SMALL.items() if model_type == "gemma4_text" or "per_layer" not in k}
+    config = AutoConfig.for_model(model_type, **fields, **extra).to_dict() | {"architectures": [architecture]}
+    source = open_source(str(make_twin(config, tmp_path / model_type).path))
+    config = load_config(source)
+    plan = make_plan(source.display, config, load_checkpoint(source), donor="llama3")
+    assert plan.anatomy is not None
+    rules = [d.rule for d in plan.deltas]
+    return build_spec(plan.anatomy, config, rules), config, rules
+
+
+def test_gemma4_per_layer_inputs_layer_scalar_value_norm_and_wider_full_heads_are_written(tmp_path: Any) -> None:
+    """Gemma 4 text: told apart by shapes (a second token table layers * 16 wide, the q projection of the one
+    full-attention layer twice as wide), not by name; every checkpoint tensor is explained, the port is complete."""
+    result, config, rules = _gemma4_spec(tmp_path, "gemma4_text", "Gemma4ForCausalLM")
+    assert result.complete, [m.reason for m in result.missing]
+    assert {"per_layer_inputs", "layer_scalar", "value_norm", "full_head_dim"} <= set(rules)
+    assert "unexplained_weights" not in rules and "head_transform" not in rules  # the backbone is no head transform
+    spec = result.spec
+    assert spec["per_layer_inputs"] and spec["layer_scalar"] and spec["value_norm"] and spec["full_head_dim"]
+    request = PortRequest(port_names("Gemma4ForCausalLM", "gemma4_text"), config, result.traits, rules=tuple(rules))
+    files = port_files(request)
+    graph = files["gemma4_text.py"]
+    assert "def per_layer_inputs(self" in graph and "self.layer_scalar = Weight(" in graph
+    assert "self.v_norm = WeightlessNorm(" in graph and "def _padded(self" in graph
+    assert "HeadWidthView(config, widest_head_dim(config))" in files["model_config.py"]
+
+
+def test_gemma4_full_heads_with_other_kv_heads_are_named_missing(tmp_path: Any) -> None:
+    """Keys equal to values with their own KV head count on the full layers (attention_k_eq_v): the wider heads
+    are not the catalog's form, and the port says so."""
+    result, _config, _rules = _gemma4_spec(tmp_path, "gemma4_text", "Gemma4ForCausalLM", attention_k_eq_v=True,
+                                           num_global_key_value_heads=1)
+    assert any(m.trait == "attention.full_head_dim" for m in result.missing)
+    assert not result.spec["full_head_dim"]
+
+
+def test_gemma4_unified_text_has_no_per_layer_inputs(tmp_path: Any) -> None:
+    result, _config, rules = _gemma4_spec(tmp_path, "gemma4_unified_text", "Gemma4UnifiedForCausalLM")
+    assert result.complete, [m.reason for m in result.missing]
+    assert not result.spec["per_layer_inputs"] and result.spec["layer_scalar"] and result.spec["full_head_dim"]
+    assert "per_layer_inputs" not in rules

@@ -182,15 +182,17 @@ def test_planted_missing_bias_fails_at_the_first_layer(ported: Callable[[str], t
 
 @pytest.mark.slow
 def test_weights_no_graph_weight_takes_are_stood_in_and_verify_names_the_divergence(tmp_path: Path) -> None:
-    """Gemma 4's text model (the config class's defaults): its global layers' wider heads and its per-layer input
-    tables fit no weight the catalog's graph declares. The port still builds: the unmatched tensors are set aside,
-    the graph weights nothing fills are stood in (named as a missing row), verify runs and names where it
-    diverges, exit 1."""
+    """Gemma 4's text model with keys standing for values and one KV head on its full-attention layers
+    (attention_k_eq_v, num_global_key_value_heads=1): those layers' wider heads fit no weight the catalog's graph
+    declares (its wider-head entry takes as many KV heads as the sliding layers). The port still builds: the
+    unmatched tensors are set aside, the graph weights nothing fills are stood in (named as a missing row), verify
+    runs and names where it diverges, the first full-attention layer, exit 1."""
     from transformers import AutoConfig
 
     from import_model.verify.twin import make_twin
 
-    config = AutoConfig.for_model("gemma4_text").to_dict() | {"architectures": ["Gemma4ForCausalLM"]}
+    config = AutoConfig.for_model("gemma4_text", attention_k_eq_v=True, num_global_key_value_heads=1).to_dict() | \
+        {"architectures": ["Gemma4ForCausalLM"]}
     twin = make_twin(config, tmp_path / "twin").path
     code, payload, stderr = run_port(twin, tmp_path / "ports", "--yes")
     assert code == 1, stderr[-2000:]
@@ -202,7 +204,8 @@ def test_weights_no_graph_weight_takes_are_stood_in_and_verify_names_the_diverge
     assert '"layers.*.self_attn.k_proj.weight": "' in model and "with_stand_ins(" in model
     verify = payload["verify"]
     assert verify is not None and "error" not in verify and not verify["passed"]
-    assert verify["first_divergence"]["tap"] == "layer_0"
+    first_full = json.loads((twin / "config.json").read_text())["layer_types"].index("full_attention")
+    assert verify["first_divergence"]["tap"] == f"layer_{first_full}"
 
 
 @pytest.mark.slow

@@ -148,6 +148,15 @@ TRAITS: dict[str, str] = {
     "block.language_adapter": "a module picked by a language id from a per-language table, run on the MLP's "
                               "residual sum (or its norm) and added back (X-MOD): the table, its norm, what is "
                               "added back, the language the port serves and every language the checkpoint holds",
+    "embedding.per_layer_inputs": "the modules that give each layer its own narrow input (a second token table, a "
+                                  "projection of the embeddings and its norm; per layer a gate, a projection back and "
+                                  "a norm), in PER_LAYER_INPUT_ROLES order (Gemma 4; None: none)",
+    "embedding.per_layer_input_scales": "those inputs' three scales match sqrt(width), hidden_size^-0.5 and 2^-0.5",
+    "block.layer_scalar": "a stored [1] scalar each layer's output is multiplied by (Gemma 4's layer_scalar; None)",
+    "attention.value_norm": "weightless | weighted: a per-head norm on the values (Gemma 4's v_norm; None: none)",
+    "attention.full_head_dim": "the wider head of the full-attention layers where the checkpoint's q/k/v widths "
+                               "differ between layers (Gemma 4's global_head_dim; None: one width; unread: the "
+                               "layers or the config key do not say which)",
     "weights.unexplained": "checkpoint key patterns no trait accounts for (learned positions, extra norms, new "
                            "parameters): their computation is a delta no rule names",
 }
@@ -261,6 +270,10 @@ _FORMATS: dict[str, Any] = {
                                           "head-pair norm without a weight",
     "block.language_adapter": lambda v: f"the {v['language']} adapter of {v['table']} after the MLP's residual add"
                                         if v else "no language adapter",
+    "embedding.per_layer_inputs": lambda v: f"per-layer inputs ({v[0]}, {v[3]}, ...)" if v else "no per-layer inputs",
+    "block.layer_scalar": lambda v: f"layer output * {v}" if v else "no layer scalar",
+    "attention.value_norm": lambda v: f"{v} value norm" if v else "no value norm",
+    "attention.full_head_dim": lambda v: f"full-attention head_dim {v}" if v else "one head_dim for every layer",
     "attention.logit_softcap": lambda v: f"attention scores capped by {v:g} * tanh(x / {v:g})" if v else "no attention softcap",
     "attention.qkv_bias": lambda v: "q/k/v biases" if v else "no q/k/v biases",
     "attention.o_bias_last_layer": lambda v: "on the last layer only" if v else "",
@@ -487,6 +500,16 @@ def checkpoint_shapes(checkpoint: Checkpoint | None) -> dict[str, tuple[int, ...
 # --------------------------------------------------------------------------- assembly
 
 
+def checkpoint_layer_shapes(checkpoint: Checkpoint | None) -> dict[str, dict[int, tuple[int, ...]]]:
+    """Key pattern -> layer number -> the shape that layer's tensor has (layers of one model may differ)."""
+    found: dict[str, dict[int, tuple[int, ...]]] = {}
+    for tensor in (checkpoint.tensors.values() if checkpoint else []):
+        number = re.search(r"\.(\d+)\.", tensor.name)
+        if number is not None:
+            found.setdefault(key_pattern(tensor.name), {})[int(number.group(1))] = tuple(tensor.shape)
+    return found
+
+
 def checkpoint_layers(checkpoint: Checkpoint | None) -> dict[str, frozenset[int]]:
     """Key pattern -> the layer numbers whose tensors it names (a tensor some layers only hold)."""
     layers: dict[str, set[int]] = {}
@@ -506,6 +529,7 @@ class _Inputs:
     seen: dict[str, dict[str, behaviour.Observation]]  # detector group -> observations
     roles: behaviour.Roles | None
     layers: dict[str, frozenset[int]] = field(default_factory=dict)  # key pattern -> layers holding it
+    layer_shapes: dict[str, dict[int, tuple[int, ...]]] = field(default_factory=dict)  # key pattern -> per layer
 
 
 def build_anatomy(config: dict, checkpoint: Checkpoint | None = None, *, tree: SourceTree | None = None,
@@ -531,7 +555,7 @@ def build_anatomy(config: dict, checkpoint: Checkpoint | None = None, *, tree: S
     towers = _modality_towers(seen)  # an image or audio encoder's biases and norms are not the decoder's
     decoder = _port_named({k: v for k, v in shapes.items() if not k.startswith(towers)}, seen, roles)
     inputs = _Inputs(_text_section(cfg), shapes, key_facts(decoder), key_source, seen, roles,
-                     checkpoint_layers(checkpoint))
+                     checkpoint_layers(checkpoint), checkpoint_layer_shapes(checkpoint))
     for assemble in _ASSEMBLERS:
         assemble(anatomy, inputs)
     anatomy.category = categorise(raw, anatomy)
@@ -1251,6 +1275,117 @@ def _head(anatomy: Anatomy, inputs: _Inputs) -> None:
             anatomy.add(f"head.{trait}", value if value not in (None, 1.0) else None, CONFIG, f"{config_key}={value}")
 
 
+#: The per-layer-input modules by role, as the port's template names them (Gemma 4's attributes): on the backbone the
+#: token table, the projection of the embeddings and its norm; on each layer the gate, the projection back and the norm.
+PER_LAYER_INPUT_ROLES: tuple[str, ...] = ("embed_tokens_per_layer", "per_layer_model_projection",
+                                          "per_layer_projection_norm", "per_layer_input_gate", "per_layer_projection",
+                                          "post_per_layer_input_norm")
+_VALUE_NORM = re.compile(r"^(?:v|value)_(?:norm|layernorm)$")
+
+
+def _weight_shape(node: Any) -> tuple[int, ...]:
+    return tuple(node.params.get("weight") or ())
+
+
+def _child_shaped(node: Any, kinds: frozenset[str] | set[str], shape: tuple[int, ...],
+                  skip: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """The first child of ``node`` of one of ``kinds`` whose weight has ``shape`` (its name not in ``skip``)."""
+    return next((attr for attr, child in node.children.items()
+                 if child.kind in kinds and attr not in skip and _weight_shape(child) == shape), None)
+
+
+def _per_layer_input_modules(inputs: _Inputs, block_norms: set[str]) -> tuple[tuple[str, ...], Any] | None:
+    """The per-layer-input modules, told apart by their shapes: a second token table ``layers * width`` wide, a linear
+    from the hidden size to that width and a norm over ``width`` beside it; in each layer a linear from the hidden
+    size to ``width``, one back, and a norm the block's own wiring does not use. Also the backbone (its scales)."""
+    roles, cfg = inputs.roles, inputs.cfg
+    layers, hidden = _int(cfg, "num_hidden_layers"), _int(cfg, "hidden_size")
+    if roles is None or roles.backbone is None or roles.layer is None or not layers or not hidden:
+        return None
+    backbone, layer = roles.backbone, roles.layer
+    for attr, table in backbone.children.items():
+        shape = _weight_shape(table)
+        is_table = table.kind == "embedding" or table.values.get("builtin_base") == "embedding"
+        if table is roles.embed or not is_table or len(shape) != 2 or shape[1] % layers:
+            continue
+        total, width = shape[1], shape[1] // layers
+        linear, norms = {"linear"}, behaviour.NORM_KINDS
+        found = (attr, _child_shaped(backbone, linear, (total, hidden)), _child_shaped(backbone, norms, (width,)),
+                 _child_shaped(layer, linear, (width, hidden)), _child_shaped(layer, linear, (hidden, width)),
+                 _child_shaped(layer, norms, (hidden,), skip=block_norms))
+        if all(found):
+            return tuple(str(name) for name in found), backbone
+    return None
+
+
+def _per_layer_scales_match(backbone: Any, table: Any, width: int, hidden: int) -> bool:
+    """The table's own scale is sqrt(width), and the backbone holds hidden_size^-0.5 and 2^-0.5 (the projection's and
+    the sum's scales): the numbers the template computes from the config."""
+    numbers = [v for v in backbone.values.values() if isinstance(v, float)]
+    table_scale = table.values.get("scalar_embed_scale")
+    return (isinstance(table_scale, (int, float)) and math.isclose(table_scale, math.sqrt(width))
+            and any(math.isclose(v, hidden ** -0.5) for v in numbers)
+            and any(math.isclose(v, 2 ** -0.5) for v in numbers))
+
+
+def _layer_extras(anatomy: Anatomy, inputs: _Inputs) -> None:
+    """Per-layer inputs, a stored layer scalar, a value norm, and full-attention layers with a wider head."""
+    names = anatomy.value("block.norm_names")
+    used = set(names.values()) if isinstance(names, dict) else set()
+    found = _per_layer_input_modules(inputs, used)
+    if found is not None:
+        modules, backbone = found
+        table = backbone.children[modules[0]]
+        width = _weight_shape(table)[1] // int(_int(inputs.cfg, "num_hidden_layers") or 1)
+        anatomy.add("embedding.per_layer_inputs", list(modules), MODELING,
+                    f"{table.path} {list(_weight_shape(table))}: {width} channels per layer; " + ", ".join(modules[1:]))
+        anatomy.add("embedding.per_layer_input_scales",
+                    _per_layer_scales_match(backbone, table, width, int(_int(inputs.cfg, "hidden_size") or 1)),
+                    MODELING, f"{table.path} scale {table.values.get('scalar_embed_scale')}; backbone numbers "
+                    f"{sorted(v for v in backbone.values.values() if isinstance(v, float))}")
+    else:
+        anatomy.add("embedding.per_layer_inputs", None, MODELING if inputs.roles else DEFAULT, "no per-layer inputs")
+    scalars = [key for key, shape in inputs.shapes.items() if re.search(r"\{i\}\.\w+$", key) and shape == (1,)]
+    anatomy.add("block.layer_scalar", scalars[0].rsplit(".", 1)[-1] if scalars else None, inputs.key_source,
+                f"{scalars[0]} shape [1]" if scalars else "no per-layer scalar")
+    attention = inputs.roles.attention[1] if inputs.roles is not None and inputs.roles.attention else None
+    value_norm = next((attr for attr, child in attention.children.items() if _VALUE_NORM.match(attr)
+                       and child.kind in behaviour.NORM_KINDS), None) if attention is not None else None
+    if value_norm is not None and attention is not None:
+        node = attention.children[value_norm]
+        kind = "weighted" if node.params.get("weight") else "weightless"
+        anatomy.add("attention.value_norm", kind, MODELING, f"{node.path} ({node.class_name}): {kind}")
+    else:
+        anatomy.add("attention.value_norm", None, MODELING if attention is not None else DEFAULT, "no value norm")
+    _full_head_dim(anatomy, inputs)
+
+
+def _full_head_dim(anatomy: Anatomy, inputs: _Inputs) -> None:
+    """Layers whose q/k widths say a wider head than the others: the full-attention layers' own head_dim, which a
+    config key the template reads holds (``CONFIG_ALIASES["full_head_dim"]``)."""
+    heads, kv_heads = anatomy.value("attention.heads"), anatomy.value("attention.kv_heads")
+    q_keys = inputs.facts["q_split"]
+    k_keys = [key.replace(".q_proj.", ".k_proj.") for key in q_keys[:1]]
+    q_widths = inputs.layer_shapes.get(q_keys[0], {}) if q_keys else {}
+    k_widths = inputs.layer_shapes.get(k_keys[0], {}) if k_keys else {}
+    dims = {layer: shape[0] // heads for layer, shape in q_widths.items() if heads and shape}
+    if len(set(dims.values())) < 2:
+        anatomy.add("attention.full_head_dim", None, inputs.key_source, "every layer's q projection is as wide")
+        return
+    wide = max(dims.values())
+    wide_layers = sorted(layer for layer, dim in dims.items() if dim == wide)
+    keys = [key for key in CONFIG_ALIASES["full_head_dim"] if inputs.cfg.get(key) == wide]
+    pattern = str(anatomy.value("attention.layer_pattern") or "")
+    full = all(pattern and pattern[i % len(pattern)] == "F" for i in wide_layers) and \
+        all(pattern[i % len(pattern)] != "F" for i in dims if i not in wide_layers)
+    kv_match = all(kv_heads and k_widths.get(i, (0,))[0] == kv_heads * dims[i] for i in dims)
+    evidence = (f"{q_keys[0]}: layers {wide_layers} head {wide}, others {min(dims.values())}; config "
+                f"{', '.join(keys) or 'no known key'} = {wide}; wide layers full-attention: {full}; "
+                f"k_proj matches: {kv_match}")
+    anatomy.add("attention.full_head_dim", wide if keys and full and kv_match else "unread", inputs.key_source,
+                evidence)
+
+
 #: Key patterns (``{i}`` = a block) the traits above account for; anything else in a checkpoint is named by
 #: ``weights.unexplained``. Block norms count only under the names the block's forward uses (norm_names).
 _PROJ = r"\.(?:weight|bias)$"
@@ -1345,6 +1480,12 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
         found |= {key for key in inputs.shapes if adapter_languages(roles.layer.path, adapter["table"], [key])}
         if adapter["norm"]:
             found |= {f"{roles.layer.path}.{adapter['norm']}.{name}" for name in ("weight", "bias")}
+    per_layer = anatomy.value("embedding.per_layer_inputs")
+    if per_layer and roles is not None and roles.backbone is not None and roles.layer is not None:
+        found |= {f"{roles.backbone.path}.{name}.weight" for name in per_layer[:3]}
+        found |= {f"{roles.layer.path}.{name}.weight" for name in per_layer[3:]}
+    if anatomy.value("block.layer_scalar") and roles is not None and roles.layer is not None:
+        found.add(f"{roles.layer.path}.{anatomy.value('block.layer_scalar')}")
     cross = anatomy.value("block.cross_attention") or []
     unread = re.compile(r"\{i\}\.(?:" + "|".join(map(re.escape, cross)) + r")\.") if cross else None
     modality = inputs.seen.get("modality", {}).get("unread")
@@ -1357,7 +1498,7 @@ def _unexplained(anatomy: Anatomy, inputs: _Inputs) -> None:
                 _keys_text(sorted(left)) if left else "every key matches a trait's pattern")
 
 
-_ASSEMBLERS = (_attention, _rotary, _norms, _block, _mlp, _moe, _embedding, _head, _unexplained)
+_ASSEMBLERS = (_attention, _rotary, _norms, _block, _mlp, _moe, _embedding, _head, _layer_extras, _unexplained)
 
 
 # --------------------------------------------------------------------------- category

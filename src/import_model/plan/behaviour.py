@@ -199,7 +199,9 @@ def _embedding_module(root: ModuleNode, roles: Roles) -> None:
         # the head's own module and its siblings; at the root, the siblings only (ELECTRA's generator_predictions)
         for child in (parent, *parent.children.values()) if parent is not root else tuple(parent.children.values()):
             kinds = {c.kind for c in child.children.values()}
-            holds_layers = roles.backbone is not None and roles.backbone.path.startswith(f"{child.path}.")
+            # the backbone itself is no transform (Gemma 4's holds a linear and norms for its per-layer inputs)
+            holds_layers = roles.backbone is not None and (child is roles.backbone or
+                                                           roles.backbone.path.startswith(f"{child.path}."))
             if child is not head and "linear" in kinds and kinds & NORM_KINDS and child.path != head.path and \
                     not holds_layers and not any(c is head for c in child.children.values()):
                 roles.head_transform = child

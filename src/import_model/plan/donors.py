@@ -186,6 +186,22 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
     DeltaRule("embedding_side_tables", "embedding", ("embedding.side_tables",), SMALL, "graph",
               "concatenate {hf} to the token embedding and map the whole to the hidden size", project=_present,
               change_off="drop the donor's concatenated tables"),
+    # Gemma 4: each layer's own narrow input from a second token table and a projection of the embeddings
+    DeltaRule("per_layer_inputs", "embedding", ("embedding.per_layer_inputs",), SMALL, "graph",
+              "give every layer its per-layer input ({hf}): gate the layer's output with it and add it back",
+              project=_present, change_off="drop the donor's per-layer inputs"),
+    # Gemma 4: each layer's output times a stored scalar
+    DeltaRule("layer_scalar", "block", ("block.layer_scalar",), SCALAR, "graph",
+              "multiply each layer's output by its stored scalar ({hf})", project=_present,
+              change_off="drop the donor's layer scalar"),
+    # Gemma 4 (and 3n): values normed per head, no weight
+    DeltaRule("value_norm", "attention", ("attention.value_norm",), SCALAR, "graph",
+              "norm the values per head before the cache: {hf}", project=_present,
+              change_off="drop the donor's value norm"),
+    # Gemma 4: full-attention layers with a wider head than the sliding ones
+    DeltaRule("full_head_dim", "attention", ("attention.full_head_dim",), SMALL, "graph",
+              "give the full-attention layers their own head width ({hf}); the KV cache holds the widest",
+              project=_present, change_off="one head width for every layer"),
     DeltaRule("head_transform", "head", ("head.transform",), SMALL, "graph",
               "transform the last hidden state before the head: dense, {hf}, norm", project=_present,
               change_off="drop the donor's head transform"),

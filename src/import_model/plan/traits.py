@@ -114,6 +114,12 @@ class Traits:
     moe_shared: bool = False  # always-on shared expert(s) beside the routed ones
     moe_shared_gate: bool = False  # their output scaled by sigmoid(a linear gate)
     moe_dense_layers: tuple[str, ...] = ()  # of MOE_LAYER_KEYS: what picks the layers that keep a dense MLP
+    # Gemma 4: a second token table and a projection of the embeddings give each layer a narrow input, which the
+    # layer gates its output with and adds back (embed_tokens_per_layer, per_layer_input_gate, ...)
+    per_layer_inputs: bool = False
+    layer_scalar: bool = False  # each layer's output multiplied by its own stored scalar (Gemma 4's layer_scalar)
+    value_norm: bool = False  # values normed per head with no learned weight before the cache (Gemma 4's v_norm)
+    full_head_dim: bool = False  # full-attention layers use a wider head (global_head_dim) than sliding ones
 
     @property
     def norms(self) -> dict[str, str]:

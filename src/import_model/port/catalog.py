@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from import_model.plan.anatomy import Anatomy
+from import_model.plan.anatomy import PER_LAYER_INPUT_ROLES, Anatomy
 from import_model.plan.donors import DELTA_RULES
 from import_model.plan.traits import MOE_LAYER_KEYS, Activation, Traits, traits_from
 
@@ -116,6 +116,17 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("embedding_side_tables", ("embedding_side_tables",), ("embedding_side_tables",),
                  "tables the family indexes by ids text does not carry, concatenated to the token embedding at row 0 "
                  "and mapped to the hidden size by a linear", "side_tables.{j} / input_map"),
+    CatalogEntry("per_layer_inputs", ("per_layer_inputs",), ("per_layer_inputs",),
+                 "each layer's own input: a second token table plus the normed projection of the embeddings, "
+                 "which the layer gates its output with, projects back, norms and adds",
+                 "embed_tokens_per_layer / per_layer_model_projection / per_layer_projection_norm / "
+                 "layers.*.per_layer_input_gate / per_layer_projection / post_per_layer_input_norm"),
+    CatalogEntry("layer_scalar", ("layer_scalar",), ("layer_scalar",), "each layer's output times its stored scalar",
+                 "layers.*.layer_scalar"),
+    CatalogEntry("value_norm", ("value_norm",), ("value_norm",), "values normed per head, no weight, before the cache"),
+    CatalogEntry("full_head_dim", ("full_head_dim",), ("full_head_dim",),
+                 "full-attention layers with a wider head: the KV cache holds the widest head, narrower layers pad "
+                 "their keys, values and queries with zeros and drop the padding from the output"),
     CatalogEntry("head_transform", ("head_transform",), ("head_transform", "head_transform_unbiased"),
                  "dense, the MLP's activation and a norm between the last layer and the head",
                  "head_transform.{dense,norm}"),
@@ -187,6 +198,10 @@ PIECES: dict[str, tuple[str, ...]] = {
     "final_norm": ("NoFinalNorm",),
     "token_type": ("PortDecoder.__call__",),
     "head_transform": ("HeadTransform",),
+    "per_layer_inputs": ("PortDecoder.per_layer_inputs", "PortBlock._per_layer_input"),
+    "layer_scalar": ("PortBlock.__call__",),
+    "value_norm": ("PortAttention.__call__",),
+    "full_head_dim": ("layer_head_dim", "HeadWidthView", "PortAttention._padded", "rotary_tables"),
     "embedding_projection": ("embedding_width", "PortDecoder.__call__"),
     "embedding_side_tables": ("PortDecoder.__call__",),
     "sub_norms": ("PortAttention.__call__", "PortMLP.__call__"),
@@ -312,6 +327,7 @@ def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
     if unnormed and unnormed != UNNORMED_FIRST_LAYER:
         missing.append(MissingDelta("block.unnormed_layers", unnormed, "the catalog leaves out only the first "
                                                                         "layer's pre-attention norm"))
+    missing.extend(_layer_extras_unsupported(anatomy))
     sliding = _value(anatomy, "attention.sliding_window", "none")
     if sliding not in ("none", "all", "interleaved"):
         missing.append(MissingDelta("attention.sliding_window", sliding, "this sliding-window form is not in the catalog"))
@@ -320,6 +336,32 @@ def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
 
 #: The Identity norms the template writes: the first layer's pre-attention norm (ModernBERT-decoder).
 UNNORMED_FIRST_LAYER = {"pre_attention": [0]}
+def _layer_extras_unsupported(anatomy: Anatomy) -> list[MissingDelta]:
+    """Per-layer inputs, value norms and wider full-attention heads in forms the template does not write."""
+    missing = []
+    per_layer = _value(anatomy, "embedding.per_layer_inputs")
+    if per_layer and tuple(per_layer) != PER_LAYER_INPUT_ROLES:
+        missing.append(MissingDelta("embedding.per_layer_inputs", per_layer, "per-layer-input modules under other "
+                                    f"names than the template's ({', '.join(PER_LAYER_INPUT_ROLES)})"))
+    elif per_layer and _value(anatomy, "embedding.per_layer_input_scales") is not True:
+        missing.append(MissingDelta("embedding.per_layer_inputs", per_layer, "the per-layer inputs' scales are not "
+                                    "sqrt(width), hidden_size^-0.5 and 2^-0.5, which the template computes"))
+    scalar = _value(anatomy, "block.layer_scalar")
+    if scalar and scalar != "layer_scalar":
+        missing.append(MissingDelta("block.layer_scalar", scalar, "a layer scalar under another name than "
+                                                                   "layer_scalar"))
+    if _value(anatomy, "attention.value_norm") == "weighted":
+        missing.append(MissingDelta("attention.value_norm", "weighted", "a value norm with a learned weight: the "
+                                                                         "template writes the weightless one"))
+    if isinstance(_value(anatomy, "attention.full_head_dim"), int) and _value(anatomy, "attention.logit_softcap"):
+        missing.append(MissingDelta("attention.full_head_dim", _value(anatomy, "attention.full_head_dim"),
+                                    "wider full-attention heads under soft-capped attention: the written-out "
+                                    "attention reads one head width"))
+    if _value(anatomy, "attention.full_head_dim") == "unread":
+        missing.append(MissingDelta("attention.full_head_dim", "unread", "the layers' head widths differ, but not "
+                                    "as full-attention layers of global_head_dim with as many KV heads"))
+    return missing
+
 
 #: Config attributes a layer's test may read that pick nothing (the expert count is above one in any MoE model).
 _EXPERT_COUNT_KEYS = frozenset({"num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"})
@@ -449,6 +491,10 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "final_softcap": value("head.final_softcap") is not None,
         "attention_softcap": bool(value("attention.logit_softcap")),
         "differential_attention": bool(value("attention.differential")),
+        "per_layer_inputs": bool(value("embedding.per_layer_inputs")),
+        "layer_scalar": bool(value("block.layer_scalar")),
+        "value_norm": value("attention.value_norm") == "weightless",
+        "full_head_dim": isinstance(value("attention.full_head_dim"), int),
     }
     if value("moe.experts"):
         spec.update({

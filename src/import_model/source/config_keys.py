@@ -47,6 +47,10 @@ CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
     "shared_count": ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts"),
     "norm_topk_prob": ("norm_topk_prob",),
     "routed_scaling": ("routed_scaling_factor",),
+    # Gemma 4: the per-layer inputs' width and token table, the full-attention layers' head
+    "per_layer_input_width": ("hidden_size_per_layer_input",),
+    "per_layer_input_vocab": ("vocab_size_per_layer_input",),
+    "full_head_dim": ("global_head_dim",),
 }
 
 

@@ -73,6 +73,38 @@ def head_dim_of(config: Any) -> int:
     return int(explicit) if explicit else int(config.hidden_size // config.num_attention_heads)
 
 
+def layer_head_dim(config: Any, sliding: bool) -> int:
+    """A layer's head width: a full-attention layer's own (``global_head_dim``) where the family gives it one."""
+    if TRAITS.full_head_dim and not sliding:
+        return int(config_value(config, "full_head_dim") or head_dim_of(config))
+    else:
+        return head_dim_of(config)
+
+
+def widest_head_dim(config: Any) -> int:
+    """The widest head of any layer: the width the KV cache is sized for."""
+    return max(layer_head_dim(config, sliding=False), head_dim_of(config))
+
+
+class HeadWidthView:
+    """A config view whose ``head_dim`` is ``width`` (a full-attention layer's rope table; the KV cache's widest head),
+    seen through ``family_config`` too."""
+
+    def __init__(self, config: Any, width: int) -> None:
+        self._config = config
+        self._width = width
+
+    @property
+    def family_config(self) -> Any:
+        return HeadWidthView(getattr(self._config, "family_config", self._config), self._width)
+
+    def __getattr__(self, name: str) -> Any:
+        return self._width if name == "head_dim" else getattr(self._config, name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._config
+
+
 def rotary_width(config: Any, head_dim: int) -> int:
     """Channels of each head that rotate: an absolute ``rotary_dim`` (GPT-J, CodeGen) or a fraction of head_dim."""
     absolute = getattr(config, "rotary_dim", None)
@@ -188,11 +220,30 @@ def _inverse_frequencies(config: Any, rot_dim: int, max_seq_len: int,
     return 1.0 / (np.float32(base) ** exponents), 1.0
 
 
+#: Rope types whose frequencies span the whole head, zero past the rotated share (transformers' proportional rope,
+#: Gemma 4's full-attention layers): the whole head is rotated, its zero-frequency pairs unchanged.
+WHOLE_HEAD_ROPE_TYPES: tuple[str, ...] = ("proportional",)
+
+
+def type_rotary_width(config: Any, head_dim: int, layer_type: str) -> int | None:
+    """Channels that rotate in a layer of ``layer_type``, from that type's own rope parameters (None: none given)."""
+    params = (getattr(getattr(config, "family_config", config), "rope_parameters", None) or {}).get(layer_type)
+    if not isinstance(params, dict):
+        return None
+    if params.get("rope_type") in WHOLE_HEAD_ROPE_TYPES:
+        return head_dim
+    width = int(head_dim * float(params.get("partial_rotary_factor", 1.0)))
+    return width - width % 2
+
+
 def rotary_tables(config: Any, rot_dim: int, max_seq_len: int, sliding: list[bool]) -> list[RotaryTable]:
     """One table per layer, shared between layers of one kind."""
     if TRAITS.rope_per_layer_type:
-        local = RotaryTable(config, rot_dim, max_seq_len, "sliding_attention")
-        full = RotaryTable(config, rot_dim, max_seq_len, "full_attention")
+        wide = HeadWidthView(config, layer_head_dim(config, sliding=False)) if TRAITS.full_head_dim else config
+        local_width = type_rotary_width(config, head_dim_of(config), "sliding_attention") or rot_dim
+        full_width = type_rotary_width(wide, layer_head_dim(config, sliding=False), "full_attention") or rot_dim
+        local = RotaryTable(config, local_width, max_seq_len, "sliding_attention")
+        full = RotaryTable(wide, full_width, max_seq_len, "full_attention")
         return [local if slides else full for slides in sliding]
     else:
         table = RotaryTable(config, rot_dim, max_seq_len)
@@ -311,7 +362,9 @@ class PortAttention(Module):
         hidden = int(config.hidden_size)
         self.heads = int(config.num_attention_heads)
         self.kv_heads = int(getattr(config, "num_key_value_heads", None) or self.heads)
-        self.head_dim = head_dim_of(config)
+        self.head_dim = layer_head_dim(config, sliding) if TRAITS.full_head_dim else head_dim_of(config)
+        if TRAITS.full_head_dim:
+            self.cache_head_dim = widest_head_dim(config)
         self.kv_params = kv_params
         self.rotary = rotary
         self.window = int(config_value(config, "window")) if TRAITS.sliding_window != "none" and sliding else -1
@@ -342,6 +395,8 @@ class PortAttention(Module):
             eps = float(config_value(config, "norm_eps", 1e-6))
             self.q_norm = make_qk_norm(self.heads * self.head_dim, eps, dtype, device)
             self.k_norm = make_qk_norm(self.kv_heads * self.head_dim, eps, dtype, device)
+        if TRAITS.value_norm:
+            self.v_norm = WeightlessNorm(float(config_value(config, "norm_eps", 1e-6)), layer_norm=False)
 
     def __call__(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
                  freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
@@ -359,19 +414,34 @@ class PortAttention(Module):
             q, k = self._rotate(q, input_row_offsets, kv_collection), self._rotate(k, input_row_offsets, kv_collection)
         if TRAITS.qk_norm == "per_head" and TRAITS.qk_norm_after_rope:  # HunYuan normalises the rotated heads
             q, k = self.q_norm(q), self.k_norm(k)
+        if TRAITS.value_norm:
+            v = self.v_norm(v)  # Gemma 4: each value head normed, no weight
         if TRAITS.attention_softcap or TRAITS.differential_attention or \
                 (TRAITS.sliding_window != "none" and self.written_out):
             out = self._written_out(layer_idx, q, k, v, kv_collection, input_row_offsets)
         else:
+            if TRAITS.full_head_dim:
+                q, k, v = self._padded(q), self._padded(k), self._padded(v)
             store_k_cache_ragged(kv_collection, k, input_row_offsets, layer_idx)
             store_v_cache_ragged(kv_collection, v, input_row_offsets, layer_idx)
             mask = MHAMaskVariant.SLIDING_WINDOW_CAUSAL_MASK if self.window > 0 else MHAMaskVariant.CAUSAL_MASK
             out = flash_attention_ragged(self.kv_params, q, input_row_offsets, kv_collection, layer_idx,
                                          mask_variant=mask, scale=self.scale, local_window_size=self.window)
+            if TRAITS.full_head_dim:
+                out = out[:, :, :self.head_dim]  # the padded channels' outputs are zeros
         out = out.reshape((-1, self.heads * self.head_dim))
         if TRAITS.attention_output_norm:
             out = self.output_norm(out)  # BitNet: the attention's output normed before the output projection
         return self.o_proj(out)
+
+    def _padded(self, x: TensorValue) -> TensorValue:
+        """``x`` with zero channels after each head up to the cache's width: the scores q·k and the first
+        ``head_dim`` output channels are those of the narrow heads (the scale is passed as it is)."""
+        extra = self.cache_head_dim - self.head_dim
+        if extra == 0:
+            return x
+        zeros = ops.broadcast_to(ops.constant(0.0, x.dtype, device=x.device), [x.shape[0], x.shape[1], extra])
+        return ops.concat((x, zeros), axis=-1)
 
     def _rotate(self, x: TensorValue, input_row_offsets: TensorValue, kv_collection: PagedCacheValues) -> TensorValue:
         """Rotary on the leading ``rot_dim`` columns of each head (all of them unless partial)."""
@@ -784,13 +854,33 @@ class PortBlock(Module):
             setattr(self, name, make_norm(int(config.hidden_size), eps, dtype, device))
         if TRAITS.language_adapter:
             self.language_adapter = LanguageAdapter(config=config, dtype=dtype, device=device)
+        if TRAITS.per_layer_inputs:
+            hidden, width = int(config.hidden_size), int(config_value(config, "per_layer_input_width"))
+            self.per_layer_input_gate = Linear(hidden, width, dtype, device, has_bias=False)
+            self.per_layer_projection = Linear(width, hidden, dtype, device, has_bias=False)
+            self.post_per_layer_input_norm = make_norm(hidden, eps, dtype, device)
+        if TRAITS.layer_scalar:
+            self.layer_scalar = Weight("layer_scalar", dtype, [1], device)
 
     def __call__(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
-                 freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
+                 freqs_cis: TensorValue, input_row_offsets: TensorValue,
+                 per_layer_input: TensorValue | None = None) -> TensorValue:
         if TRAITS.residual == "parallel":
-            return self._parallel(layer_idx, x, kv_collection, freqs_cis, input_row_offsets)
+            out = self._parallel(layer_idx, x, kv_collection, freqs_cis, input_row_offsets)
         else:
-            return self._sequential(layer_idx, x, kv_collection, freqs_cis, input_row_offsets)
+            out = self._sequential(layer_idx, x, kv_collection, freqs_cis, input_row_offsets)
+        if TRAITS.per_layer_inputs:
+            assert per_layer_input is not None
+            out = out + self._per_layer_input(out, per_layer_input)
+        if TRAITS.layer_scalar:
+            out = out * self.layer_scalar  # Gemma 4: the whole layer output times its stored scalar
+        return out
+
+    def _per_layer_input(self, h: TensorValue, per_layer_input: TensorValue) -> TensorValue:
+        """Gemma 4: the layer's output, gated down to the per-layer width, activated, times this layer's own input,
+        projected back and normed: what is added to the output."""
+        gated = activation(self.per_layer_input_gate(h)) * per_layer_input
+        return self.post_per_layer_input_norm(self.per_layer_projection(gated))
 
     def _sequential(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
                     freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
@@ -1014,6 +1104,15 @@ class PortDecoder(Transformer):
             self.token_type_embeddings = Embedding(types, width, dtype, device)
         if TRAITS.head_transform:
             self.head_transform = HeadTransform(config=config, dtype=dtype, device=device)
+        if TRAITS.per_layer_inputs:
+            self.per_layer_width = int(config_value(config, "per_layer_input_width"))
+            packed = len(layers) * self.per_layer_width
+            self.embed_tokens_per_layer = ScaledEmbedding(
+                int(config_value(config, "per_layer_input_vocab", config.vocab_size)), packed, dtype, device,
+                scale=float(np.float32(math.sqrt(self.per_layer_width))))
+            self.per_layer_model_projection = Linear(int(config.hidden_size), packed, dtype, device, has_bias=False)
+            self.projection_scale = float(np.float32(int(config.hidden_size) ** -0.5))
+            self.per_layer_projection_norm = make_norm(self.per_layer_width, eps, dtype, device)
         if TRAITS.embedding_projection:
             self.embed_projection = Linear(width, int(config.hidden_size), dtype, device, has_bias=True)
         if TRAITS.embedding_side_tables:
@@ -1050,7 +1149,7 @@ class PortDecoder(Transformer):
             else:
                 return head(x)
 
-    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm != "none" or TRAITS.token_type_row or TRAITS.embedding_projection or TRAITS.embedding_side_tables:  # noqa: E501
+    if TRAITS.position_table or TRAITS.position_sinusoid != "none" or TRAITS.embedding_norm != "none" or TRAITS.token_type_row or TRAITS.embedding_projection or TRAITS.embedding_side_tables or TRAITS.per_layer_inputs:  # noqa: E501
         @override
         def __call__(self, tokens: Any, kv_collection: PagedCacheValues, return_n_logits: TensorValue,
                      input_row_offsets: TensorValue, hidden_states: TensorValue | None = None) -> tuple[TensorValue, ...]:
@@ -1080,7 +1179,29 @@ class PortDecoder(Transformer):
                 h = self.norm(h)  # the final norm's module normalises the embeddings too, as in HF
             if TRAITS.embedding_projection:
                 h = self.embed_projection(h)
+            if TRAITS.per_layer_inputs:
+                return self._layers_with_inputs(h, self.per_layer_inputs(tokens, h), kv_collection, return_n_logits,
+                                                input_row_offsets)
             return self._process_hidden_states(h, kv_collection, return_n_logits, input_row_offsets)
+
+    if TRAITS.per_layer_inputs:
+        def per_layer_inputs(self, tokens: Any, h: TensorValue) -> TensorValue:
+            """Gemma 4: ``[tokens, layers, width]``, each layer's own input: the embeddings projected to every
+            layer's width, scaled by hidden_size^-0.5 and normed, plus the rows of the per-layer token table,
+            the sum times 2^-0.5."""
+            layers, width = len(self.layers), self.per_layer_width
+            projected = self.per_layer_model_projection(h) * self.projection_scale
+            projected = self.per_layer_projection_norm(projected.reshape((-1, layers, width)))
+            looked_up = self.embed_tokens_per_layer(tokens).reshape((-1, layers, width))
+            return (projected + looked_up) * float(np.float32(2 ** -0.5))
+
+        def _layers_with_inputs(self, h: TensorValue, per_layer: TensorValue, kv_collection: PagedCacheValues,
+                                return_n_logits: TensorValue, input_row_offsets: TensorValue) -> tuple[TensorValue, ...]:
+            """The layers, each given its own slice of ``per_layer``, then the donor's logits."""
+            for index, layer in enumerate(self.layers):
+                h = layer(ops.constant(index, DType.uint32, device=DeviceRef.CPU()), h, kv_collection,
+                          freqs_cis=None, input_row_offsets=input_row_offsets, per_layer_input=per_layer[:, index, :])
+            return self._postprocess_logits(h, input_row_offsets, return_n_logits)
 
     # Graph inputs and tracing are the donor's (ragged tokens, row offsets, paged KV cache).
     def input_tree(self, kv_params: KVCacheParams, needs_hidden_state_input: bool = False) -> Any:
