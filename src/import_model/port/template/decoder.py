@@ -416,8 +416,7 @@ class PortAttention(Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if TRAITS.value_norm:
             v = self.v_norm(v)  # Gemma 4: each value head normed, no weight
-        if TRAITS.attention_softcap or TRAITS.differential_attention or \
-                (TRAITS.sliding_window != "none" and self.written_out):
+        if TRAITS.attention_softcap or TRAITS.differential_attention or (TRAITS.sliding_window != "none" and self.written_out):  # noqa: E501
             out = self._written_out(layer_idx, q, k, v, kv_collection, input_row_offsets)
         else:
             if TRAITS.full_head_dim:

@@ -94,8 +94,7 @@ class PortConfig(Llama3Config):
         def calculate_max_seq_len(cls, huggingface_config: Any, model_config: Any) -> int:
             return super().calculate_max_seq_len(donor_view(huggingface_config), model_config)
 
-    if VIEW.needed or TRAITS.attention_softcap or TRAITS.differential_attention or TRAITS.sliding_window != "none" \
-            or TRAITS.full_head_dim:
+    if VIEW.needed or TRAITS.attention_softcap or TRAITS.differential_attention or TRAITS.sliding_window != "none" or TRAITS.full_head_dim:  # noqa: E501
         @override
         @classmethod
         def construct_kv_params(cls, huggingface_config: Any, *args: Any, **kwargs: Any) -> Any:
