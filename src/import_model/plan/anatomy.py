@@ -44,6 +44,8 @@ CONFIG, CHECKPOINT, MODELING, DEFAULT = "config", "checkpoint", "modeling", "def
 #: Every anatomy row: "component.trait" -> what the value means.
 TRAITS: dict[str, str] = {
     "attention.family": "standard (softmax over a KV cache) | mla | hybrid (recurrent or linear layers)",
+    "attention.latent_query": "mla only: low_rank_query (q_a_proj, q_a_layernorm, q_b_proj) | direct_query (q_proj)",
+    "attention.latent_norm_eps": "mla only: the eps the latent norms (q_a_layernorm, kv_a_layernorm) are built with",
     "attention.kind": "mha | gqa | mqa",
     "attention.heads": "query heads",
     "attention.kv_heads": "key/value heads",
@@ -423,7 +425,14 @@ POSITION_TABLE_KEY = r"(?:^|\.)(?:wpe|embed_positions|position_embeddings|positi
 KEY_FACTS: dict[str, str] = {
     "qkv_fused": rf"\.{_ATTN}\.(?:qkv_proj|query_key_value|Wqkv|c_attn|W_pack|qkv)\.weight$",
     "q_split": rf"\.{_ATTN}\.(?:q_proj|query|wq|q_a_proj|q_b_proj)\.weight$",
-    "qkv_bias": rf"\.{_ATTN}\.(?:q_proj|k_proj|v_proj|query|key|value|wq|wk|wv|qkv_proj|query_key_value|Wqkv|c_attn|W_pack)\.bias$",
+    # q_a_proj / kv_a_proj_with_mqa: latent attention's input projections, biased under attention_bias (DeepSeek-V3)
+    "qkv_bias": rf"\.{_ATTN}\.(?:q_proj|k_proj|v_proj|query|key|value|wq|wk|wv|qkv_proj|query_key_value|Wqkv|c_attn|W_pack|"
+                r"q_a_proj|kv_a_proj_with_mqa)\.bias$",
+    # latent attention (DeepSeek-V2/V3, Youtu): keys and values come up from a compressed latent through kv_b_proj;
+    # queries through their own low-rank pair (q_a_proj) or one q_proj
+    "kv_latent_up": rf"\.{_ATTN}\.kv_b_proj\.weight$",
+    "q_low_rank": rf"\.{_ATTN}\.q_a_proj\.weight$",
+    "q_direct": rf"\.{_ATTN}\.q_proj\.weight$",
     "o_bias": rf"\.{_ATTN}\.(?:(?:o_proj|dense|out_proj|wo|c_proj)\.bias|dense_bias)$",  # GPT-NeoX-Japanese: dense_bias
     "q_norm": rf"\.{_ATTN}\.(?:q_norm|q_layernorm|query_layernorm|q_ln)\.(?:norms\.\{{j\}}\.)?weight$",
     "k_norm": rf"\.{_ATTN}\.(?:k_norm|k_layernorm|key_layernorm|k_ln)\.(?:norms\.\{{j\}}\.)?weight$",
@@ -592,10 +601,9 @@ def _keys_text(keys: list[str]) -> str:
 
 def _attention(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg = inputs.cfg
-    rank = _int(cfg, "kv_lora_rank")
     mixers = _seen(inputs, "mixers", "mixers")
-    if rank:
-        anatomy.add("attention.family", "mla", CONFIG, f"kv_lora_rank={rank}")
+    if _latent_attention(anatomy, inputs):
+        pass
     elif mixers:
         anatomy.add("attention.family", "hybrid", MODELING, mixers.evidence)
     else:
@@ -630,6 +638,38 @@ def _attention(anatomy: Anatomy, inputs: _Inputs) -> None:
     _sliding(anatomy, inputs)
     clip = _float(cfg, "clip_qkv")
     anatomy.add("attention.clip_qkv", clip, CONFIG, f"clip_qkv={clip}" if clip else "no clip_qkv")
+
+
+def _latent_attention(anatomy: Anatomy, inputs: _Inputs) -> bool:
+    """Multi-head latent attention (DeepSeek-V2/V3, Youtu): keys and values decompressed by ``kv_b_proj`` from a
+    latent of ``kv_lora_rank`` channels. Read from the weights (the up-projection's input width is the rank the
+    attention's code reads), from the config's rank where no weights were read. Adds how the queries are made and
+    the eps the latent norms are built with (their class default, not the config's, in the modeling code read)."""
+    rank = _int(inputs.cfg, "kv_lora_rank")
+    up = inputs.facts.get("kv_latent_up") or []
+    shape = inputs.shapes.get(up[0]) if up else None
+    if shape and rank and shape[-1] == rank:
+        anatomy.add("attention.family", "mla", inputs.key_source,
+                    f"{up[0]} {list(shape)} decompresses keys and values from a kv_lora_rank={rank} latent")
+    elif rank:
+        anatomy.add("attention.family", "mla", CONFIG, f"kv_lora_rank={rank}")
+    else:
+        return False
+    if low_rank := inputs.facts.get("q_low_rank"):
+        anatomy.add("attention.latent_query", "low_rank_query", inputs.key_source, _keys_text(low_rank))
+    elif direct := inputs.facts.get("q_direct"):
+        anatomy.add("attention.latent_query", "direct_query", inputs.key_source, _keys_text(direct))
+    else:
+        query = "direct_query" if inputs.cfg.get("q_lora_rank") is None else "low_rank_query"
+        anatomy.add("attention.latent_query", query, CONFIG, f"q_lora_rank={inputs.cfg.get('q_lora_rank')}")
+    holder = inputs.roles.attention[1] if inputs.roles is not None and inputs.roles.attention else None
+    for name, child in (holder.children.items() if holder is not None else ()):
+        eps = child.values.get("variance_epsilon", child.values.get("eps"))
+        if child.kind in behaviour.NORM_KINDS and isinstance(eps, float):
+            anatomy.add("attention.latent_norm_eps", eps, MODELING, f"{holder.class_name}.{name} is built with "
+                        f"eps={eps}")
+            break
+    return True
 
 
 def _projections(anatomy: Anatomy, inputs: _Inputs) -> None:
@@ -1287,7 +1327,7 @@ def categorise(config: dict, anatomy: Anatomy | None = None) -> str:
     if anatomy is not None and anatomy.value("attention.family") == "hybrid":
         codes.add("recurrent-layers")
     category = next((cat for code, cat in CATEGORY_WALLS if code in codes), "dense")
-    if anatomy is not None and category == "mla":
+    if anatomy is not None and category == "mla" and anatomy.value("attention.family") != "mla":
         anatomy.rows["attention.family"] = Row("attention", "family", "mla", CONFIG, "wall scan: mla")
     if anatomy is not None and category == "hybrid":
         anatomy.add("attention.family", "hybrid", CONFIG, "wall scan: recurrent or linear-attention layers")

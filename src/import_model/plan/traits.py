@@ -26,6 +26,9 @@ Sinusoid = Literal["none", "fairseq", "halves"]
 EmbeddingNorm = Literal["none", "final", "own"]
 MoERouter = Literal["softmax", "sigmoid"]
 Renormalise = Literal["never", "always", "config"]
+#: Multi-head latent attention (DeepSeek-V2/V3): keys and values decompressed from a shared latent. low_rank_query:
+#: queries through their own low-rank pair (q_a_proj, q_a_layernorm, q_b_proj); direct_query: one q_proj.
+LatentAttention = Literal["none", "low_rank_query", "direct_query"]
 
 #: Config attributes a decoder layer may test to build a dense MLP in place of its MoE block, which the template
 #: knows how to read (the layer's own test, read from the modeling code, names them).
@@ -102,6 +105,7 @@ class Traits:
     moe_shared: bool = False  # always-on shared expert(s) beside the routed ones
     moe_shared_gate: bool = False  # their output scaled by sigmoid(a linear gate)
     moe_dense_layers: tuple[str, ...] = ()  # of MOE_LAYER_KEYS: what picks the layers that keep a dense MLP
+    latent_attention: LatentAttention = "none"  # MLA in place of q/k/v projections, and how its queries are made
 
     @property
     def norms(self) -> dict[str, str]:

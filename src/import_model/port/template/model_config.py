@@ -10,7 +10,7 @@ from typing_extensions import override
 from import_model.plan.traits import Traits
 from import_model.port.writer import ConfigView
 
-from .decoder import CachePerKVHead
+from .decoder import CachePerKVHead, LatentCache
 
 #: The model's structural choices and what its config.json lacks; the writer evaluates every read of them.
 TRAITS = Traits()
@@ -94,12 +94,15 @@ class PortConfig(Llama3Config):
         def calculate_max_seq_len(cls, huggingface_config: Any, model_config: Any) -> int:
             return super().calculate_max_seq_len(donor_view(huggingface_config), model_config)
 
-    if VIEW.needed or TRAITS.attention_softcap:
+    if VIEW.needed or TRAITS.attention_softcap or TRAITS.latent_attention != "none":
         @override
         @classmethod
         def construct_kv_params(cls, huggingface_config: Any, *args: Any, **kwargs: Any) -> Any:
-            """The KV cache is sized from the family's config (with soft-capped attention: one head per layer)."""
+            """The KV cache is sized from the family's config (with soft-capped attention: one head per layer; with
+            latent attention: a key-wide head per query head)."""
             config = donor_view(huggingface_config) if VIEW.needed else huggingface_config
             if TRAITS.attention_softcap:
                 config = CachePerKVHead(config)
+            if TRAITS.latent_attention != "none":
+                config = LatentCache(config)
             return super().construct_kv_params(config, *args, **kwargs)
