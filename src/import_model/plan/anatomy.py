@@ -836,7 +836,11 @@ def _rope_params(cfg: dict) -> tuple[dict, dict | None]:
 def _rotary(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg = inputs.cfg
     style = _seen(inputs, "rotary", "style")
-    if style is not None:
+    otherwise = _seen(inputs, "rotary", "style_otherwise")
+    if otherwise is not None and otherwise.value[0] in cfg and not cfg[otherwise.value[0]]:
+        switch, other = otherwise.value  # the config turns the helper read first off (rope_interleave: false)
+        anatomy.add("rotary.style", other, MODELING, f"{switch}={cfg[switch]}: {otherwise.evidence}")
+    elif style is not None:
         anatomy.add("rotary.style", style.value, MODELING, style.evidence)
     else:
         anatomy.add("rotary.style", "half_split", DEFAULT, "no modeling code read; assumed rotate_half")
