@@ -209,13 +209,18 @@ def test_latent_attention_variants_outside_the_catalog_are_named() -> None:
     assert rows["attention_family"]["status"] == "missing" and "eps=1e-05" in rows["attention_family"]["how"]
 
 
-def test_latent_attention_scale_and_cache_follow_the_modeling_code() -> None:
-    """The softmax scale is HF's (mscale squared under YaRN's mscale_all_dim); the cache holds one key-wide head per
-    query head."""
+def test_latent_attention_scale_and_cache_follow_the_modeling_code(monkeypatch: Any) -> None:
+    """The softmax scale is HF's (mscale squared under YaRN's mscale_all_dim, which the catalog reads from Youtu's
+    code); the cache holds one key-wide head per query head."""
     from transformers import YoutuConfig
     from transformers.models.youtu.modeling_youtu import YoutuAttention
 
+    from import_model.port.template import decoder
     from import_model.port.template.decoder import LatentCache, latent_attention_scale
+
+    result, _config, _rules = _spec_for("youtu")
+    assert result.spec["latent_mscale"] is True
+    monkeypatch.setattr(decoder, "TRAITS", result.traits)
 
     for rope in ({"rope_type": "default", "rope_theta": 10000.0},
                  {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 40.0, "mscale": 1.0, "mscale_all_dim": 1.0,

@@ -45,6 +45,7 @@ CONFIG, CHECKPOINT, MODELING, DEFAULT = "config", "checkpoint", "modeling", "def
 TRAITS: dict[str, str] = {
     "attention.family": "standard (softmax over a KV cache) | mla | hybrid (recurrent or linear layers)",
     "attention.latent_query": "mla only: low_rank_query (q_a_proj, q_a_layernorm, q_b_proj) | direct_query (q_proj)",
+    "attention.latent_mscale": "mla only: the softmax scale is multiplied by YaRN's mscale squared (mscale_all_dim)",
     "attention.latent_norm_eps": "mla only: the eps the latent norms (q_a_layernorm, kv_a_layernorm) are built with",
     "attention.kind": "mha | gqa | mqa",
     "attention.heads": "query heads",
@@ -663,6 +664,10 @@ def _latent_attention(anatomy: Anatomy, inputs: _Inputs) -> bool:
         query = "direct_query" if inputs.cfg.get("q_lora_rank") is None else "low_rank_query"
         anatomy.add("attention.latent_query", query, CONFIG, f"q_lora_rank={inputs.cfg.get('q_lora_rank')}")
     holder = inputs.roles.attention[1] if inputs.roles is not None and inputs.roles.attention else None
+    if holder is not None:
+        mscale = _seen(inputs, "attention", "scale_mscale")
+        anatomy.add("attention.latent_mscale", mscale is not None, MODELING, mscale.evidence if mscale else
+                    f"{holder.class_name} reads no mscale_all_dim: its scale is 1/sqrt(qk_head_dim) under any rope")
     for name, child in (holder.children.items() if holder is not None else ()):
         eps = child.values.get("variance_epsilon", child.values.get("eps"))
         if child.kind in behaviour.NORM_KINDS and isinstance(eps, float):

@@ -627,6 +627,9 @@ def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
     text = " ".join(source_text(m, 100000) for ref in classes for m, _ in tree.methods(ref))
     if roles.layer is not None and roles.layer.ref is not None:
         text += " ".join(source_text(m, 100000) for m, _ in tree.methods(roles.layer.ref))
+    if "mscale_all_dim" in text:  # DeepSeek-V3's latent attention squares YaRN's mscale into its scale; V2's does not
+        found["scale_mscale"] = Observation(True, f"{name} multiplies its scale by mscale squared from the rope "
+                                                  "parameters' mscale_all_dim")
     if "window_size" in text and "local" in text and "sliding_window" not in text:  # GPT-Neo
         found["sliding"] = Observation("per_layer", f"{name} masks its local layers to config.window_size")
     elif "sliding_window" in text:

@@ -106,6 +106,7 @@ class Traits:
     moe_shared_gate: bool = False  # their output scaled by sigmoid(a linear gate)
     moe_dense_layers: tuple[str, ...] = ()  # of MOE_LAYER_KEYS: what picks the layers that keep a dense MLP
     latent_attention: LatentAttention = "none"  # MLA in place of q/k/v projections, and how its queries are made
+    latent_mscale: bool = False  # its scale times YaRN's mscale squared (DeepSeek-V3's code; V2's has none)
 
     @property
     def norms(self) -> dict[str, str]:

@@ -61,7 +61,7 @@ class CatalogEntry:
 
 
 CATALOG: tuple[CatalogEntry, ...] = (
-    CatalogEntry("latent_attention", ("attention_family",), ("latent_attention",),
+    CatalogEntry("latent_attention", ("attention_family",), ("latent_attention", "latent_mscale"),
                  "multi-head latent attention (DeepSeek-V2/V3 style), queries through a low-rank pair or one "
                  "projection: the port decompresses the latent into per-head keys (no-rope part and the shared rotated "
                  "part) and values, pads the values to the key width so MAX's flash_attention_ragged and paged KV "
@@ -462,6 +462,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "attention_softcap": bool(value("attention.logit_softcap")),
         "latent_attention": value("attention.latent_query", "none") if value("attention.family") == "mla" and
                             value("attention.latent_query") in ("low_rank_query", "direct_query") else "none",
+        "latent_mscale": bool(value("attention.latent_mscale")) and value("attention.family") == "mla",
     }
     if value("moe.experts"):
         spec.update({

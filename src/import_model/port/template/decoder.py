@@ -444,16 +444,17 @@ def latent_cache_width(config: Any) -> int:
 
 
 def latent_attention_scale(config: Any) -> float:
-    """``1 / sqrt(no-rope + rope)``, times mscale squared where a rope scaling sets ``mscale_all_dim`` (YaRN's
-    temperature, which the MLA code squares into the softmax scale)."""
+    """``1 / sqrt(no-rope + rope)``; where the family's code says so, times mscale squared when a rope scaling sets
+    ``mscale_all_dim`` (YaRN's temperature, which DeepSeek-V3's code squares into the softmax scale)."""
     nope, rope, _ = latent_widths(config)
     scale = (nope + rope) ** -0.5
-    params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-    if isinstance(params, dict) and params.get("rope_type", params.get("type", "default")) != "default":
-        factor, all_dim = float(params.get("factor") or 1.0), float(params.get("mscale_all_dim") or 0.0)
-        if all_dim and factor > 1.0:
-            mscale = 0.1 * all_dim * math.log(factor) + 1.0
-            scale *= mscale * mscale
+    if TRAITS.latent_mscale:
+        params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+        if isinstance(params, dict) and params.get("rope_type", params.get("type", "default")) != "default":
+            factor, all_dim = float(params.get("factor") or 1.0), float(params.get("mscale_all_dim") or 0.0)
+            if all_dim and factor > 1.0:
+                mscale = 0.1 * all_dim * math.log(factor) + 1.0
+                scale *= mscale * mscale
     return scale
 
 
