@@ -210,6 +210,63 @@ def test_gemma2_attention_softcap_is_in_the_catalog() -> None:
     assert "attention_softcap" in {e.id for e in result.applied}
 
 
+@pytest.mark.parametrize(("family", "query", "rotary"), [("youtu", "low_rank_query", "interleaved"),
+                                                          ("youtu_direct", "direct_query", "half_split")])
+def test_latent_attention_is_in_the_catalog(family: str, query: str, rotary: str) -> None:
+    """MLA with low-rank or direct queries is written as LatentAttention over the paged cache, no q/k/v projections."""
+    result, config, rules = _spec_for(family)
+    assert result.complete, result.missing
+    assert result.spec["latent_attention"] == query and result.spec["rotary_style"] == rotary
+    assert "latent_attention" in {e.id for e in result.applied}
+    request = PortRequest(port_names(config["architectures"][0], family), config, result.traits, rules=tuple(rules))
+    files = port_files(request)
+    graph = next(text for name, text in files.items() if name not in
+                 {"__init__.py", "arch.py", "model_config.py", "model.py", "weight_adapters.py"})
+    assert "class LatentAttention(Module)" in graph and "flash_attention_ragged" in graph
+    assert ("self.q_a_proj" in graph) == (query == "low_rank_query") and ("self.q_proj" in graph) != (
+        query == "low_rank_query")
+    assert "self.k_proj" not in graph and "class PortAttention" not in graph
+    assert "LatentCache(config)" in files["model_config.py"]
+
+
+def test_latent_attention_variants_outside_the_catalog_are_named() -> None:
+    """Latent norms with another eps, or latent attention with a sliding window, are missing rows."""
+    _result, config, rules = _spec_for("youtu")
+    anatomy = make_plan("youtu", config, load_checkpoint(open_source(str(family_twin_dir("youtu")))),
+                        donor="llama3").anatomy
+    assert anatomy is not None
+    anatomy.add("attention.latent_norm_eps", 1e-5, "modeling", "q_a_layernorm is built with eps=1e-05")
+    anatomy.add("attention.sliding_window", "all", "modeling", "every layer slides")
+    result = build_spec(anatomy, config, rules)
+    assert {m.trait for m in result.missing} == {"attention.family", "attention.sliding_window"}
+    rows = {r["rule"]: r for r in entry_rows(result, tuple(rules))}
+    assert rows["attention_family"]["status"] == "missing" and "eps=1e-05" in rows["attention_family"]["how"]
+
+
+def test_latent_attention_scale_and_cache_follow_the_modeling_code(monkeypatch: Any) -> None:
+    """The softmax scale is HF's (mscale squared under YaRN's mscale_all_dim, which the catalog reads from Youtu's
+    code); the cache holds one key-wide head per query head."""
+    from transformers import YoutuConfig
+    from transformers.models.youtu.modeling_youtu import YoutuAttention
+
+    from import_model.port.template import decoder
+    from import_model.port.template.decoder import LatentCache, latent_attention_scale
+
+    result, _config, _rules = _spec_for("youtu")
+    assert result.spec["latent_mscale"] is True
+    monkeypatch.setattr(decoder, "TRAITS", result.traits)
+
+    for rope in ({"rope_type": "default", "rope_theta": 10000.0},
+                 {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 40.0, "mscale": 1.0, "mscale_all_dim": 1.0,
+                  "original_max_position_embeddings": 4096, "beta_fast": 32, "beta_slow": 1}):
+        config = YoutuConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=4, q_lora_rank=48,
+                             kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+                             rope_parameters=rope)
+        assert latent_attention_scale(config) == pytest.approx(YoutuAttention(config, 0).scaling, rel=1e-12)
+    view = LatentCache(config)
+    assert (view.num_key_value_heads, view.head_dim, view.kv_lora_rank) == (4, 24, 32)
+
+
 def test_catalog_entries_are_unique_and_described() -> None:
     ids = [e.id for e in CATALOG]
     assert len(ids) == len(set(ids))

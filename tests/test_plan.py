@@ -202,6 +202,23 @@ def test_helium_anatomy() -> None:
     assert value(plan, "attention.head_dim_source") == "config"
 
 
+def test_latent_attention_anatomy() -> None:
+    """Youtu's attention is DeepSeek-V3's: keys and values decompressed by kv_b_proj from a kv_lora_rank latent, read
+    from that weight's input width; queries through q_a_proj or one q_proj; the latent norms built with their class's
+    eps; rotary interleaved or half-split as config.rope_interleave picks the helper."""
+    low_rank, direct = plan_for("youtu"), plan_for("youtu_direct")
+    for plan in (low_rank, direct):
+        assert value(plan, "attention.family") == "mla"
+        assert plan.anatomy.row("attention.family").source == "checkpoint"
+        assert "kv_b_proj" in plan.anatomy.row("attention.family").evidence
+        assert value(plan, "attention.latent_norm_eps") == 1e-6
+    assert value(low_rank, "attention.latent_query") == "low_rank_query"
+    assert value(direct, "attention.latent_query") == "direct_query"
+    assert value(low_rank, "rotary.style") == "interleaved"
+    assert value(direct, "rotary.style") == "half_split"
+    assert "rope_interleave=False" in direct.anatomy.row("rotary.style").evidence
+
+
 def test_smollm3_anatomy() -> None:
     plan = plan_for("smollm3")
     assert value(plan, "rotary.nope_layers") == [3]  # no_rope_layers [1, 1, 1, 0]

@@ -98,6 +98,8 @@ DISTINCTIVE: dict[str, dict[str, Any]] = {
     # A window longer than the context never masks anything, so the twin keeps it that way.
     "phi3": {"rope_parameters.rope_type": "longrope", "pad_token_id": 2, "eos_token_id": 2, "sliding_window": 262144},
     "phi4": {"rope_parameters.rope_type": "default", "rope_parameters.rope_theta": 250000.0, "sliding_window": None},
+    "youtu": {"rope_interleave": True, "kv_lora_rank": 32, "q_lora_rank": 48},
+    "youtu_direct": {"rope_interleave": False, "q_lora_rank": None},
     "mistral": {"sliding_window": 128, "num_key_value_heads": 2},
     "bloom": {"n_layer": 2, "n_head": 4, "tie_word_embeddings": True},
 }

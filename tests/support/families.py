@@ -443,6 +443,11 @@ _FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
     # experts and picks 1): the group-limited top-k of the sigmoid router, on a family MAX does not register
     "glm4_moe_grouped": ("glm4_moe", "Glm4MoeForCausalLM",
                          _GLM4_MOE | {"n_group": 8, "topk_group": 4, "routed_scaling_factor": 2.5}),
+    # YoutuConfig's defaults (tencent/Youtu-LLM-2B as transformers writes them): multi-head latent attention with
+    # low-rank queries (q_lora_rank) and interleaved rotary on the shared rope key (rope_interleave)
+    "youtu": ("youtu", "YoutuForCausalLM", {}),
+    # the same block with one q_proj (q_lora_rank None, as DeepSeek-V2-Lite) and half-split rotary
+    "youtu_direct": ("youtu", "YoutuForCausalLM", {"q_lora_rank": None, "rope_interleave": False}),
     # upstage/Solar-Open-100B: sigmoid router with a score-correction bias, a shared expert, every layer routed
     "solar_open": (
         "solar_open",

@@ -45,6 +45,9 @@ CONFIG, CHECKPOINT, MODELING, DEFAULT = "config", "checkpoint", "modeling", "def
 #: Every anatomy row: "component.trait" -> what the value means.
 TRAITS: dict[str, str] = {
     "attention.family": "standard (softmax over a KV cache) | mla | hybrid (recurrent or linear layers)",
+    "attention.latent_query": "mla only: low_rank_query (q_a_proj, q_a_layernorm, q_b_proj) | direct_query (q_proj)",
+    "attention.latent_mscale": "mla only: the softmax scale is multiplied by YaRN's mscale squared (mscale_all_dim)",
+    "attention.latent_norm_eps": "mla only: the eps the latent norms (q_a_layernorm, kv_a_layernorm) are built with",
     "attention.kind": "mha | gqa | mqa",
     "attention.heads": "query heads",
     "attention.kv_heads": "key/value heads",
@@ -453,7 +456,14 @@ POSITION_TABLE_KEY = r"(?:^|\.)(?:wpe|embed_positions|position_embeddings|positi
 KEY_FACTS: dict[str, str] = {
     "qkv_fused": rf"\.{_ATTN}\.(?:qkv_proj|query_key_value|Wqkv|c_attn|W_pack|qkv)\.weight$",
     "q_split": rf"\.{_ATTN}\.(?:q_proj|query|wq|q_a_proj|q_b_proj)\.weight$",
-    "qkv_bias": rf"\.{_ATTN}\.(?:q_proj|k_proj|v_proj|query|key|value|wq|wk|wv|qkv_proj|query_key_value|Wqkv|c_attn|W_pack)\.bias$",
+    # q_a_proj / kv_a_proj_with_mqa: latent attention's input projections, biased under attention_bias (DeepSeek-V3)
+    "qkv_bias": rf"\.{_ATTN}\.(?:q_proj|k_proj|v_proj|query|key|value|wq|wk|wv|qkv_proj|query_key_value|Wqkv|c_attn|W_pack|"
+                r"q_a_proj|kv_a_proj_with_mqa)\.bias$",
+    # latent attention (DeepSeek-V2/V3, Youtu): keys and values come up from a compressed latent through kv_b_proj;
+    # queries through their own low-rank pair (q_a_proj) or one q_proj
+    "kv_latent_up": rf"\.{_ATTN}\.kv_b_proj\.weight$",
+    "q_low_rank": rf"\.{_ATTN}\.q_a_proj\.weight$",
+    "q_direct": rf"\.{_ATTN}\.q_proj\.weight$",
     "o_bias": rf"\.{_ATTN}\.(?:(?:o_proj|dense|out_proj|wo|c_proj)\.bias|dense_bias)$",  # GPT-NeoX-Japanese: dense_bias
     "q_norm": rf"\.{_ATTN}\.(?:q_norm|q_layernorm|query_layernorm|q_ln)\.(?:norms\.\{{j\}}\.)?weight$",
     "k_norm": rf"\.{_ATTN}\.(?:k_norm|k_layernorm|key_layernorm|k_ln)\.(?:norms\.\{{j\}}\.)?weight$",
@@ -635,10 +645,9 @@ def _keys_text(keys: list[str]) -> str:
 
 def _attention(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg = inputs.cfg
-    rank = _int(cfg, "kv_lora_rank")
     mixers = _seen(inputs, "mixers", "mixers")
-    if rank:
-        anatomy.add("attention.family", "mla", CONFIG, f"kv_lora_rank={rank}")
+    if _latent_attention(anatomy, inputs):
+        pass
     elif mixers:
         anatomy.add("attention.family", "hybrid", MODELING, mixers.evidence)
     else:
@@ -677,6 +686,42 @@ def _attention(anatomy: Anatomy, inputs: _Inputs) -> None:
     anatomy.add("attention.differential", list(differential.value) if differential else None,
                 MODELING if differential else DEFAULT,
                 differential.evidence if differential else "no pair of lambda vectors weighs two softmax maps")
+
+
+def _latent_attention(anatomy: Anatomy, inputs: _Inputs) -> bool:
+    """Multi-head latent attention (DeepSeek-V2/V3, Youtu): keys and values decompressed by ``kv_b_proj`` from a
+    latent of ``kv_lora_rank`` channels. Read from the weights (the up-projection's input width is the rank the
+    attention's code reads), from the config's rank where no weights were read. Adds how the queries are made and
+    the eps the latent norms are built with (their class default, not the config's, in the modeling code read)."""
+    rank = _int(inputs.cfg, "kv_lora_rank")
+    up = inputs.facts.get("kv_latent_up") or []
+    shape = inputs.shapes.get(up[0]) if up else None
+    if shape and rank and shape[-1] == rank:
+        anatomy.add("attention.family", "mla", inputs.key_source,
+                    f"{up[0]} {list(shape)} decompresses keys and values from a kv_lora_rank={rank} latent")
+    elif rank:
+        anatomy.add("attention.family", "mla", CONFIG, f"kv_lora_rank={rank}")
+    else:
+        return False
+    if low_rank := inputs.facts.get("q_low_rank"):
+        anatomy.add("attention.latent_query", "low_rank_query", inputs.key_source, _keys_text(low_rank))
+    elif direct := inputs.facts.get("q_direct"):
+        anatomy.add("attention.latent_query", "direct_query", inputs.key_source, _keys_text(direct))
+    else:
+        query = "direct_query" if inputs.cfg.get("q_lora_rank") is None else "low_rank_query"
+        anatomy.add("attention.latent_query", query, CONFIG, f"q_lora_rank={inputs.cfg.get('q_lora_rank')}")
+    holder = inputs.roles.attention[1] if inputs.roles is not None and inputs.roles.attention else None
+    if holder is not None:
+        mscale = _seen(inputs, "attention", "scale_mscale")
+        anatomy.add("attention.latent_mscale", mscale is not None, MODELING, mscale.evidence if mscale else
+                    f"{holder.class_name} reads no mscale_all_dim: its scale is 1/sqrt(qk_head_dim) under any rope")
+    for name, child in (holder.children.items() if holder is not None else ()):
+        eps = child.values.get("variance_epsilon", child.values.get("eps"))
+        if child.kind in behaviour.NORM_KINDS and isinstance(eps, float):
+            anatomy.add("attention.latent_norm_eps", eps, MODELING, f"{holder.class_name}.{name} is built with "
+                        f"eps={eps}")
+            break
+    return True
 
 
 def _projections(anatomy: Anatomy, inputs: _Inputs) -> None:
@@ -843,7 +888,11 @@ def _rope_params(cfg: dict) -> tuple[dict, dict | None]:
 def _rotary(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg = inputs.cfg
     style = _seen(inputs, "rotary", "style")
-    if style is not None:
+    otherwise = _seen(inputs, "rotary", "style_otherwise")
+    if otherwise is not None and otherwise.value[0] in cfg and not cfg[otherwise.value[0]]:
+        switch, other = otherwise.value  # the config turns the helper read first off (rope_interleave: false)
+        anatomy.add("rotary.style", other, MODELING, f"{switch}={cfg[switch]}: {otherwise.evidence}")
+    elif style is not None:
         anatomy.add("rotary.style", style.value, MODELING, style.evidence)
     else:
         anatomy.add("rotary.style", "half_split", DEFAULT, "no modeling code read; assumed rotate_half")
@@ -1521,7 +1570,7 @@ def categorise(config: dict, anatomy: Anatomy | None = None) -> str:
     if anatomy is not None and anatomy.value("attention.family") == "hybrid":
         codes.add("recurrent-layers")
     category = next((cat for code, cat in CATEGORY_WALLS if code in codes), "dense")
-    if anatomy is not None and category == "mla":
+    if anatomy is not None and category == "mla" and anatomy.value("attention.family") != "mla":
         anatomy.rows["attention.family"] = Row("attention", "family", "mla", CONFIG, "wall scan: mla")
     if anatomy is not None and category == "hybrid":
         anatomy.add("attention.family", "hybrid", CONFIG, "wall scan: recurrent or linear-attention layers")

@@ -479,6 +479,11 @@ def rotary_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
                 break
         if _negates_second_half(nodes):
             result["direction"] = Observation("inverted", f"{names[0]} builds (x2, -x1): rotates by minus the angle")
+        switch = _config_switch(forward, names[0])
+        other = _rotary_style(tree, owner.path, switch[1]) if switch else None
+        if switch and other:  # DeepSeek-V3: interleaved pairs under config.rope_interleave, rotate_half otherwise
+            result["style_otherwise"] = Observation((switch[0], other), f"{owner.name}.forward calls {switch[1]} "
+                                                    f"instead where config.{switch[0]} is false")
         guard = _guard_of(forward, names[0])
         if guard:
             result["conditional"] = Observation(True, f"{owner.name}.forward applies rotary only `if {guard}`")
@@ -508,6 +513,34 @@ def _qk_norm_position(forward: ast.FunctionDef, rotary_call: str, roles: Roles) 
     if not lines["rope"] or not lines["norm"]:
         return None
     return "after_rope" if min(lines["norm"]) > min(lines["rope"]) else "before_rope"
+
+
+def _rotary_style(tree: SourceTree, path: str, name: str) -> str | None:
+    """The style of the rotary helper ``name`` (and what it calls), by :data:`ROTARY_PATTERNS`."""
+    helper = tree.find_function(path, name)
+    if helper is None:
+        return None
+    function, where = helper
+    called = [tree.find_function(where, n) for n in called_names(function)]
+    nodes = nodes_of(function, *(h[0] for h in called if h))
+    return next((style for style, _, matcher in ROTARY_PATTERNS if matcher(nodes)), None)
+
+
+def _config_switch(function: ast.FunctionDef, callee: str) -> tuple[str, str] | None:
+    """``(config attribute, the other rotary helper)`` where ``callee`` runs under ``if ...config.<attribute>:`` and
+    an ``else`` calls another rotary helper."""
+    for node in ast.walk(function):
+        if not (isinstance(node, ast.If) and isinstance(node.test, ast.Attribute)
+                and isinstance(node.test.value, ast.Attribute) and node.test.value.attr == "config"):
+            continue
+        inside = [n for stmt in node.body for n in ast.walk(stmt) if isinstance(n, ast.Call)]
+        if not any(_call_leaf(n) == callee for n in inside):
+            continue
+        others = [_call_leaf(n) for stmt in node.orelse for n in ast.walk(stmt) if isinstance(n, ast.Call)
+                  and ROTARY_CALL.search(_call_leaf(n)) and _call_leaf(n) != callee]
+        if others:
+            return node.test.attr, others[0]
+    return None
 
 
 def _guard_of(function: ast.FunctionDef, callee: str) -> str | None:
@@ -624,6 +657,9 @@ def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
     text = " ".join(source_text(m, 100000) for ref in classes for m, _ in tree.methods(ref))
     if roles.layer is not None and roles.layer.ref is not None:
         text += " ".join(source_text(m, 100000) for m, _ in tree.methods(roles.layer.ref))
+    if "mscale_all_dim" in text:  # DeepSeek-V3's latent attention squares YaRN's mscale into its scale; V2's does not
+        found["scale_mscale"] = Observation(True, f"{name} multiplies its scale by mscale squared from the rope "
+                                                  "parameters' mscale_all_dim")
     if "window_size" in text and "local" in text and "sliding_window" not in text:  # GPT-Neo
         found["sliding"] = Observation("per_layer", f"{name} masks its local layers to config.window_size")
     elif "sliding_window" in text:

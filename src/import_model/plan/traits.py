@@ -28,6 +28,9 @@ MoERouter = Literal["softmax", "sigmoid"]
 Renormalise = Literal["never", "always", "config"]
 #: The norm on a language adapter's input: none, the block's norm after the MLP's add (reused), or one of its own.
 AdapterNorm = Literal["none", "block", "own"]
+#: Multi-head latent attention (DeepSeek-V2/V3): keys and values decompressed from a shared latent. low_rank_query:
+#: queries through their own low-rank pair (q_a_proj, q_a_layernorm, q_b_proj); direct_query: one q_proj.
+LatentAttention = Literal["none", "low_rank_query", "direct_query"]
 
 #: Config attributes a decoder layer may test to build a dense MLP in place of its MoE block, which the template
 #: knows how to read (the layer's own test, read from the modeling code, names them).
@@ -120,6 +123,8 @@ class Traits:
     layer_scalar: bool = False  # each layer's output multiplied by its own stored scalar (Gemma 4's layer_scalar)
     value_norm: bool = False  # values normed per head with no learned weight before the cache (Gemma 4's v_norm)
     full_head_dim: bool = False  # full-attention layers use a wider head (global_head_dim) than sliding ones
+    latent_attention: LatentAttention = "none"  # MLA in place of q/k/v projections, and how its queries are made
+    latent_mscale: bool = False  # its scale times YaRN's mscale squared (DeepSeek-V3's code; V2's has none)
 
     @property
     def norms(self) -> dict[str, str]:

@@ -36,7 +36,7 @@ NORM_LAYOUTS: dict[tuple[str, str], dict[str, str]] = {
 
 #: Values the template implements, per anatomy trait.
 SUPPORTED: dict[str, frozenset[Any]] = {
-    "attention.family": frozenset({"standard"}),
+    "attention.family": frozenset({"standard", "mla"}),
     "norm.kind": frozenset({"rms", "layernorm"}),
     "mlp.kind": frozenset({"gated", "plain"}),
     "mlp.activation": frozenset(get_args(Activation)),
@@ -61,6 +61,13 @@ class CatalogEntry:
 
 
 CATALOG: tuple[CatalogEntry, ...] = (
+    CatalogEntry("latent_attention", ("attention_family",), ("latent_attention", "latent_mscale"),
+                 "multi-head latent attention (DeepSeek-V2/V3 style), queries through a low-rank pair or one "
+                 "projection: the port decompresses the latent into per-head keys (no-rope part and the shared rotated "
+                 "part) and values, pads the values to the key width so MAX's flash_attention_ragged and paged KV "
+                 "cache serve them on the CPU and GPU alike, and slices the output back to v_head_dim (MAX's own MLA "
+                 "kernels, which cache the latent, run on GPUs only)",
+                 "self_attn.{q_a_proj,q_a_layernorm,q_b_proj,q_proj,kv_a_proj_with_mqa,kv_a_layernorm,kv_b_proj}"),
     CatalogEntry("attention_bias", ("attention_bias",), ("qkv_bias", "o_bias", "o_bias_last_layer"),
                  "q/k/v and output projection biases", "self_attn.{q,k,v,o}_proj.bias"),
     CatalogEntry("fused_qkv", ("qkv_layout",), (),
@@ -170,13 +177,14 @@ BY_RULE: dict[str, CatalogEntry] = {rule: entry for entry in CATALOG for rule in
 
 #: Where each entry lives in a written port: names of ``port/template`` (``Port*`` classes take the family's name).
 PIECES: dict[str, tuple[str, ...]] = {
+    "latent_attention": ("LatentAttention", "LatentCache", "latent_attention_scale"),
     "attention_bias": ("PortAttention.__init__",),
     "fused_qkv": ("WEIGHT_SPLITS",),
     "fused_gate_up": ("WEIGHT_SPLITS",),
     "qk_norm": ("make_qk_norm", "PortAttention.__call__"),
     "head_dim": ("head_dim_of",),
     "partial_rotary": ("rotary_width", "PortAttention._rotate"),
-    "rotary_style": ("interleaved_rotary", "PortAttention._rotate", "RotaryTable"),
+    "rotary_style": ("interleaved_rotary", "PortAttention._rotate", "LatentAttention._rotate", "RotaryTable"),
     "rope_scaling": ("RotaryTable",),
     "local_theta": ("rotary_tables",),
     "nope_layers": ("rotary_layers",),
@@ -328,6 +336,7 @@ def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
         missing.append(MissingDelta("block.unnormed_layers", unnormed, "the catalog leaves out only the first "
                                                                         "layer's pre-attention norm"))
     missing.extend(_layer_extras_unsupported(anatomy))
+    missing.extend(_latent_unsupported(anatomy))
     sliding = _value(anatomy, "attention.sliding_window", "none")
     if sliding not in ("none", "all", "interleaved"):
         missing.append(MissingDelta("attention.sliding_window", sliding, "this sliding-window form is not in the catalog"))
@@ -336,6 +345,8 @@ def _unsupported(anatomy: Anatomy) -> list[MissingDelta]:
 
 #: The Identity norms the template writes: the first layer's pre-attention norm (ModernBERT-decoder).
 UNNORMED_FIRST_LAYER = {"pre_attention": [0]}
+
+
 def _layer_extras_unsupported(anatomy: Anatomy) -> list[MissingDelta]:
     """Per-layer inputs, value norms and wider full-attention heads in forms the template does not write."""
     missing = []
@@ -360,6 +371,37 @@ def _layer_extras_unsupported(anatomy: Anatomy) -> list[MissingDelta]:
     if _value(anatomy, "attention.full_head_dim") == "unread":
         missing.append(MissingDelta("attention.full_head_dim", "unread", "the layers' head widths differ, but not "
                                     "as full-attention layers of global_head_dim with as many KV heads"))
+    return missing
+
+
+#: The eps :class:`LatentAttention`'s latent norms use: the norm class's default in the MLA modeling code read
+#: (DeepSeek-V3, Youtu build them without the config's eps).
+LATENT_NORM_EPS = 1e-6
+#: Attention traits :class:`LatentAttention` does not write (anatomy key, the value it assumes).
+LATENT_ASSUMES: tuple[tuple[str, Any], ...] = (
+    ("attention.sliding_window", "none"), ("attention.qk_norm", "none"), ("attention.logit_softcap", None),
+    ("attention.clip_qkv", None), ("rotary.nope_layers", "none"), ("attention.output_norm", None),
+)
+
+
+def _latent_unsupported(anatomy: Anatomy) -> list[MissingDelta]:
+    """Latent-attention variants the template's :class:`LatentAttention` does not write."""
+    if _value(anatomy, "attention.family") != "mla":
+        return []
+    missing = []
+    query = _value(anatomy, "attention.latent_query")
+    if query not in ("low_rank_query", "direct_query"):
+        missing.append(MissingDelta("attention.family", "mla", f"latent attention whose queries are made by "
+                                                                f"{query!r}: neither q_a_proj nor q_proj was found"))
+    eps = _value(anatomy, "attention.latent_norm_eps")
+    if eps is not None and eps != LATENT_NORM_EPS:
+        missing.append(MissingDelta("attention.family", "mla", f"latent norms built with eps={eps}; the template's "
+                                                                f"are {LATENT_NORM_EPS}"))
+    for key, assumed in LATENT_ASSUMES:
+        value = _value(anatomy, key, assumed)
+        if value not in (assumed, [], False):
+            missing.append(MissingDelta(key, value, f"{key}={value!r} with latent attention: LatentAttention does "
+                                                    "not write it"))
     return missing
 
 
@@ -495,6 +537,9 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "layer_scalar": bool(value("block.layer_scalar")),
         "value_norm": value("attention.value_norm") == "weightless",
         "full_head_dim": isinstance(value("attention.full_head_dim"), int),
+        "latent_attention": value("attention.latent_query", "none") if value("attention.family") == "mla" and
+                            value("attention.latent_query") in ("low_rank_query", "direct_query") else "none",
+        "latent_mscale": bool(value("attention.latent_mscale")) and value("attention.family") == "mla",
     }
     if value("moe.experts"):
         spec.update({
@@ -545,5 +590,5 @@ def entry_rows(result: SpecResult, rules: tuple[str, ...]) -> list[dict[str, Any
         missing = next((m for m in result.missing if m.rule == rule), None)
         rows.append({"rule": rule, "entry": entry.id if entry else None,
                      "status": "implemented" if entry and missing is None else "missing",
-                     "how": entry.summary if entry else (missing.reason if missing else "no catalog entry")})
+                     "how": missing.reason if missing else (entry.summary if entry else "no catalog entry")})
     return rows

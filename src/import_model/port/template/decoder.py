@@ -554,6 +554,139 @@ class CachePerKVHead:
         return name in self._config
 
 
+# --------------------------------------------------------------------------- multi-head latent attention
+
+#: The eps of the latent norms (q_a_layernorm, kv_a_layernorm): their norm class's default where the MLA modeling code
+#: builds them (DeepSeek-V3, Youtu), not the config's eps; the catalog names a model whose code builds them otherwise.
+LATENT_NORM_EPS = 1e-6
+
+
+def latent_widths(config: Any) -> tuple[int, int, int]:
+    """``(no-rope, rope, value)`` channels per head of latent attention."""
+    return int(config.qk_nope_head_dim), int(config.qk_rope_head_dim), int(config.v_head_dim)
+
+
+def latent_cache_width(config: Any) -> int:
+    """Each cache head's width: a key's (its no-rope and rope channels), or a value's where that is wider."""
+    nope, rope, value = latent_widths(config)
+    return max(nope + rope, value)
+
+
+def latent_attention_scale(config: Any) -> float:
+    """``1 / sqrt(no-rope + rope)``; where the family's code says so, times mscale squared when a rope scaling sets
+    ``mscale_all_dim`` (YaRN's temperature, which DeepSeek-V3's code squares into the softmax scale)."""
+    nope, rope, _ = latent_widths(config)
+    scale = (nope + rope) ** -0.5
+    if TRAITS.latent_mscale:
+        params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+        if isinstance(params, dict) and params.get("rope_type", params.get("type", "default")) != "default":
+            factor, all_dim = float(params.get("factor") or 1.0), float(params.get("mscale_all_dim") or 0.0)
+            if all_dim and factor > 1.0:
+                mscale = 0.1 * all_dim * math.log(factor) + 1.0
+                scale *= mscale * mscale
+    return scale
+
+
+def _padded(x: TensorValue, width: int) -> TensorValue:
+    """``x`` ([tokens, heads, w]) with zero channels appended up to ``width``."""
+    extra = width - int(x.shape[-1])
+    if extra == 0:
+        return x
+    zeros = ops.broadcast_to(ops.constant(0.0, x.dtype, device=x.device), shape=(x.shape[0], x.shape[1], extra))
+    return ops.concat((x, zeros), axis=-1)
+
+
+class LatentAttention(Module):
+    """Multi-head latent attention (DeepSeek-V2/V3 style) written as plain attention over MAX's paged KV cache.
+
+    Queries come through a low-rank pair (``q_a_proj``, its RMS norm, ``q_b_proj``)
+    or one ``q_proj``; each head's query is ``qk_nope_head_dim`` channels without
+    rotary, then ``qk_rope_head_dim`` rotated ones. ``kv_a_proj_with_mqa`` gives a
+    ``kv_lora_rank`` latent and one rope key every head shares; ``kv_b_proj``
+    decompresses the normed latent into each head's no-rope key and its value.
+    The path that runs, on the CPU and on a GPU alike: the decompressed keys
+    (no-rope part, then the shared rotated part) and the values, zero-padded to
+    the key width, go into a cache of ``heads`` heads of that width; MAX's
+    ``flash_attention_ragged`` attends; the output is sliced back to
+    ``v_head_dim``. Zero value channels add nothing, so the result is exact.
+    MAX's own MLA block caches the latent instead (less memory per token), but
+    its kernels run on GPUs only: MAX's DeepSeek-V2 refuses a CPU.
+    """
+
+    def __init__(self, *, config: Any, kv_params: KVCacheParams, dtype: DType, device: DeviceRef,
+                 rotary: RotaryTable | None) -> None:
+        super().__init__()
+        hidden = int(config.hidden_size)
+        self.heads = int(config.num_attention_heads)
+        self.nope, self.rope, self.v_dim = latent_widths(config)
+        self.rank = int(config.kv_lora_rank)
+        self.head_dim = latent_cache_width(config)
+        self.kv_params = kv_params
+        self.rotary = rotary
+        self.scale = latent_attention_scale(config)
+        query = self.heads * (self.nope + self.rope)
+        if TRAITS.latent_attention == "low_rank_query":
+            q_rank = int(config.q_lora_rank)
+            self.q_a_proj = Linear(hidden, q_rank, dtype, device, has_bias=TRAITS.qkv_bias)
+            self.q_a_layernorm = make_norm(q_rank, LATENT_NORM_EPS, dtype, device)
+            self.q_b_proj = Linear(q_rank, query, dtype, device)
+        else:
+            self.q_proj = Linear(hidden, query, dtype, device)
+        self.kv_a_proj_with_mqa = Linear(hidden, self.rank + self.rope, dtype, device, has_bias=TRAITS.qkv_bias)
+        self.kv_a_layernorm = make_norm(self.rank, LATENT_NORM_EPS, dtype, device)
+        self.kv_b_proj = Linear(self.rank, self.heads * (self.nope + self.v_dim), dtype, device)
+        self.o_proj = Linear(self.heads * self.v_dim, hidden, dtype, device, has_bias=TRAITS.o_bias)
+
+    def __call__(self, layer_idx: TensorValue, x: TensorValue, kv_collection: PagedCacheValues,
+                 freqs_cis: TensorValue, input_row_offsets: TensorValue) -> TensorValue:
+        if TRAITS.latent_attention == "low_rank_query":
+            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+        else:
+            q = self.q_proj(x)
+        q = q.reshape((-1, self.heads, self.nope + self.rope))
+        compressed = self.kv_a_proj_with_mqa(x)
+        latent, k_rope = compressed[:, :self.rank], compressed[:, self.rank:]
+        kv = self.kv_b_proj(self.kv_a_layernorm(latent)).reshape((-1, self.heads, self.nope + self.v_dim))
+        k_nope, v = kv[:, :, :self.nope], kv[:, :, self.nope:]
+        q_rope, k_rope = q[:, :, self.nope:], k_rope.reshape((-1, 1, self.rope))
+        if self.rotary is not None:
+            q_rope = self._rotate(q_rope, input_row_offsets, kv_collection)
+            k_rope = self._rotate(k_rope, input_row_offsets, kv_collection)
+        k_rope = ops.broadcast_to(k_rope, shape=(k_nope.shape[0], self.heads, self.rope))
+        q = _padded(ops.concat((q[:, :, :self.nope], q_rope), axis=-1), self.head_dim)
+        k = _padded(ops.concat((k_nope, k_rope), axis=-1), self.head_dim)
+        store_k_cache_ragged(kv_collection, k, input_row_offsets, layer_idx)
+        store_v_cache_ragged(kv_collection, _padded(v, self.head_dim), input_row_offsets, layer_idx)
+        out = flash_attention_ragged(self.kv_params, q, input_row_offsets, kv_collection, layer_idx,
+                                     mask_variant=MHAMaskVariant.CAUSAL_MASK, scale=self.scale)
+        return self.o_proj(out[:, :, :self.v_dim].reshape((-1, self.heads * self.v_dim)))
+
+    def _rotate(self, x: TensorValue, input_row_offsets: TensorValue, kv_collection: PagedCacheValues) -> TensorValue:
+        """Rotary over all of ``x``'s channels (the rope part of each head)."""
+        assert self.rotary is not None
+        table = ops.cast(self.rotary.value(x.device), x.dtype)
+        interleaved = TRAITS.rotary_style == "interleaved"
+        return rope_ragged(x, input_row_offsets, kv_collection.cache_lengths, table, interleaved=interleaved)
+
+
+class LatentCache:
+    """A config view that sizes the KV cache for :class:`LatentAttention`: one cache head per query head, each
+    :func:`latent_cache_width` wide."""
+
+    def __init__(self, config: Any) -> None:
+        self._config = config
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "num_key_value_heads":
+            return int(self._config.num_attention_heads)
+        if name == "head_dim":
+            return latent_cache_width(self._config)
+        return getattr(self._config, name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._config
+
+
 # --------------------------------------------------------------------------- MLP
 
 
@@ -841,7 +974,7 @@ class LanguageAdapter(Module):
 class PortBlock(Module):
     """One decoder layer: norms, attention, MLP and the residual adds."""
 
-    def __init__(self, *, config: Any, attention: PortAttention, mlp: Module, dtype: DType,
+    def __init__(self, *, config: Any, attention: Module, mlp: Module, dtype: DType,
                  device: DeviceRef) -> None:
         super().__init__()
         self.self_attn = attention
@@ -1033,15 +1166,18 @@ class PortDecoder(Transformer):
                  max_seq_len: int, return_logits: Any, tie_word_embeddings: bool) -> None:
         device = devices[0]
         sliding = [False] * int(config.num_hidden_layers) if TRAITS.sliding_window == "none" else sliding_layers(config)
+        if TRAITS.latent_attention != "none":
+            rot_dim = latent_widths(config)[1]  # latent attention rotates only its rope channels, all of them
+        else:
+            rot_dim = rotary_width(config, head_dim_of(config))
         if TRAITS.nope == "all":
             tables: list[RotaryTable | None] = [None] * len(sliding)
         elif TRAITS.nope == "none":
-            tables = list(rotary_tables(config, rotary_width(config, head_dim_of(config)), max_seq_len, sliding))
+            tables = list(rotary_tables(config, rot_dim, max_seq_len, sliding))
         else:
             with_rope = rotary_layers(config, sliding)
             tables = [table if rope else None for table, rope in
-                      zip(rotary_tables(config, rotary_width(config, head_dim_of(config)), max_seq_len, sliding),
-                          with_rope, strict=True)]
+                      zip(rotary_tables(config, rot_dim, max_seq_len, sliding), with_rope, strict=True)]
         if TRAITS.moe:
             routed = expert_layers(config)
             mlps: list[Module] = [PortMoE(config=config, dtype=dtype, device=device) if routes else
@@ -1050,13 +1186,14 @@ class PortDecoder(Transformer):
             mlps = [PortMLP(config=config, dtype=dtype, device=device,
                             width=int(config.intermediate_size[index]) if TRAITS.mlp_width_per_layer else None)
                     for index in range(len(sliding))]
-        layers = [
-            PortBlock(config=config, dtype=dtype, device=device,
-                      attention=PortAttention(config=config, kv_params=kv_params, dtype=dtype, device=device,
-                                              rotary=tables[index], sliding=sliding[index]),
-                      mlp=mlps[index])
-            for index in range(len(sliding))
-        ]
+        if TRAITS.latent_attention != "none":
+            attentions: list[Module] = [LatentAttention(config=config, kv_params=kv_params, dtype=dtype, device=device,
+                                                        rotary=table) for table in tables]
+        else:
+            attentions = [PortAttention(config=config, kv_params=kv_params, dtype=dtype, device=device,
+                                        rotary=tables[index], sliding=sliding[index]) for index in range(len(sliding))]
+        layers = [PortBlock(config=config, dtype=dtype, device=device, attention=attentions[index], mlp=mlps[index])
+                  for index in range(len(sliding))]
         if TRAITS.o_bias_last_layer:
             for layer in layers[:-1]:  # only the last layer's output projection carries a bias
                 attention = layer.self_attn

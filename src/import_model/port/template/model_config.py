@@ -10,7 +10,7 @@ from typing_extensions import override
 from import_model.plan.traits import Traits
 from import_model.port.writer import ConfigView
 
-from .decoder import CachePerKVHead, HeadWidthView, widest_head_dim, written_out_attention
+from .decoder import CachePerKVHead, HeadWidthView, LatentCache, widest_head_dim, written_out_attention
 
 #: The model's structural choices and what its config.json lacks; the writer evaluates every read of them.
 TRAITS = Traits()
@@ -94,12 +94,13 @@ class PortConfig(Llama3Config):
         def calculate_max_seq_len(cls, huggingface_config: Any, model_config: Any) -> int:
             return super().calculate_max_seq_len(donor_view(huggingface_config), model_config)
 
-    if VIEW.needed or TRAITS.attention_softcap or TRAITS.differential_attention or TRAITS.sliding_window != "none" or TRAITS.full_head_dim:  # noqa: E501
+    if VIEW.needed or TRAITS.attention_softcap or TRAITS.differential_attention or TRAITS.sliding_window != "none" or TRAITS.full_head_dim or TRAITS.latent_attention != "none":  # noqa: E501
         @override
         @classmethod
         def construct_kv_params(cls, huggingface_config: Any, *args: Any, **kwargs: Any) -> Any:
             """The KV cache is sized from the family's config (with attention written out: one head per layer;
-            with wider full-attention heads: the widest head)."""
+            with wider full-attention heads: the widest head; with latent attention: a key-wide head per query
+            head)."""
             config = donor_view(huggingface_config) if VIEW.needed else huggingface_config
             if TRAITS.attention_softcap or TRAITS.differential_attention or TRAITS.sliding_window != "none":
                 devices = kwargs.get("devices", args[1] if len(args) > 1 else ())
@@ -107,4 +108,6 @@ class PortConfig(Llama3Config):
                     config = CachePerKVHead(config)
             if TRAITS.full_head_dim:
                 config = HeadWidthView(config, widest_head_dim(config))
+            if TRAITS.latent_attention != "none":
+                config = LatentCache(config)
             return super().construct_kv_params(config, *args, **kwargs)
