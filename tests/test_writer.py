@@ -244,9 +244,9 @@ def test_catalog_families_write_their_decoder(written: dict[str, tuple[PortReque
         request, files, _dir = written[family]
         assert request.mode == "catalog" and request.names.graph_file in files
     gpt_neox = written["gpt_neox"][1]["gpt_neox.py"]
-    assert "def _parallel" in gpt_neox and "def _softcapped" not in gpt_neox and "OffsetLayerNorm" not in gpt_neox
+    assert "def _parallel" in gpt_neox and "def _written_out" not in gpt_neox and "OffsetLayerNorm" not in gpt_neox
     gemma2 = written["gemma2"][1]["gemma2.py"]
-    assert "def _softcapped" in gemma2 and "def _parallel" not in gemma2
+    assert "def _written_out" in gemma2 and "def _parallel" not in gemma2
 
 
 def test_the_port_test_file_names_its_package_and_model(

@@ -91,6 +91,7 @@ class Traits:
     logits_divisor: bool = False
     final_softcap: bool = False
     attention_softcap: bool = False
+    alibi: bool = False  # a per-head linear bias by key position added to the scores (BLOOM, MPT)
     moe: bool = False  # the MLP is a mixture of routed experts
     moe_router: MoERouter = "softmax"  # how the router scores experts
     moe_renormalise: Renormalise = "never"  # top-k weights divided by their sum (config: under norm_topk_prob)

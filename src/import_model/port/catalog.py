@@ -46,6 +46,7 @@ SUPPORTED: dict[str, frozenset[Any]] = {
     "embedding.scale": frozenset({"none", "sqrt_hidden", "multiplier"}),
     "embedding.positions": frozenset({"none", "learned", "sinusoidal"}),
     "embedding.sinusoid": frozenset({"fairseq", "halves"}),
+    "attention.position_bias": frozenset({"none", "alibi"}),
 }
 
 
@@ -84,6 +85,9 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("attention_scale", ("attention_scale",), ("attention_scale", "scale_by_layer"),
                  "attention scale from query_pre_attn_scalar or a configured multiplier"),
     CatalogEntry("clip_qkv", ("clip_qkv",), ("clip_qkv",), "q/k/v clamped to +-clip_qkv"),
+    CatalogEntry("alibi", ("alibi",), ("alibi",),
+                 "ALiBi: each head's scores plus its slope times the key's position (the standard schedule, largest "
+                 "bias 8), attention written out over K/V read back from a one-head-per-layer cache"),
     CatalogEntry("attention_softcap", ("attention_softcap",), ("attention_softcap",),
                  "attention-logit soft-cap: attention written out over K/V read back from a one-head-per-layer cache"),
     CatalogEntry("final_softcap", ("final_softcap",), ("final_softcap",), "final-logit soft-cap tanh(x/c)*c"),
@@ -160,7 +164,8 @@ PIECES: dict[str, tuple[str, ...]] = {
     "sliding_window": ("sliding_layers", "PortAttention.__call__"),
     "attention_scale": ("attention_scale",),
     "clip_qkv": ("PortAttention.__call__",),
-    "attention_softcap": ("PortAttention._softcapped", "CachePerKVHead"),
+    "alibi": ("alibi_slopes", "PortAttention._written_out", "CachePerKVHead"),
+    "attention_softcap": ("PortAttention._written_out", "CachePerKVHead"),
     "final_softcap": ("PortHead.finish",),
     "logit_scale": ("PortHead.finish",),
     "logits_divisor": ("PortHead.finish",),
@@ -242,6 +247,8 @@ STANDINS: dict[str, tuple[str, Any]] = {
 UNSUPPORTED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("rotary.scaling", lambda v: v in ("dynamic",),
      "dynamic NTK rope rescales past the trained length; the port's table is static (exact only within it)"),
+    ("attention.alibi_max_bias", lambda v: v is not None and v != 8,
+     "ALiBi slopes from another largest bias; the catalog writes the standard schedule (largest bias 8)"),
 )
 
 
@@ -420,6 +427,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "logits_divisor": value("head.logits_divisor") is not None,
         "final_softcap": value("head.final_softcap") is not None,
         "attention_softcap": bool(value("attention.logit_softcap")),
+        "alibi": value("attention.position_bias") == "alibi",
     }
     if value("moe.experts"):
         spec.update({

@@ -300,6 +300,8 @@ class PortAttention(Module):
         self.scale = attention_scale(config, self.head_dim)
         if TRAITS.attention_softcap:
             self.softcap = float(config_value(config, "attention_softcap"))
+        if TRAITS.alibi:
+            self.slopes = ConstantTable(alibi_slopes(self.heads))
         if TRAITS.clip_qkv:
             self.clip = float(config_value(config, "clip_qkv"))
         self.q_proj = Linear(hidden, self.heads * self.head_dim, dtype, device, has_bias=TRAITS.qkv_bias)
@@ -334,8 +336,8 @@ class PortAttention(Module):
             q, k = self._rotate(q, input_row_offsets, kv_collection), self._rotate(k, input_row_offsets, kv_collection)
         if TRAITS.qk_norm == "per_head" and TRAITS.qk_norm_after_rope:  # HunYuan normalises the rotated heads
             q, k = self.q_norm(q), self.k_norm(k)
-        if TRAITS.attention_softcap:
-            out = self._softcapped(layer_idx, q, k, v, kv_collection, input_row_offsets)
+        if TRAITS.attention_softcap or TRAITS.alibi:
+            out = self._written_out(layer_idx, q, k, v, kv_collection, input_row_offsets)
         else:
             store_k_cache_ragged(kv_collection, k, input_row_offsets, layer_idx)
             store_v_cache_ragged(kv_collection, v, input_row_offsets, layer_idx)
@@ -359,11 +361,12 @@ class PortAttention(Module):
         rotated = rope_ragged(x[:, :, :rot], input_row_offsets, start, table, interleaved=interleaved)
         return ops.concat((rotated, x[:, :, rot:]), axis=-1)
 
-    def _softcapped(self, layer_idx: TensorValue, q: TensorValue, k: TensorValue, v: TensorValue,
-                    kv_collection: PagedCacheValues, input_row_offsets: TensorValue) -> TensorValue:
-        """Attention with a logit soft-cap ``cap * tanh(scores / cap)``, written out over the cached K/V.
+    def _written_out(self, layer_idx: TensorValue, q: TensorValue, k: TensorValue, v: TensorValue,
+                     kv_collection: PagedCacheValues, input_row_offsets: TensorValue) -> TensorValue:
+        """Attention written out over the cached K/V, for what the scores need before the softmax: a logit
+        soft-cap ``cap * tanh(scores / cap)``, or ALiBi's ``slope[head] * key position``.
 
-        MAX 26.7's flash attention takes no soft-cap, so the cache holds one KV
+        MAX 26.7's flash attention takes neither, so the cache holds one KV
         head per cache layer (:class:`CachePerKVHead`): KV head ``h`` of layer
         ``i`` lives in cache layer ``i * kv_heads + h``, which MAX's row-gather
         kernel can read back. Each request's keys and values are gathered as
@@ -399,11 +402,27 @@ class PortAttention(Module):
         group = self.heads // self.kv_heads
         queries = q.reshape((-1, self.kv_heads, group, self.head_dim))
         scores = ops.cast(queries @ k_rows.permute([0, 1, 3, 2]), DType.float32) * self.scale
-        scores = ops.tanh(scores / self.softcap) * self.softcap
+        if TRAITS.attention_softcap:
+            scores = ops.tanh(scores / self.softcap) * self.softcap
+        if TRAITS.alibi:
+            # a linear bias by key position: the same softmax as by distance (each row's shift is constant)
+            slopes = self.slopes.value(device).reshape((1, self.kv_heads, group, 1))
+            scores = scores + slopes * ops.cast(kv_pos, DType.float32).reshape((1, 1, 1, -1))
         hidden = ops.constant(-1e30, DType.float32, device=device)
         scores = ops.where(visible.reshape((-1, 1, 1, visible.shape[1])), scores, hidden)
         probs = ops.cast(ops.softmax(scores, axis=-1), q.dtype)
         return (probs @ v_rows).reshape((-1, self.heads, self.head_dim))
+
+
+def alibi_slopes(heads: int, max_bias: float = 8.0) -> np.ndarray:
+    """ALiBi's per-head slopes: ``2 ** -(max_bias * i / n)`` for the ``n`` heads of the largest power of two not above
+    ``heads``, then every other slope of twice that many for the heads left over."""
+    def schedule(count: int) -> np.ndarray:
+        return 2.0 ** (-max_bias * np.arange(1, count + 1) / count)
+
+    base = 2 ** int(np.floor(np.log2(heads)))
+    extra = schedule(2 * base)[0::2][: heads - base]
+    return np.concatenate([schedule(base), extra]).astype(np.float32)
 
 
 class CachePerKVHead:

@@ -94,12 +94,12 @@ class PortConfig(Llama3Config):
         def calculate_max_seq_len(cls, huggingface_config: Any, model_config: Any) -> int:
             return super().calculate_max_seq_len(donor_view(huggingface_config), model_config)
 
-    if VIEW.needed or TRAITS.attention_softcap:
+    if VIEW.needed or TRAITS.attention_softcap or TRAITS.alibi:
         @override
         @classmethod
         def construct_kv_params(cls, huggingface_config: Any, *args: Any, **kwargs: Any) -> Any:
-            """The KV cache is sized from the family's config (with soft-capped attention: one head per layer)."""
+            """The KV cache is sized from the family's config (attention written out: one head per layer)."""
             config = donor_view(huggingface_config) if VIEW.needed else huggingface_config
-            if TRAITS.attention_softcap:
+            if TRAITS.attention_softcap or TRAITS.alibi:
                 config = CachePerKVHead(config)
             return super().construct_kv_params(config, *args, **kwargs)
