@@ -405,9 +405,12 @@ class PortAttention(Module):
         if TRAITS.attention_softcap:
             scores = ops.tanh(scores / self.softcap) * self.softcap
         if TRAITS.alibi:
-            # a linear bias by key position: the same softmax as by distance (each row's shift is constant)
-            slopes = self.slopes.value(device).reshape((1, self.kv_heads, group, 1))
-            scores = scores + slopes * ops.cast(kv_pos, DType.float32).reshape((1, 1, 1, -1))
+            # a linear bias by key position: the same softmax as by distance (each row's shift is constant).
+            # [heads, 1] @ [1, positions] as a matmul: MAX 26.7 fused the broadcast product of the slopes and
+            # the dynamic-length range into the add as zeros, and the port computed attention without the bias
+            slopes = self.slopes.value(device).reshape((-1, 1))
+            bias = slopes @ ops.cast(kv_pos, DType.float32).reshape((1, -1))
+            scores = scores + bias.reshape((1, self.kv_heads, group, -1))
         hidden = ops.constant(-1e30, DType.float32, device=device)
         scores = ops.where(visible.reshape((-1, 1, 1, visible.shape[1])), scores, hidden)
         probs = ops.cast(ops.softmax(scores, axis=-1), q.dtype)
