@@ -50,6 +50,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
     # DiffLlamaAttention: exp(sum(lambda_q1 * lambda_k1)) - exp(sum(lambda_q2 * lambda_k2)) weighs the head pairs'
     # second maps; its weightless groupnorm is a step of that, not BitNet's sub-norm
     "diffllama": {"differential_attention": True},
+    # BloomModel builds build_alibi_tensor for its layers; BloomGelu's code is the tanh GELU; the sublayers add the
+    # residual they are handed (dropout_add), so the block is pre-norm
+    "bloom": {"alibi": True, "rotary_style": "none", "nope": "all", "norm": "layernorm", "norm_bias": True,
+              "qkv_bias": True, "o_bias": True, "mlp": "plain", "activation": "gelu_tanh", "mlp_bias": True},
 }
 
 #: family -> delta rules the catalog applies (vs MAX's llama3) and what it cannot implement.
@@ -67,7 +71,7 @@ LLAMA_SPEC = {"norm": "rms", "norm_offset": False, "norm_bias": False, "residual
               "sliding_window": "none", "attention_scale": "default", "mlp": "gated", "activation": "silu",
               "mlp_bias": False, "embedding_scale": "none", "head_bias": False, "logit_scale": False,
               "logits_divisor": False, "final_softcap": False, "attention_softcap": False,
-              "differential_attention": False}
+              "differential_attention": False, "alibi": False}
 
 
 def _spec_for(family: str) -> tuple[Any, Any, list[str]]:
@@ -265,6 +269,31 @@ def test_latent_attention_scale_and_cache_follow_the_modeling_code(monkeypatch: 
         assert latent_attention_scale(config) == pytest.approx(YoutuAttention(config, 0).scaling, rel=1e-12)
     view = LatentCache(config)
     assert (view.num_key_value_heads, view.head_dim, view.kv_lora_rank) == (4, 24, 32)
+
+
+def test_alibi_scaled_with_the_scores_is_named_missing() -> None:
+    """Falcon with alibi: true divides the bias by the scores' scale (and builds it in bfloat16): not the catalog's
+    ALiBi, so the row is missing rather than silently BLOOM's."""
+    source = open_source(str(family_twin_dir("falcon")))
+    config = {**load_config(source), "alibi": True}
+    plan = make_plan(source.display, config, load_checkpoint(source), donor="llama3")
+    assert plan.anatomy is not None and plan.anatomy.value("attention.position_bias") == "alibi_scaled"
+    result = build_spec(plan.anatomy, config, [d.rule for d in plan.deltas])
+    assert result.spec["alibi"] is False and {m.rule for m in result.missing} == {"alibi"}
+    default, _config, _rules = _spec_for("falcon")  # alibi: false switches the builder off
+    assert default.spec["alibi"] is False and "alibi" not in {m.rule for m in default.missing}
+
+
+def test_alibi_slopes_follow_the_standard_schedule() -> None:
+    import numpy as np
+    import torch
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+    from import_model.port.template.decoder import alibi_slopes
+
+    for heads in (4, 6, 12, 20):
+        reference = build_alibi_tensor(torch.ones(1, 2), heads, torch.float32).reshape(heads, 2)[:, 1].numpy()
+        np.testing.assert_allclose(alibi_slopes(heads), reference, rtol=1e-6)
 
 
 def test_catalog_entries_are_unique_and_described() -> None:

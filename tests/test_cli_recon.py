@@ -40,7 +40,7 @@ EXPECTED = {
     "gemma2": Expect("Gemma2ForCausalLM", {"final_logit_softcapping", "attn_logit_softcapping", "query_pre_attn_scalar"}),
     "cohere": Expect("CohereForCausalLM", {"logit_scale", "layer_norm_eps"}),
     "starcoder2": Expect("Starcoder2ForCausalLM", {"use_bias", "hidden_act"}),
-    "bloom": Expect("BloomForCausalLM", walls_exit=2, wall_code="alibi"),
+    "bloom": Expect("BloomForCausalLM", walls_exit=1, wall_code="alibi"),
 }
 
 

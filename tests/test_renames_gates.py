@@ -316,6 +316,18 @@ def test_grouped_query_fused_qkv_splits_by_kv_group() -> None:
     np.testing.assert_array_equal(out["v.0"], groups[:, 5].reshape(-1, hidden))
 
 
+def test_mpt_fused_qkv_splits_in_blocks() -> None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model("mpt", d_model=16, n_heads=2, n_layers=1).to_dict() | {
+        "architectures": ["MptForCausalLM"]}
+    key = "transformer.blocks.0.attn.Wqkv.weight"
+    graph = {f"layers.0.self_attn.{p}_proj.weight": (16, 16) for p in "qkv"}
+    mapping = derive_mapping({key: (48, 16)}, graph, config)
+    assert mapping.complete and [(s.source, s.layout, s.targets) for s in mapping.splits] == [
+        (key, renames.BLOCKS, tuple(graph))]
+
+
 def test_codegen_fused_qkv_splits_by_shard() -> None:
     """CodeGen's qkv_proj holds four shards, each [q | v | k] for a quarter of the heads."""
     table = renames.AdapterTable(splits={"h.*.qkv.weight": ("four_shards", ("q.*", "v.*", "k.*"), (1, 1, 1))})
@@ -360,6 +372,8 @@ def test_gaps_are_set_aside_and_stood_in() -> None:
      "layers.0.self_attn.q_proj.weight"),  # projections one module deeper
     ("biogpt", "BioGptForCausalLM", "biogpt.layers.1.fc1.weight", "layers.1.mlp.up_proj.weight"),  # own prefix
     ("biogpt", "BioGptForCausalLM", "biogpt.layer_norm.bias", "norm.bias"),  # prefix and final norm together
+    # the layer list and the MLP under names of their own
+    ("mpt", "MptForCausalLM", "transformer.blocks.1.ffn.up_proj.weight", "layers.1.mlp.up_proj.weight"),
 ])
 def test_renames_read_from_the_module_tree(model_type: str, architecture: str, key: str, graph_name: str) -> None:
     from transformers import AutoConfig

@@ -114,14 +114,6 @@ def test_config_only_scan_says_weights_were_not_read() -> None:
 
 
 @pytest.mark.parametrize(("config", "code", "quoted"), [
-    (family_config("bloom", "BloomForCausalLM"), "alibi", "model_type 'bloom'"),
-    (family_config("mpt", "MptForCausalLM"), "alibi", "attn_config.alibi: true"),
-    (family_config("falcon", "FalconForCausalLM", alibi=True), "alibi", "alibi: true"),
-    ({"model_type": "baichuan", "architectures": ["BaichuanForCausalLM"], "hidden_size": 5120,
-      "num_hidden_layers": 40, "auto_map": {"AutoModelForCausalLM": "modeling_baichuan.BaichuanForCausalLM"}},
-     "alibi", "hidden_size 5120"),
-    ({"architectures": ["JAISLMHeadModel"], "model_type": "jais", "position_embedding_type": "alibi"},
-     "alibi", "position_embedding_type: 'alibi'"),
     (family_config("cpmant", "CpmAntForCausalLM"), "relative-bias", "position_bias_num_buckets: 512"),
     # Token mixers the installed MAX ships no block for (those it has one for warn: see below).
     (family_config("rwkv", "RwkvForCausalLM"), "recurrent-layers", "no public block for RWKV time mixing"),
@@ -150,11 +142,28 @@ def test_hard_walls_block(config: dict, code: str, quoted: str) -> None:
     assert findings[0].level == BLOCK  # worst first
 
 
+@pytest.mark.parametrize(("config", "quoted"), [
+    (family_config("bloom", "BloomForCausalLM"), "model_type 'bloom'"),
+    (family_config("mpt", "MptForCausalLM"), "attn_config.alibi: true"),
+    (family_config("falcon", "FalconForCausalLM", alibi=True), "alibi: true"),
+    ({"model_type": "baichuan", "architectures": ["BaichuanForCausalLM"], "hidden_size": 5120,
+      "num_hidden_layers": 40, "auto_map": {"AutoModelForCausalLM": "modeling_baichuan.BaichuanForCausalLM"}},
+     "hidden_size 5120"),
+    ({"architectures": ["JAISLMHeadModel"], "model_type": "jais", "position_embedding_type": "alibi"},
+     "position_embedding_type: 'alibi'"),
+])
+def test_alibi_warns(config: dict, quoted: str) -> None:
+    """ALiBi is a catalog entry (attention written out over the cached K/V), not a wall: the scan says so."""
+    findings = scan_walls(config, BF16_LLAMA, [])
+    assert codes(findings).get("alibi") == WARN, codes(findings)
+    assert quoted in by_code(findings, "alibi").reason and "attention out" in by_code(findings, "alibi").reason
+
+
 def test_mpt_prefix_lm_is_non_causal_as_well_as_alibi() -> None:
     config = family_config("mpt", "MptForCausalLM")
     config["attn_config"]["prefix_lm"] = True
     found = codes(scan_walls(config, BF16_LLAMA, []))
-    assert found["alibi"] == BLOCK
+    assert found["alibi"] == WARN
     assert found["non-causal"] == BLOCK
     assert "attn_config.prefix_lm: true" in by_code(scan_walls(config, None, []), "non-causal").reason
 

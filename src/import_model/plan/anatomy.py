@@ -78,6 +78,7 @@ TRAITS: dict[str, str] = {
                               "exp(q2 . k2) weighs the second half of the heads' maps against the first (None: off)",
     "attention.differential_norm_weight": "the differential attention's norm over each head pair has a weight in the "
                                           "checkpoint (False: statistics only, DiffLlama's groupnorm)",
+    "attention.position_bias": "none | alibi (a per-head linear bias on the scores) | alibi_scaled (scaled with them)",
     "attention.sliding_window": "none | all (every layer) | interleaved (per-layer pattern)",
     "attention.window": "sliding window length in tokens",
     "attention.layer_pattern": "one period of the layer types: S sliding, F full, C chunked",
@@ -249,6 +250,8 @@ _WORDS.update({
     "mlp.activation": {"silu": "SiLU", "gelu_tanh": "GELU (tanh approximation)", "gelu": "GELU (erf)",
                        "relu2": "squared ReLU", "relu": "ReLU"},
     "block.parallel_norm": {"shared": "one norm shared by attention and MLP", "separate": "separate attention / MLP norms"},
+    "attention.position_bias": {"none": "no bias on the attention scores", "alibi": "ALiBi (a per-head linear bias)",
+                                "alibi_scaled": "ALiBi scaled with the scores"},
     "attention.family": {"standard": "softmax attention", "mla": "multi-head latent attention",
                          "hybrid": "hybrid (recurrent / conv / linear layers)"},
     "attention.qk_norm_type": {"rms": "RMS", "layernorm": "LayerNorm"},
@@ -406,6 +409,8 @@ def effective_config(config: dict) -> tuple[dict, str | None]:
     for alias, target in defaults.aliases.items():
         if alias in config and target not in config:
             merged[target] = config[alias]
+        elif target in config and alias not in config:  # MPT stores d_model; its code reads config.hidden_size
+            merged[alias] = config[target]
     if not _needs_derivation(config, merged, defaults.derived):
         return merged, None
     if not _sane(config):
@@ -622,6 +627,7 @@ _DETECTORS = {
     "modality": behaviour.modality_behaviour,
     "embedding": behaviour.embedding_behaviour,
     "positions": behaviour.position_behaviour,
+    "score_bias": behaviour.score_bias,
     "head": behaviour.head_behaviour,
     "block": behaviour.block_behaviour,
     "adapter": behaviour.language_adapter,
@@ -686,6 +692,7 @@ def _attention(anatomy: Anatomy, inputs: _Inputs) -> None:
     anatomy.add("attention.differential", list(differential.value) if differential else None,
                 MODELING if differential else DEFAULT,
                 differential.evidence if differential else "no pair of lambda vectors weighs two softmax maps")
+    _position_bias(anatomy, inputs)
 
 
 def _latent_attention(anatomy: Anatomy, inputs: _Inputs) -> bool:
@@ -722,6 +729,18 @@ def _latent_attention(anatomy: Anatomy, inputs: _Inputs) -> bool:
                         f"eps={eps}")
             break
     return True
+
+
+def _position_bias(anatomy: Anatomy, inputs: _Inputs) -> None:
+    seen = _seen(inputs, "score_bias", "kind")
+    if seen is None:
+        anatomy.add("attention.position_bias", "none", MODELING if inputs.roles else DEFAULT,
+                    "the backbone builds no bias for the attention scores")
+        return
+    anatomy.add("attention.position_bias", seen.value, MODELING, seen.evidence)
+    given = _seen(inputs, "score_bias", "max_bias")
+    anatomy.add("attention.alibi_max_bias", given.value if given else behaviour.ALIBI_MAX_BIAS, MODELING,
+                given.evidence if given else "the builder's own maximum")
 
 
 def _projections(anatomy: Anatomy, inputs: _Inputs) -> None:
@@ -1112,6 +1131,9 @@ def _mlp(anatomy: Anatomy, inputs: _Inputs) -> None:
         raw = raw[:40]
         anatomy.add("mlp.activation", ACTIVATIONS.get(raw, raw), MODELING if "activation" in seen else CONFIG,
                     f"{where} ({raw})")
+    elif inputs.roles is not None and inputs.roles.mlp is not None:
+        anatomy.add("mlp.activation", "unknown", MODELING, f"{inputs.roles.mlp[1].class_name}'s activation was not "
+                    "recognised in its code and the config names none")
     anatomy.add("mlp.bias", bool(facts["mlp_bias"]), source, _keys_text(facts["mlp_bias"]) or "no MLP bias keys")
 
 

@@ -671,6 +671,45 @@ def attention_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation
     return found
 
 
+#: The slopes' largest bias the standard ALiBi schedule uses (2 ** -(8 i / n) for head i of n).
+ALIBI_MAX_BIAS = 8
+
+
+def score_bias(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
+    """A bias the layers add to the attention scores: ALiBi, when the backbone builds it for this config (a call whose
+    name says ``alibi``, not switched off by its guard). ``alibi_scaled`` when the backbone divides it by the scale's
+    square root (Falcon adds it before scaling), ``alibi_max_bias`` when the builder is handed another maximum."""
+    backbone = roles.backbone
+    if backbone is None or backbone.ref is None:
+        return {}
+    for method, owner in tree.methods(backbone.ref):
+        for call in (n for n in ast.walk(method) if isinstance(n, ast.Call) and "alibi" in _call_leaf(n).lower()):
+            if not _guard_allows(method, call, backbone):
+                continue
+            where = f"{owner.name}.{method.name} calls {_call_leaf(call)}"
+            found = {"kind": Observation("alibi", where)}
+            if any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div) and "alibi" in source_text(n.left).lower()
+                   for n in ast.walk(method)):
+                found["kind"] = Observation("alibi_scaled", f"{where} and divides it by the scores' scale")
+            given = [kw.value for kw in call.keywords if kw.arg == "alibi_bias_max"]
+            if given:
+                found["max_bias"] = Observation(evaluate(given[0], backbone.env) if backbone.env else UNKNOWN,
+                                                f"{where} with alibi_bias_max={source_text(given[0], 40)}")
+            return found
+    return {}
+
+
+def _guard_allows(method: ast.FunctionDef, call: ast.Call, node: ModuleNode) -> bool:
+    """False when ``call`` sits in the body of an ``if`` whose test is false for this config (Falcon's
+    ``if self.use_alibi:`` with ``alibi: false``)."""
+    for branch in ast.walk(method):
+        if isinstance(branch, ast.If) and any(call is n for stmt in branch.body for n in ast.walk(stmt)):
+            test = evaluate(branch.test, node.env) if node.env else UNKNOWN
+            if test is not UNKNOWN and not test:
+                return False
+    return True
+
+
 def _softcap(tree: SourceTree, node: ModuleNode) -> dict[str, Observation]:
     found = _forward(tree, node)
     if found is None:
@@ -1059,6 +1098,8 @@ def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     if owner_of_activation is not None:
         found["activation"] = Observation(owner_of_activation.activations[0], f"{owner_of_activation.class_name} "
                                           f"uses activation {owner_of_activation.activations[0]!r}")
+    elif written := _written_activation(tree, holders):
+        found["activation"] = written
     for holder in holders:
         linears = [attr for attr, child in holder.children.items() if child.kind == "linear"]
         if holder.kind == "sequential" and len(linears) == 2:  # CTRL: Linear, activation, Linear in a row
@@ -1075,6 +1116,51 @@ def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
         if hit:
             break
     return found
+
+
+#: (activation, test over the AST nodes of a module's own activation code): a formula written out by hand.
+WRITTEN_ACTIVATIONS: tuple[tuple[str, Matcher], ...] = (
+    # BLOOM's BloomGelu: x * 0.5 * (1 + tanh(0.79788456 * x * (1 + 0.044715 * x * x)))
+    ("gelu_tanh", lambda nodes: calls("tanh")(nodes) and any(isinstance(n, ast.Constant) and n.value == 0.044715
+                                                            for n in nodes)),
+    ("gelu", calls("erf")),  # x * 0.5 * (1 + erf(x / sqrt(2)))
+)
+
+
+def _written_activation(tree: SourceTree, holders: list[ModuleNode]) -> Observation | None:
+    """The activation of an MLP whose activation is a weightless module of the family's own (BLOOM's
+    ``BloomGelu``), read from the formula its code computes: its forward, and the functions and
+    ``Function.apply`` forwards it calls in its own file (two calls deep)."""
+    for holder in holders:
+        for attr, child in holder.children.items():
+            if child.ref is None or child.params or child.children:
+                continue
+            found = _forward(tree, child)
+            nodes = _reached_code(tree, child.ref.path, found[0]) if found else []
+            value = next((v for v, matches in WRITTEN_ACTIVATIONS if matches(nodes)), None)
+            if value:
+                return Observation(value, f"{holder.class_name}.{attr} is {child.class_name}, whose code computes "
+                                          f"{value}")
+    return None
+
+
+def _reached_code(tree: SourceTree, path: Any, function: ast.FunctionDef, depth: int = 0) -> list[ast.AST]:
+    """``function``'s nodes and those of the same file's functions (or ``Class.apply``'s ``forward``) it calls."""
+    nodes = nodes_of(function)
+    if depth >= 2:
+        return nodes
+    for call in [n for n in nodes if isinstance(n, ast.Call)]:
+        func = call.func
+        if isinstance(func, ast.Name):
+            found = tree.find_function(path, func.id)
+            if found is not None:
+                nodes.extend(_reached_code(tree, found[1], found[0], depth + 1))
+        elif isinstance(func, ast.Attribute) and func.attr == "apply" and isinstance(func.value, ast.Name):
+            ref = tree.find_class(path, func.value.id)
+            method = tree.method(ref, "forward") if ref is not None else None
+            if method is not None:
+                nodes.extend(_reached_code(tree, ref.path, method[0], depth + 1))
+    return nodes
 
 
 def side_tables(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
@@ -1340,8 +1426,9 @@ BLOCK_MLP = ("fc1", "fc2")
 class _Tracer:
     """Runs a decoder layer's forward on symbols: which module reads what, and how outputs are summed."""
 
-    def __init__(self, layer: ModuleNode) -> None:
+    def __init__(self, layer: ModuleNode, tree: SourceTree | None = None) -> None:
         self.layer = layer
+        self.tree = tree
         # an Identity that other layers build as a norm (ModernBERT-decoder's first attn_norm) is traced as the norm
         self.identity = {a for a, c in layer.children.items()
                          if (c.kind in IDENTITY_KINDS and _layer_norm(layer, a) is None) or "dropout" in a}
@@ -1406,7 +1493,10 @@ class _Tracer:
         func = call.func
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
             arg = self._input(call)
-            return arg if func.attr in self.identity else ("call", func.attr, arg)
+            if func.attr in self.identity:
+                return arg
+            added = self._residual_handed_in(func.attr, call)
+            return ("call", func.attr, arg) if added is None else _add(("call", func.attr, arg), self.sym(added))
         if isinstance(func, ast.Attribute) and func.attr in _PASS_THROUGH_METHODS:
             return self.sym(func.value)
         if isinstance(func, ast.Attribute) and func.attr == "dropout" and call.args:
@@ -1414,6 +1504,27 @@ class _Tracer:
         if _call_leaf(call) in _ADDING_FUNCTIONS and len(call.args) >= 2:  # falcon's dropout_add(x, residual, ...)
             return _add(self.sym(call.args[0]), self.sym(call.args[1]))
         return ("opaque", source_text(call, 60))
+
+    def _residual_handed_in(self, attr: str, call: ast.Call) -> ast.expr | None:
+        """The argument a sublayer adds to its own output (BLOOM's ``self_attention(normed, residual)`` returns
+        ``dropout_add(out, residual)``): that argument's expression at this call, else None."""
+        child = self.layer.children.get(attr)
+        found = _forward(self.tree, child) if self.tree is not None else None
+        params = [a.arg for a in found[0].args.args][1:] if found else []
+        if found is None or len(params) < 2:
+            return None
+        inner = _Tracer(child)
+        inner.state[params[0]] = ("in",)
+        inner.state.update({name: ("argument", name) for name in params[1:]})
+        result = inner.run(found[0].body)
+        added = [term[1] for term in result[1] if term[0] == "argument"] if result and result[0] == "add" else []
+        if len(added) != 1:
+            return None
+        index = params.index(added[0])
+        by_name = {kw.arg: kw.value for kw in call.keywords if kw.arg}
+        if index < len(call.args) and not any(isinstance(a, ast.Starred) for a in call.args[:index + 1]):
+            return call.args[index]
+        return by_name.get(added[0])
 
     def _input(self, call: ast.Call) -> Sym:
         if call.args and not isinstance(call.args[0], ast.Starred):
@@ -1779,7 +1890,7 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     params = [a.arg for a in forward.args.args][1:]
     if not params:
         return {}
-    tracer = _Tracer(layer)
+    tracer = _Tracer(layer, tree)
     tracer.state[params[0]] = ("in",)
     result = tracer.run(forward.body)
     attn = roles.attention[0]

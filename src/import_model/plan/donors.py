@@ -153,6 +153,9 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
               "compute the softmax scale as {hf} (donor: {donor})"),
     DeltaRule("attention_softcap", "attention", ("attention.logit_softcap",), SCALAR, "graph",
               "add the attention-score cap: {hf}", project=_present, change_off="drop the donor's cap ({donor})"),
+    # BLOOM, MPT (Falcon with alibi: true): no rotary, a per-head linear bias by key position on the scores
+    DeltaRule("alibi", "attention", ("attention.position_bias",), SMALL, "graph",
+              "add {hf} to the attention scores (donor: {donor})"),
     DeltaRule("clip_qkv", "attention", ("attention.clip_qkv",), SCALAR, "graph",
               "clamp q/k/v: {hf}", project=_present, change_off="drop the donor's clamp ({donor})"),
     DeltaRule("embedding_scale", "embedding", ("embedding.scale",), SCALAR, "graph",

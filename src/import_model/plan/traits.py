@@ -106,6 +106,7 @@ class Traits:
     # differential attention (DiffLlama): two softmax maps per head pair subtracted with a learned lambda, each
     # pair's output normed (statistics only) and scaled by 1 - lambda_init
     differential_attention: bool = False
+    alibi: bool = False  # a per-head linear bias by key position added to the scores (BLOOM, MPT)
     moe: bool = False  # the MLP is a mixture of routed experts
     moe_router: MoERouter = "softmax"  # how the router scores experts
     moe_renormalise: Renormalise = "never"  # top-k weights divided by their sum (config: under norm_topk_prob)

@@ -46,6 +46,7 @@ SUPPORTED: dict[str, frozenset[Any]] = {
     "embedding.scale": frozenset({"none", "sqrt_hidden", "multiplier"}),
     "embedding.positions": frozenset({"none", "learned", "sinusoidal"}),
     "embedding.sinusoid": frozenset({"fairseq", "halves"}),
+    "attention.position_bias": frozenset({"none", "alibi"}),
 }
 
 
@@ -91,6 +92,9 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("attention_scale", ("attention_scale",), ("attention_scale", "scale_by_layer"),
                  "attention scale from query_pre_attn_scalar or a configured multiplier"),
     CatalogEntry("clip_qkv", ("clip_qkv",), ("clip_qkv",), "q/k/v clamped to +-clip_qkv"),
+    CatalogEntry("alibi", ("alibi",), ("alibi",),
+                 "ALiBi: each head's scores plus its slope times the key's position (the standard schedule, largest "
+                 "bias 8), attention written out over K/V read back from a one-head-per-layer cache"),
     CatalogEntry("attention_softcap", ("attention_softcap",), ("attention_softcap",),
                  "attention-logit soft-cap: attention written out over K/V read back from a one-head-per-layer cache"),
     CatalogEntry("differential_attention", ("differential_attention",), ("differential_attention",),
@@ -193,6 +197,7 @@ PIECES: dict[str, tuple[str, ...]] = {
     "clip_qkv": ("PortAttention.__call__",),
     "attention_softcap": ("PortAttention._written_out", "CachePerKVHead"),
     "differential_attention": ("PortAttention._differential", "differential_lambda_init", "CachePerKVHead"),
+    "alibi": ("alibi_slopes", "PortAttention._written_out", "CachePerKVHead"),
     "final_softcap": ("PortHead.finish",),
     "logit_scale": ("PortHead.finish",),
     "logits_divisor": ("PortHead.finish",),
@@ -280,6 +285,8 @@ STANDINS: dict[str, tuple[str, Any]] = {
 UNSUPPORTED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("rotary.scaling", lambda v: v in ("dynamic",),
      "dynamic NTK rope rescales past the trained length; the port's table is static (exact only within it)"),
+    ("attention.alibi_max_bias", lambda v: v is not None and v != 8,
+     "ALiBi slopes from another largest bias; the catalog writes the standard schedule (largest bias 8)"),
 )
 
 
@@ -540,6 +547,7 @@ def _spec(anatomy: Anatomy, config: dict[str, Any], missing: list[MissingDelta])
         "latent_attention": value("attention.latent_query", "none") if value("attention.family") == "mla" and
                             value("attention.latent_query") in ("low_rank_query", "direct_query") else "none",
         "latent_mscale": bool(value("attention.latent_mscale")) and value("attention.family") == "mla",
+        "alibi": value("attention.position_bias") == "alibi",
     }
     if value("moe.experts"):
         spec.update({

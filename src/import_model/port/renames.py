@@ -155,6 +155,7 @@ _QKV = (".self_attn.q_proj.", ".self_attn.k_proj.", ".self_attn.v_proj.")
 FUSED_RULES: tuple[FusedRule, ...] = (
     FusedRule(r"\.self_attn\.qkv_proj\.", ".self_attn.qkv_proj.", _QKV, BLOCKS),
     FusedRule(r"\.attn\.c_attn\.", ".attn.c_attn.", _QKV, BLOCKS),  # GPT-2, GPT-BigCode (MQA: q | k | v)
+    FusedRule(r"\.attn\.Wqkv\.", ".attn.Wqkv.", _QKV, BLOCKS),  # MPT, DBRX: [q | k | v]
     FusedRule(r"\.mlp\.gate_up_proj\.", ".mlp.gate_up_proj.", (".mlp.gate_proj.", ".mlp.up_proj."), BLOCKS),
     # the fused input whose second half is the activated one, the name its code reads to (plan.behaviour)
     FusedRule(r"\.mlp\.up_gate_proj\.", ".mlp.up_gate_proj.", (".mlp.up_proj.", ".mlp.gate_proj."), BLOCKS),
@@ -557,10 +558,34 @@ def found_renames(root: Any, read: tuple[Any, Any] | None = None) -> tuple[Renam
         if inner is not None and not _PROJECTION_NAMES & set(attention.children):
             rules.append(RenameRule(rf"\.{re.escape(attr)}\.{re.escape(inner)}\.", ".self_attn.",
                                     "attention projections one module deeper, found in the module tree"))
+    rules.extend(_layer_list_renames(roles))
     backbone = roles.backbone.path if roles.backbone is not None else ""
     if backbone and f"{backbone}." not in _KNOWN_PREFIXES:  # after the norm rule, which names the whole path
         rules.append(RenameRule(rf"^{re.escape(backbone)}\.", "", "the decoder's own prefix (BioGPT's biogpt.)"))
     return tuple(rules)
+
+
+#: Names of a decoder's layer list the table rules already bring to ``layers``.
+_LAYER_LIST_NAMES = frozenset({"layers", "h", "layer"})
+
+
+def _layer_list_renames(roles: Any) -> list[RenameRule]:
+    """The layer list and the MLP under names of their own (MPT's ``transformer.blocks.{i}.ffn``), read from the
+    module tree, under the port's ``layers.{i}`` and ``mlp`` (the decoder's prefix is stripped after)."""
+    layer = roles.layer
+    if layer is None or not layer.path.endswith(".{i}"):
+        return []
+    holder = layer.path[: -len(".{i}")]
+    rules = []
+    if holder.rsplit(".", 1)[-1] not in _LAYER_LIST_NAMES:
+        prefix = holder.rsplit(".", 1)[0] + "." if "." in holder else ""
+        rules.append(RenameRule(rf"^{re.escape(holder)}\.(\d+)\.", rf"{prefix}layers.\1.",
+                                "the layer list under a name of its own, found in the module tree"))
+    mlp = roles.mlp[0] if roles.mlp else None
+    if mlp and mlp != "mlp" and {"up_proj", "down_proj"} <= set(roles.mlp[1].children):
+        rules.append(RenameRule(rf"\.(\d+)\.{re.escape(mlp)}\.", r".\1.mlp.",
+                                "the MLP under a name of its own, found in the module tree"))
+    return rules
 
 
 def _side_table_renames(read: tuple[Any, Any]) -> list[RenameRule]:

@@ -344,7 +344,7 @@ def written_out_attention(config: Any, devices: Sequence[DeviceRef]) -> bool:
     """Whether attention runs written out (:meth:`PortAttention._written_out`) over a cache of one KV head per layer
     instead of MAX's flash kernel: for a soft-cap, which the kernel lacks, or on the CPU for a sliding window
     narrower than its CPU build accepts (ModernBERT-decoder's 64, half its local_attention)."""
-    if TRAITS.attention_softcap or TRAITS.differential_attention:
+    if TRAITS.attention_softcap or TRAITS.differential_attention or TRAITS.alibi:
         return True
     elif TRAITS.sliding_window != "none":
         window = int(config_value(config, "window") or 0)
@@ -373,6 +373,8 @@ class PortAttention(Module):
         self.scale = attention_scale(config, self.head_dim)
         if TRAITS.attention_softcap:
             self.softcap = float(config_value(config, "attention_softcap"))
+        if TRAITS.alibi:
+            self.slopes = ConstantTable(alibi_slopes(self.heads))
         if TRAITS.clip_qkv:
             self.clip = float(config_value(config, "clip_qkv"))
         if TRAITS.differential_attention:
@@ -416,7 +418,7 @@ class PortAttention(Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if TRAITS.value_norm:
             v = self.v_norm(v)  # Gemma 4: each value head normed, no weight
-        if TRAITS.attention_softcap or TRAITS.differential_attention or (TRAITS.sliding_window != "none" and self.written_out):  # noqa: E501
+        if TRAITS.attention_softcap or TRAITS.differential_attention or TRAITS.alibi or (TRAITS.sliding_window != "none" and self.written_out):  # noqa: E501
             out = self._written_out(layer_idx, q, k, v, kv_collection, input_row_offsets)
         else:
             if TRAITS.full_head_dim:
@@ -456,11 +458,11 @@ class PortAttention(Module):
 
     def _written_out(self, layer_idx: TensorValue, q: TensorValue, k: TensorValue, v: TensorValue,
                      kv_collection: PagedCacheValues, input_row_offsets: TensorValue) -> TensorValue:
-        """Attention written out over the cached K/V: with a logit soft-cap ``cap * tanh(scores / cap)``, or
-        differential (:meth:`_differential`), neither of which MAX's flash attention computes; plain, for a window
-        narrower than the CPU flash kernel takes (:func:`written_out_attention`).
+        """Attention written out over the cached K/V: with a logit soft-cap ``cap * tanh(scores / cap)``, ALiBi's
+        ``slope[head] * key position``, or differential (:meth:`_differential`), none of which MAX's flash attention
+        computes; plain, for a window narrower than the CPU flash kernel takes (:func:`written_out_attention`).
 
-        MAX 26.7's flash attention takes no soft-cap, so the cache holds one KV
+        MAX 26.7's flash attention takes neither, so the cache holds one KV
         head per cache layer (:class:`CachePerKVHead`): KV head ``h`` of layer
         ``i`` lives in cache layer ``i * kv_heads + h``, which MAX's row-gather
         kernel can read back. Each request's keys and values are gathered as
@@ -498,6 +500,13 @@ class PortAttention(Module):
         scores = ops.cast(queries @ k_rows.permute([0, 1, 3, 2]), DType.float32) * self.scale
         if TRAITS.attention_softcap:
             scores = ops.tanh(scores / self.softcap) * self.softcap
+        if TRAITS.alibi:
+            # a linear bias by key position: the same softmax as by distance (each row's shift is constant).
+            # [heads, 1] @ [1, positions] as a matmul: MAX 26.7 fused the broadcast product of the slopes and
+            # the dynamic-length range into the add as zeros, and the port computed attention without the bias
+            slopes = self.slopes.value(device).reshape((-1, 1))
+            bias = slopes @ ops.cast(kv_pos, DType.float32).reshape((1, -1))
+            scores = scores + bias.reshape((1, self.kv_heads, group, -1))
         hidden = ops.constant(-1e30, DType.float32, device=device)
         scores = ops.where(visible.reshape((-1, 1, 1, visible.shape[1])), scores, hidden)
         probs = ops.cast(ops.softmax(scores, axis=-1), q.dtype)
@@ -533,6 +542,17 @@ def differential_lambda_init(layer: int) -> float:
     """The differential attention's lambda_init for a layer (0-based): ``0.8 - 0.6 exp(-0.3 layer)``, the
     Differential Transformer's schedule, which DiffLlama computes from the layer index (no config key holds it)."""
     return 0.8 - 0.6 * math.exp(-0.3 * layer)
+
+
+def alibi_slopes(heads: int, max_bias: float = 8.0) -> np.ndarray:
+    """ALiBi's per-head slopes: ``2 ** -(max_bias * i / n)`` for the ``n`` heads of the largest power of two not above
+    ``heads``, then every other slope of twice that many for the heads left over."""
+    def schedule(count: int) -> np.ndarray:
+        return 2.0 ** (-max_bias * np.arange(1, count + 1) / count)
+
+    base = 2 ** int(np.floor(np.log2(heads)))
+    extra = schedule(2 * base)[0::2][: heads - base]
+    return np.concatenate([schedule(base), extra]).astype(np.float32)
 
 
 class CachePerKVHead:

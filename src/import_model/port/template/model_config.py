@@ -94,7 +94,7 @@ class PortConfig(Llama3Config):
         def calculate_max_seq_len(cls, huggingface_config: Any, model_config: Any) -> int:
             return super().calculate_max_seq_len(donor_view(huggingface_config), model_config)
 
-    if VIEW.needed or TRAITS.attention_softcap or TRAITS.differential_attention or TRAITS.sliding_window != "none" or TRAITS.full_head_dim or TRAITS.latent_attention != "none":  # noqa: E501
+    if VIEW.needed or TRAITS.attention_softcap or TRAITS.differential_attention or TRAITS.alibi or TRAITS.sliding_window != "none" or TRAITS.full_head_dim or TRAITS.latent_attention != "none":  # noqa: E501
         @override
         @classmethod
         def construct_kv_params(cls, huggingface_config: Any, *args: Any, **kwargs: Any) -> Any:
@@ -102,7 +102,7 @@ class PortConfig(Llama3Config):
             with wider full-attention heads: the widest head; with latent attention: a key-wide head per query
             head)."""
             config = donor_view(huggingface_config) if VIEW.needed else huggingface_config
-            if TRAITS.attention_softcap or TRAITS.differential_attention or TRAITS.sliding_window != "none":
+            if TRAITS.attention_softcap or TRAITS.differential_attention or TRAITS.alibi or TRAITS.sliding_window != "none":
                 devices = kwargs.get("devices", args[1] if len(args) > 1 else ())
                 if written_out_attention(config, devices):
                     config = CachePerKVHead(config)
