@@ -1428,7 +1428,7 @@ class _Tracer:
 
     def __init__(self, layer: ModuleNode, tree: SourceTree | None = None) -> None:
         self.layer = layer
-        self.tree = tree
+        self.residual_tree = tree  # where a sublayer that adds its own residual is read (None: not followed)
         # an Identity that other layers build as a norm (ModernBERT-decoder's first attn_norm) is traced as the norm
         self.identity = {a for a, c in layer.children.items()
                          if (c.kind in IDENTITY_KINDS and _layer_norm(layer, a) is None) or "dropout" in a}
@@ -1509,7 +1509,7 @@ class _Tracer:
         """The argument a sublayer adds to its own output (BLOOM's ``self_attention(normed, residual)`` returns
         ``dropout_add(out, residual)``): that argument's expression at this call, else None."""
         child = self.layer.children.get(attr)
-        found = _forward(self.tree, child) if self.tree is not None else None
+        found = _forward(self.residual_tree, child) if self.residual_tree is not None else None
         params = [a.arg for a in found[0].args.args][1:] if found else []
         if found is None or len(params) < 2:
             return None
