@@ -694,3 +694,24 @@ def test_modules_only_images_or_audio_run_are_set_aside(tmp_path: Path) -> None:
     plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
     assert value(plan, "model.other_modality_modules") == ["git.image_encoder", "git.visual_projection"]
     assert value(plan, "weights.unexplained") == []
+
+
+@pytest.mark.parametrize(("model_type", "architecture", "expected"), [
+    ("lfm2", "Lfm2ForCausalLM", "silu"),  # Lfm2MLP.forward: self.w2(F.silu(self.w1(x)) * self.w3(x))
+    ("cpmant", "CpmAntForCausalLM", "unknown"),  # an nn.GELU two modules down, and no activation key in the config
+])
+def test_an_activation_is_read_from_the_mlp_s_code_or_named_unknown(model_type: str, architecture: str,
+                                                                    expected: str, tmp_path: Path) -> None:
+    """An activation called as a function in the MLP's forward is read; one the code hides and the config does not
+    name is ``unknown``, which the catalog names missing (SiLU stands in), never a silent SiLU."""
+    from transformers import CONFIG_MAPPING
+
+    from import_model.port.catalog import build_spec
+    from import_model.verify.twin import make_twin
+
+    config = CONFIG_MAPPING[model_type]().to_dict() | {"architectures": [architecture]}
+    source = open_source(str(make_twin(config, tmp_path / model_type).path))
+    plan = make_plan(source.display, load_config(source), load_checkpoint(source), donor="llama3")
+    assert value(plan, "mlp.activation") == expected
+    missing = {m.trait for m in build_spec(plan.anatomy, load_config(source), sorted(rules(plan))).missing}
+    assert ("mlp.activation" in missing) == (expected == "unknown")

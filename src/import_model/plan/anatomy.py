@@ -1131,7 +1131,7 @@ def _mlp(anatomy: Anatomy, inputs: _Inputs) -> None:
         raw = raw[:40]
         anatomy.add("mlp.activation", ACTIVATIONS.get(raw, raw), MODELING if "activation" in seen else CONFIG,
                     f"{where} ({raw})")
-    elif inputs.roles is not None and inputs.roles.mlp is not None:
+    elif inputs.roles is not None and inputs.roles.mlp is not None and "moe_class" not in seen:
         anatomy.add("mlp.activation", "unknown", MODELING, f"{inputs.roles.mlp[1].class_name}'s activation was not "
                     "recognised in its code and the config names none")
     anatomy.add("mlp.bias", bool(facts["mlp_bias"]), source, _keys_text(facts["mlp_bias"]) or "no MLP bias keys")

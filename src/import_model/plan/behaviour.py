@@ -1118,6 +1118,8 @@ def mlp_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     return found
 
 
+#: Modules whose functions an MLP's forward may call as its activation (``F.silu``, ``torch.tanh``).
+_FUNCTIONAL_MODULES = frozenset({"F", "nn.functional", "torch.nn.functional", "torch"})
 #: (activation, test over the AST nodes of a module's own activation code): a formula written out by hand.
 WRITTEN_ACTIVATIONS: tuple[tuple[str, Matcher], ...] = (
     # BLOOM's BloomGelu: x * 0.5 * (1 + tanh(0.79788456 * x * (1 + 0.044715 * x * x)))
@@ -1128,9 +1130,17 @@ WRITTEN_ACTIVATIONS: tuple[tuple[str, Matcher], ...] = (
 
 
 def _written_activation(tree: SourceTree, holders: list[ModuleNode]) -> Observation | None:
-    """The activation of an MLP whose activation is a weightless module of the family's own (BLOOM's
-    ``BloomGelu``), read from the formula its code computes: its forward, and the functions and
-    ``Function.apply`` forwards it calls in its own file (two calls deep)."""
+    """The activation of an MLP that calls it as a function in its forward (LFM2's ``F.silu(self.w1(x))``), or
+    whose activation is a weightless module of the family's own (BLOOM's ``BloomGelu``), read from the formula its
+    code computes: its forward, and the functions and ``Function.apply`` forwards it calls in its own file (two
+    calls deep)."""
+    for holder in holders:
+        found = _forward(tree, holder)
+        called = next((_call_leaf(n) for n in nodes_of(found[0]) if isinstance(n, ast.Call)
+                       and source_text(n.func, 60).rsplit(".", 1)[0] in _FUNCTIONAL_MODULES
+                       and _call_leaf(n) in ACTIVATION_FUNCTIONS), None) if found else None
+        if called:
+            return Observation(ACTIVATION_FUNCTIONS[called], f"{holder.class_name}.forward calls {called}")
     for holder in holders:
         for attr, child in holder.children.items():
             if child.ref is None or child.params or child.children:

@@ -306,7 +306,8 @@ def build_spec(anatomy: Anatomy, config: dict[str, Any], rules: list[str] | None
     spec = _spec(anatomy, config, missing)
     missing = [_stand_in(m, spec) for m in missing]
     rules = list(rules or [])
-    applied = [BY_RULE[r] for r in dict.fromkeys(rules) if r in BY_RULE]
+    open_rules = {m.rule for m in missing}
+    applied = [BY_RULE[r] for r in dict.fromkeys(rules) if r in BY_RULE and r not in open_rules]
     return SpecResult(traits_from(spec), applied, missing + _uncovered(rules, missing))
 
 
