@@ -68,6 +68,13 @@ def test_verdicts_come_from_the_port_run(sweep) -> None:
     assert broken.verdict == "COULD NOT RUN" and "3 orphan(s)" in broken.detail
     dry = sweep.row_of(variant, 0, _run([("weight table", "done", "complete")]), "", False, 1.0)
     assert dry.verdict == "DRY OK"
+    reference = sweep.row_of(variant, 2, _run([("verify", "FAIL", "verify could not run (exit 2: the HF reference "
+                                                "DbrxForCausalLM cannot run on one row of token ids: mat1 and mat2 "
+                                                "shapes cannot be multiplied)")]), "", True, 1.0)
+    assert reference.verdict == "REFERENCE FAILS" and "mat1 and mat2" in reference.detail
+    crashed = sweep.row_of(variant, 2, _run([("verify", "FAIL", "verify could not run (exit 2: building the port's "
+                                              "graph failed)")]), "", True, 1.0)
+    assert crashed.verdict == "COULD NOT RUN"
 
 
 def test_a_shard_replaces_only_its_own_rows(sweep, tmp_path: Path) -> None:
