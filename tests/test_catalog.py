@@ -284,6 +284,19 @@ def test_alibi_scaled_with_the_scores_is_named_missing() -> None:
     assert default.spec["alibi"] is False and "alibi" not in {m.rule for m in default.missing}
 
 
+def test_a_residual_taken_from_the_normed_input_is_read() -> None:
+    """BLOOM with apply_residual_connection_post_layernorm: the block's code makes the normed input the residual each
+    sublayer adds back; the norms stay where they were (pre-norm), and the default keeps the block input."""
+    source = open_source(str(family_twin_dir("bloom")))
+    config = {**load_config(source), "apply_residual_connection_post_layernorm": True}
+    plan = make_plan(source.display, config, load_checkpoint(source), donor="llama3")
+    result = build_spec(plan.anatomy, config, [d.rule for d in plan.deltas])
+    assert result.complete and result.spec["residual_from_normed"] and result.spec["block_norms"] == PRE
+    assert "residual_source" in {e.id for e in result.applied}
+    default, _config, _rules = _spec_for("bloom")
+    assert default.spec["residual_from_normed"] is False
+
+
 def test_alibi_slopes_follow_the_standard_schedule() -> None:
     import numpy as np
     import torch

@@ -99,6 +99,7 @@ TRAITS: dict[str, str] = {
     "block.residual": "sequential | parallel (attention and MLP both read the block input)",
     "block.norms": "pre | sandwich (pre and post) | post (post only) | none | after_add (post-LN, after the residual add)",
     "block.parallel_norm": "shared | separate (parallel blocks only)",
+    "block.residual_source": "normed: each residual add takes the sublayer's normed input (None: the block input)",
     "block.norm_names": "the decoder layer's norm attribute per role (pre/post attention, pre/post MLP)",
     "block.residual_multiplier": "scale on each sublayer output before the residual add (None: off)",
     "block.unnormed_layers": "norm role -> the layers that build it as an Identity (ModernBERT-decoder: no "
@@ -1012,6 +1013,9 @@ def _block(anatomy: Anatomy, inputs: _Inputs) -> None:
         parallel = cfg.get("use_parallel_residual") is True or cfg.get("parallel_attn") is True
         anatomy.add("block.residual", "parallel" if parallel else "sequential", CONFIG if parallel else DEFAULT,
                     "use_parallel_residual / parallel_attn" if parallel else "assumed sequential")
+    source = seen.get("residual_source")
+    anatomy.add("block.residual_source", source.value if source else None, MODELING if source else DEFAULT,
+                source.evidence if source else "each residual add takes the block input")
     if "norms" in seen:
         evidence = seen["norms"].evidence
         post_keys = facts["post_feedforward_norm"]

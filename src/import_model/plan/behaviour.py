@@ -1664,6 +1664,15 @@ def _norm_after_add(sym: Sym, sublayers: set[str], norms: set[str]) -> bool:
                                   for node in _nodes(sym))
 
 
+def _residual_from_normed(result: Sym, attn: str, attn_in: Sym, norms: set[str]) -> bool:
+    """The attention's output is added to its own normed input rather than the block input (BLOOM with
+    ``apply_residual_connection_post_layernorm``): the sum holding the attention's call also holds that norm call."""
+    if attn_in[0] != "call" or attn_in[1] not in norms:
+        return False
+    return any(node[0] == "add" and attn_in in node[1] and any(t[0] == "call" and t[1] == attn for t in node[1])
+               for node in _nodes(result))
+
+
 def _norm_names(result: Sym, attn: str, mlp: str, attn_in: Sym, mlp_in: Sym, norms: set[str]) -> dict[str, str]:
     """Which norm module sits where: role (pre/post attention/MLP) -> the layer's attribute name."""
     names = {
@@ -1916,7 +1925,8 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     pre = "pre_attention" in names or "pre_mlp" in names
     post = "post_attention" in names or "post_mlp" in names
     placement = "sandwich" if pre and post else "post" if post else "pre" if pre else "none"
-    if _norm_after_add(result, {attn, mlp}, norms):
+    from_normed = _residual_from_normed(result, attn, attn_in, norms)
+    if not from_normed and _norm_after_add(result, {attn, mlp}, norms):
         placement = "after_add"
         names = _after_add_names(result, attn, mlp, norms)
     out = {
@@ -1927,6 +1937,9 @@ def block_behaviour(tree: SourceTree, roles: Roles) -> dict[str, Observation]:
     }
     if names:
         out["norm_names"] = Observation(names, f"{where}: " + ", ".join(f"{r} {n}" for r, n in names.items()))
+    if from_normed:
+        out["residual_source"] = Observation("normed", f"{where}: each residual add takes the sublayer's normed "
+                                                       f"input ({attn_in[1]}(x) + attention), not the block input")
     if parallel:
         shared = attn_in == mlp_in
         out["parallel_norm"] = Observation("shared" if shared else "separate",

@@ -111,6 +111,10 @@ DELTA_RULES: tuple[DeltaRule, ...] = (
               "rewire the decoder block: {hf} instead of {donor}"),
     DeltaRule("block_norms", "block", ("block.norms",), STYLE, "graph",
               "move the block norms: {hf} instead of {donor}"),
+    # BLOOM with apply_residual_connection_post_layernorm: the residual is the sublayer's normed input
+    DeltaRule("residual_source", "block", ("block.residual_source",), SCALAR, "graph",
+              "add each sublayer's output to its normed input ({hf})", project=_present,
+              change_off="add each sublayer's output to the block input"),
     # GPT-1, BERT-style decoders, OPT without do_layer_norm_before: the last layer's output feeds the head
     DeltaRule("final_norm", "norm", ("norm.final",), SCALAR, "graph", "final norm before the head: {hf} (donor: {donor})"),
     DeltaRule("norm_style", "norm", ("norm.kind", "norm.offset", "norm.weight", "norm.bias"), STYLE, "graph",

@@ -53,6 +53,7 @@ class Traits:
     residual: Residual = "sequential"
     block_norms: tuple[tuple[str, str], ...] = PRE_NORMS
     residual_multiplier: bool = False
+    residual_from_normed: bool = False  # each residual add takes the sublayer's normed input (BLOOM's option)
     # X-MOD: the served language's bottleneck MLP on the MLP's residual sum (normed by adapter_norm), added back to
     # that input (adapter_residual_normed) or to the un-normed sum, before the block's norm after the MLP's add
     language_adapter: bool = False

@@ -1044,14 +1044,17 @@ class PortBlock(Module):
             attn = self._norm("post_attention", attn)
         if TRAITS.residual_multiplier:
             attn = attn * self.multiplier
-        h = x + attn
+        h = (normed if TRAITS.residual_from_normed else x) + attn  # BLOOM's option: the normed input is the residual
         if "after_attention_add" in TRAITS.norms:
             h = self._norm("after_attention_add", h)  # post-LN: the residual stream itself is normed
-        mlp = self.mlp(self._norm("pre_mlp", h) if "pre_mlp" in TRAITS.norms else h)
+        mlp_in = self._norm("pre_mlp", h) if "pre_mlp" in TRAITS.norms else h
+        mlp = self.mlp(mlp_in)
         if "post_mlp" in TRAITS.norms:
             mlp = self._norm("post_mlp", mlp)
         if TRAITS.residual_multiplier:
             mlp = mlp * self.multiplier
+        if TRAITS.residual_from_normed:
+            return mlp_in + mlp
         if TRAITS.language_adapter:
             return self._adapted(h + mlp)
         elif "after_mlp_add" in TRAITS.norms:
