@@ -1139,6 +1139,8 @@ def _written_activation(tree: SourceTree, holders: list[ModuleNode]) -> Observat
         called = next((_call_leaf(n) for n in nodes_of(found[0]) if isinstance(n, ast.Call)
                        and source_text(n.func, 60).rsplit(".", 1)[0] in _FUNCTIONAL_MODULES
                        and _call_leaf(n) in ACTIVATION_FUNCTIONS), None) if found else None
+        if called == "relu" and _squares_relu(nodes_of(found[0])):  # RWKV's torch.square(torch.relu(key))
+            return Observation("relu2", f"{holder.class_name}.forward squares relu")
         if called:
             return Observation(ACTIVATION_FUNCTIONS[called], f"{holder.class_name}.forward calls {called}")
     for holder in holders:
@@ -1152,6 +1154,16 @@ def _written_activation(tree: SourceTree, holders: list[ModuleNode]) -> Observat
                 return Observation(value, f"{holder.class_name}.{attr} is {child.class_name}, whose code computes "
                                           f"{value}")
     return None
+
+
+def _squares_relu(nodes: list[ast.AST]) -> bool:
+    """``square(relu(x))`` or ``relu(x) ** 2``: squared ReLU."""
+    def is_relu(node: ast.AST) -> bool:
+        return isinstance(node, ast.Call) and _call_leaf(node) == "relu"
+
+    return any((isinstance(n, ast.Call) and _call_leaf(n) == "square" and n.args and is_relu(n.args[0]))
+               or (isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow) and is_relu(n.left)
+                   and isinstance(n.right, ast.Constant) and n.right.value == 2) for n in nodes)
 
 
 def _reached_code(tree: SourceTree, path: Any, function: ast.FunctionDef, depth: int = 0) -> list[ast.AST]:
