@@ -389,7 +389,7 @@ def test_gemma4_per_layer_inputs_layer_scalar_value_norm_and_wider_full_heads_ar
     files = port_files(request)
     graph = files["gemma4_text.py"]
     assert "def per_layer_inputs(self" in graph and "self.layer_scalar = Weight(" in graph
-    assert "self.v_norm = WeightlessNorm(" in graph and "def _padded(self" in graph
+    assert "self.v_norm = WeightlessNorm(" in graph and "def zero_padded(" in graph
     assert "HeadWidthView(config, widest_head_dim(config))" in files["model_config.py"]
 
 

@@ -526,16 +526,6 @@ def checkpoint_layer_shapes(checkpoint: Checkpoint | None) -> dict[str, dict[int
     return found
 
 
-def checkpoint_layers(checkpoint: Checkpoint | None) -> dict[str, frozenset[int]]:
-    """Key pattern -> the layer numbers whose tensors it names (a tensor some layers only hold)."""
-    layers: dict[str, set[int]] = {}
-    for tensor in (checkpoint.tensors.values() if checkpoint else []):
-        number = re.search(r"\.(\d+)\.", tensor.name)
-        if number is not None:
-            layers.setdefault(key_pattern(tensor.name), set()).add(int(number.group(1)))
-    return {pattern: frozenset(numbers) for pattern, numbers in layers.items()}
-
-
 @dataclass
 class _Inputs:
     cfg: dict  # the language-model section, normalised
@@ -544,8 +534,12 @@ class _Inputs:
     key_source: str
     seen: dict[str, dict[str, behaviour.Observation]]  # detector group -> observations
     roles: behaviour.Roles | None
-    layers: dict[str, frozenset[int]] = field(default_factory=dict)  # key pattern -> layers holding it
     layer_shapes: dict[str, dict[int, tuple[int, ...]]] = field(default_factory=dict)  # key pattern -> per layer
+
+    @property
+    def layers(self) -> dict[str, frozenset[int]]:
+        """Key pattern -> the layer numbers whose tensors it names (a tensor some layers only hold)."""
+        return {pattern: frozenset(shapes) for pattern, shapes in self.layer_shapes.items()}
 
 
 def build_anatomy(config: dict, checkpoint: Checkpoint | None = None, *, tree: SourceTree | None = None,
@@ -571,7 +565,7 @@ def build_anatomy(config: dict, checkpoint: Checkpoint | None = None, *, tree: S
     towers = _modality_towers(seen)  # an image or audio encoder's biases and norms are not the decoder's
     decoder = _port_named({k: v for k, v in shapes.items() if not k.startswith(towers)}, seen, roles)
     inputs = _Inputs(_text_section(cfg), shapes, key_facts(decoder), key_source, seen, roles,
-                     checkpoint_layers(checkpoint), checkpoint_layer_shapes(checkpoint))
+                     checkpoint_layer_shapes(checkpoint))
     for assemble in _ASSEMBLERS:
         assemble(anatomy, inputs)
     anatomy.category = categorise(raw, anatomy)
@@ -653,12 +647,11 @@ def _keys_text(keys: list[str]) -> str:
 def _attention(anatomy: Anatomy, inputs: _Inputs) -> None:
     cfg = inputs.cfg
     mixers = _seen(inputs, "mixers", "mixers")
-    if _latent_attention(anatomy, inputs):
-        pass
-    elif mixers:
-        anatomy.add("attention.family", "hybrid", MODELING, mixers.evidence)
-    else:
-        anatomy.add("attention.family", "standard", CONFIG, "no latent-attention rank, no recurrent or conv mixers")
+    if not _latent_attention(anatomy, inputs):
+        if mixers:
+            anatomy.add("attention.family", "hybrid", MODELING, mixers.evidence)
+        else:
+            anatomy.add("attention.family", "standard", CONFIG, "no latent-attention rank, no recurrent or conv mixers")
     heads = _int(cfg, "num_attention_heads", "n_head", "num_heads")
     kv_heads = _int(cfg, "num_key_value_heads", "num_kv_heads", "n_head_kv") or heads
     if cfg.get("multi_query") is True and not cfg.get("new_decoder_architecture"):

@@ -353,6 +353,28 @@ def written_out_attention(config: Any, devices: Sequence[DeviceRef]) -> bool:
         return False
 
 
+def rotate_leading(rotary: RotaryTable, x: TensorValue, input_row_offsets: TensorValue,
+                   kv_collection: PagedCacheValues) -> TensorValue:
+    """Rotary on the leading ``rotary.rot_dim`` channels of each head of ``x`` (all of them unless partial)."""
+    table = ops.cast(rotary.value(x.device), x.dtype)
+    start = kv_collection.cache_lengths
+    interleaved = TRAITS.rotary_style == "interleaved"
+    rot = rotary.rot_dim
+    if rot == int(x.shape[-1]):
+        return rope_ragged(x, input_row_offsets, start, table, interleaved=interleaved)
+    rotated = rope_ragged(x[:, :, :rot], input_row_offsets, start, table, interleaved=interleaved)
+    return ops.concat((rotated, x[:, :, rot:]), axis=-1)
+
+
+def zero_padded(x: TensorValue, width: int) -> TensorValue:
+    """``x`` ([tokens, heads, w]) with zero channels appended to each head up to ``width``."""
+    extra = width - int(x.shape[-1])
+    if extra == 0:
+        return x
+    zeros = ops.broadcast_to(ops.constant(0.0, x.dtype, device=x.device), shape=(x.shape[0], x.shape[1], extra))
+    return ops.concat((x, zeros), axis=-1)
+
+
 class PortAttention(Module):
     """Self-attention over MAX's paged KV cache: projections, rotary, flash attention, output projection."""
 
@@ -413,7 +435,8 @@ class PortAttention(Module):
         if TRAITS.qk_norm == "per_head" and not TRAITS.qk_norm_after_rope:
             q, k = self.q_norm(q), self.k_norm(k)
         if TRAITS.nope != "all" and self.rotary is not None:
-            q, k = self._rotate(q, input_row_offsets, kv_collection), self._rotate(k, input_row_offsets, kv_collection)
+            q = rotate_leading(self.rotary, q, input_row_offsets, kv_collection)
+            k = rotate_leading(self.rotary, k, input_row_offsets, kv_collection)
         if TRAITS.qk_norm == "per_head" and TRAITS.qk_norm_after_rope:  # HunYuan normalises the rotated heads
             q, k = self.q_norm(q), self.k_norm(k)
         if TRAITS.value_norm:
@@ -422,7 +445,9 @@ class PortAttention(Module):
             out = self._written_out(layer_idx, q, k, v, kv_collection, input_row_offsets)
         else:
             if TRAITS.full_head_dim:
-                q, k, v = self._padded(q), self._padded(k), self._padded(v)
+                # zero channels after each head up to the cache's width: the scores q·k and the first head_dim output
+                # channels are those of the narrow heads (the scale is passed as it is)
+                q, k, v = (zero_padded(t, self.cache_head_dim) for t in (q, k, v))
             store_k_cache_ragged(kv_collection, k, input_row_offsets, layer_idx)
             store_v_cache_ragged(kv_collection, v, input_row_offsets, layer_idx)
             mask = MHAMaskVariant.SLIDING_WINDOW_CAUSAL_MASK if self.window > 0 else MHAMaskVariant.CAUSAL_MASK
@@ -434,27 +459,6 @@ class PortAttention(Module):
         if TRAITS.attention_output_norm:
             out = self.output_norm(out)  # BitNet: the attention's output normed before the output projection
         return self.o_proj(out)
-
-    def _padded(self, x: TensorValue) -> TensorValue:
-        """``x`` with zero channels after each head up to the cache's width: the scores q·k and the first
-        ``head_dim`` output channels are those of the narrow heads (the scale is passed as it is)."""
-        extra = self.cache_head_dim - self.head_dim
-        if extra == 0:
-            return x
-        zeros = ops.broadcast_to(ops.constant(0.0, x.dtype, device=x.device), [x.shape[0], x.shape[1], extra])
-        return ops.concat((x, zeros), axis=-1)
-
-    def _rotate(self, x: TensorValue, input_row_offsets: TensorValue, kv_collection: PagedCacheValues) -> TensorValue:
-        """Rotary on the leading ``rot_dim`` columns of each head (all of them unless partial)."""
-        assert self.rotary is not None
-        table = ops.cast(self.rotary.value(x.device), x.dtype)
-        start = kv_collection.cache_lengths
-        interleaved = TRAITS.rotary_style == "interleaved"
-        rot = self.rotary.rot_dim
-        if rot == self.head_dim:
-            return rope_ragged(x, input_row_offsets, start, table, interleaved=interleaved)
-        rotated = rope_ragged(x[:, :, :rot], input_row_offsets, start, table, interleaved=interleaved)
-        return ops.concat((rotated, x[:, :, rot:]), axis=-1)
 
     def _written_out(self, layer_idx: TensorValue, q: TensorValue, k: TensorValue, v: TensorValue,
                      kv_collection: PagedCacheValues, input_row_offsets: TensorValue) -> TensorValue:
@@ -607,15 +611,6 @@ def latent_attention_scale(config: Any) -> float:
     return scale
 
 
-def _padded(x: TensorValue, width: int) -> TensorValue:
-    """``x`` ([tokens, heads, w]) with zero channels appended up to ``width``."""
-    extra = width - int(x.shape[-1])
-    if extra == 0:
-        return x
-    zeros = ops.broadcast_to(ops.constant(0.0, x.dtype, device=x.device), shape=(x.shape[0], x.shape[1], extra))
-    return ops.concat((x, zeros), axis=-1)
-
-
 class LatentAttention(Module):
     """Multi-head latent attention (DeepSeek-V2/V3 style) written as plain attention over MAX's paged KV cache.
 
@@ -670,23 +665,16 @@ class LatentAttention(Module):
         k_nope, v = kv[:, :, :self.nope], kv[:, :, self.nope:]
         q_rope, k_rope = q[:, :, self.nope:], k_rope.reshape((-1, 1, self.rope))
         if self.rotary is not None:
-            q_rope = self._rotate(q_rope, input_row_offsets, kv_collection)
-            k_rope = self._rotate(k_rope, input_row_offsets, kv_collection)
+            q_rope = rotate_leading(self.rotary, q_rope, input_row_offsets, kv_collection)
+            k_rope = rotate_leading(self.rotary, k_rope, input_row_offsets, kv_collection)
         k_rope = ops.broadcast_to(k_rope, shape=(k_nope.shape[0], self.heads, self.rope))
-        q = _padded(ops.concat((q[:, :, :self.nope], q_rope), axis=-1), self.head_dim)
-        k = _padded(ops.concat((k_nope, k_rope), axis=-1), self.head_dim)
+        q = zero_padded(ops.concat((q[:, :, :self.nope], q_rope), axis=-1), self.head_dim)
+        k = zero_padded(ops.concat((k_nope, k_rope), axis=-1), self.head_dim)
         store_k_cache_ragged(kv_collection, k, input_row_offsets, layer_idx)
-        store_v_cache_ragged(kv_collection, _padded(v, self.head_dim), input_row_offsets, layer_idx)
+        store_v_cache_ragged(kv_collection, zero_padded(v, self.head_dim), input_row_offsets, layer_idx)
         out = flash_attention_ragged(self.kv_params, q, input_row_offsets, kv_collection, layer_idx,
                                      mask_variant=MHAMaskVariant.CAUSAL_MASK, scale=self.scale)
         return self.o_proj(out[:, :, :self.v_dim].reshape((-1, self.heads * self.v_dim)))
-
-    def _rotate(self, x: TensorValue, input_row_offsets: TensorValue, kv_collection: PagedCacheValues) -> TensorValue:
-        """Rotary over all of ``x``'s channels (the rope part of each head)."""
-        assert self.rotary is not None
-        table = ops.cast(self.rotary.value(x.device), x.dtype)
-        interleaved = TRAITS.rotary_style == "interleaved"
-        return rope_ragged(x, input_row_offsets, kv_collection.cache_lengths, table, interleaved=interleaved)
 
 
 class LatentCache:
